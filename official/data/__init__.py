@@ -1,0 +1,1 @@
+"""Data: dataset facts, TFRecord format, converter, preprocessing, augmentation, pipelines."""

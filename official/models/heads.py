@@ -1,0 +1,59 @@
+"""The classifier head every family shares: global pooling → dropout → dense → float32 output."""
+
+from __future__ import annotations
+
+import keras
+
+from official.models import layers
+
+
+def classifier_head(
+    x,
+    *,
+    num_classes: int,
+    include_top: bool = True,
+    pooling: str | None = "avg",
+    dropout: float = 0.0,
+    classifier_activation: str | None = None,
+    kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
+):
+    """Pools the last feature map and applies the classifier.
+
+    The pooling layer is named `avg_pool` and the dense layer `predictions` (the
+    keras.applications names). Class activation maps read the input of `avg_pool` and the kernel
+    of `predictions` (Zhou et al. arXiv 1512.04150 §2).
+
+    Args:
+      x: last feature map (N, H, W, C).
+      num_classes: classifier outputs.
+      include_top: add the classifier; if False, return pooled (or unpooled) features.
+      pooling: "avg", "max" or None (only without the top: keep the feature map).
+      dropout: dropout rate before the classifier.
+      classifier_activation: None or "linear" for logits, "softmax" for probabilities.
+      kernel_initializer: initializer of the classifier kernel.
+
+    Returns:
+      Logits or probabilities in float32 under any mixed-precision policy, or features.
+    """
+    if include_top:
+        layers.check_choice(pooling or "", ("avg", "max"), "pooling with include_top")
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    elif pooling is not None:
+        layers.check_choice(pooling, ("avg", "max"), "pooling")
+    if not include_top:
+        return x
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name="top_dropout")(x)
+    x = keras.layers.Dense(num_classes, kernel_initializer=kernel_initializer, name="predictions")(
+        x
+    )
+    activation = classifier_activation or "linear"
+    layers.check_choice(activation, ("linear", "softmax"), "classifier_activation")
+    # The loss and softmax run in float32 even under a mixed policy (Micikevicius et al.
+    # arXiv 1710.03740 §3.3): this layer casts the output.
+    return keras.layers.Activation(
+        activation, dtype="float32", name="probabilities" if activation == "softmax" else "logits"
+    )(x)

@@ -1,0 +1,108 @@
+"""The model registry: every architecture is looked up by name, with its reference metadata.
+
+Family modules (`official/models/<family>.py`) call `register` for each variant when
+`official.models` is imported; `get` and `names` import it on first use, so callers only need
+`from official import registry`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+# ImageNet channel statistics on the 0..255 scale (the values every reference pipeline uses:
+# TF-slim, tensorflow/tpu, torchvision).
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its builder, fixed builder arguments and reference metadata.
+
+    Attributes:
+      name: registry name, e.g. "resnet50_d".
+      builder: the family builder; takes keyword arguments and returns a keras.Model.
+      family: family name, e.g. "resnet".
+      default_resolution: training/eval image size of the reference recipe.
+      min_resolution: smallest input size the architecture accepts.
+      crop_fraction: eval center-crop fraction (image_size / resize_size) of the reference.
+      interpolation: resize method of the reference eval pipeline ("bilinear" or "bicubic").
+      mean: per-channel mean on the 0..255 scale the model normalizes its input with.
+      std: per-channel standard deviation on the 0..255 scale.
+      fixed_size: True when the architecture only accepts `default_resolution` with its top
+        (fully-connected heads such as VGG's).
+      kwargs: builder arguments that define this variant (depth, width, switches).
+    """
+
+    name: str
+    builder: Callable[..., Any]
+    family: str
+    default_resolution: int
+    min_resolution: int = 32
+    crop_fraction: float = 0.875
+    interpolation: str = "bilinear"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    fixed_size: bool = False
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def build(self, **overrides: Any):
+        """Builds the model; `overrides` replace the variant's own builder arguments.
+
+        Raises:
+          ValueError: `image_size` is below the architecture's minimum, or differs from the
+            reference size for a fixed-size model with its top.
+        """
+        image_size = overrides.get("image_size")
+        if image_size is not None and image_size < self.min_resolution:
+            raise ValueError(
+                f"{self.name} needs images of at least {self.min_resolution} px, got {image_size}"
+            )
+        arguments = {"name": self.name, **self.kwargs, **overrides}
+        return self.builder(**arguments)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+class UnknownModelError(KeyError):
+    """Raised for a name that is not registered; the message lists the known names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
+        return str(self.args[0])
+
+
+def register(name: str, builder: Callable[..., Any], **metadata: Any) -> ModelSpec:
+    """Registers `builder` under `name` with the given ModelSpec metadata."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is registered twice")
+    spec = ModelSpec(name=name, builder=builder, **metadata)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def _load_families() -> None:
+    # Importing the package registers every family (each module is imported explicitly there).
+    import official.models  # noqa: F401
+
+
+def get(name: str) -> ModelSpec:
+    """Returns the spec of a registered model, or raises UnknownModelError naming the choices."""
+    _load_families()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}.{hint} Known models: {', '.join(names())}"
+        ) from None
+
+
+def names() -> list[str]:
+    """All registered model names, sorted."""
+    _load_families()
+    return sorted(_REGISTRY)

@@ -1,0 +1,44 @@
+"""Trains a model: `python -m official.train --flagfile=configs/<recipe>.flags [--config.x=y]`.
+
+Flags: `--model_dir` and the `--config.*` tree of official/config.py. Flagfiles may include a
+base flagfile (`--flagfile=configs/base.flags`); later flags override earlier ones.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # Keep TensorFlow's INFO chatter out of logs.
+
+from absl import app, flags  # noqa: E402
+
+from official import cli  # noqa: E402
+from official import config as config_lib  # noqa: E402
+
+_CONFIG = cli.define_config_flag()
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir",
+    None,
+    "Where checkpoints, TensorBoard events, config.json and metrics.json go "
+    "(default: runs/<model name>).",
+)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config: config_lib.Config = _CONFIG.value
+    model_dir = _MODEL_DIR.value or os.path.join("runs", config.model.name)
+    from official.training import experiment  # Imports TensorFlow: after flags are checked.
+
+    with cli.user_errors():
+        experiment.run(config, model_dir)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Training: strategy, precision, optimizer/schedule, losses, checkpoints, summaries, loop."""

@@ -1,0 +1,53 @@
+"""cnn-repro: reproductions of the classic ImageNet CNN papers in Keras 3 / TensorFlow."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+
+setup(
+    name="cnn-repro",
+    version="0.1.0",
+    description=(
+        "Keras 3 / TensorFlow reproductions of EfficientNet, ResNet (Bag of Tricks), VGG, "
+        "Inception, MobileNet and more, with data, training, evaluation and serving."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["official", "official.*"]),
+    install_requires=[
+        "tensorflow>=2.17",
+        "keras>=3.0",
+        "absl-py>=2.0",
+        "ml-collections>=1.0",
+        "numpy>=1.26",
+        # TensorFlow >= 2.20 no longer depends on tensorboard; tf.summary needs it.
+        "tensorboard>=2.17",
+        "pillow>=10.0",
+        "h5py>=3.10",
+    ],
+    extras_require={
+        "tfds": ["tensorflow-datasets>=4.9"],
+        "gpu": ["tensorflow[and-cuda]>=2.17"],
+        "test": [
+            "pytest>=8.0",
+            "pytest-timeout>=2.3",
+            "pytest-xdist>=3.5",
+            "ruff>=0.6",
+            # Regenerates the bundled digits images in a test (tools/make_digits_dataset.py).
+            "scikit-learn>=1.3",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "cnn-repro-train=official.train:run",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
