@@ -47,3 +47,22 @@ class Checkpointer:
         """Writes checkpoint `ckpt-<step>` (TensorFlow writes it under a temporary name and
         renames it when complete)."""
         return self.manager.save(checkpoint_number=step)
+
+
+def latest_checkpoint(model_dir: str) -> str | None:
+    """Path prefix of the newest checkpoint of a run (`.../checkpoints/ckpt-<step>`), or None."""
+    return tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
+
+
+def restore_weights(model, checkpoint_path: str) -> None:
+    """Loads only the model's weights from a training checkpoint (no optimizer state).
+
+    Raises:
+      ValueError: the checkpoint holds no weights for this model (wrong model or file).
+    """
+    status = tf.train.Checkpoint(model=model).read(checkpoint_path)
+    status.expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        raise ValueError(f"{checkpoint_path} does not match the model: {e}") from None

@@ -65,6 +65,36 @@ def build_model(config: config_lib.Config, spec: registry.ModelSpec):
         raise config_lib.ConfigError(f"--config.model.name={spec.name}: {e}") from e
 
 
+def load_trained_model(model_dir: str, *, checkpoint: str | None = None):
+    """Rebuilds a run's model from its config.json and loads trained weights.
+
+    This is how evaluation, export, prediction and class activation maps get a model.
+
+    Args:
+      model_dir: a training run's directory.
+      checkpoint: a checkpoint path prefix; None for the run's latest.
+
+    Returns:
+      (model, resolved config, derived values, checkpoint path used).
+
+    Raises:
+      ConfigError: no config.json or no checkpoint in model_dir.
+    """
+    config, derived = config_lib.load(model_dir)
+    spec = registry.get(config.model.name)
+    path = checkpoint or checkpoints.latest_checkpoint(model_dir)
+    if path is None:
+        raise config_lib.ConfigError(
+            f"--model_dir={model_dir}: no checkpoint in {model_dir}/{checkpoints.CHECKPOINT_DIR}"
+        )
+    model = build_model(config, spec)
+    try:
+        checkpoints.restore_weights(model, path)
+    except ValueError as e:
+        raise config_lib.ConfigError(str(e)) from e
+    return model, config, derived, path
+
+
 def _write_json(path: str, payload: dict) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
