@@ -16,6 +16,11 @@ DECODABLE_FORMATS = ("jpeg", "png", "gif", "bmp")
 
 _TAIL_BYTES = 64
 
+# Start-of-frame markers (ITU T.81 Table B.1): C0-CF except DHT (C4), JPG (C8) and DAC (CC).
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers without a length field: TEM, RST0-7, SOI, EOI.
+_STANDALONE_MARKERS = frozenset([0x01, *range(0xD0, 0xDA)])
+
 
 def sniff(header: bytes) -> str | None:
     """The image format named by the first bytes of a file, or None if not an image."""
@@ -66,3 +71,40 @@ def check_file(path: str | os.PathLike) -> tuple[str | None, str | None]:
         f.seek(max(0, size - _TAIL_BYTES))
         tail = f.read()
     return check(header, tail, size)
+
+
+def jpeg_header(data: bytes) -> tuple[int, int, int]:
+    """(height, width, components) from a JPEG's start-of-frame header, without decoding.
+
+    Components are 3 for colour (YCbCr or RGB), 1 for grayscale and 4 for CMYK/YCCK: the
+    converter stores 3-component files byte for byte and re-encodes the others.
+
+    Raises:
+      ValueError: the header is malformed or has no frame header before the scan.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        raise ValueError("no JPEG start-of-image marker")
+    pos, size = 2, len(data)
+    while pos + 4 <= size:
+        if data[pos] != 0xFF:
+            raise ValueError(f"malformed JPEG header at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # Fill byte before a marker (T.81 §B.1.1.2).
+            pos += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _SOF_MARKERS:
+            if length < 8 or pos + 10 > size:
+                raise ValueError("truncated JPEG frame header")
+            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
+            if height == 0 or width == 0:
+                raise ValueError(f"JPEG frame header gives size {width}x{height}")
+            return height, width, data[pos + 9]
+        if marker == 0xDA or length < 2:  # Scan data before any frame header.
+            break
+        pos += 2 + length
+    raise ValueError("no JPEG frame header")

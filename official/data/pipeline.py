@@ -1,19 +1,22 @@
 """`build_dataset`: every data source → a batched tf.data.Dataset of (uint8 images, labels).
 
 Sources are named by `--config.data.source`:
-  folder:PATH   class-per-folder images, PATH/train/<class>/* and PATH/validation/<class>/*
-  synthetic     random images (benchmarks and smoke tests)
+  folder:PATH       class-per-folder images, PATH/train/<class>/* and PATH/validation/<class>/*
+  tfrecord:DIR      shards written by tools/imagenet_to_tfrecord.py (DIR/labels.json beside them);
+  tfrecord:PATTERN  some of those shards, PATTERN containing {split}, e.g. DIR/{split}-0000*
+  synthetic         random images (benchmarks and smoke tests)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import tensorflow as tf
 from absl import logging
 
-from official.data import imagefile, preprocess
+from official.data import imagefile, preprocess, tfrecord
 
 TRAIN = "train"
 VALIDATION = "validation"
@@ -123,6 +126,109 @@ class FolderSource:
         return tf.io.read_file(path), label
 
 
+class TFRecordSource:
+    """Sharded TFRecords in the format of official/data/tfrecord.py, as the converter writes them.
+
+    The class list and the converter's label offset come from labels.json beside the shards,
+    the record counts from its manifest.json; labels come out 0-based whatever the offset.
+    Paths go through tf.io.gfile, so DIR may be a gs:// bucket too.
+    """
+
+    def __init__(self, location: str):
+        self.location = location
+        if "{split}" in location:
+            directory = os.path.dirname(location)
+        elif tf.io.gfile.isdir(location):
+            directory = location
+        else:
+            raise DataError(
+                f"--config.data.source=tfrecord:{location}: not a directory, and not a pattern "
+                "with {split} in it (e.g. DIR/{split}-*)"
+            )
+        labels_path = os.path.join(directory, tfrecord.LABELS_FILE)
+        if not tf.io.gfile.exists(labels_path):
+            raise DataError(
+                f"tfrecord:{location}: no {labels_path}; point at a directory written by "
+                "tools/imagenet_to_tfrecord.py (rerun it if it was interrupted)"
+            )
+        with tf.io.gfile.GFile(labels_path) as f:
+            labels = json.load(f)
+        self.label_offset = int(labels["label_offset"])
+        self.class_names = tuple(c["synset"] for c in labels["classes"])
+        manifest_path = os.path.join(directory, tfrecord.MANIFEST_FILE)
+        shards = {}
+        if tf.io.gfile.exists(manifest_path):
+            with tf.io.gfile.GFile(manifest_path) as f:
+                shards = json.load(f).get("shards", {})
+        self.files, self.counts = {}, {}
+        for split in (TRAIN, VALIDATION):
+            if "{split}" in location:
+                pattern = location.replace("{split}", split)
+            else:  # Exactly the converter's shards of this split, e.g. train-*-of-01024.
+                pattern = os.path.join(directory, labels["splits"][split]["pattern"])
+            files = sorted(tf.io.gfile.glob(pattern))
+            if not files:
+                raise DataError(f"tfrecord:{location}: no {split} shards match {pattern}")
+            self.files[split] = tuple(files)
+            self.counts[split] = sum(
+                shards[os.path.basename(f)]["records"]
+                if os.path.basename(f) in shards
+                else int(tf.data.TFRecordDataset(f).reduce(0, lambda n, _: n + 1))
+                for f in files
+            )
+
+    @property
+    def info(self) -> DatasetInfo:
+        return DatasetInfo(
+            num_classes=len(self.class_names),
+            class_names=self.class_names,
+            num_examples=dict(self.counts),
+        )
+
+    def examples(
+        self,
+        split: str,
+        *,
+        is_training: bool,
+        shuffle_buffer: int,
+        cache: bool,
+        seed: int,
+        input_context: tf.distribute.InputContext | None,
+    ) -> tf.data.Dataset:
+        """(encoded image, 0-based label) pairs: sharded by file across input pipelines, read
+        with parallel interleave, shuffled in a bounded buffer and repeated when training."""
+        files = self.files[split]
+        ds = tf.data.Dataset.from_tensor_slices(list(files))
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            if len(files) < input_context.num_input_pipelines:
+                raise DataError(
+                    f"tfrecord:{self.location}: {len(files)} {split} shards cannot feed "
+                    f"{input_context.num_input_pipelines} input pipelines; convert with more "
+                    "shards"
+                )
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        if is_training and not cache:
+            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.interleave(
+            lambda path: tf.data.TFRecordDataset(path, buffer_size=8 << 20),
+            cycle_length=min(16, len(files)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=not is_training,
+        )
+        offset = self.label_offset
+        ds = ds.map(
+            lambda serialized: tfrecord.parse(serialized, offset),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=not is_training,
+        )
+        if cache:
+            ds = ds.cache()
+        if is_training:
+            buffer = min(shuffle_buffer, self.counts[split])
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+        return ds
+
+
 class SyntheticSource:
     """Random uint8 images with labels cycling through the classes."""
 
@@ -159,20 +265,24 @@ def open_source(
     """Parses a `--config.data.source` value into a source object.
 
     Args:
-      source: "folder:PATH" or "synthetic".
+      source: "folder:PATH", "tfrecord:DIR", "tfrecord:PATTERN" (with {split}) or "synthetic".
       num_classes: classes of the synthetic source.
       synthetic_examples: examples per epoch of the synthetic source.
       image_size: side of the synthetic images.
 
     Returns:
-      A FolderSource or SyntheticSource.
+      A FolderSource, TFRecordSource or SyntheticSource.
     """
     kind, _, argument = source.partition(":")
     if kind == "folder" and argument:
         return FolderSource(os.path.expanduser(argument))
+    if kind == "tfrecord" and argument:
+        return TFRecordSource(argument if "://" in argument else os.path.expanduser(argument))
     if kind == "synthetic" and not argument:
         return SyntheticSource(num_classes or 1000, synthetic_examples, image_size)
-    raise DataError(f"--config.data.source={source!r}: expected folder:PATH or synthetic")
+    raise DataError(
+        f"--config.data.source={source!r}: expected folder:PATH, tfrecord:DIR or synthetic"
+    )
 
 
 def build_dataset(
@@ -223,21 +333,33 @@ def build_dataset(
             ds = ds.repeat()
         return ds.batch(batch_size, drop_remainder=is_training).prefetch(tf.data.AUTOTUNE)
 
-    ds = source.encoded(split)
-    if input_context is not None:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if cache:
-        ds = ds.map(source.read, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    if is_training:
-        num_examples = source.info.num_examples[split]
-        ds = ds.shuffle(
-            min(shuffle_buffer, num_examples) if cache else num_examples,
+    if isinstance(source, TFRecordSource):
+        ds = source.examples(
+            split,
+            is_training=is_training,
+            shuffle_buffer=shuffle_buffer,
+            cache=cache,
             seed=seed,
-            reshuffle_each_iteration=True,
+            input_context=input_context,
         )
-        ds = ds.repeat()
-    if not cache:
-        ds = ds.map(source.read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training)
+    else:
+        ds = source.encoded(split)
+        if input_context is not None:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        if cache:
+            ds = ds.map(source.read, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        if is_training:
+            num_examples = source.info.num_examples[split]
+            ds = ds.shuffle(
+                min(shuffle_buffer, num_examples) if cache else num_examples,
+                seed=seed,
+                reshuffle_each_iteration=True,
+            )
+            ds = ds.repeat()
+        if not cache:
+            ds = ds.map(
+                source.read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training
+            )
 
     if is_training:
         # One stateless seed per example: augmentation is reproducible given the seed.

@@ -1,0 +1,260 @@
+"""The TFRecord format: feature keys, and encode/decode of one image record.
+
+The one place the format is defined; the converter (official/data/convert.py) writes it and the
+input pipeline (official/data/pipeline.py) reads it. It is the format of tensorflow/tpu's
+`imagenet_to_gcs.py` and TF Model Garden's ImageNet records (one `tf.train.Example` per image,
+keys `image/encoded`, `image/class/label`, ...) plus the `image/class/text` field of TF-slim's
+`build_imagenet_data.py`, so files written here feed those readers and theirs feed ours.
+
+`encode`/`decode` and the record framing are plain Python (protobuf wire format and masked
+CRC32C, as in tensorflow/core/lib/io/record_writer.cc): converter workers then start in a
+fraction of a second instead of importing TensorFlow. The encoding is the deterministic
+serialization of `tf.train.Example` (map entries sorted by key), so the same image always gives
+the same bytes; tests/data/test_tfrecord.py checks both against TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import google_crc32c
+
+# Beside the shards in a converter's output directory: label index → synset and name, the label
+# offset and record counts (labels.json); settings and per-shard checksums (manifest.json).
+LABELS_FILE = "labels.json"
+MANIFEST_FILE = "manifest.json"
+
+ENCODED = "image/encoded"
+FORMAT = "image/format"
+LABEL = "image/class/label"
+SYNSET = "image/class/synset"
+TEXT = "image/class/text"
+HEIGHT = "image/height"
+WIDTH = "image/width"
+CHANNELS = "image/channels"
+COLORSPACE = "image/colorspace"
+FILENAME = "image/filename"
+
+_INT_KEYS = (CHANNELS, LABEL, HEIGHT, WIDTH)
+_BYTES_KEYS = (ENCODED, FORMAT, SYNSET, TEXT, COLORSPACE, FILENAME)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+    """One image as stored: the encoded bytes and what the readers need to know about them."""
+
+    encoded: bytes
+    label: int
+    synset: str
+    text: str
+    height: int
+    width: int
+    filename: str
+    channels: int = 3
+    colorspace: str = "RGB"
+    format: str = "JPEG"
+
+    def features(self) -> dict[str, int | bytes]:
+        return {
+            ENCODED: self.encoded,
+            FORMAT: self.format.encode(),
+            LABEL: self.label,
+            SYNSET: self.synset.encode(),
+            TEXT: self.text.encode(),
+            HEIGHT: self.height,
+            WIDTH: self.width,
+            CHANNELS: self.channels,
+            COLORSPACE: self.colorspace.encode(),
+            FILENAME: self.filename.encode(),
+        }
+
+
+# --- protobuf wire format (https://protobuf.dev/programming-guides/encoding/) -----------------
+# Example{features=1}; Features{map<string, Feature> feature=1}; map entry{key=1, value=2};
+# Feature{bytes_list=1, float_list=2, int64_list=3}; BytesList/Int64List{repeated value=1}.
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # Negative int64 values take ten bytes (two's complement).
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | _LEN) + _varint(len(payload)) + payload
+
+
+def _feature(value: int | bytes) -> bytes:
+    if isinstance(value, bytes):
+        return _field(1, _field(1, value))  # bytes_list { value: ... }
+    return _field(3, _field(1, _varint(value)))  # int64_list { value: [...] } (packed)
+
+
+def encode(record: ImageRecord) -> bytes:
+    """The serialized tf.train.Example of one image (deterministic: keys in sorted order)."""
+    entries = b"".join(
+        _field(1, _field(1, key.encode()) + _field(2, _feature(value)))
+        for key, value in sorted(record.features().items())
+    )
+    return _field(1, entries)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("malformed protobuf varint")
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
+    """(field number, wire type, value) of each field of one message."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == _VARINT:
+            value, pos = _read_varint(data, pos)
+        elif wire_type == _LEN:
+            length, pos = _read_varint(data, pos)
+            value, pos = data[pos : pos + length], pos + length
+            if len(value) != length:
+                raise ValueError("truncated protobuf field")
+        elif wire_type in (_I64, _I32):
+            width = 8 if wire_type == _I64 else 4
+            value, pos = data[pos : pos + width], pos + width
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire_type}")
+        yield number, wire_type, value
+
+
+def _decode_feature(data: bytes) -> list[int] | list[bytes]:
+    values: list = []
+    for kind, _, payload in _fields(data):
+        for number, wire_type, value in _fields(payload):
+            if number != 1:
+                continue
+            if kind == 1:  # bytes_list
+                values.append(bytes(value))
+            elif kind == 3 and wire_type == _LEN:  # packed int64_list
+                pos = 0
+                while pos < len(value):
+                    item, pos = _read_varint(value, pos)
+                    values.append(item - (1 << 64) if item >= 1 << 63 else item)
+            elif kind == 3:  # unpacked int64_list
+                values.append(value - (1 << 64) if value >= 1 << 63 else value)
+    return values
+
+
+def decode_features(serialized: bytes) -> dict[str, list]:
+    """Every feature of a serialized tf.train.Example: key → list of ints or bytes."""
+    features: dict[str, list] = {}
+    for number, _, payload in _fields(serialized):
+        if number != 1:
+            continue
+        for entry_number, _, entry in _fields(payload):
+            if entry_number != 1:
+                continue
+            key, value = "", b""
+            for part, _, content in _fields(entry):
+                if part == 1:
+                    key = bytes(content).decode()
+                elif part == 2:
+                    value = bytes(content)
+            features[key] = _decode_feature(value)
+    return features
+
+
+def decode(serialized: bytes) -> ImageRecord:
+    """The ImageRecord of a serialized tf.train.Example.
+
+    Raises:
+      ValueError: the bytes are not an Example with every key of the format.
+    """
+    features = decode_features(serialized)
+    missing = [k for k in _INT_KEYS + _BYTES_KEYS if len(features.get(k, ())) != 1]
+    if missing:
+        raise ValueError(f"record lacks {', '.join(missing)}")
+    text = {k: features[k][0].decode() for k in _BYTES_KEYS if k != ENCODED}
+    return ImageRecord(
+        encoded=features[ENCODED][0],
+        label=features[LABEL][0],
+        synset=text[SYNSET],
+        text=text[TEXT],
+        height=features[HEIGHT][0],
+        width=features[WIDTH][0],
+        filename=text[FILENAME],
+        channels=features[CHANNELS][0],
+        colorspace=text[COLORSPACE],
+        format=text[FORMAT],
+    )
+
+
+# --- TFRecord framing: length, masked CRC32C of the length, data, masked CRC32C of the data -----
+_MASK_DELTA = 0xA282EAD8
+
+
+def _masked_crc(data: bytes) -> bytes:
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF)
+
+
+def frame(data: bytes) -> bytes:
+    """One TFRecord: the bytes to append to a .tfrecord file for `data`."""
+    length = struct.pack("<Q", len(data))
+    return length + _masked_crc(length) + data + _masked_crc(data)
+
+
+def read_records(stream: BinaryIO) -> Iterator[bytes]:
+    """The records of a TFRecord file, each checked against its CRCs.
+
+    Raises:
+      ValueError: a truncated file or a checksum mismatch (the message gives the record index).
+    """
+    index = 0
+    while True:
+        header = stream.read(12)
+        if not header:
+            return
+        if len(header) < 12 or _masked_crc(header[:8]) != header[8:]:
+            raise ValueError(f"record {index}: corrupt or truncated length header")
+        (length,) = struct.unpack("<Q", header[:8])
+        data = stream.read(length)
+        footer = stream.read(4)
+        if len(data) < length or len(footer) < 4:
+            raise ValueError(f"record {index}: truncated")
+        if _masked_crc(data) != footer:
+            raise ValueError(f"record {index}: data checksum mismatch")
+        yield data
+        index += 1
+
+
+def parse(serialized, label_offset: int = 0):
+    """TensorFlow op: a serialized record → (encoded image bytes, int32 label - label_offset).
+
+    Used inside tf.data maps; `label_offset` is the converter's --label_offset (1 for
+    tensorflow/tpu's background-at-0 labels), so the labels come out 0-based.
+    """
+    import tensorflow as tf  # Only the reading side needs TensorFlow (see the module docstring).
+
+    parsed = tf.io.parse_single_example(
+        serialized,
+        {
+            ENCODED: tf.io.FixedLenFeature([], tf.string),
+            LABEL: tf.io.FixedLenFeature([], tf.int64),
+        },
+    )
+    return parsed[ENCODED], tf.cast(parsed[LABEL] - label_offset, tf.int32)
