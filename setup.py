@@ -28,6 +28,8 @@ setup(
         "tensorboard>=2.17",
         "pillow>=10.0",
         "h5py>=3.10",
+        # CRC32C of TFRecord framing, so converter workers need not import TensorFlow.
+        "google-crc32c>=1.5",
     ],
     extras_require={
         "tfds": ["tensorflow-datasets>=4.9"],
@@ -44,6 +46,7 @@ setup(
     entry_points={
         "console_scripts": [
             "cnn-repro-train=official.train:run",
+            "imagenet-to-tfrecord=official.imagenet_to_tfrecord:run",
         ],
     },
     classifiers=[

@@ -36,6 +36,8 @@ import os
 import pathlib
 import random
 import re
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterable
 
@@ -365,9 +367,13 @@ class ShardResult:
 
 
 def write_shard(task: ShardTask) -> ShardResult:
-    """Writes one shard under a temporary name and renames it when complete."""
+    """Writes one shard under a temporary name and renames it when complete.
+
+    The temporary name is private to this process, so a worker orphaned by a killed run can
+    never write into the file of the rerun's worker (each renames complete, identical bytes).
+    """
     final = os.path.join(task.output_dir, task.name)
-    temporary = os.path.join(task.output_dir, _TMP_PREFIX + task.name)
+    temporary = os.path.join(task.output_dir, f"{_TMP_PREFIX}{task.name}.{os.getpid()}")
     digest = hashlib.sha256()
     records = size = 0
     skipped, reencoded = [], []
@@ -418,6 +424,15 @@ def default_num_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux the kernel SIGKILLs the worker when the converter dies
+    (PR_SET_PDEATHSIG), so a killed run leaves no worker behind still writing shards."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG (linux/prctl.h)
+
+
 def _run(function: Callable, tasks: list, num_workers: int, on_result: Callable) -> None:
     """Calls on_result(task, function(task)) for every task, in worker processes when > 1.
 
@@ -430,7 +445,9 @@ def _run(function: Callable, tasks: list, num_workers: int, on_result: Callable)
         return
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(num_workers, len(tasks)), mp_context=context
+        max_workers=min(num_workers, len(tasks)),
+        mp_context=context,
+        initializer=_die_with_parent,
     ) as pool:
         futures = {pool.submit(function, task): task for task in tasks}
         try:

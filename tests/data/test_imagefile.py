@@ -54,3 +54,15 @@ def test_check_file_reads_from_disk(tmp_path):
     path = tmp_path / "x.JPEG"
     path.write_bytes(_encode("PNG"))
     assert imagefile.check_file(path) == ("png", None)  # a PNG named .JPEG is still a PNG
+
+
+@pytest.mark.parametrize("mode, components", [("RGB", 3), ("L", 1), ("CMYK", 4)])
+def test_jpeg_header_reads_size_and_components_without_decoding(mode, components):
+    buffer = io.BytesIO()
+    Image.new(mode, (37, 21)).save(buffer, format="JPEG", progressive=mode == "L")
+    data = buffer.getvalue()
+    assert imagefile.jpeg_header(data) == (21, 37, components)
+    with pytest.raises(ValueError, match="no JPEG frame header"):
+        imagefile.jpeg_header(data[:20])
+    with pytest.raises(ValueError, match="start-of-image"):
+        imagefile.jpeg_header(_encode("PNG"))

@@ -1,0 +1,74 @@
+"""The TFRecord format module against TensorFlow's own protobuf and record implementations."""
+
+import io
+
+import pytest
+import tensorflow as tf
+
+from official.data import tfrecord
+
+RECORD = tfrecord.ImageRecord(
+    encoded=b"\xff\xd8\xff" + bytes(range(256)) * 40,
+    label=65,
+    synset="n01751748",
+    text="sea snake",
+    height=375,
+    width=500,
+    filename="ILSVRC2012_val_00000001.JPEG",
+)
+
+
+def test_encode_is_tensorflows_deterministic_serialization():
+    serialized = tfrecord.encode(RECORD)
+    example = tf.train.Example.FromString(serialized)
+    feature = example.features.feature
+    assert feature["image/class/label"].int64_list.value == [65]
+    assert feature["image/height"].int64_list.value == [375]
+    assert feature["image/width"].int64_list.value == [500]
+    assert feature["image/channels"].int64_list.value == [3]
+    assert feature["image/encoded"].bytes_list.value == [RECORD.encoded]
+    assert feature["image/class/synset"].bytes_list.value == [b"n01751748"]
+    assert feature["image/class/text"].bytes_list.value == [b"sea snake"]
+    assert feature["image/format"].bytes_list.value == [b"JPEG"]
+    assert feature["image/colorspace"].bytes_list.value == [b"RGB"]
+    assert feature["image/filename"].bytes_list.value == [b"ILSVRC2012_val_00000001.JPEG"]
+    # Byte for byte what protobuf writes with sorted map keys: the same record → the same bytes.
+    assert example.SerializeToString(deterministic=True) == serialized
+
+
+def test_decode_round_trips_ours_and_tensorflows():
+    assert tfrecord.decode(tfrecord.encode(RECORD)) == RECORD
+    negative = tfrecord.ImageRecord(b"x", -2, "", "ü", 1, 1, "f")
+    assert tfrecord.decode(tfrecord.encode(negative)) == negative
+    # A record built by TensorFlow (unsorted keys, an extra feature) decodes too.
+    example = tf.train.Example.FromString(tfrecord.encode(RECORD))
+    example.features.feature["image/object/bbox/xmin"].float_list.value.append(0.5)
+    assert tfrecord.decode(example.SerializeToString()) == RECORD
+    del example.features.feature["image/class/text"]
+    with pytest.raises(ValueError, match="image/class/text"):
+        tfrecord.decode(example.SerializeToString())
+
+
+def test_framing_equals_tfrecordwriter_and_checksums_are_checked(tmp_path):
+    path = tmp_path / "shard"
+    payloads = [tfrecord.encode(RECORD), b"", b"second"]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for payload in payloads:
+            writer.write(payload)
+    data = path.read_bytes()
+    assert data == b"".join(tfrecord.frame(p) for p in payloads)
+    assert list(tfrecord.read_records(io.BytesIO(data))) == payloads
+    assert [bytes(r) for r in tf.data.TFRecordDataset(str(path)).as_numpy_iterator()] == payloads
+
+    flipped = bytearray(data)
+    flipped[100] ^= 1
+    with pytest.raises(ValueError, match="record 0: data checksum mismatch"):
+        list(tfrecord.read_records(io.BytesIO(bytes(flipped))))
+    with pytest.raises(ValueError, match="record 2: truncated"):
+        list(tfrecord.read_records(io.BytesIO(data[:-3])))
+
+
+def test_parse_subtracts_the_label_offset():
+    encoded, label = tfrecord.parse(tf.constant(tfrecord.encode(RECORD)), label_offset=1)
+    assert encoded.numpy() == RECORD.encoded
+    assert label.dtype == tf.int32 and int(label) == 64
