@@ -88,23 +88,40 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _tag(number: int) -> bytes:
+    return _varint(number << 3 | _LEN)
+
+
 def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | _LEN) + _varint(len(payload)) + payload
+    return _tag(number) + _varint(len(payload)) + payload
 
 
-def _feature(value: int | bytes) -> bytes:
+# The key field of every map entry, encoded once; sorted, as protobuf's deterministic order.
+_KEY_FIELDS = {key: _field(1, key.encode()) for key in sorted(_INT_KEYS + _BYTES_KEYS)}
+
+
+def _entry_parts(key: str, value: int | bytes) -> tuple[bytes, bytes]:
+    """One map entry {key: Feature} as (headers, value) whose concatenation is its encoding.
+
+    The value stays a piece of its own behind the nested length headers, so the image bytes
+    are copied once (by the final join) rather than once per nesting level.
+    """
     if isinstance(value, bytes):
-        return _field(1, _field(1, value))  # bytes_list { value: ... }
-    return _field(3, _field(1, _varint(value)))  # int64_list { value: [...] } (packed)
+        feature_tag = _tag(1)  # Feature.bytes_list
+    else:
+        value = _varint(value)  # Int64List.value, packed
+        feature_tag = _tag(3)  # Feature.int64_list
+    inner = _tag(1) + _varint(len(value))  # BytesList.value / Int64List.value
+    feature = feature_tag + _varint(len(inner) + len(value)) + inner
+    entry = _KEY_FIELDS[key] + _tag(2) + _varint(len(feature) + len(value))
+    return _tag(1) + _varint(len(entry) + len(feature) + len(value)) + entry + feature, value
 
 
 def encode(record: ImageRecord) -> bytes:
     """The serialized tf.train.Example of one image (deterministic: keys in sorted order)."""
-    entries = b"".join(
-        _field(1, _field(1, key.encode()) + _field(2, _feature(value)))
-        for key, value in sorted(record.features().items())
-    )
-    return _field(1, entries)
+    features = record.features()
+    parts = [part for key in _KEY_FIELDS for part in _entry_parts(key, features[key])]
+    return b"".join([_tag(1), _varint(sum(map(len, parts))), *parts])
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
