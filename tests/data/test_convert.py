@@ -499,3 +499,31 @@ def test_sigkill_mid_run_then_rerun_gives_identical_files(tmp_path, repo):
     rerun = _cli(*flags, cwd=repo)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert digests(out) == digests(reference)  # Shards, labels.json and manifest.json.
+
+
+def test_bundled_imagenet_files():
+    synsets = convert.read_synset_names(convert.IMAGENET_SYNSETS)
+    assert len(synsets) == 1000 and sorted(synsets) == list(synsets)
+    assert [synsets[s] for s in SYNSETS] == list(NAMES)
+    assert synsets["n15075141"] == "toilet tissue, toilet paper, bathroom tissue"
+    data = convert.IMAGENET_VALIDATION_SYNSETS.read_bytes()
+    lines = data.decode().splitlines()
+    assert len(lines) == 50_000 and set(lines) == set(synsets)
+    assert all(lines.count(s) == 50 for s in SYNSETS)  # 50 validation images per class.
+    # ILSVRC2012_val_00000001 is a sea snake, val_00050000 a llama (tensorflow/models' list).
+    assert (lines[0], lines[-1]) == ("n01751748", "n02437616")
+    assert hashlib.sha256(data).hexdigest() == (
+        "313fc3f23c864dde9183c9a368809065765dd1b657a6904fded44e3e46d34604"
+    )
+
+
+def test_flat_imagenet_validation_uses_the_bundled_labels(tmp_path):
+    (tmp_path / "validation").mkdir()
+    path = convert._flat_validation_labels(
+        str(tmp_path), str(tmp_path / "validation"), 50_000, labels_file=""
+    )
+    assert path == str(convert.IMAGENET_VALIDATION_SYNSETS)
+    with pytest.raises(convert.ConversionError, match="holds 49999 images but no class"):
+        convert._flat_validation_labels(
+            str(tmp_path), str(tmp_path / "validation"), 49_999, labels_file=""
+        )
