@@ -498,6 +498,11 @@ def _check_output_dir(output_dir: str, manifest: dict | None, settings: dict, in
                 "written by this converter, or its manifest was deleted); use an empty directory"
             )
         return
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ConversionError(
+            f"--output_dir={output_dir}: holds a conversion in format version "
+            f"{manifest.get('format_version')}, not {FORMAT_VERSION}; use another --output_dir"
+        )
     old = manifest.get("settings", {})
     for key in sorted(set(old) | set(settings)):
         if old.get(key) != settings.get(key):
@@ -568,7 +573,7 @@ def convert(
       validation_fraction: share of every class held out when there is no validation folder.
       seed: seed of the training-order shuffle and of that split.
       validation_labels: labels file of a flat validation folder (see `discover`).
-      verify: re-read every shard afterwards (`verify`); problems go to Summary.problems.
+      verify: re-read every shard afterwards (`verify_output`); findings go to Summary.problems.
       stream: progress output (stderr by default).
 
     Returns:
@@ -576,12 +581,17 @@ def convert(
 
     Raises:
       ConversionError: wrong layout, flags or output directory (nothing is written).
+
+    Worker processes are spawned, so a script that calls this with num_workers != 1 needs the
+    usual `if __name__ == "__main__":` guard around its top-level code.
     """
     for flag, value in (("train_shards", train_shards), ("validation_shards", validation_shards)):
         if value < 1:
             raise ConversionError(f"--{flag}={value}: must be at least 1")
     if label_offset < 0:
         raise ConversionError(f"--label_offset={label_offset}: must be >= 0")
+    if num_workers < 0:
+        raise ConversionError(f"--num_workers={num_workers}: must be >= 0 (0: one per core)")
     plan = discover(
         raw_data_dir,
         validation_fraction=validation_fraction,
