@@ -30,10 +30,15 @@ setup(
         "h5py>=3.10",
         # CRC32C of TFRecord framing, so converter workers need not import TensorFlow.
         "google-crc32c>=1.5",
+        # The PredictionLog protos of the SavedModel export's TF Serving warm-up file.
+        "tensorflow-serving-api>=2.17",
     ],
     extras_require={
         "tfds": ["tensorflow-datasets>=4.9"],
         "gpu": ["tensorflow[and-cuda]>=2.17"],
+        # The LiteRT interpreter that runs exported .tflite models (tf.lite.Interpreter is
+        # deprecated in TensorFlow 2.21 in its favour).
+        "tflite": ["ai-edge-litert>=1.0"],
         "test": [
             "pytest>=8.0",
             "pytest-timeout>=2.3",
@@ -41,12 +46,18 @@ setup(
             "ruff>=0.6",
             # Regenerates the bundled digits images in a test (tools/make_digits_dataset.py).
             "scikit-learn>=1.3",
+            # Evaluating .tflite exports (same as the tflite extra).
+            "ai-edge-litert>=1.0",
         ],
     },
     entry_points={
         "console_scripts": [
             "cnn-repro-train=official.train:run",
             "imagenet-to-tfrecord=official.imagenet_to_tfrecord:run",
+            "cnn-repro-evaluate=official.evaluate:run",
+            "cnn-repro-export=official.export:run",
+            "cnn-repro-predict=official.predict:run",
+            "cnn-repro-cam=official.cam:run",
         ],
     },
     classifiers=[

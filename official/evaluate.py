@@ -1,0 +1,105 @@
+"""Evaluates a training run: `python -m official.evaluate --model_dir=DIR [--mode=...]`.
+
+Data, model and preprocessing come from the run's config.json unless overridden. Reports top-1
+and top-5 accuracy/error, per-class accuracy, a confusion matrix (CSV and TensorBoard image)
+and the expected calibration error, and writes them as JSON under DIR/evaluation/.
+
+Modes: center (reference single crop), multi_crop (--crops=ten, or grid: VGG's 5×5 crops and
+flips at each of --scales), multi_scale (dense at several --scales, posteriors averaged), dense
+(fully-convolutional on the whole image, flip averaged), ensemble (--ensemble=DIR1,DIR2,...,
+each a run or a checkpoint). --tflite=FILE evaluates a converted model with center crops.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # Keep TensorFlow's INFO chatter out of logs.
+
+from absl import app, flags  # noqa: E402
+
+from official import cli  # noqa: E402
+
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "Training run directory (default for --mode=ensemble: the first member)."
+)
+_MODE = flags.DEFINE_enum(
+    "mode", "center", ["center", "multi_crop", "multi_scale", "dense", "ensemble"], "How to test."
+)
+_CROPS = flags.DEFINE_enum("crops", "ten", ["ten", "grid"], "multi_crop: ten-crop or VGG grid.")
+_SCALES = flags.DEFINE_list(
+    "scales",
+    [],
+    "Test scales Q (shorter side, px). Defaults: grid S,1.5S,2S; multi_scale S-32,S,S+32; "
+    "dense S; S = image_size / crop_fraction.",
+)
+_FLIP = flags.DEFINE_boolean("flip", True, "dense/multi_scale: average with the mirror image.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
+_SOURCE = flags.DEFINE_string("source", "", "Data source override (folder:PATH, synthetic).")
+_SPLIT = flags.DEFINE_string("split", "validation", "Split to evaluate.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 0, "Images per batch (0: the run's).")
+_ENSEMBLE = flags.DEFINE_string("ensemble", "", "mode=ensemble: comma-separated runs/checkpoints.")
+_TFLITE = flags.DEFINE_string("tflite", "", "Evaluate this .tflite file (center crops).")
+_CAM = flags.DEFINE_integer(
+    "cam_misclassified", 0, "Write CAM overlays of this many worst mistakes (PNG + TensorBoard)."
+)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "", "Where results go (default DIR/evaluation).")
+
+
+def _scales() -> tuple[int, ...]:
+    try:
+        scales = tuple(int(value) for value in _SCALES.value)
+    except ValueError:
+        cli.fail(f"--scales={','.join(_SCALES.value)}: expected integers (pixels)")
+    if any(scale <= 0 for scale in scales):
+        cli.fail(f"--scales={','.join(_SCALES.value)}: expected positive sizes")
+    return scales
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if _CAM.value < 0 or _BATCH_SIZE.value < 0:
+        cli.fail("--cam_misclassified and --batch_size must be >= 0")
+    from official.evaluation import experiment  # Imports TensorFlow: after flags are checked.
+
+    options = experiment.Options(
+        mode=_MODE.value,
+        crops=_CROPS.value,
+        scales=_scales(),
+        flip=_FLIP.value,
+        source=_SOURCE.value,
+        split=_SPLIT.value,
+        batch_size=_BATCH_SIZE.value,
+        checkpoint=_CHECKPOINT.value,
+        ensemble=_ENSEMBLE.value,
+        tflite=_TFLITE.value,
+        cam_misclassified=_CAM.value,
+        output_dir=_OUTPUT_DIR.value,
+    )
+    with cli.user_errors():
+        try:
+            results = experiment.run(_MODEL_DIR.value, options)
+        except experiment.USER_ERRORS as e:
+            cli.fail(str(e))
+    print(
+        f"{results['name']}: top-1 {results['top1']:.4f} (error {results['top1_error']:.4f})  "
+        f"top-5 {results['top5']:.4f} (error {results['top5_error']:.4f})  "
+        f"ECE {results['ece']:.4f}  NLL {results['nll']:.4f}  "
+        f"mean per-class {results['mean_per_class_accuracy']:.4f}  "
+        f"({results['examples']} images)"
+    )
+    print(f"results:      {results['results_file']}")
+    print(f"confusion:    {results['confusion_csv']}")
+    print(f"predictions:  {results['predictions_csv']}")
+    if results["misclassified_cam"]:
+        print(f"CAM overlays: {os.path.dirname(results['misclassified_cam'][0])}")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Evaluation, serving export, TFLite and class activation maps of trained runs."""

@@ -1,0 +1,150 @@
+"""Class activation maps: where in the image the evidence for a class is.
+
+CAM (Zhou et al. arXiv 1512.04150 §2): for a network ending in global average pooling and a
+linear classifier, the map of class c is M_c(x, y) = Σ_k w_k^c f_k(x, y), the classifier's
+weights applied to the last feature map before pooling (its spatial mean is the class score,
+up to the bias).
+
+Grad-CAM (Selvaraju et al. arXiv 1610.02391 §3, eq. 1-2) for any other head: the feature maps
+A^k of the last spatial layer are weighted by the spatially averaged gradient of the class
+score, α_k^c = mean_{x,y} ∂y^c/∂A^k(x, y), and L^c = ReLU(Σ_k α_k^c A^k).
+
+Overlays are drawn with Pillow (a jet-like colour map on the image, the class named above it);
+no plotting library is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageDraw, ImageFont
+
+from official.evaluation import dense
+
+# Overlays of small inputs (e.g. 32 px digits) are enlarged to this side to stay readable.
+MIN_DISPLAY_SIDE = 224
+HEAT_OPACITY = 0.5
+CAPTION_HEIGHT = 20
+
+
+@dataclasses.dataclass
+class ActivationMaps:
+    """Maps of a batch: `maps` (N, H, W) in [0, 1] at the input's size, the class each map is
+    for, the model's posteriors (N, K), and the method ("cam" or "grad_cam")."""
+
+    maps: np.ndarray
+    classes: np.ndarray
+    probabilities: np.ndarray
+    method: str
+
+
+def last_spatial_layer(model: keras.Model) -> keras.layers.Layer:
+    """The last layer whose output is a feature map with more than one location (Grad-CAM's
+    target: later maps are the pooled or flattened head)."""
+    for layer in reversed(model.layers):
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):  # A layer used several times or a nested model.
+            continue
+        if len(shape) == 4 and (shape[1] is None or shape[1] > 1 or shape[2] > 1):
+            return layer
+    raise ValueError(f"{model.name}: no layer with a spatial feature map for Grad-CAM")
+
+
+class ActivationMapper:
+    """CAM for models ending in global average pooling, Grad-CAM otherwise.
+
+    Args:
+      model: a Keras model taking 0..255 images and returning logits.
+      method: "auto" (CAM when the head allows it), "cam" or "grad_cam".
+    """
+
+    def __init__(self, model: keras.Model, method: str = "auto"):
+        head = dense.gap_classifier(model)
+        if method == "auto":
+            method = "cam" if head is not None else "grad_cam"
+        if method == "cam" and head is None:
+            raise ValueError(
+                f"{model.name}: CAM needs global average pooling followed by the classifier; "
+                "use Grad-CAM"
+            )
+        if method not in ("cam", "grad_cam"):
+            raise ValueError(f"unknown method {method!r}; choose auto, cam or grad_cam")
+        self.method = method
+        if method == "cam":
+            pool, self.classifier = head
+            feature_output = pool.input
+        else:
+            feature_output = last_spatial_layer(model).output
+        self.features_and_logits = keras.Model(model.inputs, [feature_output, model.output])
+
+    def _forward(self, images):
+        features, outputs = self.features_and_logits(images, training=False)
+        return tf.cast(features, tf.float32), tf.cast(dense.logits_of(outputs), tf.float32)
+
+    def raw_maps(self, images: np.ndarray, classes: np.ndarray | None = None):
+        """(maps at the feature-map resolution (N, h, w), classes, posteriors (N, K))."""
+        images = tf.cast(tf.convert_to_tensor(images), tf.float32)
+        with tf.GradientTape() as tape:
+            features, logits = self._forward(images)
+            if classes is None:
+                classes = tf.argmax(logits, axis=-1, output_type=tf.int32).numpy()
+            score = tf.gather(logits, classes, axis=1, batch_dims=1)
+        if self.method == "cam":
+            weights = tf.gather(tf.cast(self.classifier.kernel, tf.float32), classes, axis=1)
+            maps = tf.einsum("nhwc,cn->nhw", features, weights)
+        else:
+            gradients = tape.gradient(score, features)
+            alphas = tf.reduce_mean(gradients, axis=[1, 2])
+            maps = tf.nn.relu(tf.einsum("nhwc,nc->nhw", features, alphas))
+        return maps.numpy(), np.asarray(classes), tf.nn.softmax(logits).numpy()
+
+    def __call__(self, images: np.ndarray, classes: np.ndarray | None = None) -> ActivationMaps:
+        """Maps of `classes` (default: each image's top class), upsampled to the image size
+        and scaled to [0, 1] per image."""
+        maps, classes, probabilities = self.raw_maps(images, classes)
+        size = np.asarray(images).shape[1:3]
+        upsampled = tf.image.resize(maps[..., None], size, method="bilinear")[..., 0].numpy()
+        low = upsampled.min(axis=(1, 2), keepdims=True)
+        high = upsampled.max(axis=(1, 2), keepdims=True)
+        scaled = (upsampled - low) / np.maximum(high - low, 1e-12)
+        return ActivationMaps(scaled, classes, probabilities, self.method)
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """[0, 1] → RGB uint8 along a jet-like ramp (blue, cyan, yellow, red)."""
+    values = np.clip(values, 0.0, 1.0)[..., None]
+    red = np.clip(1.5 - np.abs(4.0 * values - 3.0), 0.0, 1.0)
+    green = np.clip(1.5 - np.abs(4.0 * values - 2.0), 0.0, 1.0)
+    blue = np.clip(1.5 - np.abs(4.0 * values - 1.0), 0.0, 1.0)
+    return np.round(255.0 * np.concatenate([red, green, blue], axis=-1)).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, caption: str) -> Image.Image:
+    """The heat map blended over the image, enlarged to MIN_DISPLAY_SIDE if smaller, with a
+    caption strip above it."""
+    height, width = image.shape[:2]
+    scale = max(1.0, MIN_DISPLAY_SIDE / min(height, width))
+    size = (int(round(width * scale)), int(round(height * scale)))
+    picture = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize(size, Image.BILINEAR)
+    heat_picture = Image.fromarray(colormap(heat)).resize(size, Image.BILINEAR)
+    blended = Image.blend(picture.convert("RGB"), heat_picture, HEAT_OPACITY)
+    canvas = Image.new("RGB", (size[0], size[1] + CAPTION_HEIGHT), (0, 0, 0))
+    canvas.paste(blended, (0, CAPTION_HEIGHT))
+    ImageDraw.Draw(canvas).text(
+        (4, 4), caption, fill=(255, 255, 255), font=ImageFont.load_default()
+    )
+    return canvas
+
+
+def save_png(picture: Image.Image, path: str) -> str:
+    """Writes a PNG through a temporary name, renamed when complete."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temporary = path + ".tmp"
+    picture.save(temporary, format="PNG")
+    os.replace(temporary, path)
+    return path

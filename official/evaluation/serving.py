@@ -1,0 +1,334 @@
+"""The SavedModel that TF Serving loads: encoded images in, top-k classes and names out.
+
+Signatures:
+  serving_default   image_bytes: string [N] (JPEG/PNG/GIF/BMP, any size) →
+                    classes int32 [N, k], probabilities float32 [N, k], class_names string [N, k]
+                    (the model's own eval preprocessing, `preprocess.eval_image`, runs in the
+                    graph, so the export gives exactly what `official.evaluate --mode=center`
+                    gives)
+  predict_images    images: float32 [N, S, S, 3] already preprocessed (0..255) →
+                    logits, probabilities float32 [N, K]
+
+Why a tf.Module that tracks the raw variables, and not `model.export` / ExportArchive
+(../shared/reference/capabilities.md §5): a `tf.saved_model.save` of a Keras 3 model cannot be
+loaded by the TF1/C++ session loader that TF Serving uses ("Could not find variable ...")
+unless the underlying `tf.Variable`s are tracked; Keras' exporters do track them, but also
+track the Keras variables that wrap them, so every weight is written twice. Tracking only the
+raw variables (and not the Keras model object) writes each weight once and loads in both the
+TF1 and TF2 loaders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from official.data import preprocess
+from official.evaluation import dense
+
+SERVING_SIGNATURE = "serving_default"
+IMAGES_SIGNATURE = "predict_images"
+BYTES_INPUT = "image_bytes"
+IMAGES_INPUT = "images"
+LABELS_ASSET = "labels.txt"
+METADATA_FILE = "export.json"
+# TF Serving replays these requests before it reports the model as available
+# (tensorflow/serving saved_model_warmup.md): the first real request then does not pay for
+# graph initialisation.
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+DEFAULT_TOP_K = 5
+
+# Magic bytes of the formats `tf.io.decode_image` decodes to RGB; the same rules as
+# official.data.imagefile.check, here as graph ops.
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_GIF_MAGICS = (b"GIF87a", b"GIF89a")
+_BMP_MAGIC = b"BM"
+_TAIL_BYTES = 64
+
+
+class ExportError(ValueError):
+    """An export that cannot be written (existing version, bad version directory)."""
+
+
+def _contains(haystack: tf.Tensor, needle: bytes) -> tf.Tensor:
+    """Whether the uint8 vector `haystack` contains the byte string `needle`."""
+    length, n = tf.shape(haystack)[0], len(needle)
+    windows = tf.stack([haystack[i : tf.maximum(length - n + 1 + i, i)] for i in range(n)], 1)
+    return tf.reduce_any(tf.reduce_all(tf.equal(windows, list(needle)), axis=1))
+
+
+def check_image_bytes(encoded: tf.Tensor, index: tf.Tensor) -> tf.Operation:
+    """An assertion that fails with InvalidArgument naming what is wrong with image `index`.
+
+    Empty input, bytes of no supported format, and JPEG/PNG files cut short (no end-of-image
+    marker / IEND chunk near the end) are reported before the decoders give vaguer errors.
+    """
+    length = tf.strings.length(encoded)
+    prefix = tf.strings.join([f"{BYTES_INPUT}[", tf.strings.as_string(index), "]: "])
+    head = tf.strings.substr(encoded, 0, 8)
+    is_jpeg = tf.io.is_jpeg(encoded)
+    is_png = tf.equal(head, _PNG_MAGIC)
+    is_gif = tf.reduce_any(tf.equal(tf.strings.substr(head, 0, 6), list(_GIF_MAGICS)))
+    is_bmp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 2), _BMP_MAGIC), length >= 14)
+    tail = tf.io.decode_raw(
+        tf.strings.substr(encoded, tf.maximum(length - _TAIL_BYTES, 0), _TAIL_BYTES), tf.uint8
+    )
+    problem = tf.case(
+        [
+            (tf.equal(length, 0), lambda: tf.constant("empty input")),
+            (
+                tf.logical_not(is_jpeg | is_png | is_gif | is_bmp),
+                lambda: tf.constant("not an image (not JPEG, PNG, GIF or BMP data)"),
+            ),
+            (
+                is_jpeg & tf.logical_not(_contains(tail, b"\xff\xd9")),
+                lambda: tf.constant("truncated JPEG (no end-of-image marker)"),
+            ),
+            (
+                is_png & tf.logical_not(_contains(tail, b"IEND")),
+                lambda: tf.constant("truncated PNG (no IEND chunk)"),
+            ),
+        ],
+        default=lambda: tf.constant(""),
+    )
+    return tf.debugging.Assert(tf.equal(problem, ""), [prefix + problem])
+
+
+class ServingModule(tf.Module):
+    """The exported graph: preprocessing, model and top-k, over the model's raw variables.
+
+    Args:
+      model: a Keras model taking 0..255 images and returning logits.
+      labels_path: the run's labels.txt (one class name per line, in label order).
+      image_size: eval image side.
+      crop_fraction: eval center-crop fraction.
+      interpolation: eval resize method.
+      top_k: classes returned by `serve`.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        labels_path: str,
+        image_size: int,
+        crop_fraction: float,
+        interpolation: str,
+        top_k: int = DEFAULT_TOP_K,
+    ):
+        super().__init__(name="serving")
+        # Only the raw tf.Variables are tracked (see the module docstring); the Keras model
+        # lives in the closures below, not as an attribute, so it is not saved a second time.
+        self.model_variables = [variable.value for variable in model.variables]
+        self.labels_asset = tf.saved_model.Asset(labels_path)
+        self.class_names = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                self.labels_asset,
+                key_dtype=tf.int64,
+                key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+                value_dtype=tf.string,
+                value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+            ),
+            default_value="",
+        )
+        num_classes = int(dense.logits_of(model.output).shape[-1])
+        k = min(top_k, num_classes)
+
+        def logits(images):
+            return tf.cast(dense.logits_of(model(images, training=False)), tf.float32)
+
+        def prepare(args):
+            encoded, index = args
+            with tf.control_dependencies([check_image_bytes(encoded, index)]):
+                return preprocess.eval_image(
+                    encoded,
+                    image_size=image_size,
+                    crop_fraction=crop_fraction,
+                    interpolation=interpolation,
+                )
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+        def serve(image_bytes):
+            images = tf.map_fn(
+                prepare,
+                (image_bytes, tf.range(tf.shape(image_bytes)[0])),
+                fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+            )
+            probabilities = tf.nn.softmax(logits(tf.cast(images, tf.float32)))
+            top = tf.math.top_k(probabilities, k=k)
+            return {
+                "classes": top.indices,
+                "probabilities": top.values,
+                "class_names": self.class_names.lookup(tf.cast(top.indices, tf.int64)),
+            }
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=IMAGES_INPUT)
+            ]
+        )
+        def predict_images(images):
+            scores = logits(images)
+            return {"logits": scores, "probabilities": tf.nn.softmax(scores)}
+
+        self.serve = serve
+        self.predict_images = predict_images
+
+    @property
+    def signatures(self) -> dict:
+        return {SERVING_SIGNATURE: self.serve, IMAGES_SIGNATURE: self.predict_images}
+
+
+def next_version(export_dir: str) -> int:
+    """One more than the highest numeric version directory (TF Serving serves the highest)."""
+    versions = [int(name) for name in os.listdir(export_dir) if name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def versioned_directory(export_dir: str, version: int | None):
+    """(final path, temporary path) of a new version; the temporary directory is created next
+    to it (same file system, so the final rename is atomic), with a name TF Serving ignores.
+
+    Raises:
+      ExportError: the version exists already or is not positive.
+    """
+    os.makedirs(export_dir, exist_ok=True)
+    version = next_version(export_dir) if version is None else version
+    if version <= 0:
+        raise ExportError(f"--version={version}: expected a positive integer")
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final):
+        raise ExportError(f"--version={version}: {final} exists already")
+    temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    # mkdtemp makes it private (0700); a model server running as another user must read it.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o777 & ~umask)
+    return final, temporary
+
+
+def publish(temporary: str, final: str) -> str:
+    """Renames a complete export into place (or removes it if the name was taken meanwhile)."""
+    try:
+        os.rename(temporary, final)
+    except OSError:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise ExportError(f"{final} appeared while exporting; nothing written") from None
+    return final
+
+
+def warmup_images(image_size: int) -> list[bytes]:
+    """A JPEG and a PNG (a smooth colour ramp) exercising both decoding paths of the graph."""
+    ramp = np.linspace(0, 255, image_size, dtype=np.float32)
+    pixels = np.stack(np.broadcast_arrays(ramp[:, None], ramp[None, :], 128.0), axis=-1)
+    pixels = tf.constant(pixels.astype(np.uint8))
+    return [tf.io.encode_jpeg(pixels).numpy(), tf.io.encode_png(pixels).numpy()]
+
+
+def warmup_records(images: list[bytes], model_name: str) -> list[bytes]:
+    """Serialized `tensorflow.serving.PredictionLog`s, one single-image request per image."""
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    records = []
+    for image in images:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model_name
+        request.model_spec.signature_name = SERVING_SIGNATURE
+        request.inputs[BYTES_INPUT].CopyFrom(tf.make_tensor_proto([image], dtype=tf.string))
+        log = prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)
+        )
+        records.append(log.SerializeToString())
+    return records
+
+
+def write_metadata(directory: str, metadata: dict) -> None:
+    with open(os.path.join(directory, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2, sort_keys=True)
+
+
+def save_module(module: ServingModule, directory: str) -> None:
+    tf.saved_model.save(module, directory, signatures=module.signatures)
+
+
+def export_saved_model(
+    model,
+    *,
+    export_dir: str,
+    labels_path: str,
+    image_size: int,
+    crop_fraction: float,
+    interpolation: str,
+    model_name: str,
+    metadata: dict,
+    version: int | None = None,
+    top_k: int = DEFAULT_TOP_K,
+) -> str:
+    """Writes `export_dir/<version>/` (saved_model.pb, variables/, assets/labels.txt,
+    assets.extra/{tf_serving_warmup_requests, export.json}) and returns its path.
+
+    The SavedModel is written into a temporary directory and renamed when complete, so TF
+    Serving (which polls export_dir) never sees a half-written version.
+    """
+    final, temporary = versioned_directory(export_dir, version)
+    try:
+        module = ServingModule(
+            model,
+            labels_path=labels_path,
+            image_size=image_size,
+            crop_fraction=crop_fraction,
+            interpolation=interpolation,
+            top_k=top_k,
+        )
+        save_module(module, temporary)
+        extra = os.path.join(temporary, os.path.dirname(WARMUP_FILE))
+        os.makedirs(extra, exist_ok=True)
+        with tf.io.TFRecordWriter(os.path.join(temporary, WARMUP_FILE)) as writer:
+            for record in warmup_records(warmup_images(image_size), model_name):
+                writer.write(record)
+        write_metadata(extra, {**metadata, "format": "saved_model", "top_k": top_k})
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return publish(temporary, final)
+
+
+def resolve_saved_model(path: str) -> str:
+    """A SavedModel directory, or the newest numeric version under an export base directory.
+
+    Raises:
+      ExportError: no saved_model.pb there nor in a version directory.
+    """
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    if os.path.isdir(path):
+        versions = sorted((int(name) for name in os.listdir(path) if name.isdigit()), reverse=True)
+        for version in versions:
+            candidate = os.path.join(path, str(version))
+            if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
+                return candidate
+    raise ExportError(f"--export_dir={path}: no saved_model.pb in it or in a version directory")
+
+
+def read_image(path: str) -> bytes:
+    """The bytes of an image file; OSError (missing, unreadable, a directory) names the path."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def describe_error(error: Exception) -> str:
+    """The useful line of a serving error: the graph's own check ("image_bytes[0]: truncated
+    JPEG ...") or the decoder's message."""
+    message = getattr(error, "message", str(error))
+    match = re.search(r"image_bytes\[\d+\]: ([^\]\n'\"]+)", message)
+    if match:
+        return match.group(1).strip()
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    useful = [line for line in lines if "Graph execution error" not in line]
+    return (useful or lines or ["unknown error"])[0]

@@ -1,0 +1,76 @@
+"""Exports a training run for serving: `python -m official.export --model_dir=DIR --export_dir=OUT`.
+
+--format=saved_model (default) writes OUT/<version>/ for TF Serving: saved_model.pb,
+variables/, assets/labels.txt and assets.extra/tf_serving_warmup_requests; `serving_default`
+takes encoded image bytes and runs the model's own eval preprocessing in the graph,
+`predict_images` takes preprocessed float images. --format=tflite writes
+OUT/<version>/model.tflite (--quantization=float) or model_int8.tflite (--quantization=int8,
+calibrated on --calibration_examples training images). The weights are the run's latest
+checkpoint (its EMA weights when the run kept them) unless --checkpoint names another. Every
+export is written to a temporary directory and renamed to its version number when complete.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # Keep TensorFlow's INFO chatter out of logs.
+
+from absl import app, flags  # noqa: E402
+
+from official import cli  # noqa: E402
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Training run directory.", required=True)
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None, "Base directory; the export goes to <export_dir>/<version>.", required=True
+)
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
+_FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "What to write.")
+_QUANTIZATION = flags.DEFINE_enum(
+    "quantization", "float", ["float", "int8"], "tflite: float32, or int8 post-training."
+)
+_CALIBRATION = flags.DEFINE_integer(
+    "calibration_examples", 200, "int8: representative training images for calibration."
+)
+_VERSION = flags.DEFINE_integer("version", None, "Version number (default: highest + 1).")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "saved_model: classes returned per image.")
+_MODEL_NAME = flags.DEFINE_string(
+    "model_name", "", "Name in the warm-up requests (TF Serving's MODEL_NAME; default: model)."
+)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if _TOP_K.value < 1:
+        cli.fail(f"--top_k={_TOP_K.value}: expected >= 1")
+    if _CALIBRATION.value < 1:
+        cli.fail(f"--calibration_examples={_CALIBRATION.value}: expected >= 1")
+    # Imports TensorFlow: after the flags are checked.
+    from official.evaluation import export_run
+
+    with cli.user_errors():
+        try:
+            path = export_run.export(
+                _MODEL_DIR.value,
+                _EXPORT_DIR.value,
+                export_format=_FORMAT.value,
+                quantization=_QUANTIZATION.value,
+                checkpoint=_CHECKPOINT.value,
+                version=_VERSION.value,
+                top_k=_TOP_K.value,
+                calibration_examples=_CALIBRATION.value,
+                model_name=_MODEL_NAME.value,
+            )
+        except export_run.USER_ERRORS as e:
+            cli.fail(str(e))
+    print(f"exported:     {path}")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    run()
