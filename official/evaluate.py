@@ -61,12 +61,13 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if _CAM.value < 0 or _BATCH_SIZE.value < 0:
         cli.fail("--cam_misclassified and --batch_size must be >= 0")
+    scales = _scales()
     from official.evaluation import experiment  # Imports TensorFlow: after flags are checked.
 
     options = experiment.Options(
         mode=_MODE.value,
         crops=_CROPS.value,
-        scales=_scales(),
+        scales=scales,
         flip=_FLIP.value,
         source=_SOURCE.value,
         split=_SPLIT.value,

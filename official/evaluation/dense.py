@@ -36,6 +36,16 @@ def logits_of(outputs):
     return outputs["logits"] if isinstance(outputs, dict) else outputs
 
 
+def softmax(logits: tf.Tensor) -> tf.Tensor:
+    """Class posteriors in float64.
+
+    In float32 a confident model's posteriors saturate: the top class becomes exactly 1 and the
+    others exactly 0, which turns into false ties when ranking the true class (top-5) or
+    averaging posteriors (crops, ensembles). float64 keeps them apart for logit gaps up to ~700.
+    """
+    return tf.nn.softmax(tf.cast(logits, tf.float64))
+
+
 def gap_classifier(model: keras.Model):
     """(pooling layer, classifier layer) when the model ends in GAP → (dropout) → dense.
 
@@ -117,11 +127,11 @@ def dense_probabilities(score_map: Callable, scaled_images, *, flip: bool) -> tf
       flip: also score the mirror images.
 
     Returns:
-      (K,) float32 probabilities.
+      (K,) float64 probabilities.
     """
     posteriors = []
     for scaled in scaled_images:
         batch = tf.stack([scaled, tf.reverse(scaled, axis=[1])]) if flip else scaled[None]
         logits = tf.reduce_mean(score_map(tf.cast(batch, tf.float32)), axis=[1, 2])
-        posteriors.append(tf.nn.softmax(logits))
+        posteriors.append(softmax(logits))
     return tf.reduce_mean(tf.concat(posteriors, axis=0), axis=0)

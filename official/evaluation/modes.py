@@ -40,12 +40,14 @@ class Preprocessing:
 
 
 def probabilities_function(model, image_size: int | None = None) -> Callable:
-    """images (N, H, W, 3) 0..255 → softmax of the model's logits, compiled once."""
+    """images (N, H, W, 3) 0..255 → softmax of the model's logits, compiled once.
+
+    The softmax runs in float64 (see `dense.softmax`).
+    """
     signature = [tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")]
 
     def probabilities(images):
-        logits = dense.logits_of(model(images, training=False))
-        return tf.nn.softmax(tf.cast(logits, tf.float32))
+        return dense.softmax(dense.logits_of(model(images, training=False)))
 
     return tf.function(probabilities, input_signature=signature)
 

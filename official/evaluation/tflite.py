@@ -165,6 +165,8 @@ class TFLiteClassifier:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Posteriors in float64, like the Keras modes (see `dense.softmax`)."""
+    logits = np.asarray(logits, dtype=np.float64)
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)

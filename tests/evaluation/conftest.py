@@ -1,0 +1,58 @@
+"""Shared fixtures: one small trained run per session, its SavedModel export, image files."""
+
+import json
+
+import pytest
+from evaluation_helpers import digit_pixels, encode, run_module
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """The quickstart recipe, narrower and shorter: 2 epochs of a ResNet-18 × 0.125 on the
+    digits (about 10 s); checkpoints after epoch 1 and 2."""
+    model_dir = tmp_path_factory.mktemp("eval") / "run"
+    result = run_module(
+        "official.train",
+        "--flagfile=configs/quickstart.flags",
+        f"--model_dir={model_dir}",
+        "--config.train.epochs=2",
+        "--config.model.width_multiplier=0.125",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def trained_metrics(trained_run):
+    return json.loads((trained_run / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def saved_model(trained_run, tmp_path_factory):
+    """`python -m official.export` of the trained run: (export base dir, CompletedProcess)."""
+    export_dir = tmp_path_factory.mktemp("export") / "serving"
+    result = run_module(
+        "official.export", f"--model_dir={trained_run}", f"--export_dir={export_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return export_dir, result
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """A folder source with the digits' ten classes and validation files in every format the
+    export decodes (JPEG, PNG, GIF, BMP), of different sizes and aspect ratios."""
+    root = tmp_path_factory.mktemp("images")
+    formats = [("JPEG", "jpg"), ("PNG", "png"), ("GIF", "gif"), ("BMP", "bmp")]
+    sizes = [(24, 30), (40, 28), (33, 33), (50, 37)]
+    for label in range(10):
+        (root / "train" / str(label)).mkdir(parents=True)
+        (root / "validation" / str(label)).mkdir(parents=True)
+        (root / "train" / str(label) / "a.png").write_bytes(encode(digit_pixels(label), "PNG"))
+    files = []
+    for i, label in enumerate((3, 7, 0, 8, 5, 1)):
+        fmt, extension = formats[i % len(formats)]
+        path = root / "validation" / str(label) / f"{i}.{extension}"
+        path.write_bytes(encode(digit_pixels(label, i, sizes[i % len(sizes)]), fmt))
+        files.append(path)
+    return root, files

@@ -1,0 +1,146 @@
+"""`python -m official.evaluate` on a trained run: numbers, files, reproducibility, errors."""
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from evaluation_helpers import REPO, run_module
+
+from official.evaluation import experiment, modes
+from official.training import experiment as training_experiment
+
+
+def _tensorboard_tags(directory) -> dict:
+    tags = {}
+    for path in directory.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tags[value.tag] = (event.step, value)
+    return tags
+
+
+def test_center_reproduces_the_training_run_and_writes_everything(
+    trained_run, trained_metrics, monkeypatch
+):
+    result = run_module("official.evaluate", f"--model_dir={trained_run}", "--cam_misclassified=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    step = trained_metrics["steps"]
+    name = f"center_ckpt-{step}"
+    out = trained_run / "evaluation"
+    results = json.loads((out / f"{name}.json").read_text())
+    # The same checkpoint, data and preprocessing as the run's own final evaluation.
+    assert results["top1"] == pytest.approx(trained_metrics["top1"], abs=1e-12)
+    assert results["top5"] == pytest.approx(trained_metrics["top5"], abs=1e-12)
+    assert results["nll"] == pytest.approx(trained_metrics["loss"], rel=1e-5)
+    assert results["examples"] == 359
+    assert results["top1_error"] == pytest.approx(1 - results["top1"])
+    assert 0 <= results["ece"] <= 1
+    assert set(results["per_class_accuracy"]) == {str(d) for d in range(10)}
+    assert f"{name}: top-1 {results['top1']:.4f}" in result.stdout
+    assert "evaluate center [" in result.stderr  # the progress bar
+
+    rows = list(csv.reader((out / f"{name}_confusion.csv").open()))
+    matrix = np.array([[int(v) for v in row[1:]] for row in rows[1:]])
+    assert matrix.sum() == 359 and np.trace(matrix) == round(results["top1"] * 359)
+    predictions = list(csv.DictReader((out / f"{name}_predictions.csv").open()))
+    assert len(predictions) == 359 and predictions[0]["file"].startswith("datasets/digits/")
+    hits = sum(p["class_1"] == p["label"] for p in predictions)
+    assert hits == round(results["top1"] * 359)
+
+    # The worst mistakes as CAM overlays, in PNG files and in TensorBoard.
+    assert len(results["misclassified_cam"]) == 3
+    for path in results["misclassified_cam"]:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    tags = _tensorboard_tags(out)
+    assert tags[f"{name}/top1"][0] == step
+    assert f"{name}/confusion_matrix" in tags and f"{name}/misclassified_cam" in tags
+
+    # Re-evaluating the same checkpoint gives the same numbers (and files). In-process, from
+    # the repository root like the command above (the run's data source is a relative path).
+    files = {p: (out / p).read_bytes() for p in (f"{name}.json", f"{name}_predictions.csv")}
+    monkeypatch.chdir(REPO)
+    experiment.run(str(trained_run), experiment.Options(cam_misclassified=3))
+    for path, content in files.items():
+        assert (out / path).read_bytes() == content
+
+
+def test_ensemble_of_two_checkpoints_averages_their_posteriors(trained_run, image_folder, tmp_path):
+    checkpoints = sorted(
+        (trained_run / "checkpoints").glob("ckpt-*.index"), key=lambda p: int(p.stem[5:])
+    )
+    paths = [str(p.with_suffix("")) for p in checkpoints[-2:]]
+    options = experiment.Options(
+        mode="ensemble",
+        ensemble=",".join(paths),
+        source=f"folder:{image_folder[0]}",
+        output_dir=str(tmp_path),
+    )
+    results = experiment.run(None, options)
+    assert [m["checkpoint"] for m in results["settings"]["members"]] == paths
+
+    source = experiment.pipeline.open_source(f"folder:{image_folder[0]}")
+    members = []
+    for path in paths:
+        model, config, _, _ = training_experiment.load_trained_model(
+            str(trained_run), checkpoint=path
+        )
+        members.append(
+            modes.center(
+                model,
+                source,
+                "validation",
+                batch_size=128,
+                preprocessing=experiment.preprocessing_of(config),
+            )
+        )
+    average = (members[0][0] + members[1][0]) / 2
+    labels = members[0][1]
+    assert results["top1"] == pytest.approx(np.mean(average.argmax(1) == labels))
+    with open(results["predictions_csv"]) as f:
+        rows = list(csv.DictReader(f))
+    np.testing.assert_allclose(
+        [float(r["probability_1"]) for r in rows], average.max(1), rtol=1e-6, atol=1e-7
+    )
+
+
+def test_dense_and_multi_crop_through_the_run_config(trained_run, image_folder, tmp_path):
+    common = dict(source=f"folder:{image_folder[0]}", output_dir=str(tmp_path))
+    dense = experiment.run(str(trained_run), experiment.Options(mode="dense", **common))
+    assert dense["settings"]["scales"] == [32]  # S = 32 / crop_fraction 1.0
+    assert dense["name"].startswith("dense_ckpt-")
+    ten = experiment.run(str(trained_run), experiment.Options(mode="multi_crop", **common))
+    assert ten["settings"]["crops_per_image"] == 10 and ten["name"].startswith("multi_crop_ten_")
+    for results in (dense, ten):
+        assert results["examples"] == 6
+        with open(results["predictions_csv"]) as f:
+            assert [row["file"] for row in csv.DictReader(f)] == [
+                str(p) for p in sorted(image_folder[1], key=lambda p: (p.parent.name, p.name))
+            ]
+    errors = [
+        (dict(mode="multi_scale"), "--scales='0,32,64': test scale 0 is below"),
+        (dict(mode="dense", tflite="x.tflite"), "evaluated with --mode=center only"),
+        (dict(mode="ensemble", ensemble=str(trained_run)), "at least two"),
+        (dict(source="folder:/no/such/dir"), "folder:/no/such/dir: no such directory"),
+    ]
+    for options, message in errors:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            experiment.run(str(trained_run), experiment.Options(**{**common, **options}))
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--scales=32,big"], "--scales=32,big: expected integers"),
+        (["--mode=bogus"], "flag --mode=bogus: value should be one of"),
+    ],
+)
+def test_user_errors_are_one_line(trained_run, args, expected):
+    result = run_module("official.evaluate", f"--model_dir={trained_run}", *args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,168 @@
+"""Every evaluation mode against a hand-computed average over its crops, scales and flips."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from official import registry
+from official.data import pipeline
+from official.evaluation import dense, ensemble, modes
+
+
+def encode(array: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+PREPROCESSING = modes.Preprocessing(image_size=32, crop_fraction=0.875, interpolation="bilinear")
+SIZES = [(40, 52), (48, 36), (37, 45)]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Three classes, one training and one PNG validation image each (sizes differ)."""
+    root = tmp_path_factory.mktemp("modes")
+    rng = np.random.default_rng(0)
+    for label, (name, size) in enumerate(zip("abc", SIZES)):
+        for split in ("train", "validation"):
+            (root / split / name).mkdir(parents=True)
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            pixels[: size[0] // 2] //= 2 + label  # Not mirror-symmetric, different per class.
+            (root / split / name / "x.png").write_bytes(encode(pixels, "PNG"))
+    return pipeline.open_source(f"folder:{root}")
+
+
+@pytest.fixture(scope="module")
+def models():
+    """A tiny ResNet at 32 px and the same weights at any input size (an independent path)."""
+    spec = registry.get("resnet18")
+    keras_utils = pytest.importorskip("keras").utils
+    keras_utils.set_random_seed(1)
+    fixed = spec.build(num_classes=3, image_size=32, width_multiplier=0.125)
+    any_size = spec.build(num_classes=3, image_size=None, width_multiplier=0.125)
+    any_size.set_weights(fixed.get_weights())
+    return fixed, any_size
+
+
+def _validation_pixels(source) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p).convert("RGB")) for p in source.splits["validation"].paths]
+
+
+def _resize_shorter(image: np.ndarray, side: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    factor = side / min(height, width)
+    size = (round(height * factor), round(width * factor))
+    resized = tf.image.resize(image, size, method="bilinear", antialias=True).numpy()
+    return np.clip(np.round(resized), 0, 255).astype(np.uint8)
+
+
+def _softmax(logits) -> np.ndarray:
+    logits = np.asarray(logits, np.float64)
+    exp = np.exp(logits - logits.max(-1, keepdims=True))
+    return exp / exp.sum(-1, keepdims=True)
+
+
+def _posteriors(model, images) -> np.ndarray:
+    return _softmax(model(np.asarray(images, np.float32), training=False))
+
+
+def test_ten_crop_is_the_mean_over_corners_center_and_mirrors(folder, models):
+    fixed, _ = models
+    probabilities, labels = modes.multi_crop(
+        fixed, folder, "validation", batch_size=64, preprocessing=PREPROCESSING, kind="ten"
+    )
+    assert labels.tolist() == [0, 1, 2]
+    for row, image in zip(probabilities, _validation_pixels(folder)):
+        scaled = _resize_shorter(image, 37)  # S = round(32 / 0.875)
+        h, w = scaled.shape[:2]
+        origins = [(0, 0), (0, w - 32), (h - 32, 0), (h - 32, w - 32)]
+        origins.append(((h - 32 + 1) // 2, (w - 32 + 1) // 2))
+        patches = [scaled[y : y + 32, x : x + 32] for y, x in origins]
+        patches += [p[:, ::-1] for p in patches]
+        np.testing.assert_allclose(row, _posteriors(fixed, patches).mean(0), atol=1e-5)
+
+
+def test_vgg_grid_is_the_mean_over_5x5_crops_flips_and_scales(folder, models):
+    fixed, _ = models
+    scales = (32, 40)
+    probabilities, _ = modes.multi_crop(
+        fixed,
+        folder,
+        "validation",
+        batch_size=100,
+        preprocessing=PREPROCESSING,
+        kind="grid",
+        scales=scales,
+    )
+    for row, image in zip(probabilities, _validation_pixels(folder)):
+        patches = []
+        for scale in scales:
+            scaled = _resize_shorter(image, scale)
+            tops = np.round(np.linspace(0, scaled.shape[0] - 32, 5)).astype(int)
+            lefts = np.round(np.linspace(0, scaled.shape[1] - 32, 5)).astype(int)
+            grid = [scaled[y : y + 32, x : x + 32] for y in tops for x in lefts]
+            patches += grid + [p[:, ::-1] for p in grid]
+        assert len(patches) == 100
+        np.testing.assert_allclose(row, _posteriors(fixed, patches).mean(0), atol=1e-5)
+
+
+@pytest.mark.parametrize("scales", [(37,), (32, 48, 64)])
+def test_dense_and_multi_scale_average_the_whole_image_and_its_mirror(folder, models, scales):
+    fixed, any_size = models
+    probabilities, labels = modes.dense_eval(
+        fixed, folder, "validation", preprocessing=PREPROCESSING, scales=scales
+    )
+    assert labels.tolist() == [0, 1, 2]
+    for row, image in zip(probabilities, _validation_pixels(folder)):
+        per_scale = []
+        for scale in scales:
+            scaled = _resize_shorter(image, scale)
+            # The whole image, not a crop: the any-size model's own logits at that size.
+            per_scale.append(_posteriors(any_size, np.stack([scaled, scaled[:, ::-1]])))
+        np.testing.assert_allclose(row, np.concatenate(per_scale).mean(0), atol=1e-5)
+
+
+def test_dense_form_equals_the_fc_form_on_a_224_input():
+    spec = registry.get("resnet18")
+    model = spec.build(num_classes=7, image_size=224, width_multiplier=0.125, dropout=0.2)
+    images = np.random.default_rng(3).uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
+    score_map = dense.score_map_function(model)(images).numpy()
+    assert score_map.shape == (2, 7, 7, 7)  # 224 / 32 locations × 7 classes
+    logits = model(images, training=False).numpy()
+    np.testing.assert_allclose(score_map.mean(axis=(1, 2)), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_needs_a_fully_convolutional_form():
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.Flatten(name="flatten")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="predictions")(x), name="fc_head")
+    assert dense.gap_classifier(model) is None
+    with pytest.raises(dense.DenseEvaluationError, match="fc_head: dense evaluation needs"):
+        dense.score_map_function(model)
+
+
+def test_ensemble_members_and_average(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "checkpoints" / "ckpt-5.index").write_bytes(b"")
+    members = ensemble.parse_members(f"{run},{run}/checkpoints/ckpt-5")
+    assert members == [
+        ensemble.Member(str(run)),
+        ensemble.Member(str(run), f"{run}/checkpoints/ckpt-5"),
+    ]
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble.parse_members(str(run))
+    with pytest.raises(ValueError, match="nope is neither a training run"):
+        ensemble.parse_members(f"{run},{tmp_path}/nope")
+    a, b = np.array([[0.8, 0.2], [0.4, 0.6]]), np.array([[0.6, 0.4], [0.0, 1.0]])
+    labels = np.array([0, 1])
+    np.testing.assert_allclose(ensemble.average([a, b], [labels, labels]), [[0.7, 0.3], [0.2, 0.8]])
+    with pytest.raises(ensemble.EnsembleError, match="member 1 saw different examples"):
+        ensemble.average([a, b], [labels, labels[::-1]])

@@ -1,0 +1,193 @@
+"""The SavedModel export: layout, size, both loaders, parity with evaluation, bad bytes, warm-up."""
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from evaluation_helpers import digit_pixels, encode
+
+from official.evaluation import experiment, export_run, serving
+from official.training import experiment as training_experiment
+
+BAD_INPUTS = {
+    "empty": (b"", "empty input"),
+    "text": (b"hello, not an image at all", "not an image (not JPEG, PNG, GIF or BMP data)"),
+}
+
+
+def _cut(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _good_jpeg() -> bytes:
+    return encode(digit_pixels(3, size=(40, 48)), "JPEG")
+
+
+@pytest.fixture(scope="module")
+def version_dir(saved_model):
+    export_dir, _ = saved_model
+    return export_dir / "1"
+
+
+def test_layout_size_and_metadata(saved_model, trained_run, trained_metrics):
+    export_dir, result = saved_model
+    assert f"exported:     {export_dir / '1'}" in result.stdout
+    assert sorted(os.listdir(export_dir)) == ["1"]  # no temporary directory left behind
+    version = export_dir / "1"
+    assert oct(version.stat().st_mode & 0o777) == oct(0o777 & ~_umask())
+    for path in ("saved_model.pb", "variables/variables.index", "assets/labels.txt"):
+        assert (version / path).is_file(), path
+    assert (version / "assets" / "labels.txt").read_text().split() == [str(d) for d in range(10)]
+    assert (version / serving.WARMUP_FILE).is_file()
+    metadata = json.loads((version / "assets.extra" / "export.json").read_text())
+    assert metadata["checkpoint"].endswith(f"ckpt-{trained_metrics['steps']}")
+    assert (metadata["image_size"], metadata["crop_fraction"]) == (32, 1.0)
+
+    # Each weight stored once: the variables take the parameters' bytes plus a small index
+    # (Keras' own export stores every weight twice, ../shared/reference/capabilities.md §5a).
+    model, *_ = training_experiment.load_trained_model(str(trained_run))
+    parameter_bytes = sum(v.numpy().nbytes for v in model.variables)
+    variable_bytes = sum(f.stat().st_size for f in (version / "variables").iterdir())
+    assert parameter_bytes < variable_bytes < 1.1 * parameter_bytes
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_saved_model_cli_lists_both_signatures(version_dir):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run(
+        [cli, "show", "--dir", str(version_dir), "--all"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "signature_def['serving_default']" in out and "signature_def['predict_images']" in out
+    assert "inputs['image_bytes'] tensor_info:\n        dtype: DT_STRING" in out
+    assert "outputs['class_names'] tensor_info:\n        dtype: DT_STRING" in out
+    assert (
+        "inputs['images'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 32, 32, 3)"
+        in out
+    )
+
+
+def test_serving_matches_center_evaluation_on_the_same_files(
+    version_dir, trained_run, image_folder, tmp_path
+):
+    root, files = image_folder
+    results = experiment.run(
+        str(trained_run),
+        experiment.Options(source=f"folder:{root}", output_dir=str(tmp_path)),
+    )
+    with open(results["predictions_csv"]) as f:
+        rows = {row["file"]: row for row in csv.DictReader(f)}
+    assert len(rows) == len(files) == 6  # JPEG, PNG, GIF and BMP of various shapes
+    expected_classes = np.array(
+        [[int(rows[str(p)][f"class_{i}"]) for i in range(1, 6)] for p in files]
+    )
+    expected = np.array(
+        [[float(rows[str(p)][f"probability_{i}"]) for i in range(1, 6)] for p in files]
+    )
+    images = [p.read_bytes() for p in files]
+
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    outputs = serve(image_bytes=tf.constant(images))
+    np.testing.assert_array_equal(outputs["classes"].numpy(), expected_classes)
+    assert np.abs(outputs["probabilities"].numpy() - expected).max() <= 1e-5
+    names = outputs["class_names"].numpy().astype(str)
+    np.testing.assert_array_equal(names, expected_classes.astype(str))
+
+    # The TF1 session loader: the C++ SavedModelBundle path TF Serving uses.
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        bundle = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(version_dir))
+        signature = bundle.signature_def["serving_default"]
+        fetches = {key: value.name for key, value in signature.outputs.items()}
+        feed = {signature.inputs["image_bytes"].name: images}
+        graph_outputs = session.run(fetches, feed)
+    np.testing.assert_array_equal(graph_outputs["classes"], expected_classes)
+    assert np.abs(graph_outputs["probabilities"] - expected).max() <= 1e-5
+
+
+def test_bad_bytes_fail_with_a_reason_and_the_next_request_succeeds(version_dir):
+    good = _good_jpeg()
+    png = encode(digit_pixels(1), "PNG")
+    bad = {
+        **BAD_INPUTS,
+        "cut jpeg": (_cut(good), "truncated JPEG (no end-of-image marker)"),
+        "cut png": (_cut(png), "truncated PNG (no IEND chunk)"),
+    }
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        bundle = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(version_dir))
+        signature = bundle.signature_def["serving_default"]
+        fetch = signature.outputs["classes"].name
+        name = signature.inputs["image_bytes"].name
+        reference = session.run(fetch, {name: [good]})
+        for data, reason in bad.values():
+            with pytest.raises(
+                tf.errors.InvalidArgumentError, match=re.escape(f"image_bytes[1]: {reason}")
+            ):
+                session.run(fetch, {name: [good, data]})
+            np.testing.assert_array_equal(session.run(fetch, {name: [good]}), reference)
+
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    for data, reason in bad.values():
+        with pytest.raises(tf.errors.InvalidArgumentError) as error:
+            serve(image_bytes=tf.constant([data]))
+        assert serving.describe_error(error.value) == reason
+        np.testing.assert_array_equal(serve(image_bytes=tf.constant([good]))["classes"], reference)
+
+
+def test_warmup_requests_replay(version_dir):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    records = list(tf.data.TFRecordDataset(str(version_dir / serving.WARMUP_FILE)))
+    assert len(records) == 2
+    formats = []
+    for record in records:
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        assert request.model_spec.name == "resnet18"
+        assert request.model_spec.signature_name == "serving_default"
+        images = tf.make_ndarray(request.inputs["image_bytes"])
+        assert images.shape == (1,)
+        formats.append(images[0][:4])
+        outputs = serve(image_bytes=tf.constant(images))
+        assert outputs["classes"].shape == (1, 5)
+    assert formats == [b"\xff\xd8\xff\xe0", b"\x89PNG"]
+
+
+def test_versions_are_numbered_and_failed_exports_leave_nothing(trained_run, tmp_path, monkeypatch):
+    export_dir = tmp_path / "exports"
+    (export_dir / "7").mkdir(parents=True)  # an older version
+    (export_dir / "notes").mkdir()
+    first = export_run.export(str(trained_run), str(export_dir), top_k=3)
+    assert first == str(export_dir / "8")
+    serve = tf.saved_model.load(first).signatures["serving_default"]
+    assert serve(image_bytes=tf.constant([_good_jpeg()]))["classes"].shape == (1, 3)
+    with pytest.raises(serving.ExportError, match="--version=8: .* exists already"):
+        export_run.export(str(trained_run), str(export_dir), version=8)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serving, "warmup_records", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_run.export(str(trained_run), str(export_dir))
+    assert sorted(os.listdir(export_dir)) == ["7", "8", "notes"]
+    assert serving.resolve_saved_model(str(export_dir)) == first
+    shutil.rmtree(first)
+    with pytest.raises(serving.ExportError, match="no saved_model.pb"):
+        serving.resolve_saved_model(str(export_dir))
