@@ -11,11 +11,12 @@ MobileNet v1/v2, Inception), the fully-convolutional form needs no conversion: t
 classifier applied at every location of the last feature map is a 1×1 convolution, and the
 spatial mean of that score map equals the network's own logits at any input size (the
 classifier is linear). Networks with fully-connected heads (VGG) need their FC layers turned
-into convolutions first (see `score_map_function`).
+into convolutions first: their family module provides `to_fully_convolutional`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import keras
@@ -88,18 +89,39 @@ def any_size(function: Callable) -> Callable:
     )
 
 
-def score_map_function(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+def family_converter(builder: Callable) -> Callable | None:
+    """The `to_fully_convolutional(model)` function of a model family, if it has one.
+
+    A family whose head is not GAP + dense (VGG's fully-connected layers) provides it in its
+    module (`official.models.<family>`): it returns a model taking images of any size and
+    returning the class score map (N, h, w, K) of logits.
+    """
+    module = sys.modules.get(getattr(builder, "__module__", ""))
+    return getattr(module, "to_fully_convolutional", None)
+
+
+def score_map_function(
+    model: keras.Model, fully_convolutional: Callable | None = None
+) -> Callable[[tf.Tensor], tf.Tensor]:
     """images (N, H, W, 3) float 0..255 → class score map (N, h, w, K) of logits.
 
+    Args:
+      model: the trained model.
+      fully_convolutional: the family's conversion (see `family_converter`), used when the
+        model does not end in global average pooling + dense.
+
     Raises:
-      DenseEvaluationError: the model's head is not global average pooling + dense.
+      DenseEvaluationError: neither form is available.
     """
     head = gap_classifier(model)
+    if head is None and fully_convolutional is not None:
+        converted = fully_convolutional(model)
+        return any_size(lambda images: tf.cast(converted(images, training=False), tf.float32))
     if head is None:
         raise DenseEvaluationError(
             f"{model.name}: dense evaluation needs a fully-convolutional form; this model does "
             f"not end in global average pooling ({POOL_LAYER!r}) followed by a dense "
-            f"classifier ({CLASSIFIER_LAYER!r})"
+            f"classifier ({CLASSIFIER_LAYER!r}) and its family has no to_fully_convolutional"
         )
     pool, classifier = head
     features = keras.Model(model.inputs, pool.input, name=f"{model.name}_features")

@@ -339,6 +339,7 @@ def run(model_dir: str | None, options: Options) -> dict:
                 preprocessing=preprocessing,
                 scales=scales,
                 flip=options.flip,
+                fully_convolutional=dense.family_converter(spec.builder),
             )
             settings.update(scales=list(scales), flip=options.flip)
 

@@ -193,9 +193,13 @@ def dense_eval(
     preprocessing: Preprocessing,
     scales: tuple[int, ...],
     flip: bool = True,
+    fully_convolutional: Callable | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dense evaluation at one or several test scales (one image at a time: sizes differ)."""
-    score_map = dense.score_map_function(model)
+    """Dense evaluation at one or several test scales (one image at a time: sizes differ).
+
+    `fully_convolutional` converts a model without a GAP head (see dense.family_converter).
+    """
+    score_map = dense.score_map_function(model, fully_convolutional)
     method = preprocessing.interpolation
     dataset = (
         decoded_examples(source, split)

@@ -166,3 +166,29 @@ def test_ensemble_members_and_average(tmp_path):
     np.testing.assert_allclose(ensemble.average([a, b], [labels, labels]), [[0.7, 0.3], [0.2, 0.8]])
     with pytest.raises(ensemble.EnsembleError, match="member 1 saw different examples"):
         ensemble.average([a, b], [labels, labels[::-1]])
+
+
+def test_vgg_dense_uses_its_fully_convolutional_form(tmp_path):
+    """VGG's FC head: dense evaluation through the family's conversion (arXiv 1409.1556 §3.2)."""
+    vgg = pytest.importorskip("official.models.vgg")
+    spec = registry.get("vgg11")
+    model = spec.build(num_classes=4, image_size=224, width_multiplier=1 / 16)
+    assert dense.gap_classifier(model) is None
+    converter = dense.family_converter(spec.builder)
+    assert converter is vgg.to_fully_convolutional
+    score_map = dense.score_map_function(model, converter)
+    images = np.random.default_rng(5).uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
+    # At 224 the score map is one location and equals the FC form.
+    at_224 = score_map(images).numpy()
+    assert at_224.shape == (2, 1, 1, 4)
+    np.testing.assert_allclose(at_224[:, 0, 0], model(images, training=False), atol=1e-4)
+    # On a larger image: one score per 224 window (stride 32), averaged, then the mirror.
+    image = np.random.default_rng(6).integers(0, 256, (256, 288, 3), dtype=np.uint8)
+    windows = [image[y : y + 224, x : x + 224] for y in range(0, 33, 32) for x in range(0, 65, 32)]
+    assert score_map(image[None].astype(np.float32)).shape == (1, 2, 3, 4)
+    logits = model(np.stack(windows).astype(np.float32), training=False).numpy().mean(0)
+    flipped = [w[:, ::-1] for w in windows]
+    flipped_logits = model(np.stack(flipped).astype(np.float32), training=False).numpy().mean(0)
+    expected = (_softmax(logits) + _softmax(flipped_logits)) / 2
+    got = dense.dense_probabilities(score_map, (tf.constant(image),), flip=True).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)

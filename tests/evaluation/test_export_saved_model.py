@@ -180,10 +180,12 @@ def test_versions_are_numbered_and_failed_exports_leave_nothing(trained_run, tmp
     with pytest.raises(serving.ExportError, match="--version=8: .* exists already"):
         export_run.export(str(trained_run), str(export_dir), version=8)
 
-    def interrupted(*args, **kwargs):
+    def interrupted(module, directory):  # Killed while writing the SavedModel.
+        os.makedirs(os.path.join(directory, "variables"))
+        open(os.path.join(directory, "saved_model.pb"), "wb").close()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(serving, "warmup_records", interrupted)
+    monkeypatch.setattr(serving, "save_module", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export_run.export(str(trained_run), str(export_dir))
     assert sorted(os.listdir(export_dir)) == ["7", "8", "notes"]

@@ -1,0 +1,65 @@
+"""`python -m official.predict`: top-5 per image; bad files are named and the rest still print."""
+
+import pathlib
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from evaluation_helpers import digit_pixels, encode, run_module
+
+LINE = re.compile(r"^  ([1-5])\. (\S+) +(\d\.\d{4})$")
+
+
+def _blocks(stdout: str) -> dict:
+    """{image path: [(class name, probability), ...]} from the printed report."""
+    blocks, current = {}, None
+    for line in stdout.splitlines():
+        match = LINE.match(line)
+        if match:
+            blocks[current].append((match.group(2), float(match.group(3))))
+        else:
+            current = line
+            blocks[current] = []
+    return blocks
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("predict")
+    paths = {
+        "seven": folder / "seven.png",
+        "missing": folder / "missing.jpg",
+        "text": folder / "notes.jpg",
+        "three": folder / "three.jpg",
+    }
+    paths["seven"].write_bytes(encode(digit_pixels(7, size=(36, 28)), "PNG"))
+    paths["text"].write_text("not an image")
+    paths["three"].write_bytes(encode(digit_pixels(3, size=(30, 40)), "JPEG"))
+    return paths
+
+
+@pytest.mark.parametrize("source", ["export_dir", "model_dir"])
+def test_prints_top5_and_reports_bad_files_by_name(source, images, saved_model, trained_run):
+    export_dir, _ = saved_model
+    where = export_dir if source == "export_dir" else trained_run
+    files = [str(images[k]) for k in ("seven", "missing", "text", "three")]
+    result = run_module("official.predict", f"--{source}={where}", *files)
+    assert result.returncode == 1, result.stderr[-3000:]
+    blocks = _blocks(result.stdout)
+    assert list(blocks) == [str(images["seven"]), str(images["three"])]
+
+    serve = tf.saved_model.load(str(export_dir / "1")).signatures["serving_default"]
+    for path, printed in blocks.items():
+        expected = serve(image_bytes=tf.constant([pathlib.Path(path).read_bytes()]))
+        names = [n.decode() for n in expected["class_names"].numpy()[0]]
+        assert [name for name, _ in printed] == names
+        np.testing.assert_allclose(
+            [p for _, p in printed], expected["probabilities"].numpy()[0], atol=5e-5
+        )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: {images['missing']}: No such file or directory",
+        f"error: {images['text']}: not an image (not JPEG, PNG, GIF or BMP data)",
+    ]
+    assert "2 of 4 images could not be classified" in result.stderr
