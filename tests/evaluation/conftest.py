@@ -3,13 +3,14 @@
 import json
 
 import pytest
-from evaluation_helpers import digit_pixels, encode, run_module
+from evaluation_helpers import digit_pixels, encode, has_ema, run_module
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """The quickstart recipe, narrower and shorter: 2 epochs of a ResNet-18 × 0.125 on the
-    digits (about 10 s); checkpoints after epoch 1 and 2."""
+    digits (about 10 s); checkpoints after epoch 1 and 2. With EMA weights when the training
+    engine has them, so evaluation and export are tested on what a run evaluates with."""
     model_dir = tmp_path_factory.mktemp("eval") / "run"
     result = run_module(
         "official.train",
@@ -17,6 +18,7 @@ def trained_run(tmp_path_factory):
         f"--model_dir={model_dir}",
         "--config.train.epochs=2",
         "--config.model.width_multiplier=0.125",
+        *(["--config.train.ema_decay=0.9"] if has_ema() else []),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return model_dir

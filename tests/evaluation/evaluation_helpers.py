@@ -1,6 +1,7 @@
 """Helpers of the evaluation tests (a module, so tests can import them; fixtures are in
 conftest.py)."""
 
+import dataclasses
 import io
 import os
 import pathlib
@@ -9,6 +10,8 @@ import sys
 
 import numpy as np
 from PIL import Image
+
+from official import config as config_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DIGITS = REPO / "datasets" / "digits"
@@ -38,3 +41,8 @@ def digit_pixels(label: int, index: int = 0, size: tuple[int, int] = (24, 30)) -
     files = sorted((DIGITS / "validation" / str(label)).iterdir())
     image = Image.open(files[index]).convert("RGB").resize(size[::-1], Image.BILINEAR)
     return np.asarray(image)
+
+
+def has_ema() -> bool:
+    """Whether the training engine keeps an exponential moving average of the weights."""
+    return "ema_decay" in {f.name for f in dataclasses.fields(config_lib.TrainConfig)}

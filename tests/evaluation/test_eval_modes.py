@@ -168,9 +168,10 @@ def test_ensemble_members_and_average(tmp_path):
         ensemble.average([a, b], [labels, labels[::-1]])
 
 
-def test_vgg_dense_uses_its_fully_convolutional_form(tmp_path):
+def test_vgg_dense_uses_its_fully_convolutional_form():
     """VGG's FC head: dense evaluation through the family's conversion (arXiv 1409.1556 §3.2)."""
     vgg = pytest.importorskip("official.models.vgg")
+    keras = pytest.importorskip("keras")
     spec = registry.get("vgg11")
     model = spec.build(num_classes=4, image_size=224, width_multiplier=1 / 16)
     assert dense.gap_classifier(model) is None
@@ -182,13 +183,25 @@ def test_vgg_dense_uses_its_fully_convolutional_form(tmp_path):
     at_224 = score_map(images).numpy()
     assert at_224.shape == (2, 1, 1, 4)
     np.testing.assert_allclose(at_224[:, 0, 0], model(images, training=False), atol=1e-4)
-    # On a larger image: one score per 224 window (stride 32), averaged, then the mirror.
+    # On a larger image: the FC head applied to every 7×7 window of the last feature map
+    # (stride 32 px in the image), the scores averaged, then the same for the mirror image.
     image = np.random.default_rng(6).integers(0, 256, (256, 288, 3), dtype=np.uint8)
-    windows = [image[y : y + 224, x : x + 224] for y in range(0, 33, 32) for x in range(0, 65, 32)]
+    trunk = dense.any_size(keras.Model(model.inputs, model.get_layer("block5_pool").output))
+
+    def hand_logits(picture):
+        feature_map = trunk(picture[None].astype(np.float32)).numpy()[0]
+        assert feature_map.shape[:2] == (8, 9)
+        scores = []
+        for y in range(feature_map.shape[0] - 6):
+            for x in range(feature_map.shape[1] - 6):
+                h = feature_map[y : y + 7, x : x + 7].reshape(1, -1)
+                for name in ("fc1", "fc2"):
+                    h = np.maximum(model.get_layer(name)(h).numpy(), 0)
+                scores.append(model.get_layer("predictions")(h).numpy()[0])
+        assert len(scores) == 2 * 3
+        return np.mean(scores, axis=0)
+
+    expected = (_softmax(hand_logits(image)) + _softmax(hand_logits(image[:, ::-1]))) / 2
     assert score_map(image[None].astype(np.float32)).shape == (1, 2, 3, 4)
-    logits = model(np.stack(windows).astype(np.float32), training=False).numpy().mean(0)
-    flipped = [w[:, ::-1] for w in windows]
-    flipped_logits = model(np.stack(flipped).astype(np.float32), training=False).numpy().mean(0)
-    expected = (_softmax(logits) + _softmax(flipped_logits)) / 2
     got = dense.dense_probabilities(score_map, (tf.constant(image),), flip=True).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from evaluation_helpers import digit_pixels, encode
+from evaluation_helpers import digit_pixels, encode, has_ema
 
 from official.evaluation import experiment, export_run, serving
 from official.training import experiment as training_experiment
@@ -193,3 +193,15 @@ def test_versions_are_numbered_and_failed_exports_leave_nothing(trained_run, tmp
     shutil.rmtree(first)
     with pytest.raises(serving.ExportError, match="no saved_model.pb"):
         serving.resolve_saved_model(str(export_dir))
+
+
+def test_export_holds_the_ema_weights_when_the_run_kept_them(version_dir, trained_run):
+    if not has_ema():
+        pytest.skip("the training engine keeps no EMA weights (--config.train.ema_decay)")
+    images = np.stack([digit_pixels(d, size=(32, 32)) for d in range(4)]).astype(np.float32)
+    exported = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
+    logits = exported(images=tf.constant(images))["logits"].numpy()
+    average, *_ = training_experiment.load_trained_model(str(trained_run), ema=True)
+    raw, *_ = training_experiment.load_trained_model(str(trained_run), ema=False)
+    np.testing.assert_allclose(logits, average(images, training=False), atol=1e-5)
+    assert np.abs(logits - raw(images, training=False).numpy()).max() > 1e-3
