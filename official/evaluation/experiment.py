@@ -111,12 +111,19 @@ def check_scales(options: Options, scales, preprocessing, min_resolution: int) -
             )
 
 
-def result_name(options: Options, checkpoint: str | None) -> str:
+def result_name(options: Options, checkpoint: str | None, scales: tuple[int, ...]) -> str:
+    """e.g. center_ckpt-330, multi_crop_grid_256-384-512_ckpt-330, dense_256_noflip_ckpt-330."""
     if options.tflite:
         stem = os.path.splitext(os.path.basename(options.tflite))[0]
         version = os.path.basename(os.path.dirname(os.path.abspath(options.tflite)))
         return f"tflite_{stem}" + (f"_v{version}" if version.isdigit() else "")
-    name = options.mode + (f"_{options.crops}" if options.mode == "multi_crop" else "")
+    name = options.mode
+    if options.mode == "multi_crop":
+        name += f"_{options.crops}"
+    if options.mode in ("dense", "multi_scale") or name == "multi_crop_grid":
+        name += "_" + "-".join(str(scale) for scale in scales)
+    if options.mode in ("dense", "multi_scale") and not options.flip:
+        name += "_noflip"
     return name + (f"_{os.path.basename(checkpoint)}" if checkpoint else "")
 
 
@@ -343,7 +350,7 @@ def run(model_dir: str | None, options: Options) -> dict:
             )
             settings.update(scales=list(scales), flip=options.flip)
 
-    name = result_name(options, checkpoint)
+    name = result_name(options, checkpoint, scales)
     directory = options.output_dir or os.path.join(model_dir, RESULTS_DIR)
     os.makedirs(directory, exist_ok=True)
     summary = metrics.summarize(probabilities, labels, class_names)

@@ -111,7 +111,11 @@ def test_dense_and_multi_crop_through_the_run_config(trained_run, image_folder, 
     common = dict(source=f"folder:{image_folder[0]}", output_dir=str(tmp_path))
     dense = experiment.run(str(trained_run), experiment.Options(mode="dense", **common))
     assert dense["settings"]["scales"] == [32]  # S = 32 / crop_fraction 1.0
-    assert dense["name"].startswith("dense_ckpt-")
+    assert dense["name"].startswith("dense_32_ckpt-")
+    no_flip = experiment.run(
+        str(trained_run), experiment.Options(mode="dense", flip=False, **common)
+    )
+    assert no_flip["name"].startswith("dense_32_noflip_ckpt-") and not no_flip["settings"]["flip"]
     ten = experiment.run(str(trained_run), experiment.Options(mode="multi_crop", **common))
     assert ten["settings"]["crops_per_image"] == 10 and ten["name"].startswith("multi_crop_ten_")
     for results in (dense, ten):
