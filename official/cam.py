@@ -46,7 +46,7 @@ def main(argv: list[str]) -> None:
     except ValueError as e:
         cli.fail(str(e))
     output_dir = _OUTPUT_DIR.value or os.path.join(_MODEL_DIR.value, "cam")
-    failures = 0
+    failures, written_names = 0, set()
     for path in paths:
         try:
             encoded = tf.constant(serving.read_image(path))
@@ -69,8 +69,13 @@ def main(argv: list[str]) -> None:
         top = int(maps.classes[0])
         caption = f"{class_names[top]} ({maps.probabilities[0, top]:.2f}) {maps.method}"
         stem = os.path.splitext(os.path.basename(path))[0]
+        name, count = f"{stem}_cam.png", 1
+        while name in written_names:  # Same file name in different folders.
+            count += 1
+            name = f"{stem}_{count}_cam.png"
+        written_names.add(name)
         written = cam.save_png(
-            cam.overlay(image, maps.maps[0], caption), os.path.join(output_dir, f"{stem}_cam.png")
+            cam.overlay(image, maps.maps[0], caption), os.path.join(output_dir, name)
         )
         print(f"{path}: {class_names[top]} {maps.probabilities[0, top]:.4f} -> {written}")
     if failures:

@@ -239,6 +239,86 @@ def _load(model_dir: str, checkpoint: str | None):
     return model, config, path
 
 
+def _tflite_posteriors(path, source, split, batch_size, preprocessing):
+    """A .tflite model on the center crops of the run's evaluation pipeline."""
+    classifier = tflite.TFLiteClassifier(path)
+    if classifier.image_size != preprocessing.image_size:
+        _fail(
+            "tflite",
+            path,
+            f"input is {classifier.image_size} px, the run's {preprocessing.image_size} px",
+        )
+    dataset = pipeline.build_dataset(
+        source,
+        split=split,
+        is_training=False,
+        batch_size=batch_size,
+        image_size=preprocessing.image_size,
+        crop_fraction=preprocessing.crop_fraction,
+        interpolation=preprocessing.interpolation,
+    )
+    return tflite.evaluate(
+        classifier, dataset.as_numpy_iterator(), modes.num_examples(source, split)
+    )
+
+
+def _ensemble_posteriors(members, source, split, batch_size, class_names):
+    """The members' mean posterior; each member runs center crops with its own preprocessing.
+
+    Returns:
+      (probabilities, labels, [{"model_dir", "checkpoint"} of every member]).
+    """
+    outputs, described = [], []
+    for member in members:
+        model, config, path = _load(member.model_dir, member.checkpoint)
+        if read_labels(member.model_dir) != class_names:
+            _fail("ensemble", member.name, "its labels.txt differs from the first member's")
+        outputs.append(
+            modes.center(
+                model, source, split, batch_size=batch_size, preprocessing=preprocessing_of(config)
+            )
+        )
+        described.append({"model_dir": member.model_dir, "checkpoint": path})
+    probabilities = ensemble.average([p for p, _ in outputs], [labels for _, labels in outputs])
+    return probabilities, outputs[0][1], described
+
+
+def _model_posteriors(model, spec, options, source, batch_size, preprocessing, scales, settings):
+    """One Keras model in the center, multi_crop, dense or multi_scale mode; records the
+    mode's settings in `settings`."""
+    if options.mode == "center":
+        return modes.center(
+            model, source, options.split, batch_size=batch_size, preprocessing=preprocessing
+        )
+    if options.mode == "multi_crop":
+        if options.crops == "grid":
+            check_scales(options, scales, preprocessing, spec.min_resolution)
+            settings["scales"] = list(scales)
+        settings.update(
+            crops=options.crops, crops_per_image=modes.crops_per_image(options.crops, scales)
+        )
+        return modes.multi_crop(
+            model,
+            source,
+            options.split,
+            batch_size=batch_size,
+            preprocessing=preprocessing,
+            kind=options.crops,
+            scales=scales,
+        )
+    check_scales(options, scales, preprocessing, spec.min_resolution)
+    settings.update(scales=list(scales), flip=options.flip)
+    return modes.dense_eval(
+        model,
+        source,
+        options.split,
+        preprocessing=preprocessing,
+        scales=scales,
+        flip=options.flip,
+        fully_convolutional=dense.family_converter(spec.builder),
+    )
+
+
 def run(model_dir: str | None, options: Options) -> dict:
     """Evaluates a run (or an ensemble of runs) and writes the results.
 
@@ -271,104 +351,39 @@ def run(model_dir: str | None, options: Options) -> dict:
     scales = default_scales(options, preprocessing)
     settings = dataclasses.asdict(preprocessing)
     model, checkpoint = None, None
-
     if options.tflite:
-        classifier = tflite.TFLiteClassifier(options.tflite)
-        if classifier.image_size != preprocessing.image_size:
-            _fail(
-                "tflite",
-                options.tflite,
-                f"input is {classifier.image_size} px, the run's {preprocessing.image_size} px",
-            )
-        dataset = pipeline.build_dataset(
-            source,
-            split=options.split,
-            is_training=False,
-            batch_size=batch_size,
-            image_size=preprocessing.image_size,
-            crop_fraction=preprocessing.crop_fraction,
-            interpolation=preprocessing.interpolation,
-        )
-        probabilities, labels = tflite.evaluate(
-            classifier, dataset.as_numpy_iterator(), modes.num_examples(source, options.split)
+        probabilities, labels = _tflite_posteriors(
+            options.tflite, source, options.split, batch_size, preprocessing
         )
         settings["tflite"] = os.path.abspath(options.tflite)
     elif options.mode == "ensemble":
-        outputs = []
-        for member in members:
-            member_model, member_config, path = _load(member.model_dir, member.checkpoint)
-            if read_labels(member.model_dir) != class_names:
-                _fail("ensemble", member.name, "its labels.txt differs from the first member's")
-            outputs.append(
-                modes.center(
-                    member_model,
-                    source,
-                    options.split,
-                    batch_size=batch_size,
-                    preprocessing=preprocessing_of(member_config),
-                )
-            )
-            settings.setdefault("members", []).append(
-                {"model_dir": member.model_dir, "checkpoint": path}
-            )
-        probabilities = ensemble.average([p for p, _ in outputs], [lab for _, lab in outputs])
-        labels = outputs[0][1]
+        probabilities, labels, settings["members"] = _ensemble_posteriors(
+            members, source, options.split, batch_size, class_names
+        )
     else:
         model, config, checkpoint = _load(model_dir, options.checkpoint)
         spec = registry.get(config.model.name)
-        if options.mode == "center":
-            probabilities, labels = modes.center(
-                model, source, options.split, batch_size=batch_size, preprocessing=preprocessing
-            )
-        elif options.mode == "multi_crop":
-            if options.crops == "grid":
-                check_scales(options, scales, preprocessing, spec.min_resolution)
-            probabilities, labels = modes.multi_crop(
-                model,
-                source,
-                options.split,
-                batch_size=batch_size,
-                preprocessing=preprocessing,
-                kind=options.crops,
-                scales=scales,
-            )
-            settings.update(
-                crops=options.crops, crops_per_image=modes.crops_per_image(options.crops, scales)
-            )
-            if options.crops == "grid":
-                settings["scales"] = list(scales)
-        else:
-            check_scales(options, scales, preprocessing, spec.min_resolution)
-            probabilities, labels = modes.dense_eval(
-                model,
-                source,
-                options.split,
-                preprocessing=preprocessing,
-                scales=scales,
-                flip=options.flip,
-                fully_convolutional=dense.family_converter(spec.builder),
-            )
-            settings.update(scales=list(scales), flip=options.flip)
+        probabilities, labels = _model_posteriors(
+            model, spec, options, source, batch_size, preprocessing, scales, settings
+        )
 
     name = result_name(options, checkpoint, scales)
     directory = options.output_dir or os.path.join(model_dir, RESULTS_DIR)
     os.makedirs(directory, exist_ok=True)
-    summary = metrics.summarize(probabilities, labels, class_names)
-    matrix = summary.pop("confusion_matrix")
-    paths = {
-        "confusion_csv": os.path.join(directory, f"{name}_confusion.csv"),
-        "predictions_csv": os.path.join(directory, f"{name}_predictions.csv"),
+    overlays = None
+    results = {
+        "mode": options.mode,
+        "name": name,
+        "model_dir": os.path.abspath(model_dir),
+        "model": config.model.name,
+        "checkpoint": checkpoint,
+        "source": source_spec,
+        "split": options.split,
+        "settings": settings,
+        "misclassified_cam": [],
     }
-    _write_text(paths["confusion_csv"], metrics.confusion_csv(matrix, class_names))
-    _write_text(
-        paths["predictions_csv"],
-        predictions_csv(
-            probabilities, labels, class_names, modes.example_names(source, options.split)
-        ),
-    )
-    misclassified, overlays = [], None
     if options.cam_misclassified:
-        misclassified, overlays = write_misclassified(
+        results["misclassified_cam"], overlays = write_misclassified(
             model,
             source,
             options.split,
@@ -379,20 +394,44 @@ def run(model_dir: str | None, options: Options) -> dict:
             preprocessing=preprocessing,
             directory=os.path.join(directory, f"{name}_misclassified"),
         )
-    results = {
-        "mode": options.mode,
-        "name": name,
-        "model_dir": os.path.abspath(model_dir),
-        "model": config.model.name,
-        "checkpoint": checkpoint,
-        "source": source_spec,
-        "split": options.split,
-        "settings": settings,
-        **summary,
-        **paths,
-        "misclassified_cam": misclassified,
+    return write_results(
+        directory,
+        results,
+        probabilities,
+        labels,
+        class_names,
+        example_names=modes.example_names(source, options.split),
+        step=checkpoint_step(checkpoint),
+        overlays=overlays,
+    )
+
+
+def write_results(
+    directory: str,
+    results: dict,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    *,
+    example_names: list[str] | None,
+    step: int,
+    overlays: np.ndarray | None = None,
+) -> dict:
+    """Adds the metrics to `results` and writes the JSON, the CSVs and the TensorBoard
+    summaries of evaluation `results["name"]`; returns the results with "results_file"."""
+    name = results["name"]
+    summary = metrics.summarize(probabilities, labels, class_names)
+    matrix = summary.pop("confusion_matrix")
+    paths = {
+        "confusion_csv": os.path.join(directory, f"{name}_confusion.csv"),
+        "predictions_csv": os.path.join(directory, f"{name}_predictions.csv"),
     }
-    step = checkpoint_step(checkpoint)
+    _write_text(paths["confusion_csv"], metrics.confusion_csv(matrix, class_names))
+    _write_text(
+        paths["predictions_csv"],
+        predictions_csv(probabilities, labels, class_names, example_names),
+    )
+    results = {**results, **summary, **paths}
     writer = tf.summary.create_file_writer(directory)
     with writer.as_default(step=step):
         for key in ("top1", "top5", "ece", "nll", "mean_per_class_accuracy"):
