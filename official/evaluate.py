@@ -35,7 +35,9 @@ _SCALES = flags.DEFINE_list(
 )
 _FLIP = flags.DEFINE_boolean("flip", True, "dense/multi_scale: average with the mirror image.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
-_SOURCE = flags.DEFINE_string("source", "", "Data source override (folder:PATH, synthetic).")
+_SOURCE = flags.DEFINE_string(
+    "source", "", "Data source override (folder:PATH, tfrecord:DIR, synthetic)."
+)
 _SPLIT = flags.DEFINE_string("split", "validation", "Split to evaluate.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 0, "Images per batch (0: the run's).")
 _ENSEMBLE = flags.DEFINE_string("ensemble", "", "mode=ensemble: comma-separated runs/checkpoints.")

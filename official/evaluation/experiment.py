@@ -183,29 +183,17 @@ def worst_mistakes(probabilities: np.ndarray, labels: np.ndarray, count: int) ->
 
 
 def center_images(source, split: str, indices: list[int], preprocessing) -> np.ndarray:
-    """The center-crop eval images of the given examples (only those files are read)."""
-    wanted = tf.constant(sorted(indices), tf.int64)
-    if not hasattr(source, "read"):
-        raise pipeline.DataError("--cam_misclassified needs a source with image files")
-    dataset = (
-        source.encoded(split)
-        .enumerate()
-        .filter(lambda i, example: tf.reduce_any(tf.equal(i, wanted)))
-        .map(lambda i, example: (i, source.read(*example)[0]))
-        .map(
-            lambda i, encoded: (
-                i,
-                preprocess.eval_image(
-                    encoded,
-                    image_size=preprocessing.image_size,
-                    crop_fraction=preprocessing.crop_fraction,
-                    interpolation=preprocessing.interpolation,
-                ),
-            )
+    """The center-crop eval images of the given examples, in the order of `indices`."""
+    dataset = modes.encoded_examples(source, split, indices).map(
+        lambda encoded, label: preprocess.eval_image(
+            encoded,
+            image_size=preprocessing.image_size,
+            crop_fraction=preprocessing.crop_fraction,
+            interpolation=preprocessing.interpolation,
         )
     )
-    images = {int(i): image for i, image in dataset.as_numpy_iterator()}
-    return np.stack([images[i] for i in indices])
+    by_position = dict(zip(sorted(indices), dataset.as_numpy_iterator()))
+    return np.stack([by_position[i] for i in indices])
 
 
 def write_misclassified(

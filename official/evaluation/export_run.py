@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from official import config as config_lib
 from official.data import pipeline, preprocess
-from official.evaluation import experiment, serving, tflite
+from official.evaluation import experiment, modes, serving, tflite
 from official.training import experiment as training_experiment
 
 USER_ERRORS = experiment.USER_ERRORS
@@ -43,31 +43,31 @@ def calibration_images(config: config_lib.Config, count: int, seed: int = 0):
         synthetic_examples=data.synthetic_examples,
         image_size=data.image_size,
     )
-    if hasattr(source, "read"):
-        size = source.info.num_examples[pipeline.TRAIN]
-        dataset = (
-            source.encoded(pipeline.TRAIN)
-            .shuffle(size, seed=seed, reshuffle_each_iteration=False)
-            .take(count)
-            .map(source.read)
-            .map(
-                lambda encoded, label: preprocess.eval_image(
-                    encoded,
-                    image_size=data.image_size,
-                    crop_fraction=data.crop_fraction,
-                    interpolation=data.interpolation,
-                )
-            )
-        )
-    else:  # Synthetic images are random already.
+    if isinstance(source, pipeline.SyntheticSource):  # Random images already.
         dataset = pipeline.build_dataset(
             source,
             split=pipeline.TRAIN,
             is_training=False,
             batch_size=1,
             image_size=data.image_size,
-        ).unbatch()
-        dataset = dataset.map(lambda image, label: image).take(count)
+        )
+        dataset = dataset.unbatch().map(lambda image, label: image).take(count)
+    else:
+        size = source.info.num_examples[pipeline.TRAIN]
+        if isinstance(source, pipeline.FolderSource):  # Shuffle the file list: cheap.
+            encoded = source.encoded(pipeline.TRAIN).shuffle(size, seed=seed).take(count)
+            encoded = encoded.map(source.read)
+        else:  # Records: a bounded shuffle buffer (the converter shuffles the training split).
+            encoded = modes.encoded_examples(source, pipeline.TRAIN)
+            encoded = encoded.shuffle(min(size, 20 * count), seed=seed).take(count)
+        dataset = encoded.map(
+            lambda image, label: preprocess.eval_image(
+                image,
+                image_size=data.image_size,
+                crop_fraction=data.crop_fraction,
+                interpolation=data.interpolation,
+            )
+        )
     return [image[None].astype(np.float32) for image in dataset.as_numpy_iterator()]
 
 

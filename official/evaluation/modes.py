@@ -63,18 +63,39 @@ def example_names(source, split: str) -> list[str] | None:
     return None
 
 
-def encoded_examples(source, split: str) -> tf.data.Dataset:
+def encoded_examples(source, split: str, indices: list[int] | None = None) -> tf.data.Dataset:
     """(encoded image bytes, label) of a split in its evaluation order.
+
+    Args:
+      source: a FolderSource or TFRecordSource.
+      split: split name.
+      indices: only these examples (positions in the evaluation order), e.g. to redraw a few;
+        a folder source then reads only their files.
 
     Raises:
       DataError: the source has no encoded images (the synthetic source).
     """
-    if not hasattr(source, "read"):
+    if isinstance(source, pipeline.FolderSource):
+        examples = source.encoded(split)  # (path, label): select before reading files.
+    elif isinstance(source, pipeline.TFRecordSource):
+        examples = source.examples(
+            split, is_training=False, shuffle_buffer=0, cache=False, seed=0, input_context=None
+        )
+    else:
         raise pipeline.DataError(
             f"{type(source).__name__}: this evaluation needs encoded images "
-            "(--source=folder:PATH), not a synthetic source"
+            "(--source=folder:PATH or tfrecord:DIR), not a synthetic source"
         )
-    return source.encoded(split).map(source.read, num_parallel_calls=tf.data.AUTOTUNE)
+    if indices is not None:
+        wanted = tf.constant(sorted(indices), tf.int64)
+        examples = (
+            examples.enumerate()
+            .filter(lambda index, example: tf.reduce_any(tf.equal(index, wanted)))
+            .map(lambda index, example: example)
+        )
+    if isinstance(source, pipeline.FolderSource):
+        examples = examples.map(source.read, num_parallel_calls=tf.data.AUTOTUNE)
+    return examples
 
 
 def decoded_examples(source, split: str) -> tf.data.Dataset:

@@ -205,3 +205,39 @@ def test_vgg_dense_uses_its_fully_convolutional_form():
     assert score_map(image[None].astype(np.float32)).shape == (1, 2, 3, 4)
     got = dense.dense_probabilities(score_map, (tf.constant(image),), flip=True).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_tfrecord_source_gives_the_posteriors_of_its_folder(tmp_path, models):
+    """Converted records (RGB JPEGs are stored byte for byte) evaluate like their folder."""
+    from official.data import convert
+    from official.evaluation import experiment
+
+    rng = np.random.default_rng(4)
+    root = tmp_path / "raw"
+    for name, size in zip("abc", SIZES):
+        for split, count in (("train", 1), ("validation", 2)):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                (root / split / name / f"{i}.jpg").write_bytes(encode(pixels, "JPEG"))
+    convert.convert(str(root), str(tmp_path / "records"), num_workers=1, stream=io.StringIO())
+    folder = pipeline.open_source(f"folder:{root}")
+    records = pipeline.open_source(f"tfrecord:{tmp_path / 'records'}")
+    fixed, _ = models
+    runs = {
+        "ten": lambda source: modes.multi_crop(
+            fixed, source, "validation", batch_size=20, preprocessing=PREPROCESSING, kind="ten"
+        ),
+        "dense": lambda source: modes.dense_eval(
+            fixed, source, "validation", preprocessing=PREPROCESSING, scales=(37, 48)
+        ),
+    }
+    for run in runs.values():
+        (from_folder, folder_labels), (from_records, record_labels) = run(folder), run(records)
+        assert folder_labels.tolist() == record_labels.tolist() == [0, 0, 1, 1, 2, 2]
+        np.testing.assert_allclose(from_records, from_folder, atol=1e-6)
+    picked = [4, 1]
+    np.testing.assert_array_equal(
+        experiment.center_images(records, "validation", picked, PREPROCESSING),
+        experiment.center_images(folder, "validation", picked, PREPROCESSING),
+    )
