@@ -241,3 +241,18 @@ def test_tfrecord_source_gives_the_posteriors_of_its_folder(tmp_path, models):
         experiment.center_images(records, "validation", picked, PREPROCESSING),
         experiment.center_images(folder, "validation", picked, PREPROCESSING),
     )
+    # int8 calibration draws training images from either kind of source.
+    from official import config as config_lib
+    from official.evaluation import export_run
+
+    config = config_lib.Config()
+    config.data.image_size, config.data.crop_fraction = 32, 0.875
+    config.data.interpolation = "bilinear"
+    expected = experiment.center_images(folder, "train", [0, 1, 2], PREPROCESSING)
+    for spec in (f"folder:{root}", f"tfrecord:{tmp_path / 'records'}"):
+        config.data.source = spec
+        images = export_run.calibration_images(config, 2)
+        assert len(images) == 2 and images[0].shape == (1, 32, 32, 3)
+        assert images[0].dtype == np.float32
+        for image in images:  # Each is one of the training images, preprocessed for eval.
+            assert any(np.array_equal(image[0], e) for e in expected)
