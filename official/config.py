@@ -15,7 +15,7 @@ from typing import Any
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Which architecture, and the switches passed to its builder.
+    """Which architecture, the switches passed to its builder, and where its weights start.
 
     Zero/empty values mean "the registered variant's own default".
     """
@@ -24,9 +24,20 @@ class ModelConfig:
     num_classes: int = 0  # 0: the dataset's number of classes.
     width_multiplier: float = 0.0  # 0: the variant's width.
     dropout: float = -1.0  # < 0: the variant's dropout before the classifier.
-    zero_gamma: bool = False  # Zero-init the last BN of each residual branch.
+    # Zero-init the last BN of each residual branch (Goyal et al. arXiv 1706.02677 §5.1; Bag of
+    # Tricks arXiv 1812.01187 §3.1).
+    zero_gamma: bool = False
     activation: str = ""  # "": the variant's activation.
     normalization: str = ""  # "": the variant's normalization ("batch", "sync_batch", ...).
+    # Weight of the auxiliary classifier's cross-entropy (Inception; TF-slim trains Inception-v3
+    # with 0.4); > 0 builds the model with its `aux_head`; 0: no auxiliary head.
+    aux_loss_weight: float = 0.0
+    # Start from trained weights: a run directory of this package or one of its checkpoints
+    # (`runs/x/checkpoints/ckpt-N`), or a keras.applications `.h5` weights file (then
+    # init_keras_application names its architecture). Layers whose shapes differ (the classifier
+    # when the class count changes) keep their fresh initialization. Ignored when resuming.
+    init_checkpoint: str = ""
+    init_keras_application: str = ""  # keras.applications constructor of an .h5, e.g. "ResNet50".
 
 
 @dataclasses.dataclass
@@ -52,38 +63,95 @@ class DataConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Optimization."""
+    """Optimization: optimizer, learning-rate schedule, losses, EMA, distillation, stages."""
 
-    batch_size: int = 256  # Global batch size, split across replicas.
+    batch_size: int = 256  # Global batch size (one optimizer step), split across replicas.
     epochs: float = 90.0
-    optimizer: str = "sgd"  # "sgd" (with momentum) or "adam".
-    momentum: float = 0.9
-    nesterov: bool = False
+    # "sgd" (momentum, optional Nesterov), "rmsprop" (TensorFlow 1 semantics: epsilon inside the
+    # square root, mean square starting at 1, as the EfficientNet recipe), "adam", "adamw"
+    # (decoupled weight decay), "lars" (You et al. arXiv 1708.03888) or "lamb" (You et al.
+    # arXiv 1904.00962). README "Optimization" says how each one applies weight_decay.
+    optimizer: str = "sgd"
+    momentum: float = 0.9  # sgd, rmsprop, lars.
+    nesterov: bool = False  # sgd, lars.
+    rmsprop_decay: float = 0.9  # Decay of rmsprop's mean square (rho).
+    beta_1: float = 0.9  # adam, adamw, lamb.
+    beta_2: float = 0.999  # adam, adamw, lamb.
+    epsilon: float = 0.0  # 0: the optimizer's (rmsprop 1e-3, adam/adamw 1e-8, lamb 1e-6).
+    lars_trust_coefficient: float = 0.001  # η of arXiv 1708.03888 Algorithm 1.
     # Learning rate per 256 images; the run uses base × batch_size / 256 (linear scaling rule,
     # Goyal et al. arXiv 1706.02677 §2.1).
     base_learning_rate: float = 0.1
-    lr_schedule: str = "cosine"  # "cosine" (Loshchilov & Hutter arXiv 1608.03983) or "constant".
+    # After warmup: "cosine" (Loshchilov & Hutter arXiv 1608.03983), "constant", "step" (× decay
+    # rate at each of lr_decay_epochs), "exponential" (× decay rate every lr_decay_every_epochs),
+    # "polynomial" (to min_learning_rate with power lr_power) or "plateau" (× decay rate when the
+    # validation top-1 stops improving, as VGG: Simonyan & Zisserman arXiv 1409.1556 §3.1).
+    lr_schedule: str = "cosine"
     warmup_epochs: float = 0.0  # Linear warmup from 0 (arXiv 1706.02677 §2.2).
-    weight_decay: float = 1e-4  # Decoupled; not applied to biases and normalization parameters.
+    lr_decay_epochs: tuple[float, ...] = ()  # "step": epochs at which the rate is multiplied.
+    lr_decay_rate: float = 0.0  # 0: the schedule's (step/plateau 0.1, exponential 0.97).
+    lr_decay_every_epochs: float = 2.4  # "exponential" (EfficientNet: 0.97 every 2.4 epochs).
+    lr_staircase: bool = True  # "exponential": decay in whole intervals.
+    lr_power: float = 2.0  # "polynomial" (arXiv 1708.03888 uses 2).
+    min_learning_rate: float = 0.0  # End of cosine/polynomial; floor of plateau.
+    plateau_patience: int = 2  # "plateau": evaluations without improvement before decaying.
+    plateau_min_delta: float = 1e-3  # "plateau": top-1 gain that counts as an improvement.
+    weight_decay: float = 1e-4  # README "Optimization": its meaning for each optimizer.
+    # Exclude biases and normalization scales/shifts from weight decay (Bag of Tricks arXiv
+    # 1812.01187 §3.1 "no bias decay"); false: decay every variable.
+    no_bias_decay: bool = True
+    clip_gradient_norm: float = 0.0  # Clip the global gradient norm to this; 0: no clipping.
+    # Split each replica's batch into this many micro-batches whose gradients are summed before
+    # one optimizer step (same effective batch, less activation memory).
+    gradient_accumulation_steps: int = 1
     label_smoothing: float = 0.0  # Szegedy et al. arXiv 1512.00567 §7.
+    # Exponential moving average of the weights, used for evaluation and export (e.g. 0.9999 as
+    # the EfficientNet recipe, Tan & Le arXiv 1905.11946 §5); 0: off.
+    ema_decay: float = 0.0
+    # Knowledge distillation (Hinton et al. arXiv 1503.02531; Bag of Tricks §5.3). The teacher is
+    # a run directory or checkpoint of this package (its config.json names the architecture), a
+    # checkpoint of the registry model `distill_teacher`, or a SavedModel directory.
+    distill_checkpoint: str = ""  # "": no distillation.
+    distill_teacher: str = ""  # Registry name, for a checkpoint without a run's config.json.
+    distill_temperature: float = 1.0  # T of the softened distributions.
+    distill_weight: float = 1.0  # Weight of the T²-scaled distillation term.
+    # Transfer learning: train only the classifier (backbone BN in inference mode) for this many
+    # epochs, then everything.
+    freeze_backbone_epochs: float = 0.0
+    backbone_lr_multiplier: float = 1.0  # The backbone's learning rate relative to the head's.
+    # Two stages in one run: the last `second_stage_epochs` use `second_stage_optimizer` with its
+    # own rate (e.g. Adam first, then SGD to fine-tune; Keskar & Socher arXiv 1712.07628).
+    second_stage_epochs: float = 0.0
+    second_stage_optimizer: str = "sgd"
+    second_stage_base_learning_rate: float = 0.0  # Per 256 images; required with a 2nd stage.
     eval_batch_size: int = 0  # 0: batch_size.
 
 
 @dataclasses.dataclass
 class RuntimeConfig:
-    """Devices, precision, logging and checkpoints."""
+    """Devices, precision, logging, evaluation and checkpoints."""
 
-    # "mirrored" (all local GPUs, or the CPU), "one_device", "multi_worker_mirrored", "tpu".
+    # "mirrored" (all local GPUs, or the CPU), "one_device", "multi_worker_mirrored" (cluster
+    # from TF_CONFIG), "tpu".
     distribution_strategy: str = "mirrored"
     num_gpus: int = -1  # -1: every visible GPU.
     # Split the CPU into this many logical devices (> 1 lets mirrored run several replicas
     # on a CPU-only machine, e.g. to test distribution).
     num_cpu_devices: int = 1
-    precision: str = "float32"  # "float32", "mixed_bfloat16", "mixed_float16", "auto".
+    tpu: str = ""  # "tpu": TPU name or address; "": the local TPU.
+    # "float32", "mixed_bfloat16", "mixed_float16" (with dynamic loss scaling), or "auto"
+    # (float16 on GPUs of compute capability >= 7.0, bfloat16 on TPUs and on CPUs with
+    # AVX512_BF16 or AMX, else float32).
+    precision: str = "float32"
     seed: int = 0
+    deterministic: bool = False  # Deterministic kernels (bit-exact reruns; may be slower).
     log_every_steps: int = 10  # Progress bar, console and TensorBoard scalars.
     checkpoint_every_steps: int = 0  # 0: at the end of every epoch only.
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = 3  # The last K; the best one is kept apart in checkpoints/best.
+    checkpoint_input: bool = True  # Save the input pipeline's position in checkpoints.
+    eval_every_epochs: int = 1  # 0: only after the last step.
+    summary_images: int = 16  # Augmented training images in the TensorBoard grid; 0: none.
+    profile_steps: tuple[int, ...] = ()  # (first, last) step of a profiler trace; (): none.
 
 
 @dataclasses.dataclass
@@ -108,17 +176,32 @@ class Derived:
     total_steps: int
     warmup_steps: int
     eval_batch_size: int
+    lr_decay_steps: tuple[int, ...] = ()  # "step" schedule boundaries.
+    lr_decay_interval_steps: float = 0.0  # "exponential": steps per decay interval.
+    freeze_backbone_steps: int = 0  # Steps that train only the classifier.
+    second_stage_step: int = 0  # First step of the second stage; 0: one stage.
+    second_stage_learning_rate: float = 0.0  # second_stage_base_learning_rate × batch / 256.
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the flag and what is expected."""
 
 
+OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "lars", "lamb")
+# The optimizers' own epsilon (train.epsilon = 0): rmsprop as the EfficientNet recipe
+# (tensorflow/tpu), adam as Kingma & Ba arXiv 1412.6980 Algorithm 1, lamb as arXiv 1904.00962.
+DEFAULT_EPSILON = {"rmsprop": 1e-3, "adam": 1e-8, "adamw": 1e-8, "lamb": 1e-6}
+LR_SCHEDULES = ("cosine", "constant", "step", "exponential", "polynomial", "plateau")
+# The schedules' own decay factor (train.lr_decay_rate = 0): ×0.1 steps as ResNet (He et al.
+# arXiv 1512.03385 §3.4) and VGG; 0.97 every 2.4 epochs as EfficientNet (arXiv 1905.11946 §5).
+DEFAULT_DECAY_RATE = {"step": 0.1, "plateau": 0.1, "exponential": 0.97}
+
 _CHOICES = {
     "data.train_crop": ("inception", "resize"),
     "data.interpolation": ("bilinear", "bicubic", "nearest", "area"),
-    "train.optimizer": ("sgd", "adam"),
-    "train.lr_schedule": ("cosine", "constant"),
+    "train.optimizer": OPTIMIZERS,
+    "train.second_stage_optimizer": OPTIMIZERS,
+    "train.lr_schedule": LR_SCHEDULES,
     "runtime.distribution_strategy": ("mirrored", "one_device", "multi_worker_mirrored", "tpu"),
     "runtime.precision": ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
 }
@@ -129,6 +212,106 @@ def _check(condition: bool, flag: str, value: Any, expected: str) -> None:
         raise ConfigError(f"--config.{flag}={value!r}: expected {expected}")
 
 
+def _validate_train(train: TrainConfig) -> None:
+    _check(train.batch_size > 0, "train.batch_size", train.batch_size, "> 0")
+    _check(train.epochs > 0, "train.epochs", train.epochs, "> 0")
+    _check(
+        0 <= train.label_smoothing < 1,
+        "train.label_smoothing",
+        train.label_smoothing,
+        "in [0, 1)",
+    )
+    for name in ("momentum", "rmsprop_decay", "beta_1", "beta_2", "ema_decay"):
+        value = getattr(train, name)
+        _check(0 <= value < 1, f"train.{name}", value, "in [0, 1)")
+    for name in (
+        "epsilon",
+        "weight_decay",
+        "clip_gradient_norm",
+        "warmup_epochs",
+        "min_learning_rate",
+        "lr_decay_rate",
+        "distill_weight",
+        "freeze_backbone_epochs",
+        "backbone_lr_multiplier",
+        "second_stage_epochs",
+        "second_stage_base_learning_rate",
+        "plateau_min_delta",
+    ):
+        value = getattr(train, name)
+        _check(value >= 0, f"train.{name}", value, ">= 0")
+    _check(
+        train.base_learning_rate > 0, "train.base_learning_rate", train.base_learning_rate, "> 0"
+    )
+    _check(
+        train.lars_trust_coefficient > 0,
+        "train.lars_trust_coefficient",
+        train.lars_trust_coefficient,
+        "> 0",
+    )
+    _check(
+        train.gradient_accumulation_steps >= 1,
+        "train.gradient_accumulation_steps",
+        train.gradient_accumulation_steps,
+        ">= 1",
+    )
+    _check(
+        train.batch_size % train.gradient_accumulation_steps == 0,
+        "train.gradient_accumulation_steps",
+        train.gradient_accumulation_steps,
+        f"a divisor of --config.train.batch_size={train.batch_size}",
+    )
+    if train.lr_schedule == "step":
+        epochs = train.lr_decay_epochs
+        _check(
+            len(epochs) > 0 and all(0 < a < b for a, b in zip((0,) + epochs, epochs)),
+            "train.lr_decay_epochs",
+            epochs,
+            "increasing positive epochs for --config.train.lr_schedule=step, e.g. (30, 60, 80)",
+        )
+    _check(
+        train.lr_decay_rate < 1,
+        "train.lr_decay_rate",
+        train.lr_decay_rate,
+        "< 1 (the factor the rate is multiplied by)",
+    )
+    _check(
+        train.lr_decay_every_epochs > 0,
+        "train.lr_decay_every_epochs",
+        train.lr_decay_every_epochs,
+        "> 0",
+    )
+    _check(train.lr_power > 0, "train.lr_power", train.lr_power, "> 0")
+    _check(train.plateau_patience >= 1, "train.plateau_patience", train.plateau_patience, ">= 1")
+    _check(
+        train.distill_temperature > 0,
+        "train.distill_temperature",
+        train.distill_temperature,
+        "> 0",
+    )
+    _check(
+        not train.distill_teacher or bool(train.distill_checkpoint),
+        "train.distill_checkpoint",
+        train.distill_checkpoint,
+        f"the teacher's weights for --config.train.distill_teacher={train.distill_teacher}",
+    )
+    for name in ("freeze_backbone_epochs", "second_stage_epochs"):
+        value = getattr(train, name)
+        _check(
+            value < train.epochs,
+            f"train.{name}",
+            value,
+            f"< --config.train.epochs={train.epochs}",
+        )
+    if train.second_stage_epochs > 0:
+        _check(
+            train.second_stage_base_learning_rate > 0,
+            "train.second_stage_base_learning_rate",
+            train.second_stage_base_learning_rate,
+            "> 0 with --config.train.second_stage_epochs",
+        )
+
+
 def validate(config: Config) -> None:
     """Raises ConfigError, naming the flag, for values no run can use."""
     for flag, choices in _CHOICES.items():
@@ -137,8 +320,7 @@ def validate(config: Config) -> None:
         if flag == "data.interpolation" and value == "":
             continue
         _check(value in choices, flag, value, "one of " + ", ".join(choices))
-    _check(config.train.batch_size > 0, "train.batch_size", config.train.batch_size, "> 0")
-    _check(config.train.epochs > 0, "train.epochs", config.train.epochs, "> 0")
+    _validate_train(config.train)
     _check(config.data.image_size >= 0, "data.image_size", config.data.image_size, ">= 0")
     _check(
         0 <= config.data.crop_fraction <= 1,
@@ -150,23 +332,46 @@ def validate(config: Config) -> None:
         value = getattr(config.data, field)
         _check(len(value) in (0, 3), f"data.{field}", value, "3 values (one per channel) or ()")
     _check(all(s > 0 for s in config.data.std), "data.std", config.data.std, "positive values")
+    model = config.model
+    _check(model.aux_loss_weight >= 0, "model.aux_loss_weight", model.aux_loss_weight, ">= 0")
+    is_h5 = model.init_checkpoint.endswith((".h5", ".hdf5"))
     _check(
-        0 <= config.train.label_smoothing < 1,
-        "train.label_smoothing",
-        config.train.label_smoothing,
-        "in [0, 1)",
+        bool(model.init_keras_application) == is_h5,
+        "model.init_keras_application",
+        model.init_keras_application,
+        "the keras.applications name (e.g. ResNet50) exactly when --config.model.init_checkpoint "
+        "is an .h5 file",
     )
+    runtime = config.runtime
+    _check(runtime.log_every_steps > 0, "runtime.log_every_steps", runtime.log_every_steps, "> 0")
     _check(
-        config.runtime.log_every_steps > 0,
-        "runtime.log_every_steps",
-        config.runtime.log_every_steps,
-        "> 0",
-    )
-    _check(
-        config.runtime.num_cpu_devices >= 1,
+        runtime.num_cpu_devices >= 1,
         "runtime.num_cpu_devices",
-        config.runtime.num_cpu_devices,
+        runtime.num_cpu_devices,
         ">= 1",
+    )
+    _check(
+        runtime.checkpoint_every_steps >= 0,
+        "runtime.checkpoint_every_steps",
+        runtime.checkpoint_every_steps,
+        ">= 0",
+    )
+    _check(
+        runtime.keep_checkpoints >= 1, "runtime.keep_checkpoints", runtime.keep_checkpoints, ">= 1"
+    )
+    _check(
+        runtime.eval_every_epochs >= 0,
+        "runtime.eval_every_epochs",
+        runtime.eval_every_epochs,
+        ">= 0",
+    )
+    _check(runtime.summary_images >= 0, "runtime.summary_images", runtime.summary_images, ">= 0")
+    steps = runtime.profile_steps
+    _check(
+        not steps or (len(steps) == 2 and 0 < steps[0] <= steps[1]),
+        "runtime.profile_steps",
+        steps,
+        "(first, last) steps with 0 < first <= last, or ()",
     )
 
 
@@ -210,16 +415,34 @@ def resolve(
             f"--config.train.batch_size={train.batch_size}: larger than the "
             f"{num_train_examples} training examples"
         )
+    train.epsilon = train.epsilon or DEFAULT_EPSILON.get(train.optimizer, 0.0)
+    train.lr_decay_rate = train.lr_decay_rate or DEFAULT_DECAY_RATE.get(train.lr_schedule, 0.0)
     steps_per_epoch = num_train_examples // train.batch_size
+    total_steps = max(1, math.ceil(train.epochs * steps_per_epoch))
+
+    def steps(epochs: float) -> int:
+        return int(round(epochs * steps_per_epoch))
+
+    second_stage_step = total_steps - steps(train.second_stage_epochs)
+    if train.second_stage_epochs and not 0 < second_stage_step < total_steps:
+        raise ConfigError(
+            f"--config.train.second_stage_epochs={train.second_stage_epochs}: leaves no steps "
+            f"for one of the two stages ({total_steps} steps in all)"
+        )
     derived = Derived(
         num_classes=model.num_classes,
         num_train_examples=num_train_examples,
         num_eval_examples=num_eval_examples,
         learning_rate=train.base_learning_rate * train.batch_size / 256,
         steps_per_epoch=steps_per_epoch,
-        total_steps=max(1, math.ceil(train.epochs * steps_per_epoch)),
-        warmup_steps=int(round(train.warmup_epochs * steps_per_epoch)),
+        total_steps=total_steps,
+        warmup_steps=steps(train.warmup_epochs),
         eval_batch_size=train.eval_batch_size or train.batch_size,
+        lr_decay_steps=tuple(steps(e) for e in train.lr_decay_epochs),
+        lr_decay_interval_steps=train.lr_decay_every_epochs * steps_per_epoch,
+        freeze_backbone_steps=steps(train.freeze_backbone_epochs),
+        second_stage_step=second_stage_step if train.second_stage_epochs else 0,
+        second_stage_learning_rate=train.second_stage_base_learning_rate * train.batch_size / 256,
     )
     return resolved, derived
 
@@ -269,5 +492,5 @@ def load(model_dir: str) -> tuple[Config, Derived | None]:
     with open(path, encoding="utf-8") as f:
         payload = json.load(f)
     config = _from_dict(Config, payload["config"])
-    derived = Derived(**payload["derived"]) if "derived" in payload else None
+    derived = _from_dict(Derived, payload["derived"]) if "derived" in payload else None
     return config, derived

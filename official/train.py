@@ -29,10 +29,15 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config: config_lib.Config = _CONFIG.value
     model_dir = _MODEL_DIR.value or os.path.join("runs", config.model.name)
-    from official.training import experiment  # Imports TensorFlow: after flags are checked.
+    # Imports TensorFlow: after the flags are checked.
+    from official.training import experiment, loop
 
     with cli.user_errors():
-        experiment.run(config, model_dir)
+        try:
+            experiment.run(config, model_dir)
+        except loop.PreemptedError as e:
+            # 128 + SIGTERM, as a shell reports a process ended by SIGTERM.
+            cli.fail(str(e), status=143)
 
 
 def run() -> None:

@@ -1,34 +1,60 @@
 """The training loop: one custom loop for every distribution strategy.
 
 Keras 3 `fit` breaks under MultiWorkerMirroredStrategy (keras-team/keras#20585), so training
-runs its own steps with `strategy.run`. Several steps run inside one `tf.function` call (a
-`tf.while_loop`), so the host only wakes up at logging intervals.
+runs its own steps with `strategy.run`, and the same code serves one device, mirrored replicas,
+several workers and TPUs. Several steps run inside one `tf.function` call (a `tf.while_loop`),
+so the host only wakes up at logging, checkpoint and evaluation boundaries.
+
+One step:
+  replica context   forward/backward (optionally over micro-batches), then ONE all-reduce of the
+                    gradients together with the step's statistics; unscale (float16), global
+                    norm, clipping and coupled ("l2") weight decay on the reduced gradients,
+                    so every replica sees exactly what a single device would.
+  cross-replica     if the gradients are finite: each optimizer's `update_step` per variable
+                    (decoupled decay first, backbone learning-rate multiplier), the EMA; then the
+                    loss scale and the step counter.
+Keras' own `apply_gradients` is not used: it clips before its all-reduce (per replica) and
+would all-reduce again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from official.progress import Progress
-from official.training import losses, optimizers
+from official.training import distill, losses, optimizers
+from official.training import strategy as strategy_lib
 
 # Order of the per-step statistics summed over replicas and steps.
 _LOSS_SUM, _TOP1, _TOP5, _COUNT = range(4)
+_NONFINITE = 4  # Steps whose gradients were not finite (skipped).
+_STOP = 5  # > 0 when some worker was asked to stop (SIGTERM).
+_NUM_STATS = 6
 
 
 def _statistics(labels, logits, per_example_loss) -> tf.Tensor:
-    """[sum of losses, top-1 hits, top-5 hits, examples] of one batch, in float32."""
+    """[sum of losses, top-1 hits, top-5 hits, examples] of one batch, in float32.
+
+    Ties count against the prediction: of equal logits the lowest class index is ranked first
+    (as numpy's argmax), so a constant output scores chance, not 100% (tf.math.in_top_k would
+    count every tied class as a hit).
+    """
     logits = tf.cast(logits, tf.float32)
     labels = tf.cast(labels, tf.int32)
     k = min(5, logits.shape[-1])
-    top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float32))
-    topk = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32))
+    hits = tf.equal(tf.math.top_k(logits, k).indices, labels[:, None])
+    top1 = tf.reduce_sum(tf.cast(hits[:, 0], tf.float32))
+    topk = tf.reduce_sum(tf.cast(tf.reduce_any(hits, axis=-1), tf.float32))
     count = tf.cast(tf.shape(labels)[0], tf.float32)
     return tf.stack([tf.reduce_sum(per_example_loss), top1, topk, count])
 
@@ -43,69 +69,353 @@ def summarize(totals: np.ndarray) -> dict[str, float]:
     }
 
 
+def split_outputs(outputs):
+    """(logits, auxiliary logits or None) of a model's output (a tensor, or the dict
+    {"logits", "aux_logits"} of a model built with an auxiliary head)."""
+    if isinstance(outputs, dict):
+        return outputs["logits"], outputs.get("aux_logits")
+    return outputs, None
+
+
+def weights_fingerprint(model) -> str:
+    """SHA-256 of the model's weights (first replica's copy): equal fingerprints, equal weights."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class DistributedInput:
+    """Feeds `strategy.run` from one tf.data pipeline per worker through a plain iterator.
+
+    tf.distribute's own iterators cannot be saved in a checkpoint (TF 2.21: they are not
+    trackable), while a plain tf.data iterator can. So each worker iterates its pipeline (batched
+    per replica, as `distribute_datasets_from_function` would) and hands one batch to each local
+    replica with `experimental_distribute_values_from_function`. On TPUs, whose input must go
+    through the distributed iterator, the position is not saved.
+
+    Args:
+      strategy: the distribution strategy.
+      dataset_fn: InputContext → dataset of per-replica batches of this worker's shard.
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy, dataset_fn):
+        self.strategy = strategy
+        self.checkpointable = not isinstance(strategy, tf.distribute.TPUStrategy)
+        if not self.checkpointable:
+            self.iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+            return
+        index, count = strategy_lib.worker_index_and_count(strategy)
+        context = tf.distribute.InputContext(
+            num_input_pipelines=count,
+            input_pipeline_id=index,
+            num_replicas_in_sync=strategy.num_replicas_in_sync,
+        )
+        self.iterator = iter(dataset_fn(context))
+
+    def next(self):
+        """The next batch of every replica (call inside a tf.function, cross-replica context)."""
+        if not self.checkpointable:
+            return next(self.iterator)
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda _: next(self.iterator)
+        )
+
+
+@dataclasses.dataclass
+class Stage:
+    """An optimizer and its learning rate from `start_step` on.
+
+    Attributes:
+      optimizer: a Keras optimizer built on all trainable variables (see optimizers.py).
+      learning_rate: global step → learning rate (a float32 tensor).
+      decay_rule: how weight decay is applied, optimizers.DECAY_RULES.
+      start_step: first step of this stage.
+    """
+
+    optimizer: object
+    learning_rate: Callable[[tf.Tensor], tf.Tensor]
+    decay_rule: str = "l2"
+    start_step: int = 0
+
+
 class Trainer:
     """Compiled training and evaluation steps of one model under one strategy.
 
+    Build it inside `strategy.scope()` (it creates the step counter there).
+
     Args:
-      strategy: the distribution strategy the model and optimizer were built under.
-      model: a Keras model taking 0..255 images and returning logits.
-      optimizer: a Keras optimizer.
+      strategy: the distribution strategy the model and optimizers were built under.
+      model: a Keras model taking 0..255 images, returning logits (or {"logits", "aux_logits"}).
+      inputs: a DistributedInput of the training data.
+      stages: one Stage, or two for a two-optimizer run.
       num_classes: classifier outputs.
       global_batch_size: examples per step over all replicas (the loss is averaged over it).
       label_smoothing: see losses.cross_entropy.
-      weight_decay: L2 penalty on kernels, see optimizers.add_weight_decay.
+      weight_decay: see optimizers.DECAY_RULES.
+      no_bias_decay: exclude biases and normalization parameters from weight decay.
+      clip_gradient_norm: clip the global norm of the (all-reduced) gradients; 0: off.
+      accumulation_steps: micro-batches per replica batch whose gradients are summed.
+      loss_scale: a precision.DynamicLossScale for float16, else None.
+      ema: an ema.ExponentialMovingAverage, else None.
+      eval_model: the model evaluation uses (the EMA's average model); default `model`.
+      teacher: images → teacher logits, for distillation; None: no distillation.
+      distill_temperature: T of distill.distillation_loss.
+      distill_weight: weight of the distillation term.
+      aux_loss_weight: weight of the auxiliary head's cross-entropy.
+      head_layers: names of the classifier layers; the rest is the backbone.
+      backbone_lr_multiplier: the backbone's learning rate relative to the head's.
+      freeze_backbone_steps: steps that train only the head, backbone BN in inference mode.
     """
 
     def __init__(
         self,
         *,
-        strategy,
+        strategy: tf.distribute.Strategy,
         model,
-        optimizer,
+        inputs: DistributedInput | None,
+        stages: Sequence[Stage],
         num_classes: int,
         global_batch_size: int,
         label_smoothing: float = 0.0,
         weight_decay: float = 0.0,
+        no_bias_decay: bool = True,
+        clip_gradient_norm: float = 0.0,
+        accumulation_steps: int = 1,
+        loss_scale=None,
+        ema=None,
+        eval_model=None,
+        teacher: Callable | None = None,
+        distill_temperature: float = 1.0,
+        distill_weight: float = 0.0,
+        aux_loss_weight: float = 0.0,
+        head_layers: Sequence[str] = ("predictions",),
+        backbone_lr_multiplier: float = 1.0,
+        freeze_backbone_steps: int = 0,
     ):
+        replicas = strategy.num_replicas_in_sync
+        if global_batch_size % (replicas * accumulation_steps):
+            raise ValueError(
+                f"batch size {global_batch_size} is not divisible by {replicas} replicas × "
+                f"{accumulation_steps} accumulation steps"
+            )
         self.strategy = strategy
         self.model = model
-        self.optimizer = optimizer
+        self.inputs = inputs
+        self.stages = list(stages)
         self.num_classes = num_classes
         self.global_batch_size = global_batch_size
         self.label_smoothing = label_smoothing
         self.weight_decay = weight_decay
-        self._train_steps = tf.function(self._train_steps_fn)
-        self._eval_step = tf.function(self._eval_step_fn)
+        self.no_bias_decay = no_bias_decay
+        self.clip_gradient_norm = clip_gradient_norm
+        self.accumulation_steps = accumulation_steps
+        self.loss_scale = loss_scale
+        self.ema = ema
+        self.eval_model = eval_model if eval_model is not None else model
+        self.teacher = teacher
+        self.distill_temperature = distill_temperature
+        self.distill_weight = distill_weight
+        self.aux_loss_weight = aux_loss_weight
+        self.backbone_lr_multiplier = backbone_lr_multiplier
+        self.freeze_backbone_steps = freeze_backbone_steps
 
-    def _replica_train_step(self, images, labels):
-        variables = self.model.trainable_variables
-        with tf.GradientTape() as tape:
-            logits = self.model(tf.cast(images, tf.float32), training=True)
-            per_example = losses.cross_entropy(
-                labels,
-                logits,
-                num_classes=self.num_classes,
-                label_smoothing=self.label_smoothing,
+        heads = [layer for layer in model.layers if layer.name in set(head_layers)]
+        self.head_variables = [v for layer in heads for v in layer.trainable_weights]
+        head_ids = {id(v) for v in self.head_variables}
+        self.variables = list(model.trainable_variables)
+        self.backbone_layers = [
+            layer for layer in model.layers if layer not in heads and layer.weights
+        ]
+        self._backbone_ids = {id(v) for v in self.variables if id(v) not in head_ids}
+        if freeze_backbone_steps and not self.head_variables:
+            raise ValueError(f"no classifier layer named {list(head_layers)} to train alone")
+        with strategy.scope():
+            self.step = tf.Variable(
+                0,
+                dtype=tf.int64,
+                trainable=False,
+                name="step",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
-        gradients = tape.gradient(loss, variables)
-        gradients = optimizers.add_weight_decay(gradients, variables, self.weight_decay)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        return _statistics(labels, logits, per_example)
+            self.best_top1 = tf.Variable(
+                -1.0,
+                trainable=False,
+                name="best_top1",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+        self._train_functions: dict[tuple[int, bool], Callable] = {}
+        self._eval_step = tf.function(self._eval_step_fn)
+        self._frozen: bool | None = None
 
-    def _train_steps_fn(self, iterator, num_steps):
-        totals = tf.zeros([4], tf.float32)
+    # ----------------------------------------------------------------------------- training
+
+    @property
+    def current_step(self) -> int:
+        return int(self.step.numpy())
+
+    def stage_index(self, step: int) -> int:
+        return max(i for i, s in enumerate(self.stages) if s.start_step <= step)
+
+    def learning_rate(self, step: int) -> float:
+        """The head's learning rate at `step`."""
+        return float(self.stages[self.stage_index(step)].learning_rate(step))
+
+    def phase_boundaries(self) -> list[int]:
+        """Steps at which the compiled step changes (optimizer stage, backbone unfreezing)."""
+        steps = [s.start_step for s in self.stages[1:]]
+        if self.freeze_backbone_steps:
+            steps.append(self.freeze_backbone_steps)
+        return steps
+
+    def _set_backbone_frozen(self, frozen: bool) -> None:
+        # A non-trainable Keras BN layer runs in inference mode (moving statistics, no updates).
+        if self._frozen is frozen:
+            return
+        for layer in self.backbone_layers:
+            layer.trainable = not frozen
+        self._frozen = frozen
+
+    def train_steps(self, num_steps: int, stop: bool = False) -> tuple[np.ndarray, float]:
+        """Runs `num_steps` steps in one call (all within one stage and freeze phase).
+
+        Args:
+          num_steps: steps to run.
+          stop: this worker was asked to stop; every worker learns it through the statistics.
+
+        Returns:
+          (summed statistics, seconds spent waiting for input).
+        """
+        step = self.current_step
+        key = (self.stage_index(step), step < self.freeze_backbone_steps)
+        self._set_backbone_frozen(key[1])
+        if key not in self._train_functions:
+            self._train_functions[key] = tf.function(
+                functools.partial(self._train_chunk, stage_index=key[0], frozen=key[1])
+            )
+        totals, wait = self._train_functions[key](
+            tf.constant(num_steps, tf.int32), tf.constant(float(stop), tf.float32)
+        )
+        return totals.numpy(), float(wait.numpy())
+
+    def _train_chunk(self, num_steps, stop, *, stage_index: int, frozen: bool):
+        stage = self.stages[stage_index]
+        variables = self.head_variables if frozen else self.variables
+        replica_step = functools.partial(
+            self._replica_step, variables=variables, stop=stop, l2=stage.decay_rule == "l2"
+        )
+        totals = tf.zeros([_NUM_STATS], tf.float32)
+        wait = tf.constant(0.0, tf.float64)
         for _ in tf.range(num_steps):
-            per_replica = self.strategy.run(self._replica_train_step, args=next(iterator))
-            totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-        return totals
+            start = tf.timestamp()
+            with tf.control_dependencies([start]):
+                batch = self.inputs.next()
+            with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
+                wait += tf.timestamp() - start
+            gradients, statistics, finite = self.strategy.run(replica_step, args=(batch,))
+            # Gradients and statistics are all-reduced: every replica holds the same values.
+            finite = self.strategy.experimental_local_results(finite)[0]
+            statistics = self.strategy.experimental_local_results(statistics)[0]
 
-    def train_steps(self, iterator, num_steps: int) -> np.ndarray:
-        """Runs `num_steps` steps; returns the summed [loss, top-1, top-5, count]."""
-        return self._train_steps(iterator, tf.constant(num_steps, tf.int32)).numpy()
+            def apply(stage=stage, gradients=gradients, variables=variables):
+                self._apply(stage, gradients, variables)
+                if self.ema is not None:
+                    self.ema.update(self.step)
+                return tf.constant(True)
+
+            tf.cond(finite, apply, lambda: tf.constant(False))
+            if self.loss_scale is not None:
+                self.loss_scale.update(finite)
+            self.step.assign_add(1)
+            totals += statistics
+        return totals, wait
+
+    def _gradients(self, images, labels, variables):
+        with tf.GradientTape() as tape:
+            outputs = self.model(tf.cast(images, tf.float32), training=True)
+            logits, aux_logits = split_outputs(outputs)
+            objective = losses.cross_entropy(
+                labels, logits, num_classes=self.num_classes, label_smoothing=self.label_smoothing
+            )
+            if aux_logits is not None and self.aux_loss_weight > 0:
+                objective += self.aux_loss_weight * losses.cross_entropy(
+                    labels,
+                    aux_logits,
+                    num_classes=self.num_classes,
+                    label_smoothing=self.label_smoothing,
+                )
+            if self.teacher is not None and self.distill_weight > 0:
+                teacher_logits = self.teacher(tf.cast(images, tf.float32))
+                objective += self.distill_weight * distill.distillation_loss(
+                    logits, teacher_logits, temperature=self.distill_temperature
+                )
+            loss = tf.nn.compute_average_loss(objective, global_batch_size=self.global_batch_size)
+            if self.loss_scale is not None:
+                loss = loss * self.loss_scale.scale
+        gradients = tape.gradient(loss, variables)
+        gradients = [
+            tf.zeros_like(v.value) if g is None else tf.convert_to_tensor(g)
+            for g, v in zip(gradients, variables)
+        ]
+        statistics = tf.pad(_statistics(labels, logits, objective), [[0, _NUM_STATS - 4]])
+        return gradients, statistics
+
+    def _replica_step(self, batch, *, variables, stop, l2: bool):
+        images, labels = batch
+        count = self.accumulation_steps
+        if count == 1:
+            gradients, statistics = self._gradients(images, labels, variables)
+        else:
+            size = tf.shape(images)[0] // count
+            gradients = [tf.zeros(v.shape, v.dtype) for v in variables]
+            statistics = tf.zeros([_NUM_STATS], tf.float32)
+            for index in tf.range(count):
+                part = slice(index * size, (index + 1) * size)
+                micro_gradients, micro_statistics = self._gradients(
+                    images[part], labels[part], variables
+                )
+                gradients = [a + b for a, b in zip(gradients, micro_gradients)]
+                statistics += micro_statistics
+        statistics += stop * tf.one_hot(_STOP, _NUM_STATS)
+        context = tf.distribute.get_replica_context()
+        reduced = context.all_reduce(tf.distribute.ReduceOp.SUM, [*gradients, statistics])
+        gradients, statistics = reduced[:-1], reduced[-1]
+        if self.loss_scale is not None:
+            gradients = [g / self.loss_scale.scale for g in gradients]
+        norm = tf.linalg.global_norm(gradients)
+        finite = tf.math.is_finite(norm)
+        if self.clip_gradient_norm > 0:
+            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_gradient_norm, use_norm=norm)
+        if l2:
+            gradients = optimizers.add_weight_decay(
+                gradients, variables, self.weight_decay, self.no_bias_decay
+            )
+        statistics += tf.one_hot(_NONFINITE, _NUM_STATS) * (1.0 - tf.cast(finite, tf.float32))
+        return gradients, statistics, finite
+
+    def _apply(self, stage: Stage, gradients, variables) -> None:
+        learning_rate = tf.cast(stage.learning_rate(self.step), tf.float32)
+        decoupled = stage.decay_rule == "decoupled" and self.weight_decay > 0
+        for gradient, variable in zip(gradients, variables):
+            rate = learning_rate
+            if id(variable) in self._backbone_ids and self.backbone_lr_multiplier != 1:
+                rate = learning_rate * self.backbone_lr_multiplier
+            decay = decoupled and optimizers.is_decayed(variable, self.no_bias_decay)
+
+            def update(var, grad, rate, decay=decay):
+                if decay:
+                    var.assign_sub(var * tf.cast(self.weight_decay * rate, var.dtype))
+                stage.optimizer.update_step(grad, var, rate)
+
+            self.strategy.extended.update(
+                variable.value, update, args=(gradient, rate), group=False
+            )
+        stage.optimizer.iterations.assign_add(1)
+
+    # --------------------------------------------------------------------------- evaluation
 
     def _replica_eval_step(self, images, labels):
-        logits = self.model(tf.cast(images, tf.float32), training=False)
+        logits, _ = split_outputs(self.eval_model(tf.cast(images, tf.float32), training=False))
         per_example = losses.cross_entropy(labels, logits, num_classes=self.num_classes)
         return _statistics(labels, logits, per_example)
 
@@ -116,7 +426,7 @@ class Trainer:
     def evaluate(
         self, dataset, num_batches: int | None = None, description: str = "eval"
     ) -> dict[str, float]:
-        """Evaluates on a distributed dataset that yields every example once."""
+        """Evaluates `eval_model` on a distributed dataset that yields every example once."""
         totals = np.zeros(4)
         progress = Progress(num_batches or 1, description, unit="batch")
         for index, batch in enumerate(dataset):
@@ -124,10 +434,6 @@ class Trainer:
             progress.update(index + 1, **summarize(totals))
         progress.close()
         return {**summarize(totals), "examples": int(totals[_COUNT])}
-
-    @property
-    def step(self) -> int:
-        return int(self.optimizer.iterations.numpy())
 
 
 @dataclasses.dataclass
@@ -139,88 +445,180 @@ class Schedule:
     log_every_steps: int
     checkpoint_every_steps: int = 0  # 0: at epoch ends only.
     eval_every_epochs: int = 1  # 0: only after the last step.
+    profile_steps: tuple[int, ...] = ()  # (first, last) steps to trace; (): none.
+
+
+class PreemptedError(Exception):
+    """Training stopped on SIGTERM after writing a checkpoint; rerunning resumes."""
+
+
+@dataclasses.dataclass
+class _StopRequest:
+    """Set by SIGTERM; read between compiled chunks of steps."""
+
+    event: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, lambda *_: self.event.set())
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _chunk_end(step: int, schedule: Schedule, phase_boundaries: Sequence[int]) -> int:
+    """The next step at which the host must act: log, epoch end, checkpoint, phase change,
+    profiler start/stop, or the end."""
+
+    def next_multiple(every: int) -> int:
+        return (step // every + 1) * every
+
+    ends = [
+        schedule.total_steps,
+        next_multiple(schedule.log_every_steps),
+        next_multiple(schedule.steps_per_epoch),
+    ]
+    if schedule.checkpoint_every_steps:
+        ends.append(next_multiple(schedule.checkpoint_every_steps))
+    if schedule.profile_steps:
+        ends += [schedule.profile_steps[0] - 1, schedule.profile_steps[1]]
+    ends += list(phase_boundaries)
+    return min(end for end in ends if end > step)
 
 
 def fit(
     trainer: Trainer,
     *,
-    train_iterator,
     schedule: Schedule,
     evaluate: Callable[[], dict],
     checkpointer,
     summaries,
-    learning_rate: Callable[[int], float],
+    plateau=None,
 ) -> dict:
     """Trains until `schedule.total_steps`, logging, checkpointing and evaluating on the way.
 
-    Resumes from the optimizer's step count (restore the checkpoint before calling).
+    Resumes from the trainer's step (restore the checkpoint before calling). Evaluations run
+    every `eval_every_epochs` epochs and at the end; each one that improves top-1 replaces the
+    best checkpoint and feeds `plateau` (a schedules.ReduceOnPlateau).
 
     Returns:
       The last evaluation's metrics.
+
+    Raises:
+      FloatingPointError: the loss or the gradients became NaN or Inf (without loss scaling);
+        nothing is saved, so the last good checkpoint is the latest one.
+      PreemptedError: SIGTERM arrived; a checkpoint of the current step was written first.
     """
-    step = trainer.step
+    step = trainer.current_step
     progress = Progress(schedule.total_steps, "train", unit="step")
     last_eval: dict = {}
-    while step < schedule.total_steps:
-        # Run up to the next log point, epoch end or checkpoint, whichever comes first.
-        boundaries = [
-            schedule.total_steps,
-            (step // schedule.log_every_steps + 1) * schedule.log_every_steps,
-            (step // schedule.steps_per_epoch + 1) * schedule.steps_per_epoch,
-        ]
-        if schedule.checkpoint_every_steps:
-            boundaries.append(
-                (step // schedule.checkpoint_every_steps + 1) * schedule.checkpoint_every_steps
-            )
-        num_steps = min(boundaries) - step
-        start = time.monotonic()
-        totals = trainer.train_steps(train_iterator, num_steps)
-        seconds = time.monotonic() - start
-        step = trainer.step
-        metrics = summarize(totals)
-        if not np.isfinite(metrics["loss"]):
-            raise FloatingPointError(
-                f"loss is {metrics['loss']} at step {step}; stopping (the last checkpoint, "
-                f"{checkpointer.latest}, is kept)"
-            )
-        images_per_second = totals[_COUNT] / max(seconds, 1e-9)
-        lr = float(learning_rate(step))
-        summaries.scalars(
-            "train", step, {**metrics, "learning_rate": lr, "images_per_second": images_per_second}
-        )
-        progress.update(
-            step,
-            loss=metrics["loss"],
-            top1=metrics["top1"],
-            img_per_s=round(images_per_second, 1),
-            lr=lr,
-        )
-        epoch_end = step % schedule.steps_per_epoch == 0
-        if (
-            epoch_end
-            or step == schedule.total_steps
-            or (schedule.checkpoint_every_steps and step % schedule.checkpoint_every_steps == 0)
-        ):
-            checkpointer.save(step)
-        epoch = step // schedule.steps_per_epoch
-        if step == schedule.total_steps or (
-            epoch_end and schedule.eval_every_epochs and epoch % schedule.eval_every_epochs == 0
-        ):
+    with _StopRequest() as stop:
+        try:
+            while step < schedule.total_steps:
+                end = _chunk_end(step, schedule, trainer.phase_boundaries())
+                if schedule.profile_steps and step == schedule.profile_steps[0] - 1:
+                    summaries.start_profiler()
+                start = time.monotonic()
+                totals, wait = trainer.train_steps(end - step, stop.event.is_set())
+                seconds = time.monotonic() - start
+                first, step = step + 1, trainer.current_step
+                _check_finite(totals, first, step, trainer, checkpointer)
+                if schedule.profile_steps and step >= schedule.profile_steps[1]:
+                    summaries.stop_profiler()
+                _log_train(
+                    trainer, summaries, progress, step, totals, seconds, wait, end - first + 1
+                )
+                epoch_end = step % schedule.steps_per_epoch == 0
+                epoch = step // schedule.steps_per_epoch
+                improved = False
+                if step == schedule.total_steps or (
+                    epoch_end
+                    and schedule.eval_every_epochs
+                    and epoch % schedule.eval_every_epochs == 0
+                ):
+                    last_eval = evaluate()
+                    improved = _after_evaluation(
+                        trainer, summaries, plateau, step, schedule, last_eval
+                    )
+                if totals[_STOP] > 0:
+                    path = checkpointer.save(step)
+                    raise PreemptedError(
+                        f"stopped by SIGTERM at step {step}; wrote {path}. Run the same command "
+                        "again to resume."
+                    )
+                every = schedule.checkpoint_every_steps
+                if epoch_end or step == schedule.total_steps or (every and step % every == 0):
+                    checkpointer.save(step)
+                if improved:
+                    checkpointer.save_best(step, last_eval)
+                summaries.flush()
+        finally:
             progress.close()
-            last_eval = evaluate()
-            summaries.scalars(
-                "validation", step, {k: last_eval[k] for k in ("loss", "top1", "top5")}
-            )
-            logging.info(
-                "step %d (epoch %.2f): validation top-1 %.4f top-5 %.4f loss %.4f",
-                step,
-                step / schedule.steps_per_epoch,
-                last_eval["top1"],
-                last_eval["top5"],
-                last_eval["loss"],
-            )
-        summaries.flush()
-    progress.close()
+            summaries.stop_profiler()
+            summaries.flush()
     if not last_eval:  # Resumed a finished run: evaluate the final weights again.
         last_eval = evaluate()
     return last_eval
+
+
+def _check_finite(totals, first: int, last: int, trainer: Trainer, checkpointer) -> None:
+    loss = summarize(totals)["loss"]
+    bad_gradients = totals[_NONFINITE] > 0 and trainer.loss_scale is None
+    if np.isfinite(loss) and not bad_gradients:
+        return
+    what = f"loss is {loss}" if not np.isfinite(loss) else "gradients are NaN or Inf"
+    raise FloatingPointError(
+        f"{what} in steps {first}-{last}; stopped without saving, so the last good checkpoint "
+        f"({checkpointer.latest or 'none'}) is kept. Lower --config.train.base_learning_rate, "
+        "add warmup (--config.train.warmup_epochs) or clipping "
+        "(--config.train.clip_gradient_norm)."
+    )
+
+
+def _log_train(trainer, summaries, progress, step, totals, seconds, wait, num_steps) -> None:
+    metrics = summarize(totals)
+    images_per_second = totals[_COUNT] / max(seconds, 1e-9)
+    values = {
+        **metrics,
+        "learning_rate": trainer.learning_rate(step),
+        "images_per_second": images_per_second,
+        "step_time_seconds": seconds / num_steps,
+        "input_wait_seconds": wait / num_steps,
+    }
+    shown = {
+        "loss": metrics["loss"],
+        "top1": metrics["top1"],
+        "top5": metrics["top5"],
+        "lr": values["learning_rate"],
+        "img_per_s": round(images_per_second, 1),
+        "step_ms": round(1000 * seconds / num_steps, 1),
+        "input_wait": f"{100 * wait / max(seconds, 1e-9):.0f}%",
+    }
+    if trainer.loss_scale is not None:
+        values["loss_scale"] = float(trainer.loss_scale.scale.numpy())
+        values["skipped_steps"] = float(totals[_NONFINITE])
+        shown["loss_scale"] = values["loss_scale"]
+    summaries.scalars("train", step, values)
+    progress.update(step, force=True, **shown)
+
+
+def _after_evaluation(trainer, summaries, plateau, step, schedule, metrics) -> bool:
+    """Logs an evaluation, feeds the plateau schedule; returns True for a new best top-1."""
+    summaries.scalars("validation", step, {k: metrics[k] for k in ("loss", "top1", "top5")})
+    logging.info(
+        "step %d (epoch %.2f): validation top-1 %.4f top-5 %.4f loss %.4f",
+        step,
+        step / schedule.steps_per_epoch,
+        metrics["top1"],
+        metrics["top5"],
+        metrics["loss"],
+    )
+    if plateau is not None and plateau.update(metrics["top1"]):
+        logging.info("validation top-1 stopped improving: learning rate × %g", plateau.factor)
+    if metrics["top1"] > float(trainer.best_top1.numpy()):
+        trainer.best_top1.assign(metrics["top1"])
+        return True
+    return False

@@ -63,11 +63,29 @@ def create_strategy(
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True on the one worker that writes checkpoints, summaries and exports."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
+    if isinstance(strategy, tf.distribute.TPUStrategy) or not _cluster(strategy):
         return True
-    task_type, task_id = resolver.task_type, resolver.task_id
     # With a "chief" job the chief writes; otherwise worker 0 plays that role.
-    return task_type == "chief" or (
-        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
-    )
+    return worker_index_and_count(strategy)[0] == 0
+
+
+def _cluster(strategy: tf.distribute.Strategy) -> dict:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver.cluster_spec().as_dict() if resolver is not None else {}
+
+
+def worker_index_and_count(strategy: tf.distribute.Strategy) -> tuple[int, int]:
+    """(this worker's index, number of workers) for sharding the input between workers.
+
+    The chief, if the cluster has one, is worker 0 and the "worker" tasks follow, the order
+    tf.distribute uses for its own InputContext.
+    """
+    cluster = _cluster(strategy)
+    if isinstance(strategy, tf.distribute.TPUStrategy) or not cluster:
+        return 0, 1
+    resolver = strategy.cluster_resolver
+    has_chief = "chief" in cluster
+    count = len(cluster.get("worker", ())) + int(has_chief)
+    if resolver.task_type == "chief":
+        return 0, count
+    return resolver.task_id + int(has_chief), count

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from official.training import losses, optimizers
+from official.training import losses
 
 
 def test_label_smoothing_against_hand_computed_value():
@@ -23,9 +23,40 @@ def test_soft_targets_and_bfloat16_logits_give_float32():
     assert float(loss[0]) == pytest.approx(math.log(2), rel=1e-6)
 
 
-def test_weight_decay_skips_biases_and_norm_parameters():
-    kernel = tf.Variable(tf.ones([2, 2]))
-    bias = tf.Variable(tf.ones([2]))
-    grads = optimizers.add_weight_decay([tf.zeros([2, 2]), tf.zeros([2])], [kernel, bias], 0.1)
-    np.testing.assert_allclose(grads[0].numpy(), 0.1)
-    np.testing.assert_allclose(grads[1].numpy(), 0.0)
+def _softmax(x):
+    e = np.exp(x - np.max(x))
+    return e / e.sum()
+
+
+def test_distillation_loss_against_hand_computed_value():
+    from official.training import distill
+
+    student = np.array([1.0, -0.5, 0.25])
+    teacher = np.array([2.0, 0.0, -1.0])
+    temperature = 2.0
+    targets = _softmax(teacher / temperature)
+    log_student = np.log(_softmax(student / temperature))
+    expected = temperature**2 * -(targets * log_student).sum()
+    loss = distill.distillation_loss(
+        tf.constant([student]), tf.constant([teacher], tf.bfloat16), temperature=temperature
+    )
+    assert loss.dtype == tf.float32
+    assert float(loss[0]) == pytest.approx(expected, rel=1e-2)  # bfloat16 teacher logits
+    loss = distill.distillation_loss(
+        tf.constant([student]), tf.constant([teacher]), temperature=temperature
+    )
+    assert float(loss[0]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_distillation_gradient_reaches_the_student_only():
+    from official.training import distill
+
+    student = tf.Variable([[1.0, -0.5, 0.25]])
+    teacher = tf.Variable([[2.0, 0.0, -1.0]])
+    with tf.GradientTape() as tape:
+        loss = distill.distillation_loss(student, teacher, temperature=3.0)
+    grad_student, grad_teacher = tape.gradient(loss, [student, teacher])
+    assert grad_teacher is None
+    # d/dz of T²·H(p_t, softmax(z/T)) = T·(softmax(z/T) − p_t).
+    expected = 3.0 * (_softmax(student.numpy()[0] / 3.0) - _softmax(teacher.numpy()[0] / 3.0))
+    np.testing.assert_allclose(grad_student.numpy()[0], expected, rtol=1e-5)

@@ -1,0 +1,106 @@
+"""Starting a model from other weights: copy by layer name, keeping layers whose shapes differ.
+
+Used for transfer learning (a new classifier when the class count changes) and for starting
+from a keras.applications `.h5` file through the model zoo's port.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+from absl import logging
+
+# The classifier layer of every family (official/models/heads.py), and the auxiliary
+# classifiers (official/models/inception.py: `aux_...`): trained alone while the backbone is
+# frozen, and re-initialized when the class count changes.
+CLASSIFIER_LAYER = "predictions"
+AUX_PREFIX = "aux"
+
+
+def head_layer_names(model) -> list[str]:
+    """Names of the model's classifier layers (main and auxiliary) that hold weights."""
+    return [
+        layer.name
+        for layer in model.layers
+        if layer.weights and (layer.name == CLASSIFIER_LAYER or layer.name.startswith(AUX_PREFIX))
+    ]
+
+
+def copy_matching_weights(source, target) -> tuple[list[str], list[str]]:
+    """Copies every layer's weights from `source` to the layer of the same name in `target`.
+
+    A layer is copied only if all its weights have the same shapes in both; otherwise (the
+    classifier of a different class count, say) the target keeps its initialization.
+
+    Returns:
+      (names of the copied layers, names of target layers with weights that were not copied).
+
+    Raises:
+      ValueError: no layer could be copied (different architectures).
+    """
+    by_name = {layer.name: layer for layer in source.layers}
+    copied, skipped = [], []
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        other = by_name.get(layer.name)
+        if other is None or [tuple(w.shape) for w in other.weights] != [
+            tuple(w.shape) for w in layer.weights
+        ]:
+            skipped.append(layer.name)
+            continue
+        layer.set_weights(other.get_weights())
+        copied.append(layer.name)
+    if not copied:
+        raise ValueError(f"no layer of {source.name!r} matches {target.name!r}")
+    return copied, skipped
+
+
+def find_run(path: str) -> tuple[str | None, str | None]:
+    """(run directory, checkpoint) for a run directory or a checkpoint inside one.
+
+    `runs/x` gives ("runs/x", None: its latest checkpoint); `runs/x/checkpoints/ckpt-5` and
+    `runs/x/checkpoints/best/ckpt-5` give ("runs/x", that checkpoint); a checkpoint outside any
+    run gives (None, path).
+    """
+    path = os.path.normpath(path)
+    if os.path.isfile(os.path.join(path, "config.json")):
+        return path, None
+    directory = os.path.dirname(path)
+    for _ in range(2):
+        if os.path.basename(directory) == "checkpoints":
+            run = os.path.dirname(directory)
+            if os.path.isfile(os.path.join(run, "config.json")):
+                return run, path
+        directory = os.path.dirname(directory)
+    return None, path
+
+
+def keras_application(name: str, weights_path: str):
+    """A keras.applications model by constructor name with the weights of an `.h5` file, and
+    whether it has its classifier (`include_top`).
+
+    Full (with top) and "notop" files are both accepted; the architecture is built without
+    weights first, so nothing is downloaded.
+
+    Raises:
+      ValueError: unknown constructor, or a file that fits neither variant.
+    """
+    constructor = getattr(keras.applications, name, None)
+    if constructor is None or not callable(constructor):
+        known = sorted(n for n in dir(keras.applications) if n[:1].isupper())
+        raise ValueError(f"unknown keras.applications model {name!r}; known: {', '.join(known)}")
+    if not os.path.isfile(weights_path):
+        raise ValueError(f"{weights_path}: no such file")
+    errors = []
+    for include_top in (True, False):
+        model = constructor(weights=None, include_top=include_top)
+        try:
+            model.load_weights(weights_path)
+        except (ValueError, KeyError, OSError) as e:
+            errors.append(str(e).splitlines()[0][:200])
+            continue
+        logging.info("loaded %s (include_top=%s) from %s", name, include_top, weights_path)
+        return model, include_top
+    raise ValueError(f"{weights_path} does not hold {name} weights: {'; '.join(errors)}")

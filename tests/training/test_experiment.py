@@ -1,0 +1,188 @@
+"""experiment.run wiring, in-process on the tiny model: EMA, plateau, best checkpoint,
+TensorBoard, profiler, zero-γ, transfer with a new head and a frozen backbone, two optimizer
+stages, distillation, the auxiliary head, and load_trained_model."""
+
+import json
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tiny
+
+from official import config as config_lib
+from official import registry
+from official.data import pipeline
+from official.training import checkpoints, experiment
+
+
+def _config(**sections) -> config_lib.Config:
+    config = config_lib.Config()
+    config.model.name = tiny.NAME
+    config.model.num_classes = 4
+    config.data.source = "synthetic"
+    config.data.synthetic_examples = 64
+    config.data.image_size = 16
+    config.train.batch_size = 16  # 4 steps per epoch
+    config.train.epochs = 3
+    config.train.base_learning_rate = 0.4
+    config.runtime.distribution_strategy = "one_device"
+    config.runtime.log_every_steps = 2
+    config.runtime.summary_images = 4
+    for section, values in sections.items():
+        for name, value in values.items():
+            setattr(getattr(config, section), name, value)
+    return config
+
+
+def _tags(directory: pathlib.Path) -> tuple[set, bool]:
+    tags, graph = set(), False
+    for path in directory.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            graph = graph or bool(event.graph_def)
+            tags |= {value.tag for value in event.summary.value}
+    return tags, graph
+
+
+@pytest.fixture(scope="module")
+def ema_run(tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("ema_run")
+    config = _config(
+        train={"ema_decay": 0.9, "lr_schedule": "plateau", "plateau_patience": 1},
+        runtime={"profile_steps": (2, 3)},
+    )
+    metrics = experiment.run(config, str(model_dir))
+    return model_dir, metrics
+
+
+def test_run_keeps_ema_best_checkpoint_and_tensorboard(ema_run):
+    model_dir, metrics = ema_run
+    assert metrics["ema"] is True and metrics["epochs"] == 3 and metrics["steps"] == 12
+    best = json.loads((model_dir / "checkpoints/best/best.json").read_text())
+    assert best["top1"] == pytest.approx(metrics["best_top1"]) and best["top1"] >= metrics["top1"]
+    assert checkpoints.best_checkpoint(str(model_dir)).endswith(f"ckpt-{best['step']}")
+    train_tags, graph = _tags(model_dir / "train")
+    assert graph
+    assert {
+        "loss",
+        "top1",
+        "top5",
+        "learning_rate",
+        "images_per_second",
+        "step_time_seconds",
+        "input_wait_seconds",
+        "augmented_images",
+    } <= train_tags
+    assert {"loss", "top1", "top5"} <= _tags(model_dir / "validation")[0]
+    assert list((model_dir / "train/plugins/profile").glob("*/*.xplane.pb"))
+    # The saved config records the run; plateau state and EMA are in the checkpoint.
+    saved = json.loads((model_dir / "config.json").read_text())
+    assert saved["config"]["train"]["lr_decay_rate"] == 0.1  # the plateau default, resolved
+    names = {n.split("/")[0] for n, _ in tf.train.list_variables(str(model_dir / "checkpoints"))}
+    assert {"model", "ema", "optimizer", "step", "plateau", "iterator", "best_top1"} <= names
+
+
+def test_load_trained_model_gives_ema_weights_unless_asked_for_the_raw_ones(ema_run):
+    model_dir, metrics = ema_run
+    averaged, config, derived, path = experiment.load_trained_model(str(model_dir))
+    raw, *_ = experiment.load_trained_model(str(model_dir), ema=False)
+    assert path.endswith(f"ckpt-{derived.total_steps}")
+    assert any(not np.allclose(a, b) for a, b in zip(averaged.get_weights(), raw.get_weights()))
+    # Evaluating the loaded EMA model reproduces the run's (EMA) validation metrics.
+    source = pipeline.open_source("synthetic", num_classes=4, synthetic_examples=64, image_size=16)
+    dataset = pipeline.build_dataset(
+        source, split="validation", is_training=False, batch_size=64, image_size=16
+    )
+    images, labels = next(iter(dataset))
+    logits = averaged(tf.cast(images, tf.float32)).numpy()
+    assert float((logits.argmax(-1) == labels.numpy()).mean()) == pytest.approx(metrics["top1"])
+
+
+def test_zero_gamma_switch_reaches_the_model():
+    config, _ = config_lib.resolve(
+        _config(model={"zero_gamma": True}),
+        spec=registry.get(tiny.NAME),
+        num_classes=4,
+        num_train_examples=64,
+        num_eval_examples=64,
+    )
+    model = experiment.build_model(config, registry.get(tiny.NAME))
+    assert not np.any(model.get_layer("block2_bn").gamma.numpy())
+    assert np.all(model.get_layer("block1_bn").gamma.numpy() == 1)
+
+
+def test_transfer_with_new_head_frozen_backbone_and_two_stages(ema_run, tmp_path):
+    source_dir, _ = ema_run
+    config = _config(
+        model={"num_classes": 3, "init_checkpoint": str(source_dir)},
+        train={
+            "epochs": 2,
+            "optimizer": "adam",
+            "base_learning_rate": 0.01,
+            "freeze_backbone_epochs": 1,
+            "backbone_lr_multiplier": 0.1,
+            "second_stage_epochs": 1,
+            "second_stage_optimizer": "sgd",
+            "second_stage_base_learning_rate": 0.1,
+            "gradient_accumulation_steps": 2,
+            "clip_gradient_norm": 1.0,
+            "label_smoothing": 0.1,
+        },
+        runtime={"summary_images": 0},
+    )
+    metrics = experiment.run(config, str(tmp_path))
+    assert metrics["steps"] == 8
+    source, *_ = experiment.load_trained_model(str(source_dir))  # EMA weights: the init
+    after_freeze = tiny.tiny_cnn(num_classes=3, image_size=16)
+    checkpoints.restore_weights(after_freeze, str(tmp_path / "checkpoints/ckpt-4"))
+    for name in ("block1_conv", "block1_bn", "block2_conv", "block2_bn"):
+        for a, b in zip(after_freeze.get_layer(name).weights, source.get_layer(name).weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    final, *_ = experiment.load_trained_model(str(tmp_path))
+    assert final.output.shape[-1] == 3
+    assert not np.allclose(
+        final.get_layer("block1_conv").kernel.numpy(),
+        source.get_layer("block1_conv").kernel.numpy(),
+    )
+    # Adam ran the first 4 steps, SGD the last 4.
+    reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints/ckpt-8"))
+    iterations = {
+        key: reader.get_tensor(key)
+        for key in reader.get_variable_to_shape_map()
+        if "iterations" in key
+    }
+    assert sorted(int(v) for v in iterations.values()) == [4, 4]
+
+
+def test_distillation_from_a_run_and_an_auxiliary_head(ema_run, tmp_path):
+    teacher_dir, _ = ema_run
+    config = _config(
+        model={"aux_loss_weight": 0.4},
+        train={"epochs": 1, "distill_checkpoint": str(teacher_dir), "distill_temperature": 2.0},
+        runtime={"summary_images": 0},
+    )
+    metrics = experiment.run(config, str(tmp_path))
+    assert metrics["steps"] == 4
+    model, *_ = experiment.load_trained_model(str(tmp_path))
+    assert isinstance(model.output, keras.KerasTensor) and model.output.shape[-1] == 4
+
+    # The teacher function is the teacher run's (EMA) model, also from a SavedModel export.
+    resolved, _ = config_lib.resolve(
+        config,
+        spec=registry.get(tiny.NAME),
+        num_classes=4,
+        num_train_examples=64,
+        num_eval_examples=64,
+    )
+    teacher = experiment.build_teacher(resolved)
+    expected_model, *_ = experiment.load_trained_model(str(teacher_dir))
+    images = tf.random.uniform([2, 16, 16, 3], 0, 255)
+    expected = expected_model(images, training=False).numpy()
+    np.testing.assert_allclose(teacher(images).numpy(), expected, atol=1e-5)
+    export = tmp_path / "teacher_saved_model"
+    expected_model.export(str(export), verbose=False)
+    resolved.train.distill_checkpoint = str(export)
+    np.testing.assert_allclose(
+        experiment.build_teacher(resolved)(images).numpy(), expected, atol=1e-5
+    )
