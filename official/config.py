@@ -264,7 +264,7 @@ def _validate_train(train: TrainConfig) -> None:
     if train.lr_schedule == "step":
         epochs = train.lr_decay_epochs
         _check(
-            len(epochs) > 0 and all(0 < a < b for a, b in zip((0,) + epochs, epochs)),
+            len(epochs) > 0 and all(a < b for a, b in zip((0,) + tuple(epochs), epochs)),
             "train.lr_decay_epochs",
             epochs,
             "increasing positive epochs for --config.train.lr_schedule=step, e.g. (30, 60, 80)",

@@ -110,3 +110,52 @@ def test_every_field_has_a_default():
             assert field.default is not dataclasses.MISSING or (
                 field.default_factory is not dataclasses.MISSING
             )
+
+
+@pytest.mark.parametrize(
+    "section, field, value, expected",
+    [
+        (
+            "train",
+            "optimizer",
+            "adagrad",
+            "--config.train.optimizer='adagrad': expected one of sgd",
+        ),
+        ("train", "lr_schedule", "step", "--config.train.lr_decay_epochs=(): expected increasing"),
+        ("train", "ema_decay", 1.0, "--config.train.ema_decay=1.0: expected in [0, 1)"),
+        ("train", "gradient_accumulation_steps", 3, "a divisor of --config.train.batch_size=256"),
+        ("train", "second_stage_epochs", 5.0, "second_stage_base_learning_rate=0.0: expected > 0"),
+        ("train", "distill_teacher", "resnet50", "the teacher's weights for --config.train.dis"),
+        ("train", "freeze_backbone_epochs", 90.0, "freeze_backbone_epochs=90.0: expected < "),
+        ("model", "init_keras_application", "ResNet50", "exactly when --config.model.init_che"),
+        ("model", "aux_loss_weight", -0.4, "--config.model.aux_loss_weight=-0.4: expected >= 0"),
+        ("runtime", "profile_steps", (5,), "--config.runtime.profile_steps=(5,): expected (first"),
+        ("runtime", "keep_checkpoints", 0, "--config.runtime.keep_checkpoints=0: expected >= 1"),
+    ],
+)
+def test_validate_names_the_training_flag(section, field, value, expected):
+    config = config_lib.Config()
+    setattr(getattr(config, section), field, value)
+    with pytest.raises(config_lib.ConfigError) as error:
+        config_lib.validate(config)
+    assert expected in str(error.value)
+
+
+def test_resolve_derives_the_training_schedule():
+    config = config_lib.Config()
+    config.train.batch_size = 100
+    config.train.epochs = 10
+    config.train.optimizer = "rmsprop"
+    config.train.lr_schedule = "step"
+    config.train.lr_decay_epochs = (3, 6.5)
+    config.train.freeze_backbone_epochs = 1.5
+    config.train.second_stage_epochs = 2
+    config.train.second_stage_base_learning_rate = 0.02
+    resolved, derived = _resolve(config)  # 10 steps per epoch
+    assert resolved.train.epsilon == 1e-3  # rmsprop's own
+    assert resolved.train.lr_decay_rate == 0.1  # step's own
+    assert derived.lr_decay_steps == (30, 65)
+    assert derived.freeze_backbone_steps == 15
+    assert derived.second_stage_step == 80
+    assert derived.second_stage_learning_rate == pytest.approx(0.02 * 100 / 256)
+    assert derived.lr_decay_interval_steps == pytest.approx(24)

@@ -373,6 +373,11 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
             f"--config.train.batch_size={train.batch_size}: not divisible by {replicas} replicas "
             f"× {train.gradient_accumulation_steps} gradient accumulation steps"
         )
+    if derived.eval_batch_size % replicas:
+        raise config_lib.ConfigError(
+            f"--config.train.eval_batch_size={derived.eval_batch_size}: not divisible by "
+            f"{replicas} replicas"
+        )
     chief = strategy_lib.is_chief(strategy)
     resuming = checkpoints.latest_checkpoint(model_dir) is not None
     init_source, normalization = (None, None) if resuming else _transfer_source(config, spec)
@@ -474,6 +479,7 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
             head_layers=transfer.head_layer_names(model),
             backbone_lr_multiplier=train.backbone_lr_multiplier,
             freeze_backbone_steps=derived.freeze_backbone_steps,
+            measure_input_wait=not runtime.deterministic,
         )
     weight_ids = {id(w) for w in model.weights}
     # Random-number generator states (dropout, stochastic depth): variables that are not weights.

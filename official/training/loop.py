@@ -166,6 +166,8 @@ class Trainer:
       head_layers: names of the classifier layers; the rest is the backbone.
       backbone_lr_multiplier: the backbone's learning rate relative to the head's.
       freeze_backbone_steps: steps that train only the head, backbone BN in inference mode.
+      measure_input_wait: time each step's wait for its batch (tf.timestamp, which op
+        determinism forbids: turn it off then).
     """
 
     def __init__(
@@ -192,6 +194,7 @@ class Trainer:
         head_layers: Sequence[str] = ("predictions",),
         backbone_lr_multiplier: float = 1.0,
         freeze_backbone_steps: int = 0,
+        measure_input_wait: bool = True,
     ):
         replicas = strategy.num_replicas_in_sync
         if global_batch_size % (replicas * accumulation_steps):
@@ -219,6 +222,7 @@ class Trainer:
         self.aux_loss_weight = aux_loss_weight
         self.backbone_lr_multiplier = backbone_lr_multiplier
         self.freeze_backbone_steps = freeze_backbone_steps
+        self.measure_input_wait = measure_input_wait
 
         heads = [layer for layer in model.layers if layer.name in set(head_layers)]
         self.head_variables = [v for layer in heads for v in layer.trainable_weights]
@@ -228,6 +232,15 @@ class Trainer:
             layer for layer in model.layers if layer not in heads and layer.weights
         ]
         self._backbone_ids = {id(v) for v in self.variables if id(v) not in head_ids}
+        # Statistics the forward pass updates on each replica (BN moving mean and variance).
+        # Keras 3 keeps one copy per replica and lets them drift apart; the loop averages them
+        # over replicas after every step, as a single device (or Keras 2's MEAN aggregation)
+        # would have them.
+        self._replica_statistics = (
+            [w for w in model.non_trainable_weights if "float" in str(w.dtype)]
+            if strategy.num_replicas_in_sync > 1
+            else []
+        )
         if freeze_backbone_steps and not self.head_variables:
             raise ValueError(f"no classifier layer named {list(head_layers)} to train alone")
         with strategy.scope():
@@ -307,12 +320,19 @@ class Trainer:
         totals = tf.zeros([_NUM_STATS], tf.float32)
         wait = tf.constant(0.0, tf.float64)
         for _ in tf.range(num_steps):
-            start = tf.timestamp()
-            with tf.control_dependencies([start]):
+            if self.measure_input_wait:
+                start = tf.timestamp()
+                with tf.control_dependencies([start]):
+                    batch = self.inputs.next()
+                with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
+                    wait += tf.timestamp() - start
+            else:
                 batch = self.inputs.next()
-            with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
-                wait += tf.timestamp() - start
-            gradients, statistics, finite = self.strategy.run(replica_step, args=(batch,))
+            gradients, statistics, finite, moving = self.strategy.run(replica_step, args=(batch,))
+            for variable, value in zip(self._replica_statistics, moving):
+                self.strategy.extended.update(
+                    variable.value, lambda v, x: v.assign(x), args=(value,), group=False
+                )
             # Gradients and statistics are all-reduced: every replica holds the same values.
             finite = self.strategy.experimental_local_results(finite)[0]
             statistics = self.strategy.experimental_local_results(statistics)[0]
@@ -378,8 +398,12 @@ class Trainer:
                 statistics += micro_statistics
         statistics += stop * tf.one_hot(_STOP, _NUM_STATS)
         context = tf.distribute.get_replica_context()
-        reduced = context.all_reduce(tf.distribute.ReduceOp.SUM, [*gradients, statistics])
-        gradients, statistics = reduced[:-1], reduced[-1]
+        # One all-reduce for the gradients, the step's statistics and the BN moving statistics.
+        moving = [tf.identity(w.value) for w in self._replica_statistics]
+        reduced = context.all_reduce(tf.distribute.ReduceOp.SUM, [*gradients, statistics, *moving])
+        count = len(gradients)
+        gradients, statistics = reduced[:count], reduced[count]
+        moving = [m / context.num_replicas_in_sync for m in reduced[count + 1 :]]
         if self.loss_scale is not None:
             gradients = [g / self.loss_scale.scale for g in gradients]
         norm = tf.linalg.global_norm(gradients)
@@ -391,7 +415,7 @@ class Trainer:
                 gradients, variables, self.weight_decay, self.no_bias_decay
             )
         statistics += tf.one_hot(_NONFINITE, _NUM_STATS) * (1.0 - tf.cast(finite, tf.float32))
-        return gradients, statistics, finite
+        return gradients, statistics, finite, moving
 
     def _apply(self, stage: Stage, gradients, variables) -> None:
         learning_rate = tf.cast(stage.learning_rate(self.step), tf.float32)

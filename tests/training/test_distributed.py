@@ -1,0 +1,163 @@
+"""Distribution: mirrored replicas on 2 logical CPUs equal one device; two local workers of
+MultiWorkerMirroredStrategy train to identical weights and only the chief writes files."""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+
+# Runs in a fresh process: the logical CPUs must be configured before TensorFlow starts.
+MIRRORED_VS_ONE_DEVICE = textwrap.dedent(
+    """
+    import numpy as np, keras, tensorflow as tf
+    from official.training import strategy as strategy_lib
+    strategy_lib.configure_cpu_devices(2)
+    import tiny
+
+    images, labels = tiny.batches(num_examples=48, image_size=8, num_classes=3)
+    # Synchronized BN: the statistics are those of the global batch on any number of
+    # replicas, so both runs compute the same thing (per-replica BN would not).
+    build = lambda: tiny.tiny_cnn(num_classes=3, image_size=8, normalization="sync_batch")
+    keras.utils.set_random_seed(0)
+    initial = build().get_weights()
+    results = {}
+    # One MirroredStrategy per process: a second instance's collectives could collide with the
+    # first one's.
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    for name, strategy in [
+        ("one_device", tf.distribute.OneDeviceStrategy("/cpu:0")),
+        ("mirrored", mirrored),
+    ]:
+        trainer = tiny.make_trainer(
+            strategy, build, images, labels, batch_size=8, optimizer="sgd", rate=0.2,
+            initial_weights=initial, weight_decay=1e-3, clip_gradient_norm=2.0,
+            label_smoothing=0.1,
+        )
+        totals, _ = trainer.train_steps(4)
+        results[name] = ([w.numpy() for w in trainer.model.weights], totals)
+        replicas = trainer.strategy.num_replicas_in_sync
+        copies = trainer.strategy.experimental_local_results(trainer.model.weights[1].value)
+        print(name, "replicas", replicas, "copies_equal",
+              all(np.array_equal(copies[0], c) for c in copies))
+    (a, ta), (b, tb) = results["one_device"], results["mirrored"]
+    print("max_weight_difference", max(float(np.abs(x - y).max()) for x, y in zip(a, b)))
+    print("max_weight_change", max(float(np.abs(x - y).max()) for x, y in zip(a, initial)))
+    print("statistics", ta.tolist(), tb.tolist())
+
+    # Mirrored + bfloat16 + per-replica BN: two steps train; the loop keeps the replicas'
+    # BN moving statistics equal (their average), as on one device.
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    strategy = mirrored
+    trainer = tiny.make_trainer(
+        strategy, lambda: tiny.tiny_cnn(num_classes=3, image_size=8), images, labels,
+        batch_size=8,
+    )
+    totals, _ = trainer.train_steps(2)
+    print("bfloat16_mirrored_loss", float(totals[0] / totals[3]))
+    bn = trainer.model.get_layer("block2_bn")
+    copies = strategy.experimental_local_results(bn.moving_variance.value)
+    print("bn_copies_equal", bool(np.array_equal(copies[0], copies[1])),
+          bool(np.any(copies[0].numpy() != 1)))
+    """
+)
+
+
+def test_mirrored_replicas_reach_the_one_device_weights():
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_VS_ONE_DEVICE],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": f"{REPO}:{HERE}", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    values = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()}
+    assert values["one_device"] == ["replicas", "1", "copies_equal", "True"]
+    assert values["mirrored"] == ["replicas", "2", "copies_equal", "True"]
+    assert float(values["max_weight_change"][0]) > 1e-2  # The runs really trained...
+    assert float(values["max_weight_difference"][0]) <= 1e-5  # ...to the same weights.
+    assert float(values["bfloat16_mirrored_loss"][0]) > 0
+    assert values["bn_copies_equal"] == ["True", "True"]
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_two_local_workers_train_identically_and_only_the_chief_writes(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index in range(2):
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        }
+        args = [
+            sys.executable,
+            str(HERE / "tiny.py"),
+            f"--model_dir={tmp_path / f'worker{index}'}",
+            "--config.model.name=tiny_cnn",
+            "--config.model.num_classes=4",
+            "--config.data.source=synthetic",
+            "--config.data.synthetic_examples=64",
+            "--config.data.image_size=16",
+            "--config.train.batch_size=16",
+            "--config.train.epochs=2",
+            "--config.train.ema_decay=0.9",
+            "--config.runtime.distribution_strategy=multi_worker_mirrored",
+            "--config.runtime.log_every_steps=2",
+            "--config.runtime.summary_images=4",
+        ]
+        processes.append(
+            subprocess.Popen(
+                args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=240))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    fingerprints = [
+        line.split("final weights fingerprint ")[1].split()[0]
+        for _, err in outputs
+        for line in err.splitlines()
+        if "final weights fingerprint" in line
+    ]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    chief, worker = tmp_path / "worker0", tmp_path / "worker1"
+    assert not worker.exists()  # Worker 1 wrote nothing, not even its model dir.
+    metrics = json.loads((chief / "metrics.json").read_text())
+    assert metrics["steps"] == 8 and metrics["weights_fingerprint"] == fingerprints[0]
+    assert (chief / "checkpoints/ckpt-8.index").exists() and (chief / "config.json").exists()
+    assert list((chief / "train").glob("events.out.tfevents.*"))
+    # Both workers took part: each read half the data, the global batch stayed 16.
+    assert "2 replicas" in outputs[0][1]
+    assert pytest.approx(metrics["epochs"]) == 2
