@@ -488,6 +488,11 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
     # Each worker reads its own shard, but only the chief writes checkpoints, so with several
     # workers the input position cannot be saved.
     save_input = runtime.checkpoint_input and inputs.checkpointable and num_workers == 1
+    if runtime.checkpoint_input and not save_input:
+        logging.info(
+            "the input position is not saved (TPU or several workers): a resumed run "
+            "restarts its input pipeline"
+        )
     checkpointer = checkpoints.Checkpointer(
         model_dir,
         is_chief=chief,

@@ -539,6 +539,9 @@ def fit(
     step = trainer.current_step
     progress = Progress(schedule.total_steps, "train", unit="step")
     last_eval: dict = {}
+    # One worker acts on SIGTERM at the end of the running chunk; several agree first, through
+    # the statistics of the next chunk, so that all of them stop (and save) at the same step.
+    single_worker = strategy_lib.worker_index_and_count(trainer.strategy)[1] == 1
     with _StopRequest() as stop:
         try:
             while step < schedule.total_steps:
@@ -567,7 +570,7 @@ def fit(
                     improved = _after_evaluation(
                         trainer, summaries, plateau, step, schedule, last_eval
                     )
-                if totals[_STOP] > 0:
+                if totals[_STOP] > 0 or (single_worker and stop.event.is_set()):
                     path = checkpointer.save(step)
                     raise PreemptedError(
                         f"stopped by SIGTERM at step {step}; wrote {path}. Run the same command "
@@ -610,7 +613,6 @@ def _log_train(trainer, summaries, progress, step, totals, seconds, wait, num_st
         "learning_rate": trainer.learning_rate(step),
         "images_per_second": images_per_second,
         "step_time_seconds": seconds / num_steps,
-        "input_wait_seconds": wait / num_steps,
     }
     shown = {
         "loss": metrics["loss"],
@@ -619,8 +621,10 @@ def _log_train(trainer, summaries, progress, step, totals, seconds, wait, num_st
         "lr": values["learning_rate"],
         "img_per_s": round(images_per_second, 1),
         "step_ms": round(1000 * seconds / num_steps, 1),
-        "input_wait": f"{100 * wait / max(seconds, 1e-9):.0f}%",
     }
+    if trainer.measure_input_wait:
+        values["input_wait_seconds"] = wait / num_steps
+        shown["input_wait"] = f"{100 * wait / max(seconds, 1e-9):.0f}%"
     if trainer.loss_scale is not None:
         values["loss_scale"] = float(trainer.loss_scale.scale.numpy())
         values["skipped_steps"] = float(totals[_NONFINITE])

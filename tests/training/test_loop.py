@@ -120,9 +120,9 @@ def test_sigterm_writes_a_checkpoint_then_stops(tmp_path):
         os.kill(os.getpid(), signal.SIGTERM)
         return {"loss": 1.0, "top1": 0.5, "top5": 1.0, "examples": 8}
 
-    with pytest.raises(loop.PreemptedError, match="SIGTERM at step 3"):
+    with pytest.raises(loop.PreemptedError, match="SIGTERM at step 2"):
         _fit(trainer, tmp_path, total=10, per_epoch=2, evaluate=evaluate)
-    assert checkpoints.latest_checkpoint(str(tmp_path)).endswith("ckpt-3")
+    assert checkpoints.latest_checkpoint(str(tmp_path)).endswith("ckpt-2")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # Handler removed again.
 
 
