@@ -29,8 +29,9 @@ class ModelConfig:
     zero_gamma: bool = False
     activation: str = ""  # "": the variant's activation.
     normalization: str = ""  # "": the variant's normalization ("batch", "sync_batch", ...).
-    # Weight of the auxiliary classifier's cross-entropy (Inception; TF-slim trains Inception-v3
-    # with 0.4); > 0 builds the model with its `aux_head`; 0: no auxiliary head.
+    # Weight of each auxiliary classifier's cross-entropy (Inception: GoogLeNet 0.3, arXiv
+    # 1409.4842 §5; TF-slim trains Inception-v3 with 0.4); > 0 builds the model with its
+    # `aux_head`; 0: no auxiliary head.
     aux_loss_weight: float = 0.0
     # Start from trained weights: a run directory of this package or one of its checkpoints
     # (`runs/x/checkpoints/ckpt-N`), or a keras.applications `.h5` weights file (then

@@ -70,11 +70,12 @@ def summarize(totals: np.ndarray) -> dict[str, float]:
 
 
 def split_outputs(outputs):
-    """(logits, auxiliary logits or None) of a model's output (a tensor, or the dict
-    {"logits", "aux_logits"} of a model built with an auxiliary head)."""
+    """(logits, [auxiliary logits]) of a model's output: a tensor, or the dict of a model built
+    with auxiliary heads ({"logits", "aux_logits"}, GoogLeNet also "aux_logits_2")."""
     if isinstance(outputs, dict):
-        return outputs["logits"], outputs.get("aux_logits")
-    return outputs, None
+        aux = [outputs[k] for k in sorted(outputs) if k.startswith("aux_logits")]
+        return outputs["logits"], aux
+    return outputs, []
 
 
 def weights_fingerprint(model) -> str:
@@ -357,12 +358,11 @@ class Trainer:
             objective = losses.cross_entropy(
                 labels, logits, num_classes=self.num_classes, label_smoothing=self.label_smoothing
             )
-            if aux_logits is not None and self.aux_loss_weight > 0:
+            for aux in aux_logits if self.aux_loss_weight > 0 else ():
+                # Each auxiliary classifier weighs aux_loss_weight (GoogLeNet's two: 0.3 each,
+                # arXiv 1409.4842 §5).
                 objective += self.aux_loss_weight * losses.cross_entropy(
-                    labels,
-                    aux_logits,
-                    num_classes=self.num_classes,
-                    label_smoothing=self.label_smoothing,
+                    labels, aux, num_classes=self.num_classes, label_smoothing=self.label_smoothing
                 )
             if self.teacher is not None and self.distill_weight > 0:
                 teacher_logits = self.teacher(tf.cast(images, tf.float32))
