@@ -107,7 +107,7 @@ def _keras(name: str, images, labels):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     dataset = tf.data.Dataset.from_tensors((tf.cast(images, tf.float32), labels)).repeat()
-    model.fit(dataset, steps_per_epoch=_WARMUP.value, epochs=1, verbose=0)
+    model.fit(dataset, steps_per_epoch=_WARMUP.value, epochs=1, verbose=0, shuffle=False)
     times: list[tuple[float, float]] = []
     timer = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: times.append(

@@ -22,6 +22,7 @@ BEST_DIR = "best"
 BEST_FILE = "best.json"
 MODEL_KEY = "model"
 EMA_KEY = "ema"
+INPUT_KEY = "iterator"
 
 
 def _saved_objects(path: str) -> set[str]:
@@ -105,8 +106,25 @@ class Checkpointer:
         return os.path.join(directory, f"ckpt-{step}")
 
     def save(self, step: int) -> str:
-        """Writes `ckpt-<step>` (TensorFlow writes under a temporary name, then renames)."""
-        return self._write(self.checkpoint, self.directory, step, self.keep)
+        """Writes `ckpt-<step>` (TensorFlow writes under a temporary name, then renames).
+
+        An input pipeline that cannot be serialized (a py_function, a tf.data service job, ...)
+        is left out from then on, with a warning: a resumed run then restarts its input.
+        """
+        try:
+            return self._write(self.checkpoint, self.directory, step, self.keep)
+        except tf.errors.OpError as e:
+            if INPUT_KEY not in self.trackables:
+                raise
+            logging.warning(
+                "checkpoints leave out the input pipeline, which cannot be saved (%s); a resumed "
+                "run restarts its input",
+                str(e).strip().splitlines()[0][:200],
+            )
+            del self.trackables[INPUT_KEY]
+            self.checkpoint = tf.train.Checkpoint(**self.trackables)
+            self._managers.pop(self.directory, None)
+            return self._write(self.checkpoint, self.directory, step, self.keep)
 
     def save_best(self, step: int, metrics: dict) -> str:
         """Writes the weights of a new best evaluation to checkpoints/best (replacing the old)."""

@@ -232,3 +232,19 @@ def test_copy_matching_weights_replaces_a_head_of_another_size():
     )
     with pytest.raises(ValueError, match="no layer"):
         transfer.copy_matching_weights(tiny.dense_model(), target)
+
+
+def test_an_input_pipeline_that_cannot_be_saved_is_left_out(tmp_path):
+    model = tiny.dense_model()
+    stateful = tf.data.Dataset.range(10).map(lambda x: tf.py_function(lambda v: v, [x], tf.int64))
+    serializable = iter(tf.data.Dataset.range(10))
+    next(serializable)
+    saved = checkpoints.Checkpointer(str(tmp_path / "ok"), model=model, iterator=serializable)
+    assert "iterator" in {n.split("/")[0] for n, _ in tf.train.list_variables(saved.save(1))}
+    checkpointer = checkpoints.Checkpointer(
+        str(tmp_path / "py"), model=model, iterator=iter(stateful)
+    )
+    path = checkpointer.save(1)  # Warns and saves the rest.
+    names = {n.split("/")[0] for n, _ in tf.train.list_variables(path)}
+    assert "model" in names and "iterator" not in names
+    assert checkpointer.save(2).endswith("ckpt-2")
