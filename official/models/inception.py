@@ -138,7 +138,7 @@ def inception_v1(
       activation: activation switch, see layers.ACTIVATIONS.
       normalization: None (the paper: conv biases and LRN) or a normalization switch.
       kernel_initializer: the paper does not say; Caffe's reference bvlc_googlenet uses Xavier
-        (glorot_uniform).
+        (glorot_uniform; its constant 0.2 bias initialization is not reproduced).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale (1: mean subtraction only).
 
@@ -164,7 +164,11 @@ def inception_v1(
         )
 
     def lrn(x, name):
-        return x if normalization else layers.LocalResponseNormalization(name=name)(x)
+        if normalization:
+            return x
+        # The paper gives no constants; Caffe's bvlc_googlenet uses local_size 5, alpha 1e-4
+        # and beta 0.75 with Caffe's convention k = 1 and alpha divided by the window size.
+        return layers.LocalResponseNormalization(size=5, k=1.0, alpha=1e-4 / 5, name=name)(x)
 
     def width(filters):
         return max(8, int(round(filters * width_multiplier)))

@@ -80,8 +80,9 @@ def test_googlenet_follows_table_1(googlenet, trainable):
     assert googlenet.get_layer("inception_5b").output.shape[1:] == (7, 7, 1024)
     assert googlenet.get_layer("inception_3a_5x5_conv").kernel_size == (5, 5)
     assert googlenet.get_layer("top_dropout").rate == 0.4
-    lrn = [layer.name for layer in googlenet.layers if "lrn" in layer.name]
-    assert lrn == ["pool1_lrn", "conv2_lrn"]
+    lrn = [layer for layer in googlenet.layers if "lrn" in layer.name]
+    assert [layer.name for layer in lrn] == ["pool1_lrn", "conv2_lrn"]
+    assert (lrn[0].k, lrn[0].alpha, lrn[0].beta) == (1.0, 2e-5, 0.75)  # Caffe's bvlc_googlenet
     assert googlenet.get_layer("conv1_conv").use_bias
 
 
