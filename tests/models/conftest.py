@@ -99,9 +99,14 @@ def keras_parity(
     expected = np.asarray(
         source(images if preprocess is None else preprocess(images.copy()), training=False)
     )
-    before = np.abs(np.asarray(target(images, training=False)) - expected).max()
+
+    def main_output(x):
+        outputs = target(x, training=False)
+        return np.asarray(outputs["logits"] if isinstance(outputs, dict) else outputs)
+
+    before = np.abs(main_output(images) - expected).max()
     normalization = port_keras_applications_weights(source, target)
-    after = np.abs(np.asarray(target(images, training=False)) - expected).max()
+    after = np.abs(main_output(images) - expected).max()
     return before, after, normalization
 
 
