@@ -32,8 +32,9 @@ class ModelSpec:
       interpolation: resize method of the reference eval pipeline ("bilinear" or "bicubic").
       mean: per-channel mean on the 0..255 scale the model normalizes its input with.
       std: per-channel standard deviation on the 0..255 scale.
-      fixed_size: True when the architecture only accepts `default_resolution` with its top
-        (fully-connected heads such as VGG's).
+      fixed_size: True when the weights of the top depend on the input size (VGG's
+        fully-connected head): the model builds at any size, but weights trained or ported at
+        `default_resolution` only load at that size.
       kwargs: builder arguments that define this variant (depth, width, switches).
     """
 
@@ -52,20 +53,31 @@ class ModelSpec:
     def build(self, **overrides: Any):
         """Builds the model; `overrides` replace the variant's own builder arguments.
 
+        The spec's `mean` and `std` are passed to the builder unless overridden, so a variant
+        that shares a builder with different input statistics (EfficientNet-Lite) gets its own.
+
         Raises:
-          ValueError: `image_size` is below the architecture's minimum, or differs from the
-            reference size for a fixed-size model with its top.
+          ValueError: `image_size` is below the architecture's minimum.
         """
         image_size = overrides.get("image_size")
         if image_size is not None and image_size < self.min_resolution:
             raise ValueError(
                 f"{self.name} needs images of at least {self.min_resolution} px, got {image_size}"
             )
-        arguments = {"name": self.name, **self.kwargs, **overrides}
+        arguments = {
+            "name": self.name,
+            "mean": self.mean,
+            "std": self.std,
+            **self.kwargs,
+            **overrides,
+        }
         return self.builder(**arguments)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+# Families with a continuous parameter in the name (EfficientNet's compound coefficient φ):
+# prefix -> (resolver from the name's suffix to a spec, example shown in error messages).
+_PATTERNS: dict[str, tuple[Callable[[str, str], ModelSpec], str]] = {}
 
 
 class UnknownModelError(KeyError):
@@ -84,6 +96,20 @@ def register(name: str, builder: Callable[..., Any], **metadata: Any) -> ModelSp
     return spec
 
 
+def register_pattern(prefix: str, resolver: Callable[[str, str], ModelSpec], example: str) -> None:
+    """Registers a family of names `prefix<suffix>`, e.g. `efficientnet_phi1.5`.
+
+    Args:
+      prefix: the fixed start of the names.
+      resolver: called as resolver(name, suffix); returns the ModelSpec or raises ValueError
+        when the suffix is not valid.
+      example: a valid name, listed in the unknown-name error.
+    """
+    if prefix in _PATTERNS:
+        raise ValueError(f"model name pattern {prefix!r} is registered twice")
+    _PATTERNS[prefix] = (resolver, example)
+
+
 def _load_families() -> None:
     # Importing the package registers every family (each module is imported explicitly there).
     import official.models  # noqa: F401
@@ -92,14 +118,22 @@ def _load_families() -> None:
 def get(name: str) -> ModelSpec:
     """Returns the spec of a registered model, or raises UnknownModelError naming the choices."""
     _load_families()
-    try:
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UnknownModelError(
-            f"unknown model {name!r}.{hint} Known models: {', '.join(names())}"
-        ) from None
+    for prefix, (resolver, example) in _PATTERNS.items():
+        if name.startswith(prefix) and name != prefix:
+            try:
+                return resolver(name, name[len(prefix) :])
+            except ValueError as e:
+                raise UnknownModelError(f"unknown model {name!r}: {e} (e.g. {example})") from None
+    close = difflib.get_close_matches(name, _REGISTRY, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    patterns = "".join(
+        f", {prefix}<...> (e.g. {example})" for prefix, (_, example) in _PATTERNS.items()
+    )
+    raise UnknownModelError(
+        f"unknown model {name!r}.{hint} Known models: {', '.join(names())}{patterns}"
+    )
 
 
 def names() -> list[str]:

@@ -1,3 +1,12 @@
-"""The model zoo. Importing this package registers every family in `official.registry`."""
+"""The model zoo. Importing this package registers every family in `official.registry`.
 
-from official.models import resnet  # noqa: F401  (registers the ResNet family)
+Also exported: `port_keras_applications_weights` (start from keras.applications weights) and
+`count_flops` (multiply-adds from layer shapes).
+"""
+
+# Each family module registers its variants when imported.
+from official.models import efficientnet, inception, mobilenet, resnet, vgg  # noqa: F401
+from official.models.flops import count_flops
+from official.models.port import InputNormalization, port_keras_applications_weights
+
+__all__ = ["InputNormalization", "count_flops", "port_keras_applications_weights"]

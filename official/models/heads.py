@@ -24,10 +24,11 @@ def classifier_head(
     of `predictions` (Zhou et al. arXiv 1512.04150 §2).
 
     Args:
-      x: last feature map (N, H, W, C).
+      x: last feature map (N, H, W, C), or features that are already pooled (N, C).
       num_classes: classifier outputs.
       include_top: add the classifier; if False, return pooled (or unpooled) features.
-      pooling: "avg", "max" or None (only without the top: keep the feature map).
+      pooling: "avg", "max" or None (without the top: keep the feature map; with the top:
+        only for pooled features).
       dropout: dropout rate before the classifier.
       classifier_activation: None or "linear" for logits, "softmax" for probabilities.
       kernel_initializer: initializer of the classifier kernel.
@@ -35,14 +36,15 @@ def classifier_head(
     Returns:
       Logits or probabilities in float32 under any mixed-precision policy, or features.
     """
-    if include_top:
-        layers.check_choice(pooling or "", ("avg", "max"), "pooling with include_top")
-    if pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    elif pooling is not None:
-        layers.check_choice(pooling, ("avg", "max"), "pooling")
+    if len(x.shape) == 4:
+        if include_top:
+            layers.check_choice(pooling or "", ("avg", "max"), "pooling with include_top")
+        if pooling == "avg":
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        elif pooling == "max":
+            x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        elif pooling is not None:
+            layers.check_choice(pooling, ("avg", "max"), "pooling")
     if not include_top:
         return x
     if dropout > 0:

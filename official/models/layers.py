@@ -6,6 +6,7 @@ and the graphs match keras.applications layer for layer where a family has a cou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
@@ -14,10 +15,20 @@ import keras
 ACTIVATIONS = ("relu", "relu6", "leaky_relu", "prelu", "elu", "swish", "silu", "hard_swish")
 # Names accepted by every family's `normalization` switch.
 NORMALIZATIONS = ("batch", "sync_batch", "group", "layer")
+# He et al. (arXiv 1502.01852 §2.2) with the fan-out variance, N(0, 2 / (k·k·c_out)): the
+# initializer of the EfficientNet and MobileNet reference code (tensorflow/tpu
+# efficientnet_model.py `conv_kernel_initializer`, an untruncated normal) and of torchvision's
+# `kaiming_normal_(mode="fan_out")`.
+_HE_NORMAL_FAN_OUT = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
+}
 # Names accepted by every family's `kernel_initializer` switch, mapped to Keras initializers.
 KERNEL_INITIALIZERS = {
     "he_normal": "he_normal",
     "kaiming_normal": "he_normal",
+    "he_normal_fan_out": _HE_NORMAL_FAN_OUT,
+    "kaiming_normal_fan_out": _HE_NORMAL_FAN_OUT,
     "he_uniform": "he_uniform",
     "kaiming_uniform": "he_uniform",
     "glorot_normal": "glorot_normal",
@@ -34,18 +45,47 @@ def check_choice(value: str, choices: Sequence[str], what: str) -> str:
     return value
 
 
-def kernel_initializer(name: str) -> str:
+def kernel_initializer(name: str) -> keras.initializers.Initializer:
     """Maps a switch value ("he_normal", "kaiming_normal", "xavier_uniform", ...) to Keras."""
     check_choice(name, tuple(KERNEL_INITIALIZERS), "kernel_initializer")
-    return KERNEL_INITIALIZERS[name]
+    return keras.initializers.get(KERNEL_INITIALIZERS[name])
 
 
-def activation_layer(kind: str, name: str) -> keras.layers.Layer:
-    """One activation layer by switch name; `swish` and `silu` are the same function."""
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Rounds a channel count to the nearest multiple of `divisor`, never more than 10% down.
+
+    The rule of the MobileNet and EfficientNet reference code (TF-slim
+    `mobilenet.py::_make_divisible`, tensorflow/tpu `efficientnet_model.py::round_filters`):
+    hardware likes multiples of 8, and the 10% guard keeps narrow layers from collapsing.
+
+    Args:
+      value: the exact (scaled) channel count.
+      divisor: the multiple to round to.
+      min_value: lower bound; defaults to `divisor`.
+
+    Returns:
+      The rounded channel count.
+    """
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return int(rounded)
+
+
+def activation_layer(kind: str, name: str, *, spatial: bool = True) -> keras.layers.Layer:
+    """One activation layer by switch name; `swish` and `silu` are the same function.
+
+    Args:
+      kind: one of ACTIVATIONS.
+      name: layer name.
+      spatial: the input is a feature map (N, H, W, C); False for (N, C) vectors (PReLU then
+        learns one slope per unit instead of sharing it over height and width).
+    """
     check_choice(kind, ACTIVATIONS, "activation")
     if kind == "prelu":
         # One slope per channel, as in He et al. 2015 (arXiv 1502.01852 §2.1).
-        return keras.layers.PReLU(shared_axes=[1, 2], name=name)
+        return keras.layers.PReLU(shared_axes=[1, 2] if spatial else None, name=name)
     if kind == "leaky_relu":
         return keras.layers.LeakyReLU(negative_slope=0.1, name=name)
     keras_name = {"swish": "silu", "hard_swish": "hard_silu"}.get(kind, kind)
@@ -56,9 +96,11 @@ def normalization_layer(
     kind: str,
     name: str,
     *,
+    channels: int | None = None,
     momentum: float = 0.9,
     epsilon: float = 1e-5,
     zero_init: bool = False,
+    scale: bool = True,
     groups: int = 32,
 ) -> keras.layers.Layer:
     """A normalization layer over the channel axis.
@@ -66,10 +108,14 @@ def normalization_layer(
     Args:
       kind: "batch", "sync_batch" (statistics all-reduced across replicas), "group" or "layer".
       name: layer name.
+      channels: channels of the input; group normalization then uses the largest divisor of it
+        that is at most `groups` (narrow MobileNet layers have 8 or 16 channels).
       momentum: moving-average momentum of batch statistics (batch kinds only).
       epsilon: variance epsilon.
       zero_init: initialise the scale (gamma) to zero, so a residual branch starts as identity
         (Goyal et al. arXiv 1706.02677 §5.1; Bag of Tricks arXiv 1812.01187 §3.1).
+      scale: learn a scale (gamma); TF-slim's Inception leaves it out because a linear layer
+        (the next convolution) follows every ReLU.
       groups: number of groups for group normalization (Wu & He arXiv 1803.08494 use 32).
 
     Returns:
@@ -81,28 +127,50 @@ def normalization_layer(
         return keras.layers.BatchNormalization(
             momentum=momentum,
             epsilon=epsilon,
+            scale=scale,
             gamma_initializer=gamma,
             synchronized=kind == "sync_batch",
             name=name,
         )
     if kind == "group":
+        if channels is not None:
+            groups = math.gcd(groups, channels)
         return keras.layers.GroupNormalization(
-            groups=groups, epsilon=epsilon, gamma_initializer=gamma, name=name
+            groups=groups, epsilon=epsilon, scale=scale, gamma_initializer=gamma, name=name
         )
-    return keras.layers.LayerNormalization(epsilon=epsilon, gamma_initializer=gamma, name=name)
+    return keras.layers.LayerNormalization(
+        epsilon=epsilon, scale=scale, gamma_initializer=gamma, name=name
+    )
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _padded(x, kernel_size, strides: int, dilation_rate: int, padding: str, name: str):
+    """Applies the padding rule shared by every convolution; returns (x, keras padding)."""
+    check_choice(padding, ("symmetric", "same", "valid"), "padding")
+    if padding != "symmetric" or strides == 1:
+        return x, "valid" if padding == "valid" else "same"
+    totals = [(k - 1) * dilation_rate for k in _pair(kernel_size)]
+    if any(totals):
+        x = keras.layers.ZeroPadding2D(
+            padding=tuple((t // 2, t - t // 2) for t in totals), name=name + "_pad"
+        )(x)
+    return x, "valid"
 
 
 def conv2d(
     x,
     filters: int,
-    kernel_size: int,
+    kernel_size: int | Sequence[int],
     *,
     strides: int = 1,
     dilation_rate: int = 1,
     groups: int = 1,
     use_bias: bool = False,
     padding: str = "symmetric",
-    kernel_initializer: str = "he_normal",
+    kernel_initializer: str | keras.initializers.Initializer = "he_normal",
     name: str,
 ):
     """A 2-D convolution with explicit padding rules.
@@ -110,7 +178,7 @@ def conv2d(
     Args:
       x: input tensor.
       filters: output channels.
-      kernel_size: square kernel size.
+      kernel_size: square kernel size, or (height, width) (Inception's 1x7 and 7x1).
       strides: stride.
       dilation_rate: dilation (atrous) rate; keeps resolution without more parameters.
       groups: grouped convolution (ResNeXt / ShuffleNet).
@@ -118,25 +186,15 @@ def conv2d(
       padding: "symmetric" pads (k-1)*d/2 on both sides before a VALID convolution when the
         stride is above 1, as tensorflow/tpu's `conv2d_fixed_padding` and PyTorch do, so the
         output does not depend on the input size being even; "same" is TensorFlow's SAME
-        (extra row/column at the bottom/right); "valid" pads nothing.
-      kernel_initializer: a Keras initializer name.
+        (extra row/column at the bottom/right; the padding of TF-slim, tensorflow/tpu
+        EfficientNet and keras.applications' MobileNets); "valid" pads nothing.
+      kernel_initializer: a Keras initializer or its name.
       name: layer name; a padding layer, when needed, is named `name + "_pad"`.
 
     Returns:
       The output tensor.
     """
-    check_choice(padding, ("symmetric", "same", "valid"), "padding")
-    keras_padding = padding
-    if padding == "symmetric":
-        keras_padding = "same"
-        total = (kernel_size - 1) * dilation_rate
-        if strides > 1 and total > 0:
-            x = keras.layers.ZeroPadding2D(
-                padding=((total // 2, total - total // 2),) * 2, name=name + "_pad"
-            )(x)
-            keras_padding = "valid"
-        elif strides > 1:
-            keras_padding = "valid"
+    x, keras_padding = _padded(x, kernel_size, strides, dilation_rate, padding, name)
     return keras.layers.Conv2D(
         filters,
         kernel_size,
@@ -153,7 +211,7 @@ def conv2d(
 def conv_norm_act(
     x,
     filters: int,
-    kernel_size: int,
+    kernel_size: int | Sequence[int],
     *,
     name: str,
     strides: int = 1,
@@ -161,17 +219,26 @@ def conv_norm_act(
     groups: int = 1,
     padding: str = "symmetric",
     activation: str | None = "relu",
-    normalization: str = "batch",
+    normalization: str | None = "batch",
     norm_momentum: float = 0.9,
     norm_epsilon: float = 1e-5,
+    norm_scale: bool = True,
     zero_init: bool = False,
-    kernel_initializer: str = "he_normal",
+    use_bias: bool | None = None,
+    kernel_initializer: str | keras.initializers.Initializer = "he_normal",
 ):
-    """Convolution (no bias) → normalization → optional activation, named `name_{conv,bn,act}`.
+    """Convolution → normalization → optional activation, named `name_{conv,bn,relu}`.
 
     The naming follows keras.applications (`conv2_block1_1_conv`, `..._bn`), so weights can be
     ported layer by layer. Pass `activation=None` for a linear output (e.g. the last BN of a
-    residual branch, before the addition).
+    residual branch, before the addition), and `normalization=None` for the pre-BN networks
+    (VGG, GoogLeNet), whose convolutions carry a bias instead.
+
+    Args:
+      use_bias: None: a bias only without normalization (a BN's shift makes it redundant);
+        True keeps it anyway (torchvision's VGG-BN, whose parameter count we match).
+      norm_scale: see `normalization_layer(scale=...)`.
+      Others: as `conv2d` and `normalization_layer`.
     """
     x = conv2d(
         x,
@@ -181,20 +248,281 @@ def conv_norm_act(
         dilation_rate=dilation_rate,
         groups=groups,
         padding=padding,
+        use_bias=normalization is None if use_bias is None else use_bias,
         kernel_initializer=kernel_initializer,
         name=name + "_conv",
     )
-    x = normalization_layer(
-        normalization,
-        name + "_bn",
-        momentum=norm_momentum,
-        epsilon=norm_epsilon,
-        zero_init=zero_init,
-    )(x)
+    if normalization is not None:
+        x = normalization_layer(
+            normalization,
+            name + "_bn",
+            channels=filters,
+            momentum=norm_momentum,
+            epsilon=norm_epsilon,
+            scale=norm_scale,
+            zero_init=zero_init,
+        )(x)
     if activation is not None:
         # keras.applications names these `..._relu`; the name stays when the activation changes.
         x = activation_layer(activation, name + "_relu")(x)
     return x
+
+
+def squeeze_excite(
+    x,
+    reduced_filters: int,
+    *,
+    name: str,
+    activation: str = "relu",
+    gate: str = "sigmoid",
+    kernel_initializer: str | keras.initializers.Initializer = "he_normal",
+):
+    """Squeeze-and-excitation (Hu et al. arXiv 1709.01507 §3): channel weights from pooled
+    features, x * gate(W2 act(W1 avgpool(x))).
+
+    The two fully-connected layers are 1x1 convolutions with biases on the pooled (1x1) map, as
+    in the EfficientNet and MobileNetV3 reference code, so their weights port as they are.
+
+    Args:
+      x: input feature map (N, H, W, C).
+      reduced_filters: width of the bottleneck (C · ratio, rounded by the caller's rule).
+      name: prefix: `name_squeeze`, `name_reduce`, `name_expand`, `name_excite`.
+      activation: activation after the reduction (ReLU in SENet, swish in EfficientNet).
+      gate: "sigmoid" (SENet, EfficientNet) or "hard_sigmoid" (MobileNetV3 §5.2).
+      kernel_initializer: initializer of both convolutions.
+
+    Returns:
+      The re-weighted feature map.
+    """
+    check_choice(gate, ("sigmoid", "hard_sigmoid"), "squeeze-excitation gate")
+    channels = x.shape[-1]
+    s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=name + "_squeeze")(x)
+    s = keras.layers.Conv2D(
+        reduced_filters, 1, kernel_initializer=kernel_initializer, name=name + "_reduce"
+    )(s)
+    s = activation_layer(activation, name + "_relu")(s)
+    s = keras.layers.Conv2D(
+        channels, 1, kernel_initializer=kernel_initializer, name=name + "_expand"
+    )(s)
+    s = keras.layers.Activation(gate, name=name + "_gate")(s)
+    return keras.layers.Multiply(name=name + "_excite")([x, s])
+
+
+def depthwise_separable(
+    x,
+    filters: int,
+    kernel_size: int = 3,
+    *,
+    name: str,
+    pointwise_name: str | None = None,
+    se_name: str | None = None,
+    strides: int = 1,
+    dilation_rate: int = 1,
+    padding: str = "same",
+    activation: str = "relu",
+    pointwise_activation: str | None = "relu",
+    se_filters: int = 0,
+    se_activation: str | None = None,
+    se_gate: str = "sigmoid",
+    normalization: str = "batch",
+    norm_momentum: float = 0.99,
+    norm_epsilon: float = 1e-3,
+    zero_init: bool = False,
+    kernel_initializer: str | keras.initializers.Initializer = "he_normal",
+):
+    """Depthwise-separable convolution: depthwise k×k → norm → act → [SE] → 1x1 → norm → [act].
+
+    A k×k convolution from M to N channels costs k²·M·N multiply-adds per pixel; splitting it
+    into a per-channel k×k filter and a 1x1 mixing convolution costs k²·M + M·N, about k² (8-9×
+    for 3x3) less compute and parameters (Howard et al. arXiv 1704.04861 §3.1, eq. 5). It is
+    MobileNet v1's block, and with a preceding 1x1 expansion and a linear pointwise output
+    (`pointwise_activation=None`) the core of the inverted residual blocks of MobileNetV2
+    (arXiv 1801.04381 §3.3), MobileNetV3 and EfficientNet's MBConv (arXiv 1905.11946 §4).
+
+    Args:
+      x: input tensor.
+      filters: output channels of the pointwise convolution.
+      kernel_size: depthwise kernel size.
+      name: prefix of the depthwise part (`name_conv`, `name_bn`, `name_relu`) and, unless
+        `pointwise_name` is given, of the pointwise part (`name_pw_...`).
+      pointwise_name: prefix of the pointwise part (e.g. EfficientNet's `block1a_project`).
+      se_name: prefix of the squeeze-excitation layers (default `name_se`).
+      strides: depthwise stride.
+      dilation_rate: depthwise dilation.
+      padding: see `conv2d`; "same" (TF SAME) is the padding of the reference MobileNets and
+        EfficientNet.
+      activation: activation after the depthwise convolution.
+      pointwise_activation: activation after the pointwise convolution; None keeps the
+        projection linear (MobileNetV2 §3.2: ReLU on a low-dimensional output destroys
+        information).
+      se_filters: > 0 adds squeeze-excitation with this bottleneck width between the depthwise
+        and pointwise convolutions (MobileNetV3 §5.3, EfficientNet).
+      se_activation: activation inside the SE block (default: `activation`).
+      se_gate: "sigmoid" or "hard_sigmoid".
+      normalization: see `normalization_layer`.
+      norm_momentum: BN momentum.
+      norm_epsilon: BN epsilon.
+      zero_init: zero-init the last normalization's scale (residual blocks).
+      kernel_initializer: initializer of all kernels.
+
+    Returns:
+      The output tensor.
+    """
+    pointwise_name = pointwise_name or name + "_pw"
+    norm = dict(momentum=norm_momentum, epsilon=norm_epsilon)
+    x, keras_padding = _padded(x, kernel_size, strides, dilation_rate, padding, name)
+    x = keras.layers.DepthwiseConv2D(
+        kernel_size,
+        strides=strides,
+        padding=keras_padding,
+        dilation_rate=dilation_rate,
+        use_bias=False,
+        depthwise_initializer=kernel_initializer,
+        name=name + "_conv",
+    )(x)
+    x = normalization_layer(normalization, name + "_bn", channels=x.shape[-1], **norm)(x)
+    x = activation_layer(activation, name + "_relu")(x)
+    if se_filters > 0:
+        x = squeeze_excite(
+            x,
+            se_filters,
+            name=se_name or name + "_se",
+            activation=se_activation or activation,
+            gate=se_gate,
+            kernel_initializer=kernel_initializer,
+        )
+    return conv_norm_act(
+        x,
+        filters,
+        1,
+        name=pointwise_name,
+        activation=pointwise_activation,
+        normalization=normalization,
+        norm_momentum=norm_momentum,
+        norm_epsilon=norm_epsilon,
+        zero_init=zero_init,
+        kernel_initializer=kernel_initializer,
+    )
+
+
+def inverted_residual(
+    x,
+    filters: int,
+    *,
+    expanded_filters: int,
+    kernel_size: int,
+    strides: int = 1,
+    name: str,
+    activation: str,
+    se_filters: int = 0,
+    se_activation: str | None = None,
+    se_gate: str = "sigmoid",
+    drop_rate: float = 0.0,
+    zero_init: bool = False,
+    normalization: str = "batch",
+    norm_momentum: float = 0.99,
+    norm_epsilon: float = 1e-3,
+    kernel_initializer: str | keras.initializers.Initializer = "he_normal",
+):
+    """Inverted residual block (Sandler et al. arXiv 1801.04381 §3.3; EfficientNet's MBConv).
+
+    1x1 expansion → depthwise-separable convolution with optional SE and a linear projection
+    (`depthwise_separable`), plus an identity skip when the shapes match; the skip branch is
+    dropped with `drop_rate` in training (stochastic depth). No expansion layer when
+    `expanded_filters` equals the input channels, as in every reference implementation.
+
+    Args:
+      x: input tensor.
+      filters: output channels.
+      expanded_filters: channels after the 1x1 expansion (the family's rounding rule).
+      kernel_size: depthwise kernel size.
+      strides: depthwise stride.
+      name: prefix: `name_expand_*`, `name_dw_*`, `name_se_*`, `name_project_*`, `name_add`.
+      activation: activation after the expansion and the depthwise convolution.
+      se_filters, se_activation, se_gate: squeeze-excitation, see `depthwise_separable`.
+      drop_rate: stochastic-depth rate of the residual branch.
+      zero_init: zero-init the projection's normalization scale when there is a skip.
+      normalization, norm_momentum, norm_epsilon, kernel_initializer: as `conv_norm_act`.
+
+    Returns:
+      The output tensor.
+    """
+    norm = dict(
+        normalization=normalization,
+        norm_momentum=norm_momentum,
+        norm_epsilon=norm_epsilon,
+        kernel_initializer=kernel_initializer,
+    )
+    inputs = x
+    if expanded_filters != x.shape[-1]:
+        x = conv_norm_act(
+            x, expanded_filters, 1, name=name + "_expand", activation=activation, **norm
+        )
+    skip = strides == 1 and inputs.shape[-1] == filters
+    x = depthwise_separable(
+        x,
+        filters,
+        kernel_size,
+        strides=strides,
+        name=name + "_dw",
+        pointwise_name=name + "_project",
+        se_name=name + "_se",
+        activation=activation,
+        pointwise_activation=None,
+        se_filters=se_filters,
+        se_activation=se_activation,
+        se_gate=se_gate,
+        zero_init=zero_init and skip,
+        **norm,
+    )
+    if not skip:
+        return x
+    x = stochastic_depth(x, drop_rate, name=name + "_drop")
+    return keras.layers.Add(name=name + "_add")([x, inputs])
+
+
+def stochastic_depth(x, rate: float, name: str):
+    """Drops the whole residual branch of a sample with probability `rate` in training.
+
+    Huang et al. arXiv 1603.09382 §3; EfficientNet's "drop connect" (tensorflow/tpu
+    `utils.drop_connect`). The kept branches are divided by 1 - rate, so inference needs no
+    rescaling: a Dropout whose mask is shared over height, width and channels.
+    """
+    if rate <= 0:
+        return x
+    return keras.layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=name)(x)
+
+
+@keras.saving.register_keras_serializable(package="official")
+class LocalResponseNormalization(keras.layers.Layer):
+    """Cross-channel local response normalization (Krizhevsky et al. 2012 §3.3).
+
+    b_c = a_c / (k + alpha · Σ a_j²)^beta over the `size` channels centred on c. The defaults
+    are AlexNet's (k=2, n=5, alpha=1e-4, beta=0.75), which VGG's A-LRN uses (arXiv 1409.1556
+    §2.3). Written with keras.ops (Keras 3 has no LRN layer).
+    """
+
+    def __init__(self, size=5, k=2.0, alpha=1e-4, beta=0.75, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.k, self.alpha, self.beta = size, k, alpha, beta
+
+    def call(self, inputs):
+        channels = inputs.shape[-1]
+        half = self.size // 2
+        squares = keras.ops.pad(
+            keras.ops.square(inputs), [[0, 0], [0, 0], [0, 0], [half, self.size - 1 - half]]
+        )
+        window = sum(squares[..., i : i + channels] for i in range(self.size))
+        return inputs / keras.ops.power(self.k + self.alpha * window, self.beta)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "size": self.size,
+            "k": self.k,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
 
 
 def input_block(

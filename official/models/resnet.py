@@ -1,10 +1,19 @@
-"""ResNet (He et al. arXiv 1512.03385) as one table and one builder.
+"""ResNet (He et al. arXiv 1512.03385) as one table and one builder, with the Bag-of-Tricks
+variants (He et al. arXiv 1812.01187 §4.1), SE-ResNet (Hu et al. arXiv 1709.01507) and
+dilation as switches of the same block function.
 
 Depths 18/34 use the basic block (two 3x3 convolutions), 50 and deeper the bottleneck block
 (1x1 → 3x3 → 1x1 with 4x expansion); table from arXiv 1512.03385 Table 1 (ResNet-200 from
 He et al. arXiv 1603.05027 §4.2). The default block puts the down-sampling stride in the first
-1x1 convolution, as the paper and keras.applications do ("ResNet-A" in Bag of Tricks arXiv
-1812.01187 Figure 2a). Convolutions carry no bias: the following BN has its own shift.
+1x1 convolution, as the paper and keras.applications do ("ResNet-A" in Bag of Tricks Figure
+2a). Convolutions carry no bias: the following BN has its own shift.
+
+Variants (Bag of Tricks Figure 2, Table 5; each includes the previous one, as in the paper's
+Table 5 FLOPs and GluonCV's resnet50_v1b/c/d):
+  * B: the stride moves to the 3x3 convolution of the down-sampling block, so the 1x1 no
+    longer ignores three quarters of its input (torchvision's "ResNet v1.5").
+  * C: the 7x7 stem becomes three 3x3 convolutions (32, 32, 64 channels).
+  * D: the projection shortcut averages 2x2 before its (now stride-1) 1x1 convolution.
 """
 
 from __future__ import annotations
@@ -37,6 +46,11 @@ DEPTHS = {
 }
 STAGE_FILTERS = (64, 128, 256, 512)
 BOTTLENECK_EXPANSION = 4
+# Bag of Tricks Figure 2b: the ResNet-C stem's three 3x3 convolutions.
+DEEP_STEM_FILTERS = (32, 32, 64)
+VARIANTS = ("a", "b", "c", "d")
+# SENet's reduction ratio r = 16 (arXiv 1709.01507 §6.1, Table 10).
+SE_RATIO = 1 / 16
 # BN momentum 0.9 and epsilon 1e-5, as TF Model Garden, tensorflow/tpu and torchvision.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
@@ -46,15 +60,37 @@ def _scaled(filters: int, width_multiplier: float) -> int:
     return max(8, int(round(filters * width_multiplier)))
 
 
+def stage_dilations(output_stride: int) -> tuple[tuple[int, int], ...]:
+    """(stride, dilation) of stages conv2..conv5 for an output stride of 8, 16 or 32.
+
+    Past the requested output stride, a stage keeps its resolution and dilates its 3x3
+    convolutions instead (Chen et al. arXiv 1606.00915 §3.1, Yu & Koltun arXiv 1511.07122):
+    the same parameters see the same context at a finer resolution.
+    """
+    layers.check_choice(str(output_stride), ("8", "16", "32"), "output_stride")
+    result, stride, dilation = [], 4, 1  # The stem reduces by 4.
+    for stage in range(4):
+        step = 1 if stage == 0 else 2
+        if stride * step > output_stride:
+            dilation *= step
+            step = 1
+        stride *= step
+        result.append((step, dilation))
+    return tuple(result)
+
+
 def _residual_block(
     x,
     *,
     block: str,
     filters: int,
     strides: int,
+    dilation: int,
     name: str,
     conv_kwargs: dict,
     zero_gamma: bool,
+    variant: str,
+    se_ratio: float,
 ):
     """One residual block, keras.applications naming (`_0_` shortcut, `_1_`.. branch)."""
     out_filters = filters * BOTTLENECK_EXPANSION if block == "bottleneck" else filters
@@ -62,19 +98,61 @@ def _residual_block(
     linear = {**conv_kwargs, "activation": None}
     shortcut = x
     if strides != 1 or x.shape[-1] != out_filters:
+        shortcut_strides = strides
+        if variant == "d" and strides != 1:
+            # Average the 2x2 neighbourhood instead of sampling one pixel of it (ResNet-D).
+            # "same" pooling ignores the padding, as GluonCV's ceil_mode/count_include_pad=False.
+            shortcut = keras.layers.AveragePooling2D(
+                strides, strides=strides, padding="same", name=name + "_0_pool"
+            )(x)
+            shortcut_strides = 1
         shortcut = layers.conv_norm_act(
-            x, out_filters, 1, strides=strides, name=name + "_0", **linear
+            shortcut, out_filters, 1, strides=shortcut_strides, name=name + "_0", **linear
         )
+    # ResNet-B and later: the stride is taken by the 3x3 convolution.
+    stride_1x1, stride_3x3 = (strides, 1) if variant == "a" else (1, strides)
     if block == "bottleneck":
-        y = layers.conv_norm_act(x, filters, 1, strides=strides, name=name + "_1", **conv_kwargs)
-        y = layers.conv_norm_act(y, filters, 3, name=name + "_2", **conv_kwargs)
+        y = layers.conv_norm_act(x, filters, 1, strides=stride_1x1, name=name + "_1", **conv_kwargs)
+        y = layers.conv_norm_act(
+            y,
+            filters,
+            3,
+            strides=stride_3x3,
+            dilation_rate=dilation,
+            name=name + "_2",
+            **conv_kwargs,
+        )
+        last_name = name + "_3"
         last = layers.conv_norm_act(
-            y, out_filters, 1, zero_init=zero_gamma, name=name + "_3", **linear
+            y, out_filters, 1, zero_init=zero_gamma, name=last_name, **linear
         )
     else:
-        y = layers.conv_norm_act(x, filters, 3, strides=strides, name=name + "_1", **conv_kwargs)
+        y = layers.conv_norm_act(
+            x,
+            filters,
+            3,
+            strides=strides,
+            dilation_rate=dilation,
+            name=name + "_1",
+            **conv_kwargs,
+        )
         last = layers.conv_norm_act(
-            y, out_filters, 3, zero_init=zero_gamma, name=name + "_2", **linear
+            y,
+            out_filters,
+            3,
+            dilation_rate=dilation,
+            zero_init=zero_gamma,
+            name=name + "_2",
+            **linear,
+        )
+    if se_ratio > 0:
+        # SE on the residual branch before the addition (arXiv 1709.01507 Figure 3).
+        last = layers.squeeze_excite(
+            last,
+            max(1, int(out_filters * se_ratio)),
+            name=name + "_se",
+            activation=activation,
+            kernel_initializer=conv_kwargs["kernel_initializer"],
         )
     y = keras.layers.Add(name=name + "_add")([shortcut, last])
     return layers.activation_layer(activation, name + "_out")(y)
@@ -91,6 +169,9 @@ def resnet(
     dropout: float = 0.0,
     classifier_activation: str | None = None,
     features_only: bool = False,
+    variant: str = "a",
+    se_ratio: float = 0.0,
+    output_stride: int = 32,
     width_multiplier: float = 1.0,
     zero_gamma: bool = False,
     activation: str = "relu",
@@ -112,6 +193,12 @@ def resnet(
       classifier_activation: None for logits, "softmax" for probabilities.
       features_only: return the outputs of the stem and of the four stages (strides 2..32)
         instead of the head, for transfer learning and dense prediction.
+      variant: "a" (the paper), "b", "c" or "d" (Bag of Tricks §4.1; cumulative). B changes
+        nothing in the basic block, whose first 3x3 already takes the stride.
+      se_ratio: > 0 adds squeeze-excitation with this reduction to every block (SE-ResNet:
+        1/16).
+      output_stride: 32 (the paper), 16 or 8: later stages keep their resolution and use
+        dilated 3x3 convolutions; the parameters do not change.
       width_multiplier: scales every stage's filters (and the stem).
       zero_gamma: zero-initialise the last BN of each residual branch (Bag of Tricks §3.1).
       activation: activation switch, see layers.ACTIVATIONS.
@@ -125,7 +212,9 @@ def resnet(
     """
     if depth not in DEPTHS:
         raise ValueError(f"unknown ResNet depth {depth}; choose one of {sorted(DEPTHS)}")
+    layers.check_choice(variant, VARIANTS, "ResNet variant")
     table = DEPTHS[depth]
+    dilations = stage_dilations(output_stride)
     conv_kwargs = dict(
         activation=activation,
         normalization=normalization,
@@ -134,24 +223,44 @@ def resnet(
         kernel_initializer=layers.kernel_initializer(kernel_initializer),
     )
     inputs, x = layers.input_block(image_size, mean, std)
-    # Stem: 7x7/2 convolution and 3x3/2 max pooling (arXiv 1512.03385 Table 1, conv1).
-    x = layers.conv_norm_act(
-        x, _scaled(64, width_multiplier), 7, strides=2, name="conv1", **conv_kwargs
-    )
+    if variant in ("c", "d"):
+        # ResNet-C stem: three 3x3 convolutions, the first with stride 2 (Figure 2b).
+        for index, filters in enumerate(DEEP_STEM_FILTERS):
+            x = layers.conv_norm_act(
+                x,
+                _scaled(filters, width_multiplier),
+                3,
+                strides=2 if index == 0 else 1,
+                name=f"conv1{'abc'[index]}",
+                **conv_kwargs,
+            )
+    else:
+        # Stem: 7x7/2 convolution (arXiv 1512.03385 Table 1, conv1).
+        x = layers.conv_norm_act(
+            x, _scaled(64, width_multiplier), 7, strides=2, name="conv1", **conv_kwargs
+        )
     features = [x]
     x = keras.layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    previous_dilation = 1
     for stage, (filters, repeats) in enumerate(zip(STAGE_FILTERS, table.repeats)):
+        stride, dilation = dilations[stage]
         for index in range(repeats):
             x = _residual_block(
                 x,
                 block=table.block,
                 filters=_scaled(filters, width_multiplier),
-                strides=2 if index == 0 and stage > 0 else 1,
+                strides=stride if index == 0 else 1,
+                # torchvision's `_make_layer`: a dilated stage's first block keeps the
+                # previous dilation, the others use the new one.
+                dilation=previous_dilation if index == 0 else dilation,
                 name=f"conv{stage + 2}_block{index + 1}",
                 conv_kwargs=conv_kwargs,
                 zero_gamma=zero_gamma,
+                variant=variant,
+                se_ratio=se_ratio,
             )
+        previous_dilation = dilation
         features.append(x)
     if features_only:
         return keras.Model(inputs, features, name=name)
@@ -167,10 +276,20 @@ def resnet(
 
 
 for _depth in DEPTHS:
+    for _variant in VARIANTS:
+        registry.register(
+            f"resnet{_depth}" + ("" if _variant == "a" else f"_{_variant}"),
+            resnet,
+            family="resnet",
+            default_resolution=224,
+            kwargs={"depth": _depth, "variant": _variant},
+        )
+# SE-ResNets of arXiv 1709.01507 Table 2 (on the paper's ResNet, variant A).
+for _depth in (50, 101, 152):
     registry.register(
-        f"resnet{_depth}",
+        f"se_resnet{_depth}",
         resnet,
         family="resnet",
         default_resolution=224,
-        kwargs={"depth": _depth},
+        kwargs={"depth": _depth, "se_ratio": SE_RATIO},
     )

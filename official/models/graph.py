@@ -1,0 +1,69 @@
+"""Walking a functional Keras model's graph in a canonical order (for weight ports and FLOPs).
+
+`model.layers` of a Keras 3 functional model is ordered by graph depth, which depends on
+construction details (two Inception branches of different lengths interleave), and layers
+shared between models (VGG's dense form reuses the convolutions of its fully-connected form)
+carry nodes of both models. Walking the graph from the outputs, inputs of every call in
+argument order, visits each call of *this* model once, in an order fixed by the graph alone:
+two models with the same architecture give the same sequence whatever their layer names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import keras
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """One call of a layer in a model: the layer and the tensors it consumed and produced."""
+
+    layer: keras.layers.Layer
+    inputs: tuple
+    outputs: tuple
+
+
+def _flat_outputs(outputs) -> list:
+    if isinstance(outputs, dict):
+        # The main output first: "logits" before "aux_logits" (dict order is insertion order).
+        return [outputs[key] for key in outputs]
+    if isinstance(outputs, list | tuple):
+        return [t for item in outputs for t in _flat_outputs(item)]
+    return [outputs]
+
+
+def calls(model: keras.Model, outputs=None) -> Iterator[Call]:
+    """Yields the layer calls of `model` in post-order (every input before its consumer).
+
+    Args:
+      model: a functional keras.Model (no nested models).
+      outputs: start from these output tensors instead of all of the model's outputs (a port
+        walks only the main classifier of a model with auxiliary heads).
+
+    Yields:
+      Call records; input layers are skipped.
+    """
+    seen: set[tuple[int, int]] = set()
+    roots = _flat_outputs(model.output if outputs is None else outputs)
+    stack = [(t, False) for t in reversed(roots)]
+    while stack:
+        tensor, expanded = stack.pop()
+        layer, node_index, _ = tensor._keras_history
+        key = (id(layer), node_index)
+        if key in seen:
+            continue
+        node = layer._inbound_nodes[node_index]
+        if node.is_input:
+            seen.add(key)
+            continue
+        if expanded:
+            seen.add(key)
+            if isinstance(layer, keras.Model):
+                raise ValueError(f"nested model {layer.name!r} in {model.name!r}: flatten it first")
+            yield Call(layer, tuple(node.input_tensors), tuple(node.output_tensors))
+            continue
+        stack.append((tensor, True))
+        for parent in reversed(node.input_tensors):
+            stack.append((parent, False))

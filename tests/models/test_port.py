@@ -1,0 +1,79 @@
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from official import registry
+from official.models import port_keras_applications_weights
+from official.models.port import InputNormalization
+
+
+def test_unsupported_source_names_the_supported_ones():
+    inputs = keras.Input((32, 32, 3))
+    other = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="c")(inputs), name="mine")
+    target = registry.get("resnet18").build(image_size=32)
+    with pytest.raises(ValueError, match="'mine' is not a keras.applications model") as error:
+        port_keras_applications_weights(other, target)
+    assert "ResNet50/101/152" in str(error.value) and "MobileNetV2" in str(error.value)
+
+
+def test_mismatched_architectures_fail_naming_the_layers():
+    source = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35)
+    mismatch = "layer mismatch: block_1_project .* does not fit block1_project_conv"
+    with pytest.raises(ValueError, match=mismatch):
+        port_keras_applications_weights(
+            source, registry.get("mobilenet_v2").build(image_size=32, width_multiplier=0.5)
+        )
+    with pytest.raises(ValueError, match="weighted layers"):
+        port_keras_applications_weights(source, registry.get("mobilenet_v1").build(image_size=32))
+
+
+def test_ported_normalization_belongs_to_the_weights():
+    source = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), include_top=False)
+    target = registry.get("vgg16").build(image_size=32, include_top=False)
+    normalization = port_keras_applications_weights(source, target)
+    assert isinstance(normalization, InputNormalization)
+    # keras' "caffe" mode: BGR minus (103.939, 116.779, 123.68), i.e. this mean in RGB order.
+    assert normalization == ((123.68, 116.779, 103.939), (1.0, 1.0, 1.0))
+    layer = target.get_layer("input_normalization")
+    assert layer.input_mean == pytest.approx(list(normalization.mean))
+    assert layer.input_variance == pytest.approx([s**2 for s in normalization.std])
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    ported = np.asarray(target.predict(images, verbose=0))  # traced after the port
+    # A model rebuilt with the returned statistics and the ported weights is the same model;
+    # one rebuilt with the registry's default statistics (torchvision's ImageNet mean) is not.
+    for statistics, same in ((normalization, True), (registry.get("vgg16"), False)):
+        rebuilt = registry.get("vgg16").build(
+            image_size=32, include_top=False, mean=statistics.mean, std=statistics.std
+        )
+        rebuilt.set_weights(target.get_weights())
+        difference = np.abs(np.asarray(rebuilt(images)) - ported).max()
+        assert (difference < 1e-4) if same else (difference > 1e-3)
+
+
+def test_efficientnet_variance_quirk_is_reproduced_and_reported():
+    # keras' EfficientNet .h5 files store the ImageNet std as the Normalization variance; only
+    # weights="imagenet" adds the 1/sqrt(std) rescaling that fixes it (tensorflow#49930).
+    source = keras.applications.EfficientNetB0(
+        weights=None, input_shape=(32, 32, 3), include_top=False
+    )
+    normalization_layer = next(
+        layer for layer in source.layers if isinstance(layer, keras.layers.Normalization)
+    )
+    normalization_layer.adapt_mean.assign([0.485, 0.456, 0.406])
+    normalization_layer.adapt_variance.assign([0.229, 0.224, 0.225])
+    normalization_layer.finalize_state()
+    target = registry.get("efficientnet_b0").build(image_size=32, include_top=False, pooling=None)
+    with pytest.warns(UserWarning, match="tensorflow/tensorflow#49930"):
+        normalization = port_keras_applications_weights(source, target)
+    # What the source computes: (x/255 - mean) / sqrt(std), i.e. std' = 255 · sqrt(std).
+    assert normalization.std == pytest.approx(tuple(255 * np.sqrt([0.229, 0.224, 0.225])))
+    images = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    assert np.abs(np.asarray(source(images)) - np.asarray(target(images))).max() < 1e-4
+    # With the reference statistics (variance = std²) nothing is reported.
+    normalization_layer.adapt_variance.assign(np.square([0.229, 0.224, 0.225]))
+    normalization_layer.finalize_state()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        port_keras_applications_weights(source, target)

@@ -1,0 +1,188 @@
+"""What every registered model and every family builder must do."""
+
+import inspect
+
+import keras
+import numpy as np
+import pytest
+
+from official import registry
+from official.models import __main__ as models_main
+from official.models import layers
+
+# The keyword arguments every builder takes (the training, evaluation and CAM code rely on
+# them), and the residual families that also take zero_gamma.
+COMMON_ARGUMENTS = {
+    "name",
+    "num_classes",
+    "image_size",
+    "include_top",
+    "pooling",
+    "dropout",
+    "classifier_activation",
+    "features_only",
+    "mean",
+    "std",
+    "width_multiplier",
+    "activation",
+    "normalization",
+    "kernel_initializer",
+}
+RESIDUAL_FAMILIES = ("resnet", "efficientnet", "mobilenet_v2", "mobilenet_v3")
+# One variant per builder, with the switches it is tested with.
+REPRESENTATIVES = {
+    "resnet18": ("prelu", "group"),
+    "efficientnet_b0": ("hard_swish", "layer"),
+    "mobilenet_v1": ("prelu", "layer"),
+    "mobilenet_v2": ("elu", "sync_batch"),
+    "mobilenet_v3_small": ("swish", "group"),
+    "vgg11_bn": ("leaky_relu", "group"),
+    "inception_v1": ("silu", "batch"),
+    "inception_v3": ("relu6", "layer"),
+}
+
+
+def small(name: str, **overrides):
+    """A narrow model at a small input size (the smallest the architecture takes)."""
+    spec = registry.get(name)
+    kwargs = {"num_classes": 5, "image_size": max(32, spec.min_resolution)}
+    kwargs["width_multiplier"] = 0.125 if spec.family == "resnet" else 0.25
+    kwargs.update(overrides)
+    return spec.build(**kwargs)
+
+
+def images(model, count=2):
+    size = model.input_shape[1]
+    return np.random.default_rng(0).uniform(0, 255, (count, size, size, 3)).astype("float32")
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_registered_model_runs_forward(name):
+    model = small(name)
+    logits = model(images(model), training=False)
+    assert logits.shape == (2, 5) and logits.dtype == "float32"
+    assert np.all(np.isfinite(np.asarray(logits)))
+    keras.backend.clear_session()
+
+
+def test_builders_take_the_shared_switches():
+    builders = {registry.get(name).builder for name in registry.names()}
+    assert len(builders) == 8
+    for builder in builders:
+        parameters = set(inspect.signature(builder).parameters)
+        assert parameters >= COMMON_ARGUMENTS, builder.__name__
+        residual = builder.__name__.startswith(RESIDUAL_FAMILIES)
+        assert ("zero_gamma" in parameters) == residual, builder.__name__
+    assert "aux_head" in inspect.signature(registry.get("inception_v3").builder).parameters
+
+
+@pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
+def test_activation_normalization_and_initializer_switches(name):
+    activation, normalization = REPRESENTATIVES[name]
+    model = small(
+        name,
+        activation=activation,
+        normalization=normalization,
+        kernel_initializer="xavier_uniform",
+    )
+    kinds = {type(layer).__name__ for layer in model.layers}
+    activations = {
+        layer.get_config().get("activation")
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Activation)
+    }
+    expected_activation = {
+        "prelu": "PReLU",
+        "leaky_relu": "LeakyReLU",
+        "hard_swish": "hard_silu",
+        "swish": "silu",
+    }.get(activation, activation)
+    assert expected_activation in kinds | activations
+    expected_norm = {
+        "group": "GroupNormalization",
+        "layer": "LayerNormalization",
+        "batch": "BatchNormalization",
+        "sync_batch": "BatchNormalization",
+    }[normalization]
+    assert expected_norm in kinds
+    if normalization == "sync_batch":
+        assert any(getattr(layer, "synchronized", False) for layer in model.layers)
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    assert isinstance(conv.kernel_initializer, keras.initializers.GlorotUniform)
+    assert np.all(np.isfinite(np.asarray(model(images(model), training=True))))
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        small(name, activation="gelu")
+
+
+@pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
+def test_heads_features_and_float32_outputs(name, mixed_bfloat16):
+    size = 96 if name == "inception_v3" else 64
+    model = small(name, image_size=size, classifier_activation="softmax")
+    probabilities = np.asarray(model(images(model)))
+    assert model.output.dtype == "float32"
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-3)
+    names = {layer.name for layer in model.layers}
+    if "avg_pool" in names:
+        # CAM (arXiv 1512.04150) reads the input of `avg_pool` and the kernel of `predictions`.
+        feature_map = model.get_layer("avg_pool").input
+        assert model.get_layer("predictions").kernel.shape[0] == feature_map.shape[-1]
+    else:  # VGG's fully-connected top; MobileNetV3's hidden head layer (Grad-CAM for both)
+        assert name.startswith(("vgg", "mobilenet_v3"))
+    pooled = small(name, image_size=size, include_top=False, pooling="max")
+    assert len(pooled.output_shape) == 2
+    features = small(name, image_size=size, features_only=True)
+    sizes = [output.shape[1] for output in features.outputs]
+    assert len(sizes) == 5
+    if name != "inception_v3":  # unpadded stem: 45, 20, 9, 4, 1 at 96 px
+        assert sizes == [size // 2, size // 4, size // 8, size // 16, size // 32]
+    else:
+        assert sizes == sorted(sizes, reverse=True)
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    yield
+    keras.config.set_dtype_policy(previous)
+
+
+@pytest.mark.parametrize("name", ["inception_v1", "inception_v3"])
+def test_auxiliary_heads_are_float32_under_mixed_precision(name, mixed_bfloat16):
+    model = small(name, image_size=96 if name == "inception_v3" else 224, aux_head=True)
+    outputs = model(images(model, count=1))
+    assert outputs["logits"].dtype == "float32" and outputs["aux_logits"].dtype == "float32"
+
+
+def test_registry_passes_each_variants_input_statistics():
+    model = registry.get("inception_v3").build(image_size=75, width_multiplier=0.25)
+    assert model.get_layer("input_normalization").input_mean == [127.5] * 3
+    model = registry.get("vgg11").build(image_size=32, include_top=False, width_multiplier=0.25)
+    assert model.get_layer("input_normalization").input_variance == [1.0] * 3
+    assert layers.ACTIVATIONS == (
+        "relu",
+        "relu6",
+        "leaky_relu",
+        "prelu",
+        "elu",
+        "swish",
+        "silu",
+        "hard_swish",
+    )
+
+
+def test_model_table_command(run, capsys):
+    result = run("official.models", "resnet18", "efficientnet_phi0.5", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["name", "family", "params", "GMACs", "resolution", "eval", "crop"]
+    resnet18 = lines[1].split()
+    assert resnet18[:5] == ["resnet18", "resnet", "11,689,512", "1.814", "224"]
+    assert "0.875 (256→224, bilinear)" in lines[1]
+    assert lines[2].startswith("efficientnet_phi0.5") and "bicubic" in lines[2]
+    with pytest.raises(SystemExit) as exit_status:
+        models_main.main(["official.models", "resnet18", "resnet51"])
+    assert exit_status.value.code == 2
+    captured = capsys.readouterr()
+    assert "unknown model 'resnet51'. Did you mean resnet50" in captured.err
+    assert captured.out == ""  # nothing is built before every name is checked
