@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Bad images are expected: no C++ warnings.
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from official import cli  # noqa: E402
+from official import cli
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Training run directory.", required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")

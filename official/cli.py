@@ -5,12 +5,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import logging
 import sys
 
 from absl import flags
 from ml_collections import config_flags
 
 from official import config as config_lib
+
+# TensorFlow's Python INFO messages (e.g. the checkpoint saver's "Sharding callback duration"
+# on every save) are not for users of the commands; warnings and errors still show.
+logging.getLogger("tensorflow").setLevel(logging.WARNING)
 
 
 def fail(message: str, status: int = 2) -> None:

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # Keep TensorFlow's INFO chatter out of logs.
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from official import cli  # noqa: E402
+from official import cli
 
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Training run directory (default for --mode=ensemble: the first member)."

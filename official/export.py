@@ -12,13 +12,9 @@ export is written to a temporary directory and renamed to its version number whe
 
 from __future__ import annotations
 
-import os
+from absl import app, flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # Keep TensorFlow's INFO chatter out of logs.
-
-from absl import app, flags  # noqa: E402
-
-from official import cli  # noqa: E402
+from official import cli
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Training run directory.", required=True)
 _EXPORT_DIR = flags.DEFINE_string(

@@ -9,14 +9,11 @@ the exit status is 1 if any image failed.
 
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Bad images are expected: no C++ warnings.
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from official import cli  # noqa: E402
+from official import cli
 
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "An export (official.export) to use.")
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Or: a training run to use.")

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # Keep TensorFlow's INFO chatter out of logs.
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from official import cli  # noqa: E402
-from official import config as config_lib  # noqa: E402
+from official import cli
+from official import config as config_lib
 
 _CONFIG = cli.define_config_flag()
 _MODEL_DIR = flags.DEFINE_string(

@@ -9,13 +9,10 @@ Building every model takes a few minutes on 2 cores; progress goes to stderr.
 from __future__ import annotations
 
 import math
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's INFO chatter out.
+from absl import app
 
-from absl import app  # noqa: E402
-
-from official import cli  # noqa: E402
+from official import cli
 
 COLUMNS = ("name", "family", "params", "GMACs", "resolution", "eval crop")
 
