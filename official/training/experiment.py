@@ -196,11 +196,8 @@ def _transfer_source(config: config_lib.Config, spec: registry.ModelSpec):
         return None, None
     flag = f"--config.model.init_checkpoint={path}"
     if config.model.init_keras_application:
-        from official import models
+        from official.models import port_keras_applications_weights as port
 
-        port = getattr(models, "port_keras_applications_weights", None)
-        if port is None:
-            raise config_lib.ConfigError(f"{flag}: this build has no keras.applications port")
         try:
             application, top = transfer.keras_application(config.model.init_keras_application, path)
         except ValueError as e:

@@ -14,6 +14,7 @@ import tiny
 from official import config as config_lib
 from official import registry
 from official.data import pipeline
+from official.models import port_keras_applications_weights
 from official.training import checkpoints, experiment
 
 
@@ -186,3 +187,48 @@ def test_distillation_from_a_run_and_an_auxiliary_head(ema_run, tmp_path):
     np.testing.assert_allclose(
         experiment.build_teacher(resolved)(images).numpy(), expected, atol=1e-5
     )
+
+
+def test_transfer_from_a_keras_applications_h5_file(tmp_path):
+    """A keras.applications weights file (random weights here; the official ImageNet .h5 for
+    users) starts a run through the zoo's port: the frozen backbone keeps exactly the ported
+    weights, the head is new, and the run records the normalization the weights need."""
+    application = keras.applications.MobileNetV2(weights=None)
+    rng = np.random.default_rng(0)
+    for variable in application.weights:  # Not the initializer's values: a real check.
+        if "moving_variance" in variable.path:
+            values = rng.uniform(0.5, 1.5, variable.shape)
+        else:
+            values = rng.normal(0, 0.1, variable.shape)
+        variable.assign(values.astype("float32"))
+    weights_file = tmp_path / "mobilenet_v2.weights.h5"
+    application.save_weights(weights_file)
+    config = _config(
+        model={
+            "name": "mobilenet_v2",
+            "num_classes": 4,
+            "init_checkpoint": str(weights_file),
+            "init_keras_application": "MobileNetV2",
+        },
+        data={"image_size": 32},
+        train={"epochs": 2, "freeze_backbone_epochs": 1},
+        runtime={"summary_images": 0},
+    )
+    experiment.run(config, str(tmp_path / "run"))  # 4 steps per epoch
+    saved, _ = config_lib.load(str(tmp_path / "run"))
+    assert saved.data.mean == saved.data.std == (127.5, 127.5, 127.5)  # keras "tf" mode
+    ported = registry.get("mobilenet_v2").build(image_size=224)
+    port_keras_applications_weights(application, ported)
+    after_freeze = str(tmp_path / "run" / "checkpoints" / "ckpt-4")
+    trained, *_ = experiment.load_trained_model(
+        str(tmp_path / "run"), checkpoint=after_freeze, ema=False
+    )
+    compared = 0
+    for layer in trained.layers:
+        if not layer.weights or layer.name in ("predictions", "input_normalization"):
+            continue
+        for a, b in zip(layer.weights, ported.get_layer(layer.name).weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+            compared += 1
+    assert compared > 200
+    assert trained.get_layer("predictions").kernel.shape[-1] == 4
