@@ -12,6 +12,8 @@ import math
 import os
 from typing import Any
 
+from official.data import catalog
+
 
 @dataclasses.dataclass
 class ModelConfig:
@@ -43,22 +45,59 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    """Where the images come from and how they are prepared."""
+    """Where the images come from and how they are prepared (official/data/)."""
 
     # "folder:PATH" (PATH/train/<class>/*, PATH/validation/<class>/*), "tfrecord:DIR_OR_PATTERN",
     # "tfds:NAME", or "synthetic" (random images, for benchmarks and smoke tests).
     source: str = "synthetic"
+    tfds_data_dir: str = ""  # TFDS data directory; "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
+    tfds_manual_dir: str = ""  # Manually downloaded files (ImageNet's tars); "": TFDS's default.
     image_size: int = 0  # 0: the model's reference resolution.
     crop_fraction: float = 0.0  # Eval center-crop fraction; 0: the model's reference value.
-    interpolation: str = ""  # Eval resize method; "": the model's reference ("bilinear", ...).
-    mean: tuple[float, ...] = ()  # Per-channel mean on 0..255; (): the model's (ImageNet).
-    std: tuple[float, ...] = ()  # Per-channel std on 0..255; (): the model's (ImageNet).
-    # Training crop: "inception" (random area 8-100%, aspect 3/4-4/3; Szegedy et al. arXiv
-    # 1409.4842 §6) or "resize" (the whole image resized, for tiny images such as digits).
-    train_crop: str = "inception"
+    interpolation: str = ""  # Resize method; "": the model's reference ("bilinear", "bicubic").
+    mean: tuple[float, ...] = ()  # Per-channel mean on 0..255; (): the dataset's, else the model's.
+    std: tuple[float, ...] = ()  # Per-channel std on 0..255; (): the dataset's, else the model's.
+    # Training crop; "": the model's reference. "inception" (random area 8-100%, aspect
+    # 3/4-4/3; Szegedy et al. arXiv 1409.4842 §6), "scale_jitter" (VGG: shorter side drawn
+    # from scale_jitter, then a random square crop; arXiv 1409.1556 §3.1) or "resize" (the
+    # whole image resized, for tiny images such as digits).
+    train_crop: str = ""
+    scale_jitter: tuple[int, ...] = (256, 512)  # VGG's S range for a 224 crop (scaled with size).
     random_flip: bool = True  # Random horizontal flip in training.
+    # Brightness/contrast/saturation factors drawn from [1 - s, 1 + s] (0.4 in Bag of Tricks
+    # arXiv 1812.01187 §2.1); 0: off.
+    color_jitter: float = 0.0
+    pca_lighting: float = 0.0  # σ of AlexNet's PCA lighting noise (0.1 in the paper); 0: off.
+    # Augmentations by name, run in a fixed order (official/data/augment.py): autoaugment,
+    # randaugment, rotation, cutout, random_erasing, augmix. Comma-separated is accepted.
+    augment: tuple[str, ...] = ()
+    randaugment_num_ops: int = 2  # N of RandAugment (arXiv 1909.13719).
+    randaugment_magnitude: float = 9.0  # M of RandAugment (tensorflow/tpu scale, 10 = max).
+    cutout_fraction: float = 0.5  # Cutout square side / shorter image side (arXiv 1708.04552).
+    erasing_probability: float = 0.5  # Random erasing probability p (arXiv 1708.04896).
+    rotation_degrees: float = 10.0  # Largest angle of the `rotation` augmentation.
+    # > 0: apply `augment` only to classes with fewer training examples than this fraction
+    # of the largest class; 0: to every class.
+    rare_class_fraction: float = 0.0
+    mixup_alpha: float = 0.0  # α of mixup's Beta(α, α) (arXiv 1710.09412; 0.2 for ImageNet).
+    cutmix_alpha: float = 0.0  # α of CutMix's Beta(α, α) (arXiv 1905.04899; 1.0).
+    mix_probability: float = 1.0  # Chance that a training batch is mixed.
+    mix_switch_probability: float = 0.5  # With both enabled: chance of CutMix over mixup.
+    # Per-class loss weights: "" (none), "inverse" (1 / n_c) or "effective_number" (Cui et
+    # al. arXiv 1901.05555, with class_weight_beta).
+    class_weights: str = ""
+    class_weight_beta: float = 0.999
+    # Re-sample the training stream towards p_c ∝ n_c^resample_exponent: "" (off),
+    # "oversample" (repeat examples of rare classes) or "undersample" (drop examples of
+    # frequent ones). Exponent 0: class-balanced; 0.5: square-root sampling.
+    resample: str = ""
+    resample_exponent: float = 0.0
     shuffle_buffer: int = 10_000  # Examples in the training shuffle buffer.
-    cache: bool = False  # Cache decoded-but-unaugmented bytes in memory (small datasets).
+    cache: bool = False  # Cache encoded images in memory after the first epoch (small datasets).
+    deterministic: bool = False  # Same batches on every run (with runtime.seed); slower.
+    # "grpc://HOST:PORT" of a tf.data service dispatcher whose workers run the training input
+    # pipeline (README "Input-pipeline speed"); "": run it in this process.
+    tf_data_service: str = ""
     synthetic_examples: int = 1024  # Examples per epoch of the synthetic source.
 
 
@@ -198,8 +237,10 @@ LR_SCHEDULES = ("cosine", "constant", "step", "exponential", "polynomial", "plat
 DEFAULT_DECAY_RATE = {"step": 0.1, "plateau": 0.1, "exponential": 0.97}
 
 _CHOICES = {
-    "data.train_crop": ("inception", "resize"),
+    "data.train_crop": ("inception", "scale_jitter", "resize"),
     "data.interpolation": ("bilinear", "bicubic", "nearest", "area"),
+    "data.class_weights": ("inverse", "effective_number"),
+    "data.resample": ("oversample", "undersample"),
     "train.optimizer": OPTIMIZERS,
     "train.second_stage_optimizer": OPTIMIZERS,
     "train.lr_schedule": LR_SCHEDULES,
@@ -318,7 +359,7 @@ def validate(config: Config) -> None:
     for flag, choices in _CHOICES.items():
         section, field = flag.split(".")
         value = getattr(getattr(config, section), field)
-        if flag == "data.interpolation" and value == "":
+        if flag.startswith("data.") and value == "":  # "": the default (off, or the model's).
             continue
         _check(value in choices, flag, value, "one of " + ", ".join(choices))
     _validate_train(config.train)
@@ -333,6 +374,7 @@ def validate(config: Config) -> None:
         value = getattr(config.data, field)
         _check(len(value) in (0, 3), f"data.{field}", value, "3 values (one per channel) or ()")
     _check(all(s > 0 for s in config.data.std), "data.std", config.data.std, "positive values")
+    _validate_data(config.data)
     model = config.model
     _check(model.aux_loss_weight >= 0, "model.aux_loss_weight", model.aux_loss_weight, ">= 0")
     is_h5 = model.init_checkpoint.endswith((".h5", ".hdf5"))
@@ -376,8 +418,87 @@ def validate(config: Config) -> None:
     )
 
 
+def _in_range(data: DataConfig, field: str, low: float, high: float, expected: str) -> None:
+    value = getattr(data, field)
+    _check(low <= value <= high, f"data.{field}", value, expected)
+
+
+def _validate_data(data: DataConfig) -> None:
+    """The input pipeline's fields (official/data/)."""
+    from official.data import augment  # Imports TensorFlow; only needed to list the names.
+
+    try:
+        augment.parse_names(data.augment)
+    except ValueError as e:
+        raise ConfigError(f"--config.data.augment={data.augment!r}: {e}") from None
+    _check(
+        len(data.scale_jitter) == 2 and 0 < data.scale_jitter[0] <= data.scale_jitter[1],
+        "data.scale_jitter",
+        data.scale_jitter,
+        "(S_min, S_max) with 0 < S_min <= S_max",
+    )
+    _in_range(data, "color_jitter", 0.0, 0.999, "in [0, 1)")
+    _in_range(data, "pca_lighting", 0.0, math.inf, ">= 0")
+    _check(
+        data.randaugment_num_ops >= 1,
+        "data.randaugment_num_ops",
+        data.randaugment_num_ops,
+        ">= 1",
+    )
+    _in_range(data, "randaugment_magnitude", 0.0, math.inf, ">= 0 (10 is the top of each range)")
+    _check(0 < data.cutout_fraction <= 1, "data.cutout_fraction", data.cutout_fraction, "in (0, 1]")
+    _in_range(data, "erasing_probability", 0.0, 1.0, "in [0, 1]")
+    _in_range(data, "rotation_degrees", 0.0, 180.0, "in [0, 180]")
+    _in_range(data, "rare_class_fraction", 0.0, 1.0, "in [0, 1]")
+    _check(
+        not data.rare_class_fraction or data.augment,
+        "data.rare_class_fraction",
+        data.rare_class_fraction,
+        "0 unless --config.data.augment names augmentations for the rare classes",
+    )
+    _in_range(data, "mixup_alpha", 0.0, math.inf, ">= 0 (0: off)")
+    _in_range(data, "cutmix_alpha", 0.0, math.inf, ">= 0 (0: off)")
+    _in_range(data, "mix_probability", 0.0, 1.0, "in [0, 1]")
+    _in_range(data, "mix_switch_probability", 0.0, 1.0, "in [0, 1]")
+    _check(
+        0 <= data.class_weight_beta < 1,
+        "data.class_weight_beta",
+        data.class_weight_beta,
+        "in [0, 1)",
+    )
+    _in_range(data, "resample_exponent", 0.0, 1.0, "in [0, 1] (0: balanced, 1: unchanged)")
+    _check(data.shuffle_buffer >= 1, "data.shuffle_buffer", data.shuffle_buffer, ">= 1")
+    service = data.tf_data_service
+    host, _, port = service.removeprefix("grpc://").rpartition(":")
+    _check(
+        not service or (service.startswith("grpc://") and host and port.isdigit()),
+        "data.tf_data_service",
+        service,
+        "grpc://HOST:PORT of a tf.data service dispatcher, or empty",
+    )
+    _check(
+        not (service and data.deterministic),
+        "data.deterministic",
+        data.deterministic,
+        "false with --config.data.tf_data_service (workers produce batches in any order)",
+    )
+    _check(
+        not (service and "augmix" in augment.parse_names(data.augment)),
+        "data.augment",
+        data.augment,
+        "no augmix with --config.data.tf_data_service (the Keras layer keeps its random "
+        "state in variables, which cannot be sent to service workers)",
+    )
+
+
 def resolve(
-    config: Config, *, spec, num_classes: int, num_train_examples: int, num_eval_examples: int
+    config: Config,
+    *,
+    spec,
+    num_classes: int,
+    num_train_examples: int,
+    num_eval_examples: int,
+    dataset_name: str = "",
 ) -> tuple[Config, Derived]:
     """Fills "use the default" fields and computes the derived values.
 
@@ -387,6 +508,8 @@ def resolve(
       num_classes: classes in the dataset.
       num_train_examples: examples in the training split.
       num_eval_examples: examples in the evaluation split.
+      dataset_name: the source's catalog name (official/data/catalog.py), whose mean/std
+        then replace the model's defaults; "" for datasets the catalog does not know.
 
     Returns:
       (config with every default filled in, derived values).
@@ -403,8 +526,13 @@ def resolve(
     data.image_size = data.image_size or spec.default_resolution
     data.crop_fraction = data.crop_fraction or spec.crop_fraction
     data.interpolation = data.interpolation or spec.interpolation
-    data.mean = tuple(data.mean or spec.mean)
-    data.std = tuple(data.std or spec.std)
+    data.train_crop = data.train_crop or spec.train_crop
+    facts = catalog.lookup(dataset_name) if dataset_name else None
+    data.mean = tuple(data.mean or (facts and facts.mean) or spec.mean)
+    data.std = tuple(data.std or (facts and facts.std) or spec.std)
+    data.augment = tuple(
+        name.strip() for value in data.augment for name in value.split(",") if name.strip()
+    )
     model.num_classes = model.num_classes or num_classes
     if data.image_size < spec.min_resolution:
         raise ConfigError(

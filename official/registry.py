@@ -29,7 +29,11 @@ class ModelSpec:
       default_resolution: training/eval image size of the reference recipe.
       min_resolution: smallest input size the architecture accepts.
       crop_fraction: eval center-crop fraction (image_size / resize_size) of the reference.
-      interpolation: resize method of the reference eval pipeline ("bilinear" or "bicubic").
+      interpolation: resize method of the reference pipeline ("bilinear", or "bicubic" for
+        EfficientNet as in tensorflow/tpu).
+      train_crop: training crop of the reference recipe: "inception" (random area and
+        aspect), "scale_jitter" (VGG's random shorter side) or "resize" (see
+        official/data/preprocess.py).
       mean: per-channel mean on the 0..255 scale the model normalizes its input with.
       std: per-channel standard deviation on the 0..255 scale.
       fixed_size: True when the weights of the top depend on the input size (VGG's
@@ -45,6 +49,7 @@ class ModelSpec:
     min_resolution: int = 32
     crop_fraction: float = 0.875
     interpolation: str = "bilinear"
+    train_crop: str = "inception"
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     fixed_size: bool = False

@@ -4,7 +4,16 @@ Sources are named by `--config.data.source`:
   folder:PATH       class-per-folder images, PATH/train/<class>/* and PATH/validation/<class>/*
   tfrecord:DIR      shards written by tools/imagenet_to_tfrecord.py (DIR/labels.json beside them);
   tfrecord:PATTERN  some of those shards, PATTERN containing {split}, e.g. DIR/{split}-0000*
+  tfds:NAME         a TensorFlow Datasets image-classification dataset (optional extra
+                    `pip install "cnn-repro[tfds]"`), e.g. tfds:imagenet2012 from its manual dir
   synthetic         random images (benchmarks and smoke tests)
+
+A source object has `.info` (a DatasetInfo) and `examples(split, *, shuffle, seed,
+input_context, deterministic)`, which returns one epoch of this input pipeline's shard as
+(key, int32 label) pairs: the key is the encoded image, or something the source's optional
+`read(key, label)` turns into it (a file path). Everything after that is shared: caching,
+repetition, class re-sampling, shuffling, the fused decode-and-crop, augmentation, batching,
+batch mixing, and optionally handing all of it to tf.data service workers.
 """
 
 from __future__ import annotations
@@ -12,15 +21,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from official.data import imagefile, preprocess, tfrecord
+from official.data import augment as augment_lib
+from official.data import balance, imagefile, mixing, preprocess, tfrecord
 
 TRAIN = "train"
 VALIDATION = "validation"
 _VALIDATION_DIR_NAMES = ("validation", "val")
+TFDS_INSTALL_HINT = 'pip install "cnn-repro[tfds]"'
+
+# Separate random streams for the per-example, per-batch and re-sampling draws, so that
+# enabling one feature does not change the random numbers of another.
+_EXAMPLE_STREAM, _BATCH_STREAM, _RESAMPLE_STREAM = 0, 1, 2
+# Keeps the streams of different input pipelines (workers) apart.
+_PIPELINE_SEED_STRIDE = 1_000_003
 
 
 class DataError(ValueError):
@@ -29,11 +48,75 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-    """What the rest of the system needs to know about a source."""
+    """What the rest of the system needs to know about a source.
+
+    Attributes:
+      num_classes: number of classes.
+      class_names: one name per label.
+      num_examples: split name → number of examples.
+      name: the dataset's catalog name ("imagenet2012") when the source knows it, else "".
+      class_counts: split name → examples per class, when known without reading the data.
+    """
 
     num_classes: int
     class_names: tuple[str, ...]
-    num_examples: dict  # split name → number of examples
+    num_examples: dict
+    name: str = ""
+    class_counts: dict = dataclasses.field(default_factory=dict)
+
+
+def _shard(ds: tf.data.Dataset, input_context) -> tf.data.Dataset:
+    if input_context is None or input_context.num_input_pipelines <= 1:
+        return ds
+    return ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+
+def read_files(
+    files: Sequence[str],
+    open_file: Callable[[tf.Tensor], tf.data.Dataset],
+    *,
+    shuffle: bool,
+    seed: int,
+    input_context: tf.distribute.InputContext | None = None,
+    deterministic: bool = True,
+    cycle_length: int = 16,
+) -> tf.data.Dataset:
+    """One epoch of the records in `files` for this input pipeline (for file-based sources).
+
+    Each input pipeline reads its own files (`files[i::n]`); with fewer files than pipelines
+    every pipeline reads all files in the same order and keeps every n-th record, so the
+    shards stay disjoint and complete either way. Training reads `cycle_length` files at once
+    in a fresh random file order each epoch; evaluation reads them one after the other in
+    sorted order.
+
+    Args:
+      files: the files of one split.
+      open_file: file name → dataset of its records (e.g. tf.data.TFRecordDataset + parsing).
+      shuffle: shuffle the file order (reshuffled every epoch) and interleave files.
+      seed: seed of the file shuffle.
+      input_context: this pipeline's place among all input pipelines.
+      deterministic: keep the interleaved order reproducible.
+      cycle_length: files read concurrently when shuffling.
+
+    Returns:
+      A dataset of whatever `open_file`'s datasets yield.
+    """
+    files = sorted(files)
+    ds = tf.data.Dataset.from_tensor_slices(list(files))
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    by_record = pipelines > len(files)
+    if not by_record:
+        ds = _shard(ds, input_context)
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        open_file,
+        cycle_length=min(cycle_length, len(files)) if shuffle else 1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        # Record sharding needs the same order in every pipeline.
+        deterministic=deterministic or by_record or not shuffle,
+    )
+    return _shard(ds, input_context) if by_record else ds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,18 +191,36 @@ class FolderSource:
 
     @property
     def info(self) -> DatasetInfo:
+        num_classes = len(self.class_names)
         return DatasetInfo(
-            num_classes=len(self.class_names),
+            num_classes=num_classes,
             class_names=self.class_names,
             num_examples={name: len(split.paths) for name, split in self.splits.items()},
+            class_counts={
+                name: tuple(np.bincount(split.labels, minlength=num_classes).tolist())
+                for name, split in self.splits.items()
+            },
         )
 
-    def encoded(self, split: str) -> tf.data.Dataset:
-        """(file path, label) pairs in sorted order; `read` turns a path into bytes."""
+    def examples(
+        self,
+        split: str,
+        *,
+        shuffle: bool,
+        seed: int,
+        input_context: tf.distribute.InputContext | None = None,
+        deterministic: bool = True,
+    ) -> tf.data.Dataset:
+        """(file path, label) pairs of this pipeline's shard; all paths shuffled if asked."""
+        del deterministic  # The listing is in memory: its order is always reproducible.
         data = self.splits[split]
-        return tf.data.Dataset.from_tensor_slices(
+        ds = tf.data.Dataset.from_tensor_slices(
             (tf.constant(data.paths), tf.constant(data.labels, dtype=tf.int32))
         )
+        ds = _shard(ds, input_context)
+        if shuffle:
+            ds = ds.shuffle(len(data.paths), seed=seed, reshuffle_each_iteration=True)
+        return ds
 
     @staticmethod
     def read(path: tf.Tensor, label: tf.Tensor):
@@ -189,44 +290,141 @@ class TFRecordSource:
         self,
         split: str,
         *,
-        is_training: bool,
-        shuffle_buffer: int,
-        cache: bool,
+        shuffle: bool,
         seed: int,
-        input_context: tf.distribute.InputContext | None,
+        input_context: tf.distribute.InputContext | None = None,
+        deterministic: bool = True,
     ) -> tf.data.Dataset:
-        """(encoded image, 0-based label) pairs: sharded by file across input pipelines, read
-        with parallel interleave, shuffled in a bounded buffer and repeated when training."""
+        """(encoded image, 0-based label) pairs of this pipeline's shards (read_files)."""
         files = self.files[split]
-        ds = tf.data.Dataset.from_tensor_slices(list(files))
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            if len(files) < input_context.num_input_pipelines:
-                raise DataError(
-                    f"tfrecord:{self.location}: {len(files)} {split} shards cannot feed "
-                    f"{input_context.num_input_pipelines} input pipelines; convert with more "
-                    "shards"
-                )
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        if is_training and not cache:
-            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.interleave(
+        pipelines = input_context.num_input_pipelines if input_context else 1
+        if pipelines > len(files):
+            logging.warning(
+                "tfrecord:%s: %d %s shards for %d input pipelines: each pipeline reads all of "
+                "them and keeps every %d-th record (convert with more shards to avoid this)",
+                self.location,
+                len(files),
+                split,
+                pipelines,
+                pipelines,
+            )
+        records = read_files(
+            files,
             lambda path: tf.data.TFRecordDataset(path, buffer_size=8 << 20),
-            cycle_length=min(16, len(files)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=not is_training,
+            shuffle=shuffle,
+            seed=seed,
+            input_context=input_context,
+            deterministic=deterministic,
         )
         offset = self.label_offset
-        ds = ds.map(
+        return records.map(
             lambda serialized: tfrecord.parse(serialized, offset),
             num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=not is_training,
+            deterministic=deterministic or not shuffle,
         )
-        if cache:
-            ds = ds.cache()
-        if is_training:
-            buffer = min(shuffle_buffer, self.counts[split])
-            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-        return ds
+
+
+class TfdsSource:
+    """A TensorFlow Datasets image-classification dataset, read as encoded image bytes.
+
+    The dataset is prepared on first use like `tfds.load` does (ImageNet from the two tar
+    files in its manual directory, see README "Data sources"). Images are read without
+    decoding (`tfds.decode.SkipDecoding`), so they take the same fused decode-and-crop path
+    as every other source. Input pipelines read disjoint record ranges
+    (`tfds.even_splits`); the evaluation split is "validation", or "test" when the dataset
+    has no validation split.
+    """
+
+    def __init__(self, name: str, *, data_dir: str = "", manual_dir: str = ""):
+        try:
+            import tensorflow_datasets as tfds
+        except ImportError as e:
+            raise DataError(
+                f"--config.data.source=tfds:{name} needs tensorflow-datasets: {TFDS_INSTALL_HINT}"
+            ) from e
+        self._tfds = tfds
+        self.name = name
+        try:
+            self.builder = tfds.builder(name, data_dir=data_dir or None)
+        except Exception as e:  # noqa: BLE001 - tfds raises several types for unknown names.
+            raise DataError(f"--config.data.source=tfds:{name}: {str(e).splitlines()[0]}") from e
+        if not self.builder.is_prepared():
+            download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
+            try:
+                self.builder.download_and_prepare(download_config=download_config)
+            except Exception as e:  # noqa: BLE001 - report any preparation failure on one line.
+                message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise DataError(
+                    f"tfds:{name} is not prepared in {self.builder.data_dir} and preparing it "
+                    f"failed: {message} (set --config.data.tfds_manual_dir for datasets that "
+                    "need a manual download, e.g. imagenet2012)"
+                ) from e
+        info = self.builder.info
+        keys = info.supervised_keys
+        if not keys or len(keys) != 2:
+            raise DataError(f"tfds:{name} has no (image, label) supervised keys")
+        self.image_key, self.label_key = keys
+        label_feature = info.features[self.label_key]
+        if not hasattr(label_feature, "names"):
+            raise DataError(f"tfds:{name}: {self.label_key!r} is not a class label")
+        self.class_names = tuple(label_feature.names)
+        available = set(info.splits.keys())
+        self.splits = {TRAIN: "train"}
+        self.splits[VALIDATION] = "validation" if "validation" in available else "test"
+        for ours, theirs in self.splits.items():
+            if theirs not in available:
+                raise DataError(
+                    f"tfds:{name} has no {theirs!r} split for {ours} "
+                    f"(splits: {', '.join(sorted(available))})"
+                )
+        self.counts = {
+            ours: info.splits[theirs].num_examples for ours, theirs in self.splits.items()
+        }
+
+    @property
+    def info(self) -> DatasetInfo:
+        return DatasetInfo(
+            num_classes=len(self.class_names),
+            class_names=self.class_names,
+            num_examples=dict(self.counts),
+            name=self.name,
+        )
+
+    def examples(
+        self,
+        split: str,
+        *,
+        shuffle: bool,
+        seed: int,
+        input_context: tf.distribute.InputContext | None = None,
+        deterministic: bool = True,
+    ) -> tf.data.Dataset:
+        """(encoded image, label) pairs of this pipeline's share of the split's records."""
+        tfds = self._tfds
+        tfds_split = self.splits[split]
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            tfds_split = tfds.even_splits(
+                tfds_split, n=input_context.num_input_pipelines, drop_remainder=False
+            )[input_context.input_pipeline_id]
+        read_config = tfds.ReadConfig(
+            shuffle_seed=seed,
+            shuffle_reshuffle_each_iteration=True,
+            interleave_cycle_length=16 if shuffle else 1,
+            try_autocache=False,
+            options=_deterministic_options(deterministic or not shuffle),
+        )
+        ds = self.builder.as_dataset(
+            split=tfds_split,
+            shuffle_files=shuffle,
+            read_config=read_config,
+            decoders={self.image_key: tfds.decode.SkipDecoding()},
+        )
+        image_key, label_key = self.image_key, self.label_key
+        return ds.map(
+            lambda example: (example[image_key], tf.cast(example[label_key], tf.int32)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic or not shuffle,
+        )
 
 
 class SyntheticSource:
@@ -239,10 +437,14 @@ class SyntheticSource:
 
     @property
     def info(self) -> DatasetInfo:
+        counts = tuple(
+            np.bincount(np.arange(self.num_examples) % self.num_classes, minlength=self.num_classes)
+        )
         return DatasetInfo(
             num_classes=self.num_classes,
             class_names=tuple(str(i) for i in range(self.num_classes)),
             num_examples={TRAIN: self.num_examples, VALIDATION: self.num_examples},
+            class_counts={TRAIN: counts, VALIDATION: counts},
         )
 
     def images(self, seed: int) -> tf.data.Dataset:
@@ -260,29 +462,68 @@ class SyntheticSource:
 
 
 def open_source(
-    source: str, *, num_classes: int = 1000, synthetic_examples: int = 1024, image_size: int = 224
+    source: str,
+    *,
+    num_classes: int = 1000,
+    synthetic_examples: int = 1024,
+    image_size: int = 224,
+    tfds_data_dir: str = "",
+    tfds_manual_dir: str = "",
 ):
     """Parses a `--config.data.source` value into a source object.
 
     Args:
-      source: "folder:PATH", "tfrecord:DIR", "tfrecord:PATTERN" (with {split}) or "synthetic".
+      source: "folder:PATH", "tfrecord:DIR", "tfrecord:PATTERN" (with {split}), "tfds:NAME"
+        or "synthetic".
       num_classes: classes of the synthetic source.
       synthetic_examples: examples per epoch of the synthetic source.
       image_size: side of the synthetic images.
+      tfds_data_dir: TFDS data directory ("" for TFDS's default, $TFDS_DATA_DIR or
+        ~/tensorflow_datasets).
+      tfds_manual_dir: where manually downloaded files are (ImageNet's tar files).
 
     Returns:
-      A FolderSource, TFRecordSource or SyntheticSource.
+      A FolderSource, TFRecordSource, TfdsSource or SyntheticSource.
     """
     kind, _, argument = source.partition(":")
     if kind == "folder" and argument:
         return FolderSource(os.path.expanduser(argument))
     if kind == "tfrecord" and argument:
         return TFRecordSource(argument if "://" in argument else os.path.expanduser(argument))
+    if kind == "tfds" and argument:
+        return TfdsSource(
+            argument,
+            data_dir=os.path.expanduser(tfds_data_dir) if tfds_data_dir else "",
+            manual_dir=os.path.expanduser(tfds_manual_dir) if tfds_manual_dir else "",
+        )
     if kind == "synthetic" and not argument:
         return SyntheticSource(num_classes or 1000, synthetic_examples, image_size)
     raise DataError(
-        f"--config.data.source={source!r}: expected folder:PATH, tfrecord:DIR or synthetic"
+        f"--config.data.source={source!r}: expected folder:PATH, tfrecord:DIR, tfds:NAME or "
+        "synthetic"
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPreprocessing:
+    """The reference training preprocessing of official/data/preprocess.py (train_image)."""
+
+    crop: str = "inception"
+    scale_range: tuple[int, int] = preprocess.SCALE_JITTER_RANGE
+    random_flip: bool = True
+    color_jitter: float = 0.0
+    lighting: float = 0.0
+
+
+def _deterministic_options(deterministic: bool) -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return options
+
+
+def _seeds(seed: int, stream: int) -> tf.data.Dataset:
+    """An endless dataset of shape-(2,) int64 seeds for stateless random ops."""
+    return tf.data.Dataset.random(seed=seed * 3 + stream).batch(2)
 
 
 def build_dataset(
@@ -292,19 +533,25 @@ def build_dataset(
     is_training: bool,
     batch_size: int,
     image_size: int,
-    train_crop: str = "inception",
-    random_flip: bool = True,
+    preprocessing: TrainPreprocessing | None = None,
     crop_fraction: float = 0.875,
     interpolation: str = "bilinear",
+    augmenter: augment_lib.Augmenter | None = None,
+    rare_classes: Sequence[int] | None = None,
+    mixer: mixing.Mixer | None = None,
+    resampling_rates: Sequence[float] | None = None,
     shuffle_buffer: int = 10_000,
     cache: bool = False,
     seed: int = 0,
+    deterministic: bool = False,
+    tf_data_service: str = "",
+    service_job_name: str = "cnn-repro-train",
     input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
     """Builds the input pipeline of one split.
 
     Training pipelines shuffle, repeat forever and drop the last partial batch; evaluation
-    pipelines see every example exactly once, in order.
+    pipelines see every example exactly once, in order, and are never augmented.
 
     Args:
       source: an object from `open_source`.
@@ -312,74 +559,135 @@ def build_dataset(
       is_training: augment, shuffle and repeat.
       batch_size: batch size of this input pipeline (per replica group, see input_context).
       image_size: output side.
-      train_crop: "inception" or "resize" (see preprocess.train_image).
-      random_flip: random horizontal flips in training.
+      preprocessing: the training crop, flip and colour options (defaults: Inception crop
+        and flip).
       crop_fraction: eval center-crop fraction.
       interpolation: resize method.
-      shuffle_buffer: examples in the shuffle buffer (training).
+      augmenter: augmentations after the crop (official/data/augment.py).
+      rare_classes: when given, the augmenter only touches examples of these labels.
+      mixer: mixup/CutMix on training batches; labels become float32 (B, num_classes).
+      resampling_rates: per-class expected copies of each training example
+        (balance.resampling_rates).
+      shuffle_buffer: examples in the training shuffle buffer.
       cache: keep the encoded examples in memory after the first epoch.
-      seed: seed of shuffling and augmentation.
+      seed: seed of shuffling, augmentation, mixing and re-sampling.
+      deterministic: the same batches in the same order on every run (slower: parallel maps
+        keep their input order).
+      tf_data_service: "grpc://HOST:PORT" of a tf.data service dispatcher that runs the
+        training pipeline on its workers ("": run it here). Evaluation always runs here.
+      service_job_name: the service job that every trainer of one run shares.
       input_context: when set, this pipeline reads only its shard of the examples.
 
     Returns:
-      A dataset of (uint8 images (B, size, size, 3), int32 labels (B,)).
+      A dataset of (uint8 images (B, size, size, 3), int32 labels (B,)), or float32 one-hot
+      or mixed labels (B, num_classes) when a mixer is given.
     """
+    preprocessing = preprocessing or TrainPreprocessing()
+    augmenter = augmenter or augment_lib.Augmenter()
+    use_service = bool(tf_data_service) and is_training
+    if use_service:
+        input_context = None  # The service hands each batch to one trainer: no sharding.
+    # The examples of a pipeline are chosen with the shared seed (file-level sharding needs
+    # the same file order everywhere); its random streams get their own seed.
+    stream_seed = seed
+    if input_context is not None:
+        stream_seed += input_context.input_pipeline_id * _PIPELINE_SEED_STRIDE
+    ordered = deterministic or not is_training
+    mix = mixer if (is_training and mixer) else None
+
     if isinstance(source, SyntheticSource):
         ds = source.images(seed if split == TRAIN else seed + 1)
-        if input_context is not None:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        ds = ds.cache()
+        ds = _shard(ds, input_context).cache()
         if is_training:
             ds = ds.repeat()
-        return ds.batch(batch_size, drop_remainder=is_training).prefetch(tf.data.AUTOTUNE)
-
-    if isinstance(source, TFRecordSource):
+        ds = ds.batch(batch_size, drop_remainder=is_training)
+    else:
         ds = source.examples(
             split,
-            is_training=is_training,
-            shuffle_buffer=shuffle_buffer,
-            cache=cache,
+            shuffle=is_training and not cache,
             seed=seed,
             input_context=input_context,
+            deterministic=ordered,
         )
-    else:
-        ds = source.encoded(split)
-        if input_context is not None:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        read = getattr(source, "read", None)
         if cache:
-            ds = ds.map(source.read, num_parallel_calls=tf.data.AUTOTUNE).cache()
+            if read is not None:
+                ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+            ds = ds.cache()
+            if is_training:  # A full reshuffle of the cached epoch.
+                num_examples = source.info.num_examples[split]
+                ds = ds.shuffle(num_examples, seed=stream_seed, reshuffle_each_iteration=True)
         if is_training:
-            num_examples = source.info.num_examples[split]
-            ds = ds.shuffle(
-                min(shuffle_buffer, num_examples) if cache else num_examples,
-                seed=seed,
-                reshuffle_each_iteration=True,
-            )
             ds = ds.repeat()
-        if not cache:
-            ds = ds.map(
-                source.read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training
+            if resampling_rates is not None:
+                ds = balance.resample(ds, resampling_rates, seed=stream_seed * 3 + _RESAMPLE_STREAM)
+            if not cache or resampling_rates is not None:
+                ds = ds.shuffle(shuffle_buffer, seed=stream_seed, reshuffle_each_iteration=True)
+        if read is not None and not cache:
+            ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+        ds = _decode(
+            ds,
+            is_training=is_training,
+            image_size=image_size,
+            preprocessing=preprocessing,
+            crop_fraction=crop_fraction,
+            interpolation=interpolation,
+            augmenter=augmenter,
+            rare_classes=rare_classes,
+            num_classes=source.info.num_classes,
+            seed=stream_seed,
+            ordered=ordered,
+        )
+        ds = ds.batch(batch_size, drop_remainder=is_training)
+        if is_training and augmenter.per_batch:
+            ds = _augment_batches(ds, augmenter, rare_classes, source.info.num_classes, ordered)
+    if mix is not None:
+        ds = tf.data.Dataset.zip((ds, _seeds(stream_seed, _BATCH_STREAM)))
+        ds = ds.map(
+            lambda batch, batch_seed: mix(batch[0], batch[1], batch_seed),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=ordered,
+        )
+    options = _deterministic_options(ordered)
+    options.experimental_optimization.map_parallelization = True
+    ds = ds.with_options(options)
+    if use_service:
+        ds = ds.apply(
+            tf.data.experimental.service.distribute(
+                processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,
+                service=tf_data_service,
+                job_name=service_job_name,
             )
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
 
-    if is_training:
-        # One stateless seed per example: augmentation is reproducible given the seed.
-        seeds = tf.data.Dataset.random(seed=seed).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds))
 
-        def prepare(example, example_seed):
-            encoded, label = example
-            image = preprocess.train_image(
-                encoded,
-                example_seed,
-                image_size=image_size,
-                crop=train_crop,
-                random_flip=random_flip,
-                interpolation=interpolation,
-            )
-            return image, label
-    else:
+def _rare_table(rare_classes: Sequence[int] | None, num_classes: int) -> tf.Tensor | None:
+    if rare_classes is None:
+        return None
+    table = np.zeros(num_classes, dtype=bool)
+    table[list(rare_classes)] = True
+    return tf.constant(table)
 
-        def prepare(encoded, label):
+
+def _decode(
+    ds: tf.data.Dataset,
+    *,
+    is_training: bool,
+    image_size: int,
+    preprocessing: TrainPreprocessing,
+    crop_fraction: float,
+    interpolation: str,
+    augmenter: augment_lib.Augmenter,
+    rare_classes: Sequence[int] | None,
+    num_classes: int,
+    seed: int,
+    ordered: bool,
+) -> tf.data.Dataset:
+    """(encoded, label) → (uint8 image, label): the reference crop, then augmentation."""
+    if not is_training:
+
+        def prepare_eval(encoded, label):
             image = preprocess.eval_image(
                 encoded,
                 image_size=image_size,
@@ -388,8 +696,52 @@ def build_dataset(
             )
             return image, label
 
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training)
-    ds = ds.batch(batch_size, drop_remainder=is_training)
-    options = tf.data.Options()
-    options.experimental_optimization.map_parallelization = True
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+        return ds.map(prepare_eval, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    rare = _rare_table(rare_classes, num_classes)
+
+    def prepare(example, example_seed):
+        encoded, label = example
+        crop_seed, augment_seed = tf.unstack(
+            tf.random.experimental.stateless_split(example_seed, 2)
+        )
+        image = preprocess.train_image(
+            encoded,
+            crop_seed,
+            image_size=image_size,
+            crop=preprocessing.crop,
+            scale_range=preprocessing.scale_range,
+            random_flip=preprocessing.random_flip,
+            color_jitter_strength=preprocessing.color_jitter,
+            lighting_sigma=preprocessing.lighting,
+            interpolation=interpolation,
+        )
+        if augmenter.per_image:
+            if rare is None:
+                image = augmenter.apply_image(image, augment_seed)
+            else:
+                image = tf.cond(
+                    rare[label],
+                    lambda: augmenter.apply_image(image, augment_seed),
+                    lambda: image,
+                )
+        return image, label
+
+    # One stateless seed per example: augmentation is reproducible given the seed.
+    ds = tf.data.Dataset.zip((ds, _seeds(seed, _EXAMPLE_STREAM)))
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+
+
+def _augment_batches(ds, augmenter, rare_classes, num_classes, ordered) -> tf.data.Dataset:
+    """Batch-level (Keras layer) augmentations; stateful ones run one batch at a time when
+    the order must be reproducible, since their random state advances with every call."""
+    rare = _rare_table(rare_classes, num_classes)
+
+    def apply(images, labels):
+        augmented = augmenter.apply_batch(images)
+        if rare is not None:
+            augmented = tf.where(tf.gather(rare, labels)[:, None, None, None], augmented, images)
+        return augmented, labels
+
+    parallel = None if (ordered and augmenter.stateful) else tf.data.AUTOTUNE
+    return ds.map(apply, num_parallel_calls=parallel, deterministic=ordered)

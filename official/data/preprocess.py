@@ -1,12 +1,21 @@
-"""Per-image preprocessing in TensorFlow ops (runs inside tf.data maps; no Python per image).
+"""The reference per-image preprocessing, in TensorFlow ops (no Python runs per image).
 
-Images leave these functions as uint8 of shape (size, size, 3): normalization happens once per
-batch in the model's first layer (official.models.layers.input_block).
+Training: a random crop decoded straight from the JPEG bytes (Inception-style or VGG scale
+jittering), resize, horizontal flip, and optionally colour jitter and AlexNet PCA lighting.
+Evaluation: the centre crop. Images leave these functions as uint8 (size, size, 3): the
+per-image float normalization costs about 40 % of the pipeline's throughput on this machine
+(../shared/reference/perf-baseline.md §e), so it happens once per batch in the model's first
+layer (official.models.layers.input_block) instead.
+
+Every random choice takes an explicit shape-(2,) seed and uses stateless random ops, so the
+same seed gives the same image eagerly, inside `tf.data.Dataset.map`, and on every run.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
+
+from official.data import catalog
 
 # Inception-style crop (Szegedy et al. arXiv 1409.4842 §6; tensorflow/tpu preprocessing.py):
 # 8%-100% of the area, aspect ratio 3/4..4/3, 10 attempts, at least 10% of the image covered.
@@ -14,6 +23,20 @@ INCEPTION_AREA_RANGE = (0.08, 1.0)
 INCEPTION_ASPECT_RANGE = (3.0 / 4.0, 4.0 / 3.0)
 INCEPTION_MAX_ATTEMPTS = 10
 INCEPTION_MIN_OBJECT_COVERED = 0.1
+# When all attempts fail, tensorflow/tpu takes the centre crop of the evaluation pipeline
+# (224/256 of the shorter side at 224 px).
+FALLBACK_CROP_FRACTION = 0.875
+
+# VGG scale jittering (Simonyan & Zisserman arXiv 1409.1556 §3.1): the shorter side is
+# rescaled to S drawn uniformly from [256, 512], then a random 224x224 crop is taken. Other
+# output sizes scale the range by image_size / 224.
+SCALE_JITTER_RANGE = (256, 512)
+_SCALE_JITTER_REFERENCE_SIZE = 224
+
+TRAIN_CROPS = ("inception", "scale_jitter", "resize")
+
+# ITU-R BT.601 luma weights, as in PIL's "L" conversion and tf.image.rgb_to_grayscale.
+_LUMA = (0.299, 0.587, 0.114)
 
 
 def image_shape(encoded: tf.Tensor) -> tf.Tensor:
@@ -86,16 +109,109 @@ def inception_crop_window(shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     # When every attempt fails the op returns the whole image; tensorflow/tpu then takes a
     # center crop instead (its `_decode_and_random_crop`), which we follow.
     failed = tf.reduce_all(tf.equal(size[:2], shape[:2]))
-    return tf.cond(failed, lambda: center_crop_window(shape, 0.875), lambda: window)
+    return tf.cond(
+        failed, lambda: center_crop_window(shape, FALLBACK_CROP_FRACTION), lambda: window
+    )
+
+
+def scale_jitter_window(
+    shape: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    image_size: int,
+    scale_range: tuple[int, int] = SCALE_JITTER_RANGE,
+) -> tf.Tensor:
+    """[y, x, h, w] of VGG's "rescale the shorter side to S, then crop image_size" window.
+
+    Rescaling the whole image to shorter side S and cutting an image_size square equals
+    cutting a square of side shorter_side × image_size / S from the original and resizing it
+    to image_size, which lets the crop be decoded directly (fused) from the JPEG.
+
+    Args:
+      shape: (height, width, channels) of the image.
+      seed: shape-(2,) int seed.
+      image_size: output side.
+      scale_range: [S_min, S_max] for a 224 output; scaled by image_size / 224.
+
+    Returns:
+      The crop window.
+    """
+    scale_seed, y_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    factor = image_size / _SCALE_JITTER_REFERENCE_SIZE
+    shorter_side = tf.random.stateless_uniform(
+        [], scale_seed, minval=scale_range[0] * factor, maxval=scale_range[1] * factor
+    )
+    height, width = shape[0], shape[1]
+    side = tf.cast(tf.minimum(height, width), tf.float32) * image_size / shorter_side
+    side = tf.clip_by_value(tf.cast(tf.math.round(side), tf.int32), 1, tf.minimum(height, width))
+    y = tf.random.stateless_uniform([], y_seed, maxval=height - side + 1, dtype=tf.int32)
+    x = tf.random.stateless_uniform([], x_seed, maxval=width - side + 1, dtype=tf.int32)
+    return tf.stack([y, x, side, side])
 
 
 def resize_uint8(image: tf.Tensor, size: int, method: str = "bilinear") -> tf.Tensor:
-    """Resizes to (size, size) and rounds back to uint8 (antialiased when shrinking)."""
-    # Nearest-neighbour keeps the input dtype; the other methods return float32.
-    resized = tf.cast(
-        tf.image.resize(image, [size, size], method=method, antialias=True), tf.float32
-    )
-    return tf.cast(tf.clip_by_value(tf.math.round(resized), 0.0, 255.0), tf.uint8)
+    """Resizes to (size, size) and rounds back to uint8.
+
+    No antialiasing, like tensorflow/tpu, tf-models and keras image_dataset_from_directory:
+    the antialiased kernel took 2.2x as long as the decode-sized resize here and would have
+    cost a quarter of the pipeline's throughput.
+    """
+    resized = tf.image.resize(image, [size, size], method=method)
+    if resized.dtype == tf.uint8:  # nearest-neighbour keeps the input dtype
+        return resized
+    return tf.saturate_cast(tf.math.round(resized), tf.uint8)
+
+
+def _blend(degenerate: tf.Tensor, image: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+    """degenerate + factor × (image - degenerate): factor 0 gives degenerate, 1 the image."""
+    return degenerate + factor * (image - degenerate)
+
+
+def _grayscale(image: tf.Tensor) -> tf.Tensor:
+    """Luma of a float (..., 3) image, keeping a size-1 channel axis."""
+    return tf.tensordot(image, tf.constant(_LUMA, image.dtype), axes=[[-1], [0]])[..., None]
+
+
+def color_jitter(image: tf.Tensor, seed: tf.Tensor, strength: float) -> tf.Tensor:
+    """Scales brightness, contrast and saturation by factors drawn from [1-s, 1+s].
+
+    Bag of Tricks (He et al. arXiv 1812.01187 §2.1) draws the coefficients from [0.6, 1.4]
+    (strength 0.4), as GluonCV's ColorJitter does. Brightness multiplies the pixels, contrast
+    blends with the image's mean luma, saturation with the per-pixel luma; applied in that
+    fixed order.
+
+    Args:
+      image: float32 (H, W, 3) on 0..255.
+      seed: shape-(2,) int seed.
+      strength: s in [0, 1).
+
+    Returns:
+      float32 (H, W, 3), not clipped.
+    """
+    factors = tf.random.stateless_uniform([3], seed, minval=1.0 - strength, maxval=1.0 + strength)
+    image = image * factors[0]
+    image = _blend(tf.reduce_mean(_grayscale(image)), image, factors[1])
+    return _blend(_grayscale(image), image, factors[2])
+
+
+def pca_lighting(image: tf.Tensor, seed: tf.Tensor, sigma: float) -> tf.Tensor:
+    """AlexNet lighting noise: adds Σ_j α_j λ_j v_j to every pixel, α_j ~ N(0, σ).
+
+    Krizhevsky et al. 2012 §4.1 (σ = 0.1) with ImageNet's RGB principal components
+    (catalog.IMAGENET_PCA_*).
+
+    Args:
+      image: float32 (H, W, 3) on 0..255.
+      seed: shape-(2,) int seed.
+      sigma: standard deviation of α.
+
+    Returns:
+      float32 (H, W, 3), not clipped.
+    """
+    alpha = tf.random.stateless_normal([3], seed, stddev=sigma)
+    eigenvalues = tf.constant(catalog.IMAGENET_PCA_EIGENVALUES, tf.float32)
+    eigenvectors = tf.constant(catalog.IMAGENET_PCA_EIGENVECTORS, tf.float32)
+    return image + tf.linalg.matvec(eigenvectors, alpha * eigenvalues)
 
 
 def train_image(
@@ -104,32 +220,55 @@ def train_image(
     *,
     image_size: int,
     crop: str = "inception",
+    scale_range: tuple[int, int] = SCALE_JITTER_RANGE,
     random_flip: bool = True,
+    color_jitter_strength: float = 0.0,
+    lighting_sigma: float = 0.0,
     interpolation: str = "bilinear",
 ) -> tf.Tensor:
     """Encoded bytes → augmented uint8 training image.
 
     Args:
       encoded: encoded image bytes (scalar string).
-      seed: shape-(2,) int seed; the same seed gives the same crop and flip.
+      seed: shape-(2,) int seed; the same seed gives the same image.
       image_size: output side.
-      crop: "inception" (random area/aspect crop) or "resize" (the whole image).
+      crop: "inception" (random area/aspect crop), "scale_jitter" (VGG) or "resize" (the
+        whole image, for tiny images such as digits).
+      scale_range: shorter-side range of scale_jitter for a 224 output.
       random_flip: flip left-right with probability 1/2.
+      color_jitter_strength: see color_jitter; 0 disables it.
+      lighting_sigma: see pca_lighting; 0 disables it.
       interpolation: resize method.
 
     Returns:
       uint8 image of shape (image_size, image_size, 3).
     """
-    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    crop_seed, flip_seed, color_seed, lighting_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4)
+    )
     if crop == "inception":
-        image = decode_crop(encoded, inception_crop_window(image_shape(encoded), crop_seed))
+        window = inception_crop_window(image_shape(encoded), crop_seed)
+        image = decode_crop(encoded, window)
+    elif crop == "scale_jitter":
+        window = scale_jitter_window(
+            image_shape(encoded), crop_seed, image_size=image_size, scale_range=scale_range
+        )
+        image = decode_crop(encoded, window)
     elif crop == "resize":
         image = decode(encoded)
     else:
-        raise ValueError(f"unknown training crop {crop!r}; choose inception or resize")
+        raise ValueError(f"unknown training crop {crop!r}; choose one of {', '.join(TRAIN_CROPS)}")
     image = resize_uint8(image, image_size, interpolation)
     if random_flip:
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    if color_jitter_strength or lighting_sigma:
+        # One float pass for both, rounded back to uint8 once.
+        pixels = tf.cast(image, tf.float32)
+        if color_jitter_strength:
+            pixels = color_jitter(pixels, color_seed, color_jitter_strength)
+        if lighting_sigma:
+            pixels = pca_lighting(pixels, lighting_seed, lighting_sigma)
+        image = tf.saturate_cast(tf.math.round(pixels), tf.uint8)
     return image
 
 

@@ -6,6 +6,7 @@ takes plain keyword arguments.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -17,7 +18,7 @@ from absl import logging
 
 from official import config as config_lib
 from official import registry
-from official.data import pipeline
+from official.data import augment, balance, catalog, mixing, pipeline
 from official.training import (
     checkpoints,
     ema,
@@ -309,6 +310,77 @@ def _create_optimizer(name: str, train: config_lib.TrainConfig, variables):
     return optimizer
 
 
+def input_pipeline_options(config: config_lib.Config, source, model_dir: str):
+    """The training data options of a resolved config, and the class weights of the loss.
+
+    Reads the training split's class counts once when they are needed (class weights,
+    re-sampling, rare-class augmentation) or known for free, and logs them.
+
+    Returns:
+      (keyword arguments of pipeline.build_dataset for the training split, class weights or
+      None).
+    """
+    data = config.data
+    info = source.info
+    counts = None
+    if data.class_weights or data.resample or data.rare_class_fraction or info.class_counts:
+        counts = balance.class_counts(source, pipeline.TRAIN)
+        logging.info("training examples per class: %s", balance.report(counts, info.class_names))
+    else:
+        logging.info("training examples per class: not known without reading the data")
+    weights = (
+        balance.class_weights(counts, data.class_weights, data.class_weight_beta)
+        if data.class_weights
+        else None
+    )
+    rare = None
+    if data.rare_class_fraction:
+        rare = balance.rare_classes(counts, data.rare_class_fraction)
+        logging.info("augmenting only %d rare classes: %s", len(rare), rare[:20])
+    augmenter = augment.build(
+        data.augment,
+        augment.Parameters(
+            randaugment_num_ops=data.randaugment_num_ops,
+            randaugment_magnitude=data.randaugment_magnitude,
+            cutout_fraction=data.cutout_fraction,
+            erasing_probability=data.erasing_probability,
+            rotation_degrees=data.rotation_degrees,
+            seed=config.runtime.seed,
+        ),
+    )
+    mixer = mixing.Mixer(
+        num_classes=config.model.num_classes,
+        mixup_alpha=data.mixup_alpha,
+        cutmix_alpha=data.cutmix_alpha,
+        probability=data.mix_probability,
+        switch_probability=data.mix_switch_probability,
+    )
+    options = dict(
+        preprocessing=pipeline.TrainPreprocessing(
+            crop=data.train_crop,
+            scale_range=tuple(data.scale_jitter),
+            random_flip=data.random_flip,
+            color_jitter=data.color_jitter,
+            lighting=data.pca_lighting,
+        ),
+        augmenter=augmenter,
+        rare_classes=rare,
+        mixer=mixer if mixer else None,
+        resampling_rates=(
+            balance.resampling_rates(counts, exponent=data.resample_exponent, mode=data.resample)
+            if data.resample
+            else None
+        ),
+        shuffle_buffer=data.shuffle_buffer,
+        deterministic=data.deterministic or config.runtime.deterministic,
+        tf_data_service=data.tf_data_service,
+        # Every trainer of one run (same model_dir) shares one tf.data service job.
+        service_job_name="cnn-repro-"
+        + hashlib.sha1(os.path.abspath(model_dir).encode()).hexdigest()[:12],
+    )
+    return options, weights
+
+
 def _write_start_summaries(writer, model, make_dataset, image_size: int, count: int) -> None:
     """The model graph and a grid of augmented training images, at the start of a run."""
     forward = tf.function(lambda images: model(images, training=False))
@@ -354,14 +426,19 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
         num_classes=config.model.num_classes,
         synthetic_examples=data.synthetic_examples,
         image_size=data.image_size or spec.default_resolution,
+        tfds_data_dir=data.tfds_data_dir,
+        tfds_manual_dir=data.tfds_manual_dir,
     )
     info = source.info
+    for problem in catalog.count_mismatches(info.name, info.num_classes, info.num_examples):
+        logging.warning("%s (incomplete copy?)", problem)
     config, derived = config_lib.resolve(
         config,
         spec=spec,
         num_classes=info.num_classes,
         num_train_examples=info.num_examples[pipeline.TRAIN],
         num_eval_examples=info.num_examples[pipeline.VALIDATION],
+        dataset_name=info.name,
     )
     data, train = config.data, config.train
     replicas = strategy.num_replicas_in_sync
@@ -403,6 +480,8 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
         derived.steps_per_epoch,
     )
 
+    train_options, class_weights = input_pipeline_options(config, source, model_dir)
+
     def make_dataset(split: str, is_training: bool, global_batch: int):
         def fn(input_context: tf.distribute.InputContext):
             return pipeline.build_dataset(
@@ -411,14 +490,12 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
                 is_training=is_training,
                 batch_size=input_context.get_per_replica_batch_size(global_batch),
                 image_size=data.image_size,
-                train_crop=data.train_crop,
-                random_flip=data.random_flip,
                 crop_fraction=data.crop_fraction,
                 interpolation=data.interpolation,
-                shuffle_buffer=data.shuffle_buffer,
                 cache=data.cache,
                 seed=runtime.seed,
                 input_context=input_context,
+                **(train_options if is_training else {}),
             )
 
         return fn
@@ -462,6 +539,7 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
             num_classes=derived.num_classes,
             global_batch_size=train.batch_size,
             label_smoothing=train.label_smoothing,
+            class_weights=class_weights,
             weight_decay=train.weight_decay,
             no_bias_decay=train.no_bias_decay,
             clip_gradient_norm=train.clip_gradient_norm,

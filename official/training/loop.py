@@ -47,9 +47,12 @@ def _statistics(labels, logits, per_example_loss) -> tf.Tensor:
 
     Ties count against the prediction: of equal logits the lowest class index is ranked first
     (as numpy's argmax), so a constant output scores chance, not 100% (tf.math.in_top_k would
-    count every tied class as a hit).
+    count every tied class as a hit). Soft targets (mixup, CutMix) count as their
+    largest-weight class.
     """
     logits = tf.cast(logits, tf.float32)
+    if labels.shape.rank == 2:
+        labels = tf.argmax(labels, axis=-1, output_type=tf.int32)
     labels = tf.cast(labels, tf.int32)
     k = min(5, logits.shape[-1])
     hits = tf.equal(tf.math.top_k(logits, k).indices, labels[:, None])
@@ -169,6 +172,8 @@ class Trainer:
       freeze_backbone_steps: steps that train only the head, backbone BN in inference mode.
       measure_input_wait: time each step's wait for its batch (tf.timestamp, which op
         determinism forbids: turn it off then).
+      class_weights: per-class weights of the training loss (official/data/balance.py), applied
+        by losses.cross_entropy; evaluation reports the unweighted loss. None: no weighting.
     """
 
     def __init__(
@@ -196,6 +201,7 @@ class Trainer:
         backbone_lr_multiplier: float = 1.0,
         freeze_backbone_steps: int = 0,
         measure_input_wait: bool = True,
+        class_weights=None,
     ):
         replicas = strategy.num_replicas_in_sync
         if global_batch_size % (replicas * accumulation_steps):
@@ -210,6 +216,9 @@ class Trainer:
         self.num_classes = num_classes
         self.global_batch_size = global_batch_size
         self.label_smoothing = label_smoothing
+        self.class_weights = (
+            None if class_weights is None else tf.constant(class_weights, tf.float32)
+        )
         self.weight_decay = weight_decay
         self.no_bias_decay = no_bias_decay
         self.clip_gradient_norm = clip_gradient_norm
@@ -355,15 +364,17 @@ class Trainer:
         with tf.GradientTape() as tape:
             outputs = self.model(tf.cast(images, tf.float32), training=True)
             logits, aux_logits = split_outputs(outputs)
-            objective = losses.cross_entropy(
-                labels, logits, num_classes=self.num_classes, label_smoothing=self.label_smoothing
+            loss = functools.partial(
+                losses.cross_entropy,
+                num_classes=self.num_classes,
+                label_smoothing=self.label_smoothing,
+                class_weights=self.class_weights,
             )
+            objective = loss(labels, logits)
             for aux in aux_logits if self.aux_loss_weight > 0 else ():
                 # Each auxiliary classifier weighs aux_loss_weight (GoogLeNet's two: 0.3 each,
                 # arXiv 1409.4842 §5).
-                objective += self.aux_loss_weight * losses.cross_entropy(
-                    labels, aux, num_classes=self.num_classes, label_smoothing=self.label_smoothing
-                )
+                objective += self.aux_loss_weight * loss(labels, aux)
             if self.teacher is not None and self.distill_weight > 0:
                 teacher_logits = self.teacher(tf.cast(images, tf.float32))
                 objective += self.distill_weight * distill.distillation_loss(

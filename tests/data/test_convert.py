@@ -265,27 +265,18 @@ def test_tfrecord_source_shards_by_file_and_selects_by_pattern(tmp_path):
         context = tf.distribute.InputContext(
             num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2
         )
-        ds = source.examples(
-            "validation",
-            is_training=False,
-            shuffle_buffer=10,
-            cache=False,
-            seed=0,
-            input_context=context,
-        )
+        ds = source.examples("validation", shuffle=False, seed=0, input_context=context)
         seen.append(sorted(int(label) for _, label in ds.as_numpy_iterator()))
     # Three shards of one class each: pipeline 0 reads shards 0 and 2, pipeline 1 shard 1.
     assert seen == [[0, 0, 0, 2, 2, 2], [1, 1, 1]]
-    too_many = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=0)
-    with pytest.raises(pipeline.DataError, match="3 validation shards cannot feed 4 input"):
-        source.examples(
-            "validation",
-            is_training=True,
-            shuffle_buffer=10,
-            cache=False,
-            seed=0,
-            input_context=too_many,
-        )
+    # More pipelines than shards: every pipeline reads all shards and keeps its records.
+    seen = []
+    for pipeline_id in range(4):
+        too_many = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=pipeline_id)
+        ds = source.examples("validation", shuffle=True, seed=0, input_context=too_many)
+        seen.append([int(label) for _, label in ds.as_numpy_iterator()])
+    assert sorted(sum(seen, [])) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert sorted(len(s) for s in seen) == [2, 2, 2, 3]
     subset = pipeline.open_source(f"tfrecord:{out}/{{split}}-0000[01]-*")
     assert subset.info.num_examples == {"train": 2, "validation": 6}
     with pytest.raises(pipeline.DataError, match="no .*labels.json"):

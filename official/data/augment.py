@@ -1,0 +1,565 @@
+"""The augmentation registry: every augmentation by name, with its parameters from the config.
+
+`--config.data.augment=randaugment,random_erasing` selects augmentations; `build` turns the
+names and their parameters into an `Augmenter` that the input pipeline applies after the
+reference crop and flip (official/data/preprocess.py):
+
+  autoaugment     the ImageNet policy of AutoAugment (Cubuk et al. arXiv 1805.09501)
+  randaugment     RandAugment(N, M) (Cubuk et al. arXiv 1909.13719)
+  rotation        a uniform random rotation in [-degrees, degrees]
+  cutout          a square patch set to grey (DeVries & Taylor arXiv 1708.04552)
+  random_erasing  a random rectangle filled with noise (Zhong et al. arXiv 1708.04896)
+  augmix          AugMix (Hendrycks et al. arXiv 1912.02781) as the Keras 3 layer
+
+They run in that order whatever order they are named in. Every per-image augmentation takes
+uint8 (H, W, 3) and a shape-(2,) seed and returns uint8 (H, W, 3), using stateless random ops
+only, so it gives the same result eagerly, inside `tf.data.Dataset.map` and on every run.
+
+The image operations follow PIL's definitions (ImageOps/ImageEnhance), which the AutoAugment
+and RandAugment reference code (tensorflow/tpu autoaugment.py, timm auto_augment.py) either
+calls or re-implements; tests/data/test_augment.py compares each with PIL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+# Grey level of pixels uncovered by geometric operations and of cutout patches; the value
+# tensorflow/tpu's AutoAugment/RandAugment use (the ImageNet mean is (124, 116, 104)).
+FILL = 128
+
+
+# ----------------------------------------------------------------------------------------
+# Image operations: uint8 (H, W, 3) in, uint8 (H, W, 3) out.
+
+
+def _to_uint8(pixels: tf.Tensor) -> tf.Tensor:
+    """Clips to 0..255 and truncates, as PIL's Image.blend does."""
+    return tf.cast(tf.clip_by_value(pixels, 0.0, 255.0), tf.uint8)
+
+
+def _blend(degenerate: tf.Tensor, image: tf.Tensor, factor) -> tf.Tensor:
+    """PIL ImageEnhance: degenerate + factor × (image - degenerate), clipped and truncated."""
+    degenerate = tf.cast(degenerate, tf.float32)
+    return _to_uint8(degenerate + factor * (tf.cast(image, tf.float32) - degenerate))
+
+
+def _luma(image: tf.Tensor) -> tf.Tensor:
+    """PIL's RGB → "L" conversion in its fixed-point form, as int32 (H, W)."""
+    rgb = tf.cast(image, tf.int32)
+    weighted = rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000
+    return tf.bitwise.right_shift(weighted, 16)
+
+
+def identity(image: tf.Tensor) -> tf.Tensor:
+    return image
+
+
+def invert(image: tf.Tensor) -> tf.Tensor:
+    return 255 - image
+
+
+def auto_contrast(image: tf.Tensor) -> tf.Tensor:
+    """Stretches each channel so its darkest pixel becomes 0 and its lightest 255."""
+    pixels = tf.cast(image, tf.float64)  # float64: PIL computes its lookup table in Python.
+    low = tf.reduce_min(pixels, axis=[0, 1])
+    high = tf.reduce_max(pixels, axis=[0, 1])
+    scale = 255.0 / tf.maximum(high - low, 1.0)
+    stretched = tf.clip_by_value(tf.math.floor(pixels * scale - low * scale), 0.0, 255.0)
+    return tf.where(high > low, tf.cast(stretched, tf.uint8), image)
+
+
+def equalize(image: tf.Tensor) -> tf.Tensor:
+    """Histogram equalization of each channel, with PIL ImageOps.equalize's lookup table."""
+    channel_offsets = tf.range(3) * 256
+    values = tf.cast(image, tf.int32) + channel_offsets
+    histogram = tf.reshape(
+        tf.math.bincount(tf.reshape(values, [-1]), minlength=768, maxlength=768), [3, 256]
+    )
+    levels = tf.range(256)
+    last_level = tf.reduce_max(tf.where(histogram > 0, levels, -1), axis=1)
+    last_count = tf.gather(histogram, last_level, batch_dims=1)
+    step = (tf.reduce_sum(histogram, axis=1) - last_count) // 255
+    safe_step = tf.maximum(step, 1)[:, None]
+    cumulative = tf.cumsum(histogram, axis=1, exclusive=True)
+    table = tf.minimum((safe_step // 2 + cumulative) // safe_step, 255)
+    table = tf.where(step[:, None] > 0, table, levels)  # flat or single-valued channel
+    return tf.cast(tf.gather(tf.reshape(table, [-1]), values), tf.uint8)
+
+
+def solarize(image: tf.Tensor, threshold) -> tf.Tensor:
+    """Inverts every pixel value at or above `threshold` (0..256)."""
+    return tf.where(tf.cast(image, tf.int32) >= tf.cast(threshold, tf.int32), 255 - image, image)
+
+
+def posterize(image: tf.Tensor, bits) -> tf.Tensor:
+    """Keeps the `bits` (0..8) most significant bits of every value."""
+    shift = 8 - tf.cast(bits, tf.int32)
+    mask = tf.bitwise.left_shift(tf.bitwise.right_shift(255, shift), shift)
+    return tf.bitwise.bitwise_and(image, tf.cast(mask, tf.uint8))
+
+
+def color(image: tf.Tensor, factor) -> tf.Tensor:
+    """PIL ImageEnhance.Color: 0 gives the grey image, 1 the original."""
+    grey = tf.repeat(_luma(image)[..., None], 3, axis=-1)
+    return _blend(grey, image, factor)
+
+
+def contrast(image: tf.Tensor, factor) -> tf.Tensor:
+    """PIL ImageEnhance.Contrast: blends with the image's mean grey level."""
+    mean = tf.math.floor(tf.reduce_mean(tf.cast(_luma(image), tf.float32)) + 0.5)
+    return _blend(tf.fill(tf.shape(image), mean), image, factor)
+
+
+def brightness(image: tf.Tensor, factor) -> tf.Tensor:
+    """PIL ImageEnhance.Brightness: blends with black."""
+    return _blend(tf.zeros_like(image), image, factor)
+
+
+def sharpness(image: tf.Tensor, factor) -> tf.Tensor:
+    """PIL ImageEnhance.Sharpness: blends with the SMOOTH-filtered image (border kept)."""
+    kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
+    kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
+    pixels = tf.cast(image, tf.float32)[None]
+    smooth = tf.nn.depthwise_conv2d(pixels, kernel, strides=[1, 1, 1, 1], padding="VALID")[0]
+    smooth = tf.math.floor(tf.clip_by_value(smooth, 0.0, 255.0) + 0.5)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    interior = tf.pad(tf.ones([height - 2, width - 2], tf.bool), [[1, 1], [1, 1]])
+    degenerate = tf.where(interior[..., None], tf.pad(smooth, [[1, 1], [1, 1], [0, 0]]), pixels)
+    return _blend(degenerate, image, factor)
+
+
+def affine(image: tf.Tensor, matrix: Sequence, fill: int = FILL) -> tf.Tensor:
+    """PIL's Image.transform(AFFINE, matrix, NEAREST): output pixel (x, y) samples the input
+    at (a x + b y + c, d x + e y + f) for matrix (a, b, c, d, e, f), in PIL's convention of
+    pixel centres at half-integers; uncovered pixels get `fill`."""
+    a, b, c, d, e, f = (tf.cast(v, tf.float32) for v in matrix)
+    # TensorFlow puts pixel centres at integers and rounds to the nearest one where PIL
+    # floors: shift by half a pixel, less a little so that ties round up as floor() does.
+    shift = 0.5 - 1.0 / 1024
+    transform = tf.stack([a, b, c + 0.5 * (a + b) - shift, d, e, f + 0.5 * (d + e) - shift, 0, 0])
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None],
+        transforms=transform[None],
+        output_shape=tf.shape(image)[:2],
+        fill_value=float(fill),
+        interpolation="NEAREST",
+        fill_mode="CONSTANT",
+    )[0]
+
+
+def rotate(image: tf.Tensor, degrees, fill: int = FILL) -> tf.Tensor:
+    """Rotates counter-clockwise about the image centre (PIL Image.rotate)."""
+    angle = tf.cast(degrees, tf.float32) * (math.pi / 180.0)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    center_x = tf.cast(tf.shape(image)[1], tf.float32) / 2.0
+    center_y = tf.cast(tf.shape(image)[0], tf.float32) / 2.0
+    # Inverse map: input = R(-angle) (output - centre) + centre, in PIL's y-down coordinates.
+    matrix = (
+        cos,
+        -sin,
+        center_x - cos * center_x + sin * center_y,
+        sin,
+        cos,
+        center_y - sin * center_x - cos * center_y,
+    )
+    return affine(image, matrix, fill)
+
+
+def shear_x(image: tf.Tensor, factor, fill: int = FILL) -> tf.Tensor:
+    return affine(image, (1.0, factor, 0.0, 0.0, 1.0, 0.0), fill)
+
+
+def shear_y(image: tf.Tensor, factor, fill: int = FILL) -> tf.Tensor:
+    return affine(image, (1.0, 0.0, 0.0, factor, 1.0, 0.0), fill)
+
+
+def translate_x(image: tf.Tensor, pixels, fill: int = FILL) -> tf.Tensor:
+    return affine(image, (1.0, 0.0, pixels, 0.0, 1.0, 0.0), fill)
+
+
+def translate_y(image: tf.Tensor, pixels, fill: int = FILL) -> tf.Tensor:
+    return affine(image, (1.0, 0.0, 0.0, 0.0, 1.0, pixels), fill)
+
+
+# ----------------------------------------------------------------------------------------
+# AutoAugment and RandAugment.
+
+# Magnitude ranges of AutoAugment's search space (arXiv 1805.09501 Table 1 / Appendix): a
+# magnitude fraction f in [0, 1] maps linearly onto [low, high]. Translation is given as a
+# fraction of the image side: the paper's ±150 px at its 331 px ImageNet resolution (0.45,
+# timm's value; tensorflow/tpu's RandAugment uses 100 px at 224 ≈ 0.45).
+_RANGES = {
+    "ShearX": (0.0, 0.3),
+    "ShearY": (0.0, 0.3),
+    "TranslateX": (0.0, 0.45),
+    "TranslateY": (0.0, 0.45),
+    "Rotate": (0.0, 30.0),
+    "Solarize": (0.0, 256.0),
+    "Posterize": (4.0, 8.0),
+    "Color": (0.1, 1.9),
+    "Contrast": (0.1, 1.9),
+    "Brightness": (0.1, 1.9),
+    "Sharpness": (0.1, 1.9),
+}
+# Operations whose magnitude is applied with a random sign (±shear, ±translation, ±angle).
+_SIGNED = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+
+
+def apply_op(name: str, image: tf.Tensor, fraction, negate) -> tf.Tensor:
+    """One AutoAugment/RandAugment operation at magnitude fraction f (1.0 = top of range).
+
+    Args:
+      name: an operation name ("Rotate", "Equalize", ...).
+      image: uint8 (H, W, 3).
+      fraction: magnitude as a fraction of the range; above 1 extrapolates (RandAugment's
+        M > 10), with arguments clipped to what the operation accepts.
+      negate: bool tensor; flips the sign of a signed operation.
+
+    Returns:
+      uint8 (H, W, 3).
+    """
+    if name in ("Identity", "AutoContrast", "Equalize", "Invert"):
+        return {"Identity": identity, "AutoContrast": auto_contrast, "Equalize": equalize}.get(
+            name, invert
+        )(image)
+    low, high = _RANGES[name]
+    value = low + (high - low) * tf.cast(fraction, tf.float32)
+    if name in _SIGNED:
+        value = tf.where(negate, -value, value)
+    if name == "Rotate":
+        return rotate(image, value)
+    if name in ("ShearX", "ShearY"):
+        return (shear_x if name == "ShearX" else shear_y)(image, value)
+    if name in ("TranslateX", "TranslateY"):
+        axis = 1 if name == "TranslateX" else 0
+        side = tf.cast(tf.shape(image)[axis], tf.float32)
+        pixels = tf.clip_by_value(value, -1.0, 1.0) * side
+        return (translate_x if name == "TranslateX" else translate_y)(image, pixels)
+    if name == "Solarize":
+        return solarize(image, tf.clip_by_value(value, 0.0, 256.0))
+    if name == "Posterize":
+        return posterize(image, tf.clip_by_value(tf.math.floor(value), 0.0, 8.0))
+    enhance = {"Color": color, "Contrast": contrast, "Brightness": brightness}.get(name, sharpness)
+    return enhance(image, tf.maximum(value, 0.0))
+
+
+# The ImageNet policy of AutoAugment (arXiv 1805.09501, Appendix, "policy found on reduced
+# ImageNet"): 25 sub-policies of two (operation, probability, magnitude 0..9) steps. The same
+# 25 rows are timm's `auto_augment_policy_original` and torchvision's
+# AutoAugmentPolicy.IMAGENET; the magnitude of AutoContrast/Equalize/Invert is unused.
+AUTOAUGMENT_IMAGENET_POLICY = (
+    (("Posterize", 0.4, 8), ("Rotate", 0.6, 9)),
+    (("Solarize", 0.6, 5), ("AutoContrast", 0.6, 5)),
+    (("Equalize", 0.8, 8), ("Equalize", 0.6, 3)),
+    (("Posterize", 0.6, 7), ("Posterize", 0.6, 6)),
+    (("Equalize", 0.4, 7), ("Solarize", 0.2, 4)),
+    (("Equalize", 0.4, 4), ("Rotate", 0.8, 8)),
+    (("Solarize", 0.6, 3), ("Equalize", 0.6, 7)),
+    (("Posterize", 0.8, 5), ("Equalize", 1.0, 2)),
+    (("Rotate", 0.2, 3), ("Solarize", 0.6, 8)),
+    (("Equalize", 0.6, 8), ("Posterize", 0.4, 6)),
+    (("Rotate", 0.8, 8), ("Color", 0.4, 0)),
+    (("Rotate", 0.4, 9), ("Equalize", 0.6, 2)),
+    (("Equalize", 0.0, 7), ("Equalize", 0.8, 8)),
+    (("Invert", 0.6, 4), ("Equalize", 1.0, 8)),
+    (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+    (("Rotate", 0.8, 8), ("Color", 1.0, 2)),
+    (("Color", 0.8, 8), ("Solarize", 0.8, 7)),
+    (("Sharpness", 0.4, 7), ("Invert", 0.6, 8)),
+    (("ShearX", 0.6, 5), ("Equalize", 1.0, 9)),
+    (("Color", 0.4, 0), ("Equalize", 0.6, 3)),
+    (("Equalize", 0.4, 7), ("Solarize", 0.2, 4)),
+    (("Solarize", 0.6, 5), ("AutoContrast", 0.6, 5)),
+    (("Invert", 0.6, 4), ("Equalize", 1.0, 8)),
+    (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+    (("Equalize", 0.8, 8), ("Equalize", 0.6, 3)),
+)
+# The paper discretizes each range into 10 uniformly spaced values: magnitude m → m / 9.
+# (timm divides by 10 instead; torchvision uses m / 9 but reverses Posterize and Solarize.)
+_AUTOAUGMENT_LEVELS = 9.0
+
+# RandAugment's 14 transformations (arXiv 1909.13719 §3), chosen uniformly, each applied with
+# the shared magnitude M on tensorflow/tpu's scale: M / 10 of the range, M = 9 for ResNet-50
+# and up to 28 for EfficientNet-B7 (the paper's Table 4 / Figure 3 values), extrapolating
+# linearly above 10 as the reference does. tensorflow/tpu's implementation also offers
+# Invert, Cutout and SolarizeAdd and skips each chosen op with probability 0.2-0.8; the paper
+# (and this code) always applies it, with Identity among the choices.
+RANDAUGMENT_OPS = (
+    "Identity",
+    "AutoContrast",
+    "Equalize",
+    "Rotate",
+    "Solarize",
+    "Color",
+    "Posterize",
+    "Contrast",
+    "Brightness",
+    "Sharpness",
+    "ShearX",
+    "ShearY",
+    "TranslateX",
+    "TranslateY",
+)
+RANDAUGMENT_MAX_LEVEL = 10.0
+
+
+def autoaugment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Applies one uniformly chosen sub-policy of the AutoAugment ImageNet policy."""
+    choice_seed, step_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    index = tf.random.stateless_uniform(
+        [], choice_seed, maxval=len(AUTOAUGMENT_IMAGENET_POLICY), dtype=tf.int32
+    )
+    draws = tf.random.stateless_uniform([2, 2], step_seed)  # [step, (apply?, sign)]
+
+    def sub_policy(steps):
+        def run():
+            result = image
+            for step, (name, probability, magnitude) in enumerate(steps):
+                result = tf.cond(
+                    draws[step, 0] < probability,
+                    lambda name=name, magnitude=magnitude, current=result, step=step: apply_op(
+                        name, current, magnitude / _AUTOAUGMENT_LEVELS, draws[step, 1] < 0.5
+                    ),
+                    lambda current=result: current,
+                )
+            return result
+
+        return run
+
+    return tf.switch_case(index, [sub_policy(steps) for steps in AUTOAUGMENT_IMAGENET_POLICY])
+
+
+def randaugment(
+    image: tf.Tensor, seed: tf.Tensor, *, num_ops: int = 2, magnitude: float = 9.0
+) -> tf.Tensor:
+    """RandAugment: `num_ops` operations, each chosen uniformly, at magnitude M."""
+    choice_seed, sign_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    choices = tf.random.stateless_uniform(
+        [num_ops], choice_seed, maxval=len(RANDAUGMENT_OPS), dtype=tf.int32
+    )
+    negate = tf.random.stateless_uniform([num_ops], sign_seed) < 0.5
+    fraction = magnitude / RANDAUGMENT_MAX_LEVEL
+    for layer in range(num_ops):
+        image = tf.switch_case(
+            choices[layer],
+            [
+                (
+                    lambda name=name, current=image, sign=negate[layer]: apply_op(
+                        name, current, fraction, sign
+                    )
+                )
+                for name in RANDAUGMENT_OPS
+            ],
+        )
+    return image
+
+
+# ----------------------------------------------------------------------------------------
+# Occlusion and rotation.
+
+# Random erasing (arXiv 1708.04896 §3.1): probability p = 0.5, erased area 2%-40% of the
+# image, aspect ratio in [0.3, 1/0.3], pixels replaced by random values (the paper's best).
+ERASING_AREA_RANGE = (0.02, 0.4)
+ERASING_ASPECT_RANGE = (0.3, 1.0 / 0.3)
+ERASING_ATTEMPTS = 10
+
+
+def _box_mask(height, width, top, left, box_height, box_width) -> tf.Tensor:
+    """bool (H, W, 1): True inside the box (clipped to the image)."""
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    inside = (rows >= top) & (rows < top + box_height) & (cols >= left) & (cols < left + box_width)
+    return inside[..., None]
+
+
+def cutout(image: tf.Tensor, seed: tf.Tensor, *, size_fraction: float = 0.5) -> tf.Tensor:
+    """Greys out a square of side size_fraction × the shorter side, centred anywhere.
+
+    DeVries & Taylor (arXiv 1708.04552 §3) centre the square uniformly over the image and let
+    it be clipped at the borders; their CIFAR-10 patch is 16 px of 32 (0.5). Its value is the
+    zero of the normalized input, i.e. the mean: grey 128 here.
+    """
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.cast(
+        tf.math.round(size_fraction * tf.cast(tf.minimum(height, width), tf.float32)), tf.int32
+    )
+    y_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    center_y = tf.random.stateless_uniform([], y_seed, maxval=height, dtype=tf.int32)
+    center_x = tf.random.stateless_uniform([], x_seed, maxval=width, dtype=tf.int32)
+    mask = _box_mask(height, width, center_y - side // 2, center_x - side // 2, side, side)
+    return tf.where(mask, tf.constant(FILL, tf.uint8), image)
+
+
+def random_erasing(image: tf.Tensor, seed: tf.Tensor, *, probability: float = 0.5) -> tf.Tensor:
+    """With `probability`, replaces a random rectangle by uniform noise (arXiv 1708.04896).
+
+    Of ERASING_ATTEMPTS candidate rectangles, the first that fits inside the image is used;
+    when none fits, the image is left unchanged.
+    """
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    area_seed, aspect_seed, position_seed, noise_seed, apply_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 5)
+    )
+    area = tf.cast(height * width, tf.float32) * tf.random.stateless_uniform(
+        [ERASING_ATTEMPTS], area_seed, *ERASING_AREA_RANGE
+    )
+    aspect = tf.random.stateless_uniform([ERASING_ATTEMPTS], aspect_seed, *ERASING_ASPECT_RANGE)
+    box_heights = tf.cast(tf.math.round(tf.sqrt(area * aspect)), tf.int32)
+    box_widths = tf.cast(tf.math.round(tf.sqrt(area / aspect)), tf.int32)
+    fits = (box_heights < height) & (box_widths < width)
+    first = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+    box_height, box_width = box_heights[first], box_widths[first]
+    position = tf.random.stateless_uniform([2], position_seed)
+    top = tf.cast(position[0] * tf.cast(height - box_height + 1, tf.float32), tf.int32)
+    left = tf.cast(position[1] * tf.cast(width - box_width + 1, tf.float32), tf.int32)
+    top = tf.minimum(top, height - box_height)
+    left = tf.minimum(left, width - box_width)
+    apply = tf.reduce_any(fits) & (tf.random.stateless_uniform([], apply_seed) < probability)
+    mask = _box_mask(height, width, top, left, box_height, box_width) & apply
+    noise = tf.random.stateless_uniform(tf.shape(image), noise_seed, maxval=256, dtype=tf.int32)
+    return tf.where(mask, tf.cast(noise, tf.uint8), image)
+
+
+def random_rotation(image: tf.Tensor, seed: tf.Tensor, *, max_degrees: float = 10.0):
+    """Rotates by an angle drawn uniformly from [-max_degrees, max_degrees]."""
+    angle = tf.random.stateless_uniform([], seed, -max_degrees, max_degrees)
+    return rotate(image, angle)
+
+
+# ----------------------------------------------------------------------------------------
+# The registry.
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameters:
+    """Every augmentation's parameters (one `--config.data.*` field each)."""
+
+    randaugment_num_ops: int = 2  # N of RandAugment.
+    randaugment_magnitude: float = 9.0  # M of RandAugment, on tensorflow/tpu's 0..10(+) scale.
+    cutout_fraction: float = 0.5  # Cutout square side as a fraction of the shorter side.
+    erasing_probability: float = 0.5  # Probability that random erasing touches an image.
+    rotation_degrees: float = 10.0  # Largest rotation angle.
+    seed: int = 0  # Seed of stateful (Keras layer) augmentations.
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """One augmentation, ready to apply.
+
+    Attributes:
+      name: its registry name.
+      apply: per image: (uint8 (H, W, 3), seed (2,)) → uint8 image; when `batched`,
+        uint8 (B, H, W, 3) → uint8 (B, H, W, 3) (seeded at construction).
+      batched: runs on whole batches after `batch()` (Keras preprocessing layers).
+      stateful: keeps its random state in variables (Keras layers): reproducible only when
+        batches are processed one at a time, and not serializable for tf.data service.
+    """
+
+    name: str
+    apply: Callable[..., tf.Tensor]
+    batched: bool = False
+    stateful: bool = False
+
+
+def _keras_augmix(params: Parameters) -> Augmentation:
+    # Keras 3's AugMix layer (defaults as in the paper's ImageNet code: 3 chains, depth 1-3,
+    # Dirichlet/Beta α = 1). Keras draws seeds from a SeedGenerator variable, not per example.
+    layer = keras.layers.AugMix(value_range=(0, 255), seed=params.seed)
+
+    def apply(images):
+        mixed = layer(tf.cast(images, tf.float32), training=True)
+        return tf.saturate_cast(tf.math.round(mixed), tf.uint8)
+
+    return Augmentation("augmix", apply, batched=True, stateful=True)
+
+
+# name → factory(Parameters) → Augmentation, in the order the augmentations run.
+_REGISTRY: dict[str, Callable[[Parameters], Augmentation]] = {
+    "autoaugment": lambda p: Augmentation("autoaugment", autoaugment),
+    "randaugment": lambda p: Augmentation(
+        "randaugment",
+        lambda image, seed: randaugment(
+            image, seed, num_ops=p.randaugment_num_ops, magnitude=p.randaugment_magnitude
+        ),
+    ),
+    "rotation": lambda p: Augmentation(
+        "rotation", lambda image, seed: random_rotation(image, seed, max_degrees=p.rotation_degrees)
+    ),
+    "cutout": lambda p: Augmentation(
+        "cutout", lambda image, seed: cutout(image, seed, size_fraction=p.cutout_fraction)
+    ),
+    "random_erasing": lambda p: Augmentation(
+        "random_erasing",
+        lambda image, seed: random_erasing(image, seed, probability=p.erasing_probability),
+    ),
+    "augmix": _keras_augmix,
+}
+
+
+def names() -> tuple[str, ...]:
+    """Registered augmentation names, in the order they run."""
+    return tuple(_REGISTRY)
+
+
+def parse_names(values: Sequence[str]) -> tuple[str, ...]:
+    """("randaugment,cutout",) or ("randaugment", "cutout") → ("randaugment", "cutout").
+
+    Raises:
+      ValueError: an unknown name (the message lists the known ones).
+    """
+    parsed = tuple(name.strip() for value in values for name in value.split(",") if name.strip())
+    for name in parsed:
+        if name not in _REGISTRY:
+            raise ValueError(f"unknown augmentation {name!r}; choose from {', '.join(names())}")
+    return parsed
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmenter:
+    """The selected augmentations, split into per-image and per-batch stages."""
+
+    per_image: tuple[Augmentation, ...] = ()
+    per_batch: tuple[Augmentation, ...] = ()
+
+    @property
+    def stateful(self) -> bool:
+        return any(a.stateful for a in self.per_image + self.per_batch)
+
+    def __bool__(self) -> bool:
+        return bool(self.per_image or self.per_batch)
+
+    def apply_image(self, image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """Runs the per-image augmentations on uint8 (H, W, 3), each with its own seed."""
+        if not self.per_image:
+            return image
+        seeds = tf.random.experimental.stateless_split(seed, len(self.per_image))
+        for index, augmentation in enumerate(self.per_image):
+            image = augmentation.apply(image, seeds[index])
+        return image
+
+    def apply_batch(self, images: tf.Tensor) -> tf.Tensor:
+        """Runs the per-batch augmentations on uint8 (B, H, W, 3)."""
+        for augmentation in self.per_batch:
+            images = augmentation.apply(images)
+        return images
+
+
+def build(selected: Sequence[str], params: Parameters | None = None) -> Augmenter:
+    """The Augmenter for `selected` names (any order; duplicates ignored).
+
+    Raises:
+      ValueError: an unknown name.
+    """
+    params = params or Parameters()
+    wanted = set(parse_names(selected))
+    augmentations = [factory(params) for name, factory in _REGISTRY.items() if name in wanted]
+    return Augmenter(
+        per_image=tuple(a for a in augmentations if not a.batched),
+        per_batch=tuple(a for a in augmentations if a.batched),
+    )
