@@ -34,7 +34,9 @@ setup(
         "tensorflow-serving-api>=2.17",
     ],
     extras_require={
-        "tfds": ["tensorflow-datasets>=4.9"],
+        # importlib_resources: TFDS needs it to prepare a dataset (etils.epath), but does not
+        # declare it (tensorflow-datasets 4.9.10).
+        "tfds": ["tensorflow-datasets>=4.9", "importlib_resources>=5.0"],
         "gpu": ["tensorflow[and-cuda]>=2.17"],
         # The LiteRT interpreter that runs exported .tflite models (tf.lite.Interpreter is
         # deprecated in TensorFlow 2.21 in its favour).

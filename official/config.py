@@ -482,13 +482,6 @@ def _validate_data(data: DataConfig) -> None:
         data.deterministic,
         "false with --config.data.tf_data_service (workers produce batches in any order)",
     )
-    _check(
-        not (service and "augmix" in augment.parse_names(data.augment)),
-        "data.augment",
-        data.augment,
-        "no augmix with --config.data.tf_data_service (the Keras layer keeps its random "
-        "state in variables, which cannot be sent to service workers)",
-    )
 
 
 def resolve(

@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 import keras
 import tensorflow as tf
 
+from official.data import preprocess
+
 # Grey level of pixels uncovered by geometric operations and of cutout patches; the value
 # tensorflow/tpu's AutoAugment/RandAugment use (the ImageNet mean is (124, 116, 104)).
 FILL = 128
@@ -106,7 +108,7 @@ def posterize(image: tf.Tensor, bits) -> tf.Tensor:
 
 def color(image: tf.Tensor, factor) -> tf.Tensor:
     """PIL ImageEnhance.Color: 0 gives the grey image, 1 the original."""
-    grey = tf.repeat(_luma(image)[..., None], 3, axis=-1)
+    grey = tf.tile(_luma(image)[:, :, None], [1, 1, 3])
     return _blend(grey, image, factor)
 
 
@@ -125,8 +127,8 @@ def sharpness(image: tf.Tensor, factor) -> tf.Tensor:
     """PIL ImageEnhance.Sharpness: blends with the SMOOTH-filtered image (border kept)."""
     kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
     kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-    pixels = tf.cast(image, tf.float32)[None]
-    smooth = tf.nn.depthwise_conv2d(pixels, kernel, strides=[1, 1, 1, 1], padding="VALID")[0]
+    pixels = tf.cast(image, tf.float32)
+    smooth = tf.nn.depthwise_conv2d(pixels[None], kernel, [1, 1, 1, 1], padding="VALID")[0]
     smooth = tf.math.floor(tf.clip_by_value(smooth, 0.0, 255.0) + 0.5)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     interior = tf.pad(tf.ones([height - 2, width - 2], tf.bool), [[1, 1], [1, 1]])
@@ -332,7 +334,9 @@ def autoaugment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
         return run
 
-    return tf.switch_case(index, [sub_policy(steps) for steps in AUTOAUGMENT_IMAGENET_POLICY])
+    image = tf.switch_case(index, [sub_policy(steps) for steps in AUTOAUGMENT_IMAGENET_POLICY])
+    image.set_shape([None, None, 3])
+    return image
 
 
 def randaugment(
@@ -357,6 +361,7 @@ def randaugment(
                 for name in RANDAUGMENT_OPS
             ],
         )
+        image.set_shape([None, None, 3])
     return image
 
 
@@ -457,8 +462,8 @@ class Augmentation:
       apply: per image: (uint8 (H, W, 3), seed (2,)) → uint8 image; when `batched`,
         uint8 (B, H, W, 3) → uint8 (B, H, W, 3) (seeded at construction).
       batched: runs on whole batches after `batch()` (Keras preprocessing layers).
-      stateful: keeps its random state in variables (Keras layers): reproducible only when
-        batches are processed one at a time, and not serializable for tf.data service.
+      stateful: keeps its random state in a variable (Keras layers): reproducible only when
+        batches are processed one at a time.
     """
 
     name: str
@@ -474,7 +479,7 @@ def _keras_augmix(params: Parameters) -> Augmentation:
 
     def apply(images):
         mixed = layer(tf.cast(images, tf.float32), training=True)
-        return tf.saturate_cast(tf.math.round(mixed), tf.uint8)
+        return preprocess.to_uint8(mixed)
 
     return Augmentation("augmix", apply, batched=True, stateful=True)
 

@@ -17,6 +17,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from official.data import preprocess
+
 
 def sample_beta(alpha: float, seed: tf.Tensor, shape=()) -> tf.Tensor:
     """Beta(α, α) samples from two stateless Gamma(α, 1) draws: X / (X + Y)."""
@@ -51,7 +53,7 @@ def mixup(images, labels, seed, *, alpha: float):
     pixels = tf.cast(images, tf.float32)
     mixed = lam * pixels + (1.0 - lam) * tf.gather(pixels, partners)
     mixed_labels = lam * labels + (1.0 - lam) * tf.gather(labels, partners)
-    return tf.saturate_cast(tf.math.round(mixed), tf.uint8), mixed_labels, lam
+    return preprocess.to_uint8(mixed, clip=False), mixed_labels, lam
 
 
 def cutmix(images, labels, seed, *, alpha: float):
