@@ -61,11 +61,12 @@ def class_weights(counts, method: str, beta: float = 0.999) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.float64)
     present = counts > 0
     if method == "inverse":
-        raw = np.where(present, 1.0 / np.maximum(counts, 1.0), 0.0)
+        raw = np.divide(1.0, counts, out=np.zeros_like(counts), where=present)
     elif method == "effective_number":
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"beta must be in [0, 1), got {beta}")
-        raw = np.where(present, (1.0 - beta) / (1.0 - np.power(beta, counts)), 0.0)
+        effective = (1.0 - np.power(beta, counts)) / (1.0 - beta)
+        raw = np.divide(1.0, effective, out=np.zeros_like(counts), where=present)
     else:
         raise ValueError(f"unknown class weighting {method!r}; choose {', '.join(WEIGHTINGS)}")
     mean_per_example = (raw * counts).sum() / counts.sum()

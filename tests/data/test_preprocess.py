@@ -1,0 +1,85 @@
+"""The reference preprocessing: crops, colour jitter, PCA lighting, eval centre crop."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from official.data import catalog, preprocess
+
+
+def _jpeg(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_scale_jitter_window_matches_vgg_shorter_side_range():
+    shape = tf.constant([300, 400, 3])
+    sides = []
+    for i in range(300):
+        y, x, h, w = preprocess.scale_jitter_window(
+            shape, tf.constant([2, i]), image_size=112, scale_range=(256, 512)
+        ).numpy()
+        assert h == w and y >= 0 and x >= 0 and y + h <= 300 and x + w <= 400
+        sides.append(h)
+    # The shorter side (300) rescaled to S in [128, 256] (the 224 range scaled to 112): the
+    # 112 crop covers 300 * 112 / S pixels of the original, i.e. 131..262.
+    assert 130 <= min(sides) < 140 and 250 < max(sides) <= 263
+
+
+def test_train_image_crops_and_options_are_reproducible():
+    pixels = np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    encoded = tf.constant(_jpeg(pixels))
+    for crop in preprocess.TRAIN_CROPS:
+        options = dict(image_size=32, crop=crop, color_jitter_strength=0.4, lighting_sigma=0.1)
+        first = preprocess.train_image(encoded, tf.constant([1, 2]), **options)
+        again = preprocess.train_image(encoded, tf.constant([1, 2]), **options)
+        other = preprocess.train_image(encoded, tf.constant([1, 3]), **options)
+        assert first.shape == (32, 32, 3) and first.dtype == tf.uint8
+        np.testing.assert_array_equal(first, again)
+        assert np.any(first.numpy() != other.numpy())
+    with pytest.raises(ValueError, match="unknown training crop 'random'"):
+        preprocess.train_image(encoded, tf.constant([1, 2]), image_size=32, crop="random")
+
+
+def test_color_jitter_factors_stay_in_bag_of_tricks_range():
+    # On a grey image contrast and saturation blends change nothing: only brightness acts.
+    grey = tf.fill([4, 4, 3], 100.0)
+    values = [
+        float(preprocess.color_jitter(grey, tf.constant([0, i]), 0.4)[0, 0, 0]) for i in range(200)
+    ]
+    assert 60 - 1e-3 <= min(values) < 64 and 136 < max(values) <= 140 + 1e-3
+    coloured = tf.constant([[[200.0, 50.0, 10.0]]])
+    out = preprocess.color_jitter(coloured, tf.constant([0, 5]), 0.0)
+    np.testing.assert_allclose(out, coloured, rtol=1e-6)  # strength 0 is the identity
+
+
+def test_pca_lighting_noise_has_alexnet_covariance():
+    sigma, draws = 0.1, 2000
+    image = tf.zeros([1, 1, 3])
+    offsets = np.stack(
+        [preprocess.pca_lighting(image, tf.constant([9, i]), sigma)[0, 0] for i in range(draws)]
+    )
+    vectors = np.asarray(catalog.IMAGENET_PCA_EIGENVECTORS)
+    values = np.asarray(catalog.IMAGENET_PCA_EIGENVALUES)
+    # Projected on eigenvector j, the offset is α_j λ_j with α_j ~ N(0, σ).
+    projected = offsets @ vectors
+    np.testing.assert_allclose(projected.std(axis=0), sigma * values, rtol=0.1)
+    assert np.abs(np.corrcoef(projected.T)[np.triu_indices(3, 1)]).max() < 0.1
+
+
+def test_eval_bicubic_overshoot_is_clipped_not_wrapped():
+    step = np.zeros((10, 10, 3), np.uint8)
+    step[:, 5:] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(step).save(buffer, format="PNG")
+    out = preprocess.eval_image(
+        tf.constant(buffer.getvalue()), image_size=30, crop_fraction=1.0, interpolation="bicubic"
+    )
+    resized = tf.image.resize(step, [30, 30], method="bicubic").numpy()
+    assert resized.min() < -1 and resized.max() > 256  # bicubic rings around the edge
+    assert out.dtype == tf.uint8 and out.shape == (30, 30, 3)
+    np.testing.assert_allclose(out.numpy(), np.clip(np.round(resized), 0, 255), atol=1)
