@@ -241,31 +241,6 @@ def test_eval_with_cache_sees_every_example_once(tree):
         assert labels.tolist() == [0, 0, 1, 1, 2, 2]
 
 
-@pytest.mark.timeout(120)
-def test_tf_data_service_runs_the_training_pipeline(tree):
-    service = tf.data.experimental.service
-    dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
-    address = dispatcher.target.split("://")[1]
-    assert address.startswith("localhost:")
-    worker = service.WorkerServer(service.WorkerConfig(dispatcher_address=address, port=0))
-    source = pipeline.open_source(f"folder:{tree}")
-    ds = pipeline.build_dataset(
-        source,
-        split="train",
-        is_training=True,
-        batch_size=4,
-        image_size=16,
-        augmenter=augment.build(["rotation"]),
-        tf_data_service=dispatcher.target,
-        service_job_name="test-job",
-    )
-    batches = list(ds.take(5).as_numpy_iterator())
-    assert [images.shape for images, _ in batches] == [(4, 16, 16, 3)] * 5
-    assert set(np.concatenate([labels for _, labels in batches])) <= {0, 1, 2}
-    worker._stop()
-    dispatcher._stop()
-
-
 _TINY_BUILDER = '''
 import numpy as np
 import tensorflow_datasets as tfds

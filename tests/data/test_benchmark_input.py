@@ -1,0 +1,37 @@
+"""tools/benchmark_input.py runs end to end (tiny settings; the real numbers are in README)."""
+
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+
+def test_benchmark_input_measures_all_four_pipelines(repo, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "tools/benchmark_input.py",
+            f"--dir={tmp_path}",
+            "--images=20",
+            "--rounds=1",
+            "--warmup=1",
+            "--batches=2",
+            "--batch_size=4",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for clock in ("wall", "cpu"):
+        assert set(report[clock]["median"]) == {"decode", "keras", "train", "eval"}
+        assert all(rate > 0 for rate in report[clock]["median"].values())
+        assert set(report[clock]["ratios"]) == {"train/decode", "train/keras", "eval/keras"}
+    # ImageNet-like files: about 500x375, quality-90 JPEGs of about 0.4 bytes per pixel.
+    assert 0.3 < report["fixture"]["bytes_per_pixel"] < 0.6
+    sample = next((tmp_path / "train").glob("*/*.jpg"))
+    with Image.open(sample) as image:
+        assert image.format == "JPEG" and sorted(image.size) == [375, 500]

@@ -1,0 +1,102 @@
+"""tf.data service: the training pipeline runs on service workers (loopback only, bounded)."""
+
+import io
+import socket
+import select
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from official.data import augment, pipeline
+
+
+@pytest.fixture
+def images(tmp_path):
+    for split in ("train", "validation"):
+        for label in range(2):
+            folder = tmp_path / split / f"c{label}"
+            folder.mkdir(parents=True)
+            for i in range(6):
+                buffer = io.BytesIO()
+                Image.fromarray(np.full((20, 24, 3), 40 * label + i, np.uint8)).save(
+                    buffer, format="JPEG"
+                )
+                (folder / f"{i}.jpg").write_bytes(buffer.getvalue())
+    return pipeline.open_source(f"folder:{tmp_path}")
+
+
+def _take(source, address, job, count=4):
+    ds = pipeline.build_dataset(
+        source,
+        split="train",
+        is_training=True,
+        batch_size=4,
+        image_size=16,
+        augmenter=augment.build(["rotation"]),
+        tf_data_service=address,
+        service_job_name=job,
+    )
+    batches = list(ds.take(count).as_numpy_iterator())
+    assert [images.shape for images, _ in batches] == [(4, 16, 16, 3)] * count
+    assert set(np.concatenate([labels for _, labels in batches])) <= {0, 1}
+
+
+@pytest.mark.timeout(120)
+def test_in_process_dispatcher_and_worker(images):
+    service = tf.data.experimental.service
+    dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
+    address = dispatcher.target.split("://")[1]
+    worker = service.WorkerServer(
+        service.WorkerConfig(dispatcher_address=address, worker_address="127.0.0.1:%port%", port=0)
+    )
+    try:
+        _take(images, dispatcher.target, "in-process")
+    finally:
+        worker._stop()
+        dispatcher._stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(repo, *args) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "tools/tf_data_service.py", "--host=127.0.0.1", *args],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    ready, _, _ = select.select([process.stdout], [], [], 90)  # a line once the server is up
+    if not ready or not process.stdout.readline():
+        process.kill()
+        raise AssertionError(f"tools/tf_data_service.py {' '.join(args)} did not start in 90 s")
+    return process
+
+
+@pytest.mark.timeout(240)
+def test_servers_started_by_the_tool_in_other_processes(repo, images):
+    dispatcher_port, worker_port = _free_port(), _free_port()
+    processes = []
+    try:
+        processes.append(_start(repo, "--role=dispatcher", f"--port={dispatcher_port}"))
+        processes.append(
+            _start(
+                repo,
+                "--role=worker",
+                f"--port={worker_port}",
+                f"--dispatcher=127.0.0.1:{dispatcher_port}",
+            )
+        )
+        _take(images, f"grpc://127.0.0.1:{dispatcher_port}", "two-processes")
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(timeout=30)
