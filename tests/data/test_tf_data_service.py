@@ -1,8 +1,8 @@
 """tf.data service: the training pipeline runs on service workers (loopback only, bounded)."""
 
 import io
-import socket
 import select
+import socket
 import subprocess
 import sys
 
