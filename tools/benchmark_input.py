@@ -2,14 +2,17 @@
 """Images/s of our training and evaluation input pipelines next to two peers, in one run.
 
 Generates ImageNet-like JPEGs (about 500x375, quality 90, ~0.43 bytes/pixel like real photos)
-once into --dir, then measures on all cores, in interleaved rounds (A B C D, A B C D, ...):
+once into --dir/jpeg and converts them into TFRecords in --dir/tfrecord (official/data/
+convert.py, the bytes stored unchanged), then measures on all cores, in interleaved rounds
+(A B C D, A B C D, ...):
 
   decode       the pure JPEG decode rate: read + tf.io.decode_jpeg in a parallel map
   keras        keras.utils.image_dataset_from_directory(image_size=(224, 224)): decode and
                squash-resize to float32, no augmentation
-  train        build_dataset(is_training=True): fused Inception crop + resize + flip, batched
-               uint8, ready for the model (plus --augment / --mixup_alpha if given)
-  eval         build_dataset(is_training=False): fused centre crop + resize, batched uint8
+  train        build_dataset(is_training=True) on the TFRecords: fused Inception crop + resize
+               + flip, batched uint8, ready for the model (plus --augment / --mixup_alpha)
+  eval         build_dataset(is_training=False) on the TFRecords: fused centre crop + resize,
+               batched uint8
 
 Each figure is the median over rounds after a warm-up, in images per wall-clock second and
 in images per CPU-second of the process (robust when other jobs load the machine); ratios
@@ -64,8 +67,10 @@ def photo_like(rng: np.random.Generator, width: int, height: int) -> Image.Image
 
 
 def write_fixture(root: str, count: int) -> dict:
-    """root/{train,validation}/class_<k>/<i>.jpg (the same files in both splits); reused when
-    a previous run wrote the same count."""
+    """root/jpeg/{train,validation}/class_<k>/<i>.jpg (the same files in both splits) and
+    their TFRecords in root/tfrecord; reused when a previous run wrote the same count."""
+    from official.data import convert
+
     marker = os.path.join(root, "fixture.json")
     if os.path.exists(marker):
         with open(marker, encoding="utf-8") as f:
@@ -79,7 +84,7 @@ def write_fixture(root: str, count: int) -> dict:
         buffer = io.BytesIO()
         photo_like(rng, width, height).save(buffer, format="JPEG", quality=90)
         for split in ("train", "validation"):
-            folder = os.path.join(root, split, f"class_{index % _CLASSES}")
+            folder = os.path.join(root, "jpeg", split, f"class_{index % _CLASSES}")
             os.makedirs(folder, exist_ok=True)
             with open(os.path.join(folder, f"{index:05d}.jpg"), "wb") as f:
                 f.write(buffer.getvalue())
@@ -87,6 +92,14 @@ def write_fixture(root: str, count: int) -> dict:
         total_pixels += width * height
     stats = {"images": count, "kb_per_image": total_bytes / count / 1e3}
     stats["bytes_per_pixel"] = total_bytes / total_pixels
+    shards = max(1, min(16, count // 32))
+    convert.convert(
+        os.path.join(root, "jpeg"),
+        os.path.join(root, "tfrecord"),
+        train_shards=shards,
+        validation_shards=shards,
+        stream=io.StringIO(),
+    )
     with open(marker, "w", encoding="utf-8") as f:
         json.dump(stats, f)
     return stats
@@ -98,8 +111,8 @@ def pipelines(root: str) -> dict:
 
     from official.data import augment, mixing, pipeline
 
-    source = pipeline.open_source(f"folder:{root}")
-    paths = tf.io.gfile.glob(os.path.join(root, "train", "*", "*.jpg"))
+    source = pipeline.open_source(f"tfrecord:{os.path.join(root, 'tfrecord')}")
+    paths = tf.io.gfile.glob(os.path.join(root, "jpeg", "train", "*", "*.jpg"))
     batch = _BATCH_SIZE.value
 
     def decode():
@@ -112,7 +125,10 @@ def pipelines(root: str) -> dict:
 
     def keras_peer():
         ds = keras.utils.image_dataset_from_directory(
-            os.path.join(root, "train"), image_size=(_SIZE, _SIZE), batch_size=batch, verbose=False
+            os.path.join(root, "jpeg", "train"),
+            image_size=(_SIZE, _SIZE),
+            batch_size=batch,
+            verbose=False,
         )
         return ds.repeat()
 
@@ -159,8 +175,9 @@ def main(argv):
     del argv
     fixture = write_fixture(_DIR.value, _IMAGES.value)
     print(
-        f"fixture: {fixture['images']} JPEGs in {_DIR.value}, {fixture['kb_per_image']:.0f} KB, "
-        f"{fixture['bytes_per_pixel']:.2f} bytes/px; {os.cpu_count()} cores"
+        f"fixture: {fixture['images']} JPEGs and their TFRecords in {_DIR.value}, "
+        f"{fixture['kb_per_image']:.0f} KB, {fixture['bytes_per_pixel']:.2f} bytes/px; "
+        f"{os.cpu_count()} cores"
     )
     makers = pipelines(_DIR.value)
     wall = {name: [] for name in makers}

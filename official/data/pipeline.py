@@ -622,7 +622,9 @@ def build_dataset(
             if resampling_rates is not None:
                 ds = balance.resample(ds, resampling_rates, seed=stream_seed * 3 + _RESAMPLE_STREAM)
             if not cache or resampling_rates is not None:
-                ds = ds.shuffle(shuffle_buffer, seed=stream_seed, reshuffle_each_iteration=True)
+                # No bigger than an epoch: the buffer holds encoded images (~110 KB each).
+                buffer = min(shuffle_buffer, max(1, source.info.num_examples[split]))
+                ds = ds.shuffle(buffer, seed=stream_seed, reshuffle_each_iteration=True)
         if read is not None and not cache:
             ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
         ds = _decode(

@@ -32,6 +32,7 @@ def test_benchmark_input_measures_all_four_pipelines(repo, tmp_path):
         assert set(report[clock]["ratios"]) == {"train/decode", "train/keras", "eval/keras"}
     # ImageNet-like files: about 500x375, quality-90 JPEGs of about 0.4 bytes per pixel.
     assert 0.3 < report["fixture"]["bytes_per_pixel"] < 0.6
-    sample = next((tmp_path / "train").glob("*/*.jpg"))
+    assert list((tmp_path / "tfrecord").glob("train-*-of-*"))
+    sample = next((tmp_path / "jpeg" / "train").glob("*/*.jpg"))
     with Image.open(sample) as image:
         assert image.format == "JPEG" and sorted(image.size) == [375, 500]
