@@ -13,6 +13,7 @@ convert.py, the bytes stored unchanged), then measures on all cores, in interlea
                + flip, batched uint8, ready for the model (plus --augment / --mixup_alpha)
   eval         build_dataset(is_training=False) on the TFRecords: fused centre crop + resize,
                batched uint8
+  *_folder     the same two reading the JPEG files (folder: source) instead of TFRecords
 
 Each figure is the median over rounds after a warm-up, in images per wall-clock second and
 in images per CPU-second of the process (robust when other jobs load the machine); ratios
@@ -111,7 +112,6 @@ def pipelines(root: str) -> dict:
 
     from official.data import augment, mixing, pipeline
 
-    source = pipeline.open_source(f"tfrecord:{os.path.join(root, 'tfrecord')}")
     paths = tf.io.gfile.glob(os.path.join(root, "jpeg", "train", "*", "*.jpg"))
     batch = _BATCH_SIZE.value
 
@@ -133,9 +133,13 @@ def pipelines(root: str) -> dict:
         return ds.repeat()
 
     mixer = mixing.Mixer(_CLASSES, mixup_alpha=_MIXUP.value) if _MIXUP.value else None
-
-    def train():
-        return pipeline.build_dataset(
+    sources = {
+        "": pipeline.open_source(f"tfrecord:{os.path.join(root, 'tfrecord')}"),
+        "_folder": pipeline.open_source(f"folder:{os.path.join(root, 'jpeg')}"),
+    }
+    makers = {"decode": decode, "keras": keras_peer}
+    for suffix, source in sources.items():
+        makers["train" + suffix] = lambda source=source: pipeline.build_dataset(
             source,
             split="train",
             is_training=True,
@@ -144,13 +148,10 @@ def pipelines(root: str) -> dict:
             augmenter=augment.build(_AUGMENT.value),
             mixer=mixer,
         )
-
-    def evaluate():
-        return pipeline.build_dataset(
+        makers["eval" + suffix] = lambda source=source: pipeline.build_dataset(
             source, split="validation", is_training=False, batch_size=batch, image_size=_SIZE
         ).repeat()
-
-    return {"decode": decode, "keras": keras_peer, "train": train, "eval": evaluate}
+    return makers
 
 
 def measure(make_dataset) -> tuple[float, float]:
@@ -169,6 +170,8 @@ def measure(make_dataset) -> tuple[float, float]:
 
 
 _TARGETS = {("train", "decode"): 0.75, ("train", "keras"): 1.0, ("eval", "keras"): 1.0}
+# The same pipelines reading the JPEG files instead of the TFRecords (for comparison).
+_FOLDER_RATIOS = (("train_folder", "decode"), ("train_folder", "keras"), ("eval_folder", "keras"))
 
 
 def main(argv):
@@ -193,14 +196,17 @@ def main(argv):
         print(f"\n{label} (median of {_ROUNDS.value} rounds, min-max):")
         for name, values in rounds.items():
             low, high = min(values), max(values)
-            print(f"  {name:7s} {statistics.median(values):7.0f}  ({low:.0f}-{high:.0f})")
+            print(f"  {name:12s} {statistics.median(values):7.0f}  ({low:.0f}-{high:.0f})")
         print("  ratios (median of per-round ratios):")
         ratios = {}
-        for (a, b), target in _TARGETS.items():
+        for a, b in list(_TARGETS) + list(_FOLDER_RATIOS):
             value = statistics.median(x / y for x, y in zip(rounds[a], rounds[b]))
             ratios[f"{a}/{b}"] = value
-            verdict = "ok" if value >= target else "BELOW TARGET"
-            print(f"    {a}/{b:7s} {value:5.2f}  (target >= {target:.2f}: {verdict})")
+            target = _TARGETS.get((a, b))
+            verdict = ""
+            if target is not None:
+                verdict = f"  (target >= {target:.2f}: {'ok' if value >= target else 'BELOW'})"
+            print(f"    {a + '/' + b:20s} {value:5.2f}{verdict}")
         key = "wall" if rounds is wall else "cpu"
         result[key] = {
             "median": {n: statistics.median(v) for n, v in rounds.items()},

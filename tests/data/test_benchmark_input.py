@@ -7,7 +7,7 @@ import sys
 from PIL import Image
 
 
-def test_benchmark_input_measures_all_four_pipelines(repo, tmp_path):
+def test_benchmark_input_measures_every_pipeline(repo, tmp_path):
     result = subprocess.run(
         [
             sys.executable,
@@ -27,9 +27,11 @@ def test_benchmark_input_measures_all_four_pipelines(repo, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for clock in ("wall", "cpu"):
-        assert set(report[clock]["median"]) == {"decode", "keras", "train", "eval"}
+        assert set(report[clock]["median"]) == {
+            "decode", "keras", "train", "eval", "train_folder", "eval_folder"
+        }  # fmt: skip
         assert all(rate > 0 for rate in report[clock]["median"].values())
-        assert set(report[clock]["ratios"]) == {"train/decode", "train/keras", "eval/keras"}
+        assert {"train/decode", "train/keras", "eval/keras"} <= set(report[clock]["ratios"])
     # ImageNet-like files: about 500x375, quality-90 JPEGs of about 0.4 bytes per pixel.
     assert 0.3 < report["fixture"]["bytes_per_pixel"] < 0.6
     assert list((tmp_path / "tfrecord").glob("train-*-of-*"))
