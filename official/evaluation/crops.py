@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from official.data import preprocess
+
 # VGG's multi-crop evaluation takes a regular 5×5 grid of crops at each test scale, plus their
 # horizontal flips: 50 crops per scale, 150 over three scales (Simonyan & Zisserman arXiv
 # 1409.1556 §3.2 and §4.3).
@@ -26,13 +28,11 @@ def scaled_shape(height: tf.Tensor, width: tf.Tensor, shorter_side: int) -> tf.T
 def resize_shorter_side(image: tf.Tensor, shorter_side: int, method: str) -> tf.Tensor:
     """Isotropically rescales so that the shorter side is `shorter_side` ("test scale Q").
 
-    Same resampling as `preprocess.resize_uint8` (antialiased when shrinking, rounded back to
-    uint8), but keeping the aspect ratio instead of squashing to a square.
+    The resampling of the center-crop pipeline (`preprocess.resize_uint8`), keeping the aspect
+    ratio instead of squashing to a square.
     """
     shape = tf.shape(image)
-    size = scaled_shape(shape[0], shape[1], shorter_side)
-    resized = tf.cast(tf.image.resize(image, size, method=method, antialias=True), tf.float32)
-    return tf.cast(tf.clip_by_value(tf.math.round(resized), 0.0, 255.0), tf.uint8)
+    return preprocess.resize_uint8(image, scaled_shape(shape[0], shape[1], shorter_side), method)
 
 
 def _crop(image: tf.Tensor, top: tf.Tensor, left: tf.Tensor, size: int) -> tf.Tensor:

@@ -55,7 +55,8 @@ def calibration_images(config: config_lib.Config, count: int, seed: int = 0):
     else:
         size = source.info.num_examples[pipeline.TRAIN]
         if isinstance(source, pipeline.FolderSource):  # Shuffle the file list: cheap.
-            encoded = source.encoded(pipeline.TRAIN).shuffle(size, seed=seed).take(count)
+            encoded = source.examples(pipeline.TRAIN, shuffle=False, seed=0)
+            encoded = encoded.shuffle(size, seed=seed).take(count)
             encoded = encoded.map(source.read)
         else:  # Records: a bounded shuffle buffer (the converter shuffles the training split).
             encoded = modes.encoded_examples(source, pipeline.TRAIN)

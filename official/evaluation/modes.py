@@ -67,7 +67,7 @@ def encoded_examples(source, split: str, indices: list[int] | None = None) -> tf
     """(encoded image bytes, label) of a split in its evaluation order.
 
     Args:
-      source: a FolderSource or TFRecordSource.
+      source: a FolderSource, TFRecordSource or TfdsSource.
       split: split name.
       indices: only these examples (positions in the evaluation order), e.g. to redraw a few;
         a folder source then reads only their files.
@@ -75,12 +75,9 @@ def encoded_examples(source, split: str, indices: list[int] | None = None) -> tf
     Raises:
       DataError: the source has no encoded images (the synthetic source).
     """
-    if isinstance(source, pipeline.FolderSource):
-        examples = source.encoded(split)  # (path, label): select before reading files.
-    elif isinstance(source, pipeline.TFRecordSource):
-        examples = source.examples(
-            split, is_training=False, shuffle_buffer=0, cache=False, seed=0, input_context=None
-        )
+    if isinstance(source, pipeline.FolderSource | pipeline.TFRecordSource | pipeline.TfdsSource):
+        # Folders give (path, label): select before reading files.
+        examples = source.examples(split, shuffle=False, seed=0)
     else:
         raise pipeline.DataError(
             f"{type(source).__name__}: this evaluation needs encoded images "

@@ -56,8 +56,8 @@ def _resize_shorter(image: np.ndarray, side: int) -> np.ndarray:
     height, width = image.shape[:2]
     factor = side / min(height, width)
     size = (round(height * factor), round(width * factor))
-    resized = tf.image.resize(image, size, method="bilinear", antialias=True).numpy()
-    return np.clip(np.round(resized), 0, 255).astype(np.uint8)
+    resized = tf.image.resize(image, size, method="bilinear").numpy()  # as preprocess.resize_uint8
+    return np.floor(resized + 0.5).astype(np.uint8)
 
 
 def _softmax(logits) -> np.ndarray:
