@@ -273,6 +273,8 @@ for _name, _config in NAMES.items():
             vgg,
             family="vgg",
             default_resolution=224,
+            # Trained with scale jittering, S in [256, 512] (arXiv 1409.1556 §3.1).
+            train_crop="scale_jitter",
             std=STD,
             fixed_size=True,
             kwargs={"config": _config, "normalization": _normalization},
