@@ -6,6 +6,13 @@ from setuptools import find_packages, setup
 
 HERE = pathlib.Path(__file__).parent
 
+# importlib_resources: TFDS needs it to prepare a dataset (etils.epath) but does not declare it
+# (tensorflow-datasets 4.9.10).
+TFDS = ["tensorflow-datasets>=4.9", "importlib_resources>=5.0"]
+# The LiteRT interpreter that runs exported .tflite models (tf.lite.Interpreter is deprecated in
+# TensorFlow 2.21 in its favour).
+TFLITE = ["ai-edge-litert>=1.0"]
+
 setup(
     name="cnn-repro",
     version="0.1.0",
@@ -34,13 +41,9 @@ setup(
         "tensorflow-serving-api>=2.17",
     ],
     extras_require={
-        # importlib_resources: TFDS needs it to prepare a dataset (etils.epath), but does not
-        # declare it (tensorflow-datasets 4.9.10).
-        "tfds": ["tensorflow-datasets>=4.9", "importlib_resources>=5.0"],
+        "tfds": TFDS,
         "gpu": ["tensorflow[and-cuda]>=2.17"],
-        # The LiteRT interpreter that runs exported .tflite models (tf.lite.Interpreter is
-        # deprecated in TensorFlow 2.21 in its favour).
-        "tflite": ["ai-edge-litert>=1.0"],
+        "tflite": TFLITE,
         "test": [
             "pytest>=8.0",
             "pytest-timeout>=2.3",
@@ -48,8 +51,9 @@ setup(
             "ruff>=0.6",
             # Regenerates the bundled digits images in a test (tools/make_digits_dataset.py).
             "scikit-learn>=1.3",
-            # Evaluating .tflite exports (same as the tflite extra).
-            "ai-edge-litert>=1.0",
+            # The tfds: source and .tflite evaluation are tested too.
+            *TFDS,
+            *TFLITE,
         ],
     },
     entry_points={
