@@ -39,12 +39,7 @@ def classifier_head(
     if len(x.shape) == 4:
         if include_top:
             layers.check_choice(pooling or "", ("avg", "max"), "pooling with include_top")
-        if pooling == "avg":
-            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        elif pooling == "max":
-            x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-        elif pooling is not None:
-            layers.check_choice(pooling, ("avg", "max"), "pooling")
+        x = pool(x, pooling)
     if not include_top:
         return x
     if dropout > 0:
@@ -52,10 +47,29 @@ def classifier_head(
     x = keras.layers.Dense(num_classes, kernel_initializer=kernel_initializer, name="predictions")(
         x
     )
+    return output(x, classifier_activation)
+
+
+def pool(x, pooling: str | None):
+    """Global "avg" (layer `avg_pool`) or "max" (`max_pool`) pooling, or None to keep the map."""
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    if pooling is not None:
+        layers.check_choice(pooling, ("avg", "max"), "pooling")
+    return x
+
+
+def output(x, classifier_activation: str | None, name: str | None = None):
+    """The model's output layer: logits (None/"linear") or "softmax" probabilities, float32.
+
+    The loss and softmax run in float32 even under a mixed policy (Micikevicius et al.
+    arXiv 1710.03740 §3.3): this layer casts the output. Named `logits` or `probabilities`
+    unless `name` is given (auxiliary heads).
+    """
     activation = classifier_activation or "linear"
     layers.check_choice(activation, ("linear", "softmax"), "classifier_activation")
-    # The loss and softmax run in float32 even under a mixed policy (Micikevicius et al.
-    # arXiv 1710.03740 §3.3): this layer casts the output.
-    return keras.layers.Activation(
-        activation, dtype="float32", name="probabilities" if activation == "softmax" else "logits"
-    )(x)
+    if name is None:
+        name = "probabilities" if activation == "softmax" else "logits"
+    return keras.layers.Activation(activation, dtype="float32", name=name)(x)

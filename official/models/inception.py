@@ -95,12 +95,6 @@ def _googlenet_aux(x, *, name: str, num_classes: int, conv, width_multiplier: fl
     return keras.layers.Dense(num_classes, name=name + "_predictions")(x)
 
 
-def _float32_output(x, classifier_activation: str | None, name: str):
-    activation = classifier_activation or "linear"
-    layers.check_choice(activation, ("linear", "softmax"), "classifier_activation")
-    return keras.layers.Activation(activation, dtype="float32", name=name)(x)
-
-
 def inception_v1(
     *,
     name: str = "inception_v1",
@@ -225,7 +219,7 @@ def inception_v1(
     outputs = {"logits": logits}
     for index, aux in enumerate(aux_outputs):
         key = "aux_logits" if index == 0 else f"aux_logits_{index + 1}"
-        outputs[key] = _float32_output(aux, classifier_activation, key)
+        outputs[key] = heads.output(aux, classifier_activation, key)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -430,7 +424,7 @@ def inception_v3(
     )
     if not aux_head:
         return keras.Model(inputs, logits, name=name)
-    aux = _float32_output(aux, classifier_activation, "aux_logits")
+    aux = heads.output(aux, classifier_activation, "aux_logits")
     return keras.Model(inputs, {"logits": logits, "aux_logits": aux}, name=name)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import keras
 
 from official import registry
-from official.models import graph, layers
+from official.models import graph, heads, layers
 
 # The first FC layer of the 224 px model sees block5_pool's 7x7 map.
 FC_GRID = 7
@@ -137,29 +137,14 @@ def vgg(
     if features_only:
         return keras.Model(inputs, features, name=name)
     if not include_top:
-        if pooling == "avg":
-            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        elif pooling == "max":
-            x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-        elif pooling is not None:
-            layers.check_choice(pooling, ("avg", "max"), "pooling")
-        return keras.Model(inputs, x, name=name)
+        return keras.Model(inputs, heads.pool(x, pooling), name=name)
     x = keras.layers.Flatten(name="flatten")(x)
     for fc in ("fc1", "fc2"):
         x = keras.layers.Dense(width(FC_FILTERS), kernel_initializer=initializer, name=fc)(x)
         x = layers.activation_layer(activation, fc + "_relu", spatial=False)(x)
         x = keras.layers.Dropout(dropout, name=fc + "_dropout")(x)
     x = keras.layers.Dense(num_classes, kernel_initializer=initializer, name="predictions")(x)
-    return keras.Model(inputs, _output(x, classifier_activation), name=name)
-
-
-def _output(x, classifier_activation: str | None):
-    activation = classifier_activation or "linear"
-    layers.check_choice(activation, ("linear", "softmax"), "classifier_activation")
-    # float32 under any mixed-precision policy (heads.classifier_head does the same).
-    return keras.layers.Activation(
-        activation, dtype="float32", name="probabilities" if activation == "softmax" else "logits"
-    )(x)
+    return keras.Model(inputs, heads.output(x, classifier_activation), name=name)
 
 
 def _split(model: keras.Model):
@@ -213,7 +198,7 @@ def _convert_head(x, head: dict, activation: str, to_convolution: bool):
                     "activations in the FC head can be converted"
                 )
             x = type(layer).from_config(layer.get_config())(x)
-    return _output(x, None if activation == "linear" else activation)
+    return heads.output(x, None if activation == "linear" else activation)
 
 
 def to_fully_convolutional(model: keras.Model) -> keras.Model:
