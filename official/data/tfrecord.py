@@ -260,14 +260,15 @@ def read_records(stream: BinaryIO) -> Iterator[bytes]:
 
 
 def parse(serialized, label_offset: int = 0):
-    """TensorFlow op: a serialized record → (encoded image bytes, int32 label - label_offset).
+    """TensorFlow op: serialized records → (encoded image bytes, int32 label - label_offset).
 
-    Used inside tf.data maps; `label_offset` is the converter's --label_offset (1 for
+    Used inside tf.data maps, on one record (scalar) or a batch of them (vector, one parse op
+    for the whole batch); `label_offset` is the converter's --label_offset (1 for
     tensorflow/tpu's background-at-0 labels), so the labels come out 0-based.
     """
     import tensorflow as tf  # Only the reading side needs TensorFlow (see the module docstring).
 
-    parsed = tf.io.parse_single_example(
+    parsed = tf.io.parse_example(
         serialized,
         {
             ENCODED: tf.io.FixedLenFeature([], tf.string),

@@ -83,3 +83,15 @@ def test_eval_bicubic_overshoot_is_clipped_not_wrapped():
     assert resized.min() < -1 and resized.max() > 256  # bicubic rings around the edge
     assert out.dtype == tf.uint8 and out.shape == (30, 30, 3)
     np.testing.assert_allclose(out.numpy(), np.clip(np.round(resized), 0, 255), atol=1)
+
+
+@pytest.mark.parametrize("method", ["bilinear", "bicubic", "area", "nearest"])
+def test_resize_uint8_matches_resizing_the_uint8_image(method):
+    # resize_uint8 casts to float32 first because those kernels are faster; the pixels must
+    # be the ones TensorFlow's uint8 kernels give, rounded half up and saturated.
+    image = tf.constant(np.random.default_rng(0).integers(0, 256, (61, 47, 3), np.uint8))
+    for size in (32, (40, 90)):
+        expected = tf.image.resize(image, [size, size] if isinstance(size, int) else size, method)
+        if expected.dtype != tf.uint8:
+            expected = tf.cast(tf.clip_by_value(tf.floor(expected + 0.5), 0, 255), tf.uint8)
+        np.testing.assert_array_equal(preprocess.resize_uint8(image, size, method), expected)

@@ -1,5 +1,6 @@
 """The TFRecord format module against TensorFlow's own protobuf and record implementations."""
 
+import dataclasses
 import io
 
 import pytest
@@ -72,3 +73,11 @@ def test_parse_subtracts_the_label_offset():
     encoded, label = tfrecord.parse(tf.constant(tfrecord.encode(RECORD)), label_offset=1)
     assert encoded.numpy() == RECORD.encoded
     assert label.dtype == tf.int32 and int(label) == 64
+
+
+def test_parse_takes_a_batch_of_records():
+    other = dataclasses.replace(RECORD, encoded=b"other bytes", label=3)
+    batch = tf.constant([tfrecord.encode(RECORD), tfrecord.encode(other)])
+    encoded, label = tfrecord.parse(batch, label_offset=1)
+    assert encoded.numpy().tolist() == [RECORD.encoded, b"other bytes"]
+    assert label.numpy().tolist() == [64, 2]
