@@ -22,3 +22,10 @@ def test_log_lines_are_rate_limited():
         progress.update(step)
     progress.update(100)
     assert len(stream.getvalue().splitlines()) == 2  # the first and the last
+
+
+def test_units_are_pluralised_in_english():
+    for unit, shown in (("batch", "3/4 batches"), ("image", "3/4 images"), ("step", "3/4 steps")):
+        stream = io.StringIO()
+        Progress(4, "eval", unit=unit, stream=stream, log_interval=0).update(3)
+        assert shown in stream.getvalue()
