@@ -89,7 +89,10 @@ class Progress:
             timing = f"ETA {_format_seconds(elapsed / done * (self.total - self.count))}"
         else:
             timing = "ETA ?"
-        parts = [f"{self.description} [{bar}] {self.count}/{self.total} {_plural(self.unit)}", timing]
+        parts = [
+            f"{self.description} [{bar}] {self.count}/{self.total} {_plural(self.unit)}",
+            timing,
+        ]
         parts += [f"{name} {_format_value(value)}" for name, value in values.items()]
         return " · ".join(parts).strip()
 

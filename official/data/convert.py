@@ -683,13 +683,20 @@ def convert(
 
     records = {split: 0 for split in SPLITS}
     shards = {split: 0 for split in SPLITS}
+    # Examples per class as written (skipped files excluded), so that class weights and
+    # re-sampling never have to read a split to count its labels (official/data/balance.py).
+    class_counts = {split: [0] * len(plan.classes) for split in SPLITS}
     skipped, reencoded = [], []
-    for name in sorted(done):
-        entry = done[name]
+    for task in tasks:
+        entry = done[task.name]
         records[entry["split"]] += entry["records"]
         shards[entry["split"]] += 1
         skipped += [tuple(item) for item in entry["skipped"]]
         reencoded += [tuple(item) for item in entry["reencoded"]]
+        not_written = {path for path, _ in entry["skipped"]}
+        for path, label, _, _ in task.examples:
+            if path not in not_written:
+                class_counts[entry["split"]][label - label_offset] += 1
     manifest["records"] = records
     manifest["complete"] = True
     _write_json(
@@ -707,6 +714,7 @@ def convert(
                     "records": records[split],
                     "shards": shards[split],
                     "pattern": f"{split}-*-of-{shards[split]:05d}",
+                    "class_counts": class_counts[split],
                 }
                 for split in SPLITS
             },

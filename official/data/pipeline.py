@@ -263,7 +263,7 @@ class TFRecordSource:
         if tf.io.gfile.exists(manifest_path):
             with tf.io.gfile.GFile(manifest_path) as f:
                 shards = json.load(f).get("shards", {})
-        self.files, self.counts = {}, {}
+        self.files, self.counts, self.class_counts = {}, {}, {}
         for split in (TRAIN, VALIDATION):
             if "{split}" in location:
                 pattern = location.replace("{split}", split)
@@ -279,6 +279,10 @@ class TFRecordSource:
                 else int(tf.data.TFRecordDataset(f).reduce(0, lambda n, _: n + 1))
                 for f in files
             )
+            written = labels["splits"].get(split, {})
+            # The converter's per-class counts hold for exactly its set of shards.
+            if "class_counts" in written and len(files) == written.get("shards"):
+                self.class_counts[split] = tuple(written["class_counts"])
 
     @property
     def info(self) -> DatasetInfo:
@@ -286,6 +290,7 @@ class TFRecordSource:
             num_classes=len(self.class_names),
             class_names=self.class_names,
             num_examples=dict(self.counts),
+            class_counts=dict(self.class_counts),
         )
 
     def examples(

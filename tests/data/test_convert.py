@@ -1,6 +1,7 @@
 """The ImageNet → TFRecord converter on small trees of real JPEG/PNG bytes made in the test."""
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -15,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from official.data import convert, imagefile, pipeline, tfrecord
+from official.data import balance, convert, imagefile, pipeline, tfrecord
 
 # Real ImageNet synsets, so the bundled names apply: tench, goldfish, great white shark.
 SYNSETS = ("n01440764", "n01443537", "n01484850")
@@ -215,7 +216,11 @@ def test_reference_layout_quirks_by_content_and_byte_for_byte_passthrough(tmp_pa
         "records": 6,
         "shards": 6,
         "pattern": "validation-*-of-00006",
+        "class_counts": [sum(r.synset == s for r in records["validation"]) for s in SYNSETS],
     }
+    # Per-class counts of what was written: the skipped files are not counted.
+    train_counts = [sum(r.synset == s for r in records["train"]) for s in SYNSETS]
+    assert labels["splits"]["train"]["class_counts"] == train_counts and sum(train_counts) == 24
     assert convert.verify_output(str(out), num_workers=1) == []
 
 
@@ -225,6 +230,17 @@ def test_parallel_workers_write_the_same_bytes_as_one_process(tmp_path):
     two = convert.convert(str(tmp_path / "raw"), str(tmp_path / "two"), num_workers=2)
     assert one.records == two.records
     assert digests(tmp_path / "one") == digests(tmp_path / "two")
+
+
+class _Uncounted:
+    """A source that hides its known class counts, so balance.class_counts reads labels."""
+
+    def __init__(self, source):
+        self.source = source
+        self.info = dataclasses.replace(source.info, class_counts={})
+
+    def examples(self, *args, **kwargs):
+        return self.source.examples(*args, **kwargs)
 
 
 def test_validation_class_folders_and_label_offset(tmp_path):
@@ -246,6 +262,10 @@ def test_validation_class_folders_and_label_offset(tmp_path):
     source = pipeline.open_source(f"tfrecord:{out}")
     assert source.info.num_classes == 3 and source.info.class_names == SYNSETS
     assert source.info.num_examples == {"train": 18, "validation": 6}
+    # Class counts come from labels.json, offset removed, and agree with reading the labels.
+    assert source.info.class_counts == {"train": (6, 6, 6), "validation": (2, 2, 2)}
+    counted = balance.class_counts(_Uncounted(source), "validation")
+    np.testing.assert_array_equal(counted, source.info.class_counts["validation"])
     ds = pipeline.build_dataset(
         source, split="validation", is_training=False, batch_size=4, image_size=16
     )
@@ -279,6 +299,7 @@ def test_tfrecord_source_shards_by_file_and_selects_by_pattern(tmp_path):
     assert sorted(len(s) for s in seen) == [2, 2, 2, 3]
     subset = pipeline.open_source(f"tfrecord:{out}/{{split}}-0000[01]-*")
     assert subset.info.num_examples == {"train": 2, "validation": 6}
+    assert "validation" not in subset.info.class_counts  # Counts hold for all shards only.
     with pytest.raises(pipeline.DataError, match="no .*labels.json"):
         pipeline.open_source(f"tfrecord:{tmp_path / 'raw'}")
 
