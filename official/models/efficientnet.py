@@ -209,8 +209,7 @@ def efficientnet(
     image_size = image_size or resolution
     width = width * width_multiplier
     activation = activation or ("relu6" if lite else "swish")
-    initializer = layers.kernel_initializer(kernel_initializer)
-    norm = dict(norm_momentum=BN_MOMENTUM, norm_epsilon=BN_EPSILON, normalization=normalization)
+    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer)
 
     inputs, x = layers.input_block(image_size, mean, std)
     stem_filters = STEM_FILTERS if lite else round_filters(STEM_FILTERS, width)
@@ -222,7 +221,6 @@ def efficientnet(
         padding="same",
         name="stem",
         activation=activation,
-        kernel_initializer=initializer,
         **norm,
     )
     repeats = [
@@ -253,26 +251,19 @@ def efficientnet(
                 se_filters=0 if lite else max(1, int(block_in * spec.se_ratio)),
                 drop_rate=stochastic_depth_rate * index / total_blocks,
                 zero_init=zero_gamma,
-                kernel_initializer=initializer,
                 **norm,
             )
             index += 1
     features.append(x)
-    if features_only:
-        return keras.Model(inputs, features, name=name)
-
-    head_filters = HEAD_FILTERS if lite else round_filters(HEAD_FILTERS, width)
-    x = layers.conv_norm_act(
+    if not features_only:
+        head_filters = HEAD_FILTERS if lite else round_filters(HEAD_FILTERS, width)
+        x = layers.conv_norm_act(x, head_filters, 1, name="top", activation=activation, **norm)
+    return heads.model_from_features(
+        inputs,
         x,
-        head_filters,
-        1,
-        name="top",
-        activation=activation,
-        kernel_initializer=initializer,
-        **norm,
-    )
-    outputs = heads.classifier_head(
-        x,
+        features,
+        name=name,
+        features_only=features_only,
         num_classes=num_classes,
         include_top=include_top,
         pooling=pooling,
@@ -280,7 +271,6 @@ def efficientnet(
         classifier_activation=classifier_activation,
         kernel_initializer=keras.initializers.get(_DENSE_INITIALIZER),
     )
-    return keras.Model(inputs, outputs, name=name)
 
 
 def efficientnet_phi(phi: float, **kwargs) -> keras.Model:

@@ -1,6 +1,10 @@
-"""The classifier head every family shares: global pooling → dropout → dense → float32 output."""
+"""The classifier head every family shares (global pooling → dropout → dense → float32 output)
+and `model_from_features`, the last step of every builder: the model with that head, or the
+model of the stage features."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import keras
 
@@ -48,6 +52,48 @@ def classifier_head(
         x
     )
     return output(x, classifier_activation)
+
+
+def model_from_features(
+    inputs,
+    x,
+    features: Sequence,
+    *,
+    name: str,
+    features_only: bool,
+    classifier_activation: str | None = None,
+    aux_logits: Sequence = (),
+    **head_options,
+) -> keras.Model:
+    """The keras.Model of a builder: its stage features, or `classifier_head` on its last map.
+
+    Args:
+      inputs: the model input (`layers.input_block`).
+      x: the last feature map, the input of the classifier head (unused with `features_only`).
+      features: the stage outputs, finest first.
+      name: model name.
+      features_only: return `features` instead of the head, for transfer learning and dense
+        prediction.
+      classifier_activation: None for logits, "softmax" for probabilities (every output).
+      aux_logits: the dense outputs of auxiliary classifiers (Inception); with any, the model
+        returns {"logits": main, "aux_logits": first, "aux_logits_2": second, ...}, the
+        auxiliary outputs through `output` like the main one.
+      **head_options: the other arguments of `classifier_head` (num_classes, include_top,
+        pooling, dropout, kernel_initializer).
+
+    Returns:
+      A keras.Model.
+    """
+    if features_only:
+        return keras.Model(inputs, features, name=name)
+    logits = classifier_head(x, classifier_activation=classifier_activation, **head_options)
+    if not aux_logits:
+        return keras.Model(inputs, logits, name=name)
+    outputs = {"logits": logits}
+    for index, aux in enumerate(aux_logits):
+        key = "aux_logits" if index == 0 else f"aux_logits_{index + 1}"
+        outputs[key] = output(aux, classifier_activation, key)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def pool(x, pooling: str | None):

@@ -141,20 +141,11 @@ def inception_v1(
     """
     if aux_head and not include_top:
         raise ValueError("aux_head=True needs include_top=True")
-    initializer = layers.kernel_initializer(kernel_initializer)
+    norm = layers.norm_kwargs(normalization, V1_BN_MOMENTUM, BN_EPSILON, kernel_initializer)
 
     def conv(x, filters, kernel_size, *, name, strides=1):
         return layers.conv_norm_act(
-            x,
-            filters,
-            kernel_size,
-            strides=strides,
-            name=name,
-            activation=activation,
-            normalization=normalization,
-            norm_momentum=V1_BN_MOMENTUM,
-            norm_epsilon=BN_EPSILON,
-            kernel_initializer=initializer,
+            x, filters, kernel_size, strides=strides, name=name, activation=activation, **norm
         )
 
     def lrn(x, name):
@@ -204,23 +195,19 @@ def inception_v1(
                 3, strides=2, padding="same", name=module.name + "_pool_out"
             )(x)
     features.append(x)
-    if features_only:
-        return keras.Model(inputs, features, name=name)
-    logits = heads.classifier_head(
+    return heads.model_from_features(
+        inputs,
         x,
+        features,
+        name=name,
+        features_only=features_only,
         num_classes=num_classes,
         include_top=include_top,
         pooling=pooling,
         dropout=dropout,
         classifier_activation=classifier_activation,
+        aux_logits=aux_outputs,
     )
-    if not aux_head:
-        return keras.Model(inputs, logits, name=name)
-    outputs = {"logits": logits}
-    for index, aux in enumerate(aux_outputs):
-        key = "aux_logits" if index == 0 else f"aux_logits_{index + 1}"
-        outputs[key] = heads.output(aux, classifier_activation, key)
-    return keras.Model(inputs, outputs, name=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +359,7 @@ def inception_v3(
     """
     if aux_head and not include_top:
         raise ValueError("aux_head=True needs include_top=True")
-    initializer = layers.kernel_initializer(kernel_initializer)
+    norm = layers.norm_kwargs(normalization, V3_BN_MOMENTUM, BN_EPSILON, kernel_initializer)
 
     def conv(x, filters, kernel_size, *, name, strides=1, padding="same"):
         return layers.conv_norm_act(
@@ -383,11 +370,8 @@ def inception_v3(
             padding=padding,
             name=name,
             activation=activation,
-            normalization=normalization,
-            norm_momentum=V3_BN_MOMENTUM,
-            norm_epsilon=BN_EPSILON,
             norm_scale=False,
-            kernel_initializer=initializer,
+            **norm,
         )
 
     def width(filters):
@@ -404,28 +388,27 @@ def inception_v3(
     x = conv(x, width(192), 3, padding="valid", name="conv4a")
     features.append(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool2")(x)
-    aux = None
+    aux_outputs = []
     for module in V3_MODULES:
         if module.kind in ("b", "d"):
             features.append(x)
         x = _v3_module(x, module, conv, width)
         if aux_head and module.name == V3_AUX_AFTER:
-            aux = _v3_aux(x, num_classes=num_classes, conv=conv, width=width)
+            aux_outputs.append(_v3_aux(x, num_classes=num_classes, conv=conv, width=width))
     features.append(x)
-    if features_only:
-        return keras.Model(inputs, features, name=name)
-    logits = heads.classifier_head(
+    return heads.model_from_features(
+        inputs,
         x,
+        features,
+        name=name,
+        features_only=features_only,
         num_classes=num_classes,
         include_top=include_top,
         pooling=pooling,
         dropout=dropout,
         classifier_activation=classifier_activation,
+        aux_logits=aux_outputs,
     )
-    if not aux_head:
-        return keras.Model(inputs, logits, name=name)
-    aux = heads.output(aux, classifier_activation, "aux_logits")
-    return keras.Model(inputs, {"logits": logits, "aux_logits": aux}, name=name)
 
 
 def _v3_aux(x, *, num_classes: int, conv, width):

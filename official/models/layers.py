@@ -51,6 +51,30 @@ def kernel_initializer(name: str) -> keras.initializers.Initializer:
     return keras.initializers.get(KERNEL_INITIALIZERS[name])
 
 
+def norm_kwargs(
+    normalization: str | None, momentum: float, epsilon: float, initializer: str
+) -> dict:
+    """The normalization and kernel-initializer arguments a builder fixes once for all its
+    convolutions (`conv_norm_act`, `depthwise_separable`, `inverted_residual`).
+
+    Args:
+      normalization: the builder's normalization switch (None: convolutions with biases).
+      momentum: BN momentum of the family (its reference code's value).
+      epsilon: BN epsilon of the family.
+      initializer: the builder's kernel_initializer switch, see KERNEL_INITIALIZERS.
+
+    Returns:
+      {"normalization", "norm_momentum", "norm_epsilon", "kernel_initializer"} (the
+      initializer resolved to a Keras initializer).
+    """
+    return dict(
+        normalization=normalization,
+        norm_momentum=momentum,
+        norm_epsilon=epsilon,
+        kernel_initializer=kernel_initializer(initializer),
+    )
+
+
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Rounds a channel count to the nearest multiple of `divisor`, never more than 10% down.
 

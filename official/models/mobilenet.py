@@ -179,13 +179,7 @@ def mobilenet_v1(
     Returns:
       A keras.Model.
     """
-    initializer = layers.kernel_initializer(kernel_initializer)
-    norm = dict(
-        normalization=normalization,
-        norm_momentum=V1_BN_MOMENTUM,
-        norm_epsilon=BN_EPSILON,
-        kernel_initializer=initializer,
-    )
+    norm = layers.norm_kwargs(normalization, V1_BN_MOMENTUM, BN_EPSILON, kernel_initializer)
 
     def width(filters: int) -> int:
         # TF-slim mobilenet_v1 `depth`: max(int(d · α), min_depth=8).
@@ -218,17 +212,18 @@ def mobilenet_v1(
             **norm,
         )
     features.append(x)
-    if features_only:
-        return keras.Model(inputs, features, name=name)
-    outputs = heads.classifier_head(
+    return heads.model_from_features(
+        inputs,
         x,
+        features,
+        name=name,
+        features_only=features_only,
         num_classes=num_classes,
         include_top=include_top,
         pooling=pooling,
         dropout=dropout,
         classifier_activation=classifier_activation,
     )
-    return keras.Model(inputs, outputs, name=name)
 
 
 def mobilenet_v2(
@@ -274,13 +269,7 @@ def mobilenet_v2(
     Returns:
       A keras.Model.
     """
-    initializer = layers.kernel_initializer(kernel_initializer)
-    norm = dict(
-        normalization=normalization,
-        norm_momentum=V2_V3_BN_MOMENTUM,
-        norm_epsilon=BN_EPSILON,
-        kernel_initializer=initializer,
-    )
+    norm = layers.norm_kwargs(normalization, V2_V3_BN_MOMENTUM, BN_EPSILON, kernel_initializer)
     inputs, x = layers.input_block(image_size, mean, std)
     x = layers.conv_norm_act(
         x,
@@ -313,21 +302,23 @@ def mobilenet_v2(
             )
             index += 1
     features.append(x)
-    if features_only:
-        return keras.Model(inputs, features, name=name)
-    head_filters = V2_HEAD_FILTERS
-    if width_multiplier > 1.0:
-        head_filters = layers.make_divisible(V2_HEAD_FILTERS * width_multiplier)
-    x = layers.conv_norm_act(x, head_filters, 1, name="top", activation=activation, **norm)
-    outputs = heads.classifier_head(
+    if not features_only:
+        head_filters = V2_HEAD_FILTERS
+        if width_multiplier > 1.0:
+            head_filters = layers.make_divisible(V2_HEAD_FILTERS * width_multiplier)
+        x = layers.conv_norm_act(x, head_filters, 1, name="top", activation=activation, **norm)
+    return heads.model_from_features(
+        inputs,
         x,
+        features,
+        name=name,
+        features_only=features_only,
         num_classes=num_classes,
         include_top=include_top,
         pooling=pooling,
         dropout=dropout,
         classifier_activation=classifier_activation,
     )
-    return keras.Model(inputs, outputs, name=name)
 
 
 def mobilenet_v3(
@@ -380,13 +371,7 @@ def mobilenet_v3(
       A keras.Model.
     """
     layers.check_choice(size, tuple(V3_TABLES), "MobileNetV3 size")
-    initializer = layers.kernel_initializer(kernel_initializer)
-    norm = dict(
-        normalization=normalization,
-        norm_momentum=V2_V3_BN_MOMENTUM,
-        norm_epsilon=BN_EPSILON,
-        kernel_initializer=initializer,
-    )
+    norm = layers.norm_kwargs(normalization, V2_V3_BN_MOMENTUM, BN_EPSILON, kernel_initializer)
     hard_swish = activation or "hard_swish"
     inputs, x = layers.input_block(image_size, mean, std)
     x = layers.conv_norm_act(
@@ -422,32 +407,30 @@ def mobilenet_v3(
             **norm,
         )
     features.append(x)
-    if features_only:
-        return keras.Model(inputs, features, name=name)
-    x = layers.conv_norm_act(
+    if not features_only:
+        top_filters = layers.make_divisible(x.shape[-1] * V3_LAST_EXPANSION)
+        x = layers.conv_norm_act(x, top_filters, 1, name="top", activation=hard_swish, **norm)
+        if include_top:
+            head_filters = V3_HEAD_FILTERS[size]
+            if width_multiplier > 1.0:
+                head_filters = layers.make_divisible(head_filters * width_multiplier)
+            x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+            x = keras.layers.Dense(
+                head_filters, kernel_initializer=norm["kernel_initializer"], name="head_dense"
+            )(x)
+            x = layers.activation_layer(hard_swish, "head_relu", spatial=False)(x)
+    return heads.model_from_features(
+        inputs,
         x,
-        layers.make_divisible(x.shape[-1] * V3_LAST_EXPANSION),
-        1,
-        name="top",
-        activation=hard_swish,
-        **norm,
-    )
-    if include_top:
-        head_filters = V3_HEAD_FILTERS[size]
-        if width_multiplier > 1.0:
-            head_filters = layers.make_divisible(head_filters * width_multiplier)
-        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-        x = keras.layers.Dense(head_filters, kernel_initializer=initializer, name="head_dense")(x)
-        x = layers.activation_layer(hard_swish, "head_relu", spatial=False)(x)
-    outputs = heads.classifier_head(
-        x,
+        features,
+        name=name,
+        features_only=features_only,
         num_classes=num_classes,
         include_top=include_top,
         pooling=pooling,
         dropout=dropout,
         classifier_activation=classifier_activation,
     )
-    return keras.Model(inputs, outputs, name=name)
 
 
 registry.register(

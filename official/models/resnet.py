@@ -217,10 +217,7 @@ def resnet(
     dilations = stage_dilations(output_stride)
     conv_kwargs = dict(
         activation=activation,
-        normalization=normalization,
-        norm_momentum=BN_MOMENTUM,
-        norm_epsilon=BN_EPSILON,
-        kernel_initializer=layers.kernel_initializer(kernel_initializer),
+        **layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer),
     )
     inputs, x = layers.input_block(image_size, mean, std)
     if variant in ("c", "d"):
@@ -262,17 +259,18 @@ def resnet(
             )
         previous_dilation = dilation
         features.append(x)
-    if features_only:
-        return keras.Model(inputs, features, name=name)
-    outputs = heads.classifier_head(
+    return heads.model_from_features(
+        inputs,
         x,
+        features,
+        name=name,
+        features_only=features_only,
         num_classes=num_classes,
         include_top=include_top,
         pooling=pooling,
         dropout=dropout,
         classifier_activation=classifier_activation,
     )
-    return keras.Model(inputs, outputs, name=name)
 
 
 for _depth in DEPTHS:

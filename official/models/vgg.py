@@ -109,7 +109,8 @@ def vgg(
     if include_top and image_size is None:
         image_size = 32 * FC_GRID
     table = CONFIGS[config]
-    initializer = layers.kernel_initializer(kernel_initializer)
+    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    initializer = norm["kernel_initializer"]  # Also the FC layers'.
 
     def width(filters: int) -> int:
         return max(8, int(round(filters * width_multiplier)))
@@ -124,11 +125,8 @@ def vgg(
                 kernel,
                 name=f"block{stage}_conv{index}",
                 activation=activation,
-                normalization=normalization,
-                norm_momentum=BN_MOMENTUM,
-                norm_epsilon=BN_EPSILON,
                 use_bias=True,
-                kernel_initializer=initializer,
+                **norm,
             )
             if table.lrn and stage == 1 and index == 1:
                 x = layers.LocalResponseNormalization(name="block1_lrn")(x)
