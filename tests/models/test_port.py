@@ -30,6 +30,7 @@ def test_mismatched_architectures_fail_naming_the_layers():
 
 
 def test_ported_normalization_belongs_to_the_weights():
+    keras.utils.set_random_seed(0)  # keras.applications draws its random weights unseeded
     source = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), include_top=False)
     target = registry.get("vgg16").build(image_size=32, include_top=False)
     normalization = port_keras_applications_weights(source, target)
@@ -42,14 +43,17 @@ def test_ported_normalization_belongs_to_the_weights():
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     ported = np.asarray(target.predict(images, verbose=0))  # traced after the port
     # A model rebuilt with the returned statistics and the ported weights is the same model;
-    # one rebuilt with the registry's default statistics (torchvision's ImageNet mean) is not.
+    # one rebuilt with the registry's default statistics (torchvision's ImageNet mean, at most
+    # 0.5 away from caffe's) is not: its outputs move by 0.15-0.35 % of their scale with
+    # random weights (measured over seeds 0-5), the same model's by nothing.
+    scale = np.abs(ported).max()
     for statistics, same in ((normalization, True), (registry.get("vgg16"), False)):
         rebuilt = registry.get("vgg16").build(
             image_size=32, include_top=False, mean=statistics.mean, std=statistics.std
         )
         rebuilt.set_weights(target.get_weights())
-        difference = np.abs(np.asarray(rebuilt(images)) - ported).max()
-        assert (difference < 1e-4) if same else (difference > 1e-3)
+        difference = np.abs(np.asarray(rebuilt(images)) - ported).max() / scale
+        assert (difference < 1e-6) if same else (difference > 2e-4)
 
 
 def test_efficientnet_variance_quirk_is_reproduced_and_reported():
