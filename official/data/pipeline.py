@@ -335,6 +335,22 @@ class TFRecordSource:
         )
 
 
+def _first_line(error: Exception) -> str:
+    """The first line of an error message, without the colon that introduced what followed."""
+    text = str(error).strip()
+    return text.splitlines()[0].rstrip(" :") if text else type(error).__name__
+
+
+def _manual_dir_hint(builder) -> str:
+    """Which flag to set and, for datasets that need a manual download, what goes there
+    (the first sentence of the builder's own instructions, on one line)."""
+    hint = "set --config.data.tfds_manual_dir for datasets that need a manual download"
+    instructions = " ".join((getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) or "").split())
+    if instructions:
+        hint += f"; {builder.name}: {instructions.split('. ')[0].rstrip('.')}"
+    return hint
+
+
 class TfdsSource:
     """A TensorFlow Datasets image-classification dataset, read as encoded image bytes.
 
@@ -364,11 +380,9 @@ class TfdsSource:
             try:
                 self.builder.download_and_prepare(download_config=download_config)
             except Exception as e:  # noqa: BLE001 - report any preparation failure on one line.
-                message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise DataError(
                     f"tfds:{name} is not prepared in {self.builder.data_dir} and preparing it "
-                    f"failed: {message} (set --config.data.tfds_manual_dir for datasets that "
-                    "need a manual download, e.g. imagenet2012)"
+                    f"failed: {_first_line(e)} ({_manual_dir_hint(self.builder)})"
                 ) from e
         info = self.builder.info
         keys = info.supervised_keys

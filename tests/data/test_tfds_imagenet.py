@@ -156,3 +156,18 @@ def test_imagenet2012_from_manual_dir(tmp_path, offline, repo):
     again = pipeline.open_source("tfds:imagenet2012", tfds_data_dir=str(data_dir))
     assert again.info == info
     assert sorted(_read_split(again, "validation")[1]) == sorted(validation_labels.values())
+
+
+def test_an_empty_manual_dir_is_one_line_that_says_what_goes_there(tmp_path, offline):
+    manual_dir = tmp_path / "manual"
+    manual_dir.mkdir()
+    with pytest.raises(pipeline.DataError) as error:
+        pipeline.open_source(
+            "tfds:imagenet2012",
+            tfds_data_dir=str(tmp_path / "tfds"),
+            tfds_manual_dir=str(manual_dir),
+        )
+    message = str(error.value)
+    assert "\n" not in message and not message.rstrip(")").endswith(":")
+    assert str(manual_dir) in message and "--config.data.tfds_manual_dir" in message
+    assert "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar" in message
