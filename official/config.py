@@ -375,6 +375,12 @@ def validate(config: Config) -> None:
         _check(len(value) in (0, 3), f"data.{field}", value, "3 values (one per channel) or ()")
     _check(all(s > 0 for s in config.data.std), "data.std", config.data.std, "positive values")
     _validate_data(config.data)
+    _check(
+        not (config.data.tf_data_service and config.runtime.deterministic),
+        "runtime.deterministic",
+        config.runtime.deterministic,
+        "false with --config.data.tf_data_service (workers produce batches in any order)",
+    )
     model = config.model
     _check(model.aux_loss_weight >= 0, "model.aux_loss_weight", model.aux_loss_weight, ">= 0")
     is_h5 = model.init_checkpoint.endswith((".h5", ".hdf5"))

@@ -1,21 +1,14 @@
 """Facts about well-known datasets: classes, split sizes, channel statistics.
 
 Used to check that a converted or downloaded copy of a dataset is complete, to take a
-dataset's own mean/std for input normalization, and for the ImageNet colour PCA of AlexNet's
-lighting noise. Pure Python (no TensorFlow), so the configuration code may import it.
+non-ImageNet dataset's own mean/std for input normalization, and for the ImageNet colour PCA
+of AlexNet's lighting noise. Pure Python (no TensorFlow), so the configuration code may import it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-
-from official import registry
-
-# ImageNet channel statistics on the 0..255 scale (the values of TF-slim, tensorflow/tpu and
-# torchvision; the registry holds them as every model's default normalization).
-IMAGENET_MEAN = registry.IMAGENET_MEAN
-IMAGENET_STD = registry.IMAGENET_STD
 
 # Principal components of ImageNet RGB pixel values for AlexNet's lighting noise (Krizhevsky
 # et al. 2012 §4.1). The numbers are those of fb.resnet.torch and GluonCV (eigenvalues of the
@@ -37,7 +30,8 @@ class DatasetFacts:
       name: the TFDS name ("imagenet2012").
       num_classes: number of classes.
       num_examples: split name ("train", "validation") → number of examples.
-      mean: per-channel mean on 0..255, or None when the models' default should be used.
+      mean: per-channel mean on 0..255, or None when the models' default should be used
+        (ImageNet: the defaults are the models' reference ImageNet normalization).
       std: per-channel standard deviation on 0..255, or None.
     """
 
@@ -48,21 +42,44 @@ class DatasetFacts:
     std: tuple[float, ...] | None = None
 
 
+def _scaled(*values: float) -> tuple[float, ...]:
+    """Statistics on the 0..1 scale → the 0..255 scale of our images."""
+    return tuple(round(v * 255, 4) for v in values)
+
+
 _CATALOG = {
     facts.name: facts
     for facts in (
         # ILSVRC 2012 (Russakovsky et al. arXiv 1409.0575 Table 2): 1,281,167 training and
         # 50,000 validation images of 1,000 classes.
+        # No mean/std: every model's default normalization is the one its reference used on
+        # ImageNet (e.g. caffe's mean with std 1 for VGG, [-1, 1] for Inception-v3), so a
+        # recipe trains the same whether it reads tfds:imagenet2012 or converted TFRecords.
+        DatasetFacts("imagenet2012", 1000, {"train": 1_281_167, "validation": 50_000}),
+        # Channel statistics of the training images, the values torchvision-based CIFAR and
+        # MNIST recipes normalize with (0..1 scale × 255).
         DatasetFacts(
-            "imagenet2012",
-            1000,
-            {"train": 1_281_167, "validation": 50_000},
-            IMAGENET_MEAN,
-            IMAGENET_STD,
+            "cifar10",
+            10,
+            {"train": 50_000, "validation": 10_000},
+            _scaled(0.4914, 0.4822, 0.4465),
+            _scaled(0.2470, 0.2435, 0.2616),
         ),
-        DatasetFacts("cifar10", 10, {"train": 50_000, "validation": 10_000}),
-        DatasetFacts("cifar100", 100, {"train": 50_000, "validation": 10_000}),
-        DatasetFacts("mnist", 10, {"train": 60_000, "validation": 10_000}),
+        DatasetFacts(
+            "cifar100",
+            100,
+            {"train": 50_000, "validation": 10_000},
+            _scaled(0.5071, 0.4865, 0.4409),
+            _scaled(0.2673, 0.2564, 0.2762),
+        ),
+        # Grey images, decoded to three equal channels.
+        DatasetFacts(
+            "mnist",
+            10,
+            {"train": 60_000, "validation": 10_000},
+            _scaled(0.1307, 0.1307, 0.1307),
+            _scaled(0.3081, 0.3081, 0.3081),
+        ),
     )
 }
 

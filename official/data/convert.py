@@ -65,6 +65,7 @@ REFERENCE_LABELS_FILE = "synset_labels.txt"
 # Bundled ImageNet facts (datasets/README.md says where they come from).
 IMAGENET_DIR = pathlib.Path(__file__).resolve().parents[2] / "datasets" / "imagenet2012"
 IMAGENET_SYNSETS = IMAGENET_DIR / "synsets.txt"
+IMAGENET_NAME = "imagenet2012"  # The TFDS and catalog name.
 IMAGENET_VALIDATION_SYNSETS = IMAGENET_DIR / "validation_synsets.txt"
 IMAGENET_VALIDATION_IMAGES = 50_000
 
@@ -110,6 +111,17 @@ def _image_files(directory: str) -> list[str]:
         for e in os.scandir(directory)
         if e.is_file() and os.path.splitext(e.name)[1].lower() in imagefile.IMAGE_EXTENSIONS
     )
+
+
+def dataset_name(classes: tuple[str, ...]) -> str:
+    """ "imagenet2012" when the classes are exactly ILSVRC 2012's 1,000 synsets, else "".
+
+    Written into labels.json, so that the input pipeline checks a converted ImageNet's size
+    against the catalog (official/data/catalog.py) like a TFDS one.
+    """
+    if len(classes) != 1000 or not IMAGENET_SYNSETS.is_file():
+        return ""
+    return IMAGENET_NAME if set(classes) == set(read_synset_names(IMAGENET_SYNSETS)) else ""
 
 
 def read_synset_names(path: str | os.PathLike) -> dict[str, str]:
@@ -704,6 +716,7 @@ def convert(
         {
             "format_version": FORMAT_VERSION,
             "label_offset": label_offset,
+            "dataset": dataset_name(plan.classes),
             "num_classes": len(plan.classes),
             "classes": [
                 {"label": i + label_offset, "synset": synset, "name": name}

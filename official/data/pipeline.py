@@ -257,6 +257,7 @@ class TFRecordSource:
         with tf.io.gfile.GFile(labels_path) as f:
             labels = json.load(f)
         self.label_offset = int(labels["label_offset"])
+        self.name = labels.get("dataset", "")  # "imagenet2012" for a converted ImageNet
         self.class_names = tuple(c["synset"] for c in labels["classes"])
         manifest_path = os.path.join(directory, tfrecord.MANIFEST_FILE)
         shards = {}
@@ -290,6 +291,7 @@ class TFRecordSource:
             num_classes=len(self.class_names),
             class_names=self.class_names,
             num_examples=dict(self.counts),
+            name=self.name,
             class_counts=dict(self.class_counts),
         )
 

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from official.data import balance, convert, imagefile, pipeline, tfrecord
+from official.data import balance, catalog, convert, imagefile, pipeline, tfrecord
 
 # Real ImageNet synsets, so the bundled names apply: tench, goldfish, great white shark.
 SYNSETS = ("n01440764", "n01443537", "n01484850")
@@ -257,6 +257,7 @@ def test_validation_class_folders_and_label_offset(tmp_path):
     ]
     labels = json.loads((out / "labels.json").read_text())
     assert labels["label_offset"] == 1 and labels["classes"][2]["label"] == 3
+    assert labels["dataset"] == ""  # Three classes: not ImageNet.
 
     # The input pipeline subtracts the offset: labels are 0-based for training.
     source = pipeline.open_source(f"tfrecord:{out}")
@@ -539,3 +540,26 @@ def test_flat_imagenet_validation_uses_the_bundled_labels(tmp_path):
         convert._flat_validation_labels(
             str(tmp_path), str(tmp_path / "validation"), 49_999, labels_file=""
         )
+
+
+def test_a_converted_imagenet_is_named_for_the_catalog(tmp_path, repo):
+    synsets = [line.split("\t")[0] for line in (repo / "datasets/imagenet2012/synsets.txt").open()]
+    assert convert.dataset_name(tuple(synsets)) == "imagenet2012"
+    assert convert.dataset_name(tuple(reversed(synsets))) == "imagenet2012"  # any order
+    assert convert.dataset_name(tuple(synsets[:-1]) + ("n99999999",)) == ""
+    assert convert.dataset_name(tuple(synsets[:999])) == ""
+
+    # The tfrecord: source reports the name, so its size is checked against the catalog.
+    make_tree(tmp_path / "raw", validation="folders")
+    out = tmp_path / "out"
+    convert.convert(str(tmp_path / "raw"), str(out), num_workers=1)
+    assert pipeline.open_source(f"tfrecord:{out}").info.name == ""
+    labels = json.loads((out / "labels.json").read_text())
+    (out / "labels.json").write_text(json.dumps({**labels, "dataset": "imagenet2012"}))
+    info = pipeline.open_source(f"tfrecord:{out}").info
+    assert info.name == "imagenet2012"
+    assert catalog.count_mismatches(info.name, info.num_classes, info.num_examples) == [
+        "imagenet2012: 3 classes, expected 1000",
+        "imagenet2012: 18 train examples, expected 1,281,167",
+        "imagenet2012: 6 validation examples, expected 50,000",
+    ]

@@ -53,6 +53,10 @@ def test_deterministic_cannot_use_tf_data_service():
     config.data.deterministic = True
     with pytest.raises(config_lib.ConfigError, match="--config.data.deterministic=True"):
         config_lib.validate(config)
+    config.data.deterministic = False
+    config.runtime.deterministic = True  # implies a deterministic input order
+    with pytest.raises(config_lib.ConfigError, match="--config.runtime.deterministic=True"):
+        config_lib.validate(config)
 
 
 def test_resolve_takes_crop_and_interpolation_from_the_model():
@@ -69,13 +73,17 @@ def test_resolve_takes_crop_and_interpolation_from_the_model():
 
 def test_resolve_normalizes_with_the_datasets_statistics():
     spec = dataclasses.replace(registry.get("resnet50"), mean=(127.5,) * 3, std=(127.5,) * 3)
+    cifar, _ = _resolve(config_lib.Config(), spec, dataset_name="cifar10")
+    assert cifar.data.mean == catalog.lookup("cifar10").mean == (125.307, 122.961, 113.8575)
+    assert cifar.data.std == catalog.lookup("cifar10").std
+    # ImageNet keeps the model's reference normalization, whichever source reads it.
     imagenet, _ = _resolve(config_lib.Config(), spec, dataset_name="imagenet2012")
-    assert imagenet.data.mean == catalog.IMAGENET_MEAN and imagenet.data.std == catalog.IMAGENET_STD
+    assert imagenet.data.mean == (127.5,) * 3 and imagenet.data.std == (127.5,) * 3
     unknown, _ = _resolve(config_lib.Config(), spec, dataset_name="my_photos")
     assert unknown.data.mean == (127.5,) * 3  # no catalog entry: the model's
     config = config_lib.Config()
     config.data.mean = (1.0, 2.0, 3.0)
-    assert _resolve(config, spec, dataset_name="imagenet2012")[0].data.mean == (1.0, 2.0, 3.0)
+    assert _resolve(config, spec, dataset_name="cifar10")[0].data.mean == (1.0, 2.0, 3.0)
 
 
 def test_resolve_splits_comma_separated_augmentations():
