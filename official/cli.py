@@ -1,4 +1,6 @@
-"""What every entry point shares: the `--config` flag and one-line errors for user mistakes."""
+"""What every entry point shares: the `--config` flag, and the one place where an error a user
+can act on (a flag mistake, or any `official.errors.UserError`) becomes one line on stderr and
+a non-zero exit."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from official import config as config_lib
+from official.errors import UserError
 
 # TensorFlow's Python INFO messages (e.g. the checkpoint saver's "Sharding callback duration"
 # on every save) are not for users of the commands; warnings and errors still show.
@@ -85,17 +88,9 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def user_errors():
-    """Turns errors a user can cause (bad config, data or model name, a diverging loss) into
-    one-line exits."""
-    from official import registry
-    from official.data import pipeline
-
+    """Turns every UserError raised in the block (a bad config value, file, record or model
+    name, a diverged loss, a preemption) into its one line and exit status."""
     try:
         yield
-    except (
-        config_lib.ConfigError,
-        pipeline.DataError,
-        registry.UnknownModelError,
-        FloatingPointError,
-    ) as e:
-        fail(str(e))
+    except UserError as e:
+        fail(str(e), status=e.exit_status)

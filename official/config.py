@@ -1,18 +1,22 @@
 """The experiment configuration: one tree of dataclasses, exposed as `--config.*` flags.
 
-Every hyperparameter has exactly one field here and is read by exactly one function. Fields
-whose default means "take it from the model or the dataset" (0, "" or ()) are filled in by
-`resolve()`, which also computes the derived values (scaled learning rate, steps per epoch)
-once, so they are logged and saved with the run instead of being written into flagfiles.
+Every hyperparameter has exactly one field here and is read by exactly one function. A field
+with a fixed set of values takes its choices from the module that implements them (`choices`).
+Fields whose default means "take it from the model or the dataset" (0, "" or ()) are filled in
+by `resolve()`, the only place that derives values: it also computes the scaled learning rate,
+the steps per epoch and the rest once, so they are logged and saved with the run (runs.py)
+instead of being written into flagfiles.
+
+Importing this module does not import TensorFlow (entry points parse flags first); `choices`,
+`validate` and `resolve` import the implementing modules when they run.
 """
 
 import dataclasses
-import json
 import math
-import os
 from typing import Any
 
 from official.data import catalog
+from official.errors import UserError
 
 
 @dataclasses.dataclass
@@ -94,7 +98,8 @@ class DataConfig:
     resample_exponent: float = 0.0
     shuffle_buffer: int = 10_000  # Examples in the training shuffle buffer.
     cache: bool = False  # Cache encoded images in memory after the first epoch (small datasets).
-    deterministic: bool = False  # Same batches on every run (with runtime.seed); slower.
+    # Same batches on every run (with runtime.seed); slower. Implied by runtime.deterministic.
+    deterministic: bool = False
     # "grpc://HOST:PORT" of a tf.data service dispatcher whose workers run the training input
     # pipeline (README "Input-pipeline speed"); "": run it in this process.
     tf_data_service: str = ""
@@ -221,32 +226,32 @@ class Derived:
     freeze_backbone_steps: int = 0  # Steps that train only the classifier.
     second_stage_step: int = 0  # First step of the second stage; 0: one stage.
     second_stage_learning_rate: float = 0.0  # second_stage_base_learning_rate × batch / 256.
+    second_stage_epsilon: float = 0.0  # The second optimizer's own epsilon.
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value that cannot work; the message names the flag and what is expected."""
 
 
-OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "lars", "lamb")
-# The optimizers' own epsilon (train.epsilon = 0): rmsprop as the EfficientNet recipe
-# (tensorflow/tpu), adam as Kingma & Ba arXiv 1412.6980 Algorithm 1, lamb as arXiv 1904.00962.
-DEFAULT_EPSILON = {"rmsprop": 1e-3, "adam": 1e-8, "adamw": 1e-8, "lamb": 1e-6}
-LR_SCHEDULES = ("cosine", "constant", "step", "exponential", "polynomial", "plateau")
-# The schedules' own decay factor (train.lr_decay_rate = 0): ×0.1 steps as ResNet (He et al.
-# arXiv 1512.03385 §3.4) and VGG; 0.97 every 2.4 epochs as EfficientNet (arXiv 1905.11946 §5).
-DEFAULT_DECAY_RATE = {"step": 0.1, "plateau": 0.1, "exponential": 0.97}
+def choices() -> dict[str, tuple[str, ...]]:
+    """The valid values of every field with a fixed set of them, from the implementing module.
 
-_CHOICES = {
-    "data.train_crop": ("inception", "scale_jitter", "resize"),
-    "data.interpolation": ("bilinear", "bicubic", "nearest", "area"),
-    "data.class_weights": ("inverse", "effective_number"),
-    "data.resample": ("oversample", "undersample"),
-    "train.optimizer": OPTIMIZERS,
-    "train.second_stage_optimizer": OPTIMIZERS,
-    "train.lr_schedule": LR_SCHEDULES,
-    "runtime.distribution_strategy": ("mirrored", "one_device", "multi_worker_mirrored", "tpu"),
-    "runtime.precision": ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
-}
+    Data fields may also be "" (the model's reference, or off).
+    """
+    from official.data import balance, preprocess
+    from official.training import optimizers, precision, schedules, strategy
+
+    return {
+        "data.train_crop": preprocess.TRAIN_CROPS,
+        "data.interpolation": preprocess.INTERPOLATIONS,
+        "data.class_weights": balance.WEIGHTINGS,
+        "data.resample": balance.RESAMPLINGS,
+        "train.optimizer": optimizers.OPTIMIZERS,
+        "train.second_stage_optimizer": optimizers.OPTIMIZERS,
+        "train.lr_schedule": schedules.SCHEDULES,
+        "runtime.distribution_strategy": strategy.STRATEGIES,
+        "runtime.precision": precision.PRECISIONS,
+    }
 
 
 def _check(condition: bool, flag: str, value: Any, expected: str) -> None:
@@ -296,12 +301,6 @@ def _validate_train(train: TrainConfig) -> None:
         "train.gradient_accumulation_steps",
         train.gradient_accumulation_steps,
         ">= 1",
-    )
-    _check(
-        train.batch_size % train.gradient_accumulation_steps == 0,
-        "train.gradient_accumulation_steps",
-        train.gradient_accumulation_steps,
-        f"a divisor of --config.train.batch_size={train.batch_size}",
     )
     if train.lr_schedule == "step":
         epochs = train.lr_decay_epochs
@@ -356,12 +355,12 @@ def _validate_train(train: TrainConfig) -> None:
 
 def validate(config: Config) -> None:
     """Raises ConfigError, naming the flag, for values no run can use."""
-    for flag, choices in _CHOICES.items():
+    for flag, valid in choices().items():
         section, field = flag.split(".")
         value = getattr(getattr(config, section), field)
         if flag.startswith("data.") and value == "":  # "": the default (off, or the model's).
             continue
-        _check(value in choices, flag, value, "one of " + ", ".join(choices))
+        _check(value in valid, flag, value, "one of " + ", ".join(valid))
     _validate_train(config.train)
     _check(config.data.image_size >= 0, "data.image_size", config.data.image_size, ">= 0")
     _check(
@@ -498,6 +497,8 @@ def resolve(
     num_train_examples: int,
     num_eval_examples: int,
     dataset_name: str = "",
+    num_replicas: int = 1,
+    weights_normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
 ) -> tuple[Config, Derived]:
     """Fills "use the default" fields and computes the derived values.
 
@@ -509,10 +510,16 @@ def resolve(
       num_eval_examples: examples in the evaluation split.
       dataset_name: the source's catalog name (official/data/catalog.py), whose mean/std
         then replace the model's defaults; "" for datasets the catalog does not know.
+      num_replicas: replicas in sync, which must divide the batch sizes.
+      weights_normalization: (mean, std) that the initial weights were trained with
+        (`--config.model.init_checkpoint`); they belong to the weights, so they replace
+        every other normalization.
 
     Returns:
       (config with every default filled in, derived values).
     """
+    from official.training import optimizers
+
     validate(config)
     resolved = dataclasses.replace(
         config,
@@ -521,17 +528,8 @@ def resolve(
         train=dataclasses.replace(config.train),
         runtime=dataclasses.replace(config.runtime),
     )
+    _fill_defaults(resolved, spec, dataset_name, weights_normalization)
     data, model, train = resolved.data, resolved.model, resolved.train
-    data.image_size = data.image_size or spec.default_resolution
-    data.crop_fraction = data.crop_fraction or spec.crop_fraction
-    data.interpolation = data.interpolation or spec.interpolation
-    data.train_crop = data.train_crop or spec.train_crop
-    facts = catalog.lookup(dataset_name) if dataset_name else None
-    data.mean = tuple(data.mean or (facts and facts.mean) or spec.mean)
-    data.std = tuple(data.std or (facts and facts.std) or spec.std)
-    data.augment = tuple(
-        name.strip() for value in data.augment for name in value.split(",") if name.strip()
-    )
     model.num_classes = model.num_classes or num_classes
     if data.image_size < spec.min_resolution:
         raise ConfigError(
@@ -543,8 +541,17 @@ def resolve(
             f"--config.train.batch_size={train.batch_size}: larger than the "
             f"{num_train_examples} training examples"
         )
-    train.epsilon = train.epsilon or DEFAULT_EPSILON.get(train.optimizer, 0.0)
-    train.lr_decay_rate = train.lr_decay_rate or DEFAULT_DECAY_RATE.get(train.lr_schedule, 0.0)
+    if train.batch_size % (num_replicas * train.gradient_accumulation_steps):
+        raise ConfigError(
+            f"--config.train.batch_size={train.batch_size}: not divisible by {num_replicas} "
+            f"replicas × {train.gradient_accumulation_steps} gradient accumulation steps"
+        )
+    eval_batch_size = train.eval_batch_size or train.batch_size
+    if eval_batch_size % num_replicas:
+        raise ConfigError(
+            f"--config.train.eval_batch_size={eval_batch_size}: not divisible by {num_replicas} "
+            "replicas"
+        )
     steps_per_epoch = num_train_examples // train.batch_size
     total_steps = max(1, math.ceil(train.epochs * steps_per_epoch))
 
@@ -565,35 +572,52 @@ def resolve(
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         warmup_steps=steps(train.warmup_epochs),
-        eval_batch_size=train.eval_batch_size or train.batch_size,
+        eval_batch_size=eval_batch_size,
         lr_decay_steps=tuple(steps(e) for e in train.lr_decay_epochs),
         lr_decay_interval_steps=train.lr_decay_every_epochs * steps_per_epoch,
         freeze_backbone_steps=steps(train.freeze_backbone_epochs),
         second_stage_step=second_stage_step if train.second_stage_epochs else 0,
         second_stage_learning_rate=train.second_stage_base_learning_rate * train.batch_size / 256,
+        # A different optimizer in the second stage brings its own epsilon.
+        second_stage_epsilon=(
+            optimizers.DEFAULT_EPSILON.get(train.second_stage_optimizer, train.epsilon)
+            if train.second_stage_optimizer != train.optimizer
+            else train.epsilon
+        ),
     )
     return resolved, derived
 
 
-CONFIG_FILE = "config.json"
+def _fill_defaults(config: Config, spec, dataset_name: str, weights_normalization) -> None:
+    """Replaces "the model's / the dataset's / the implementation's own" values (0, "", ())
+    by what they stand for, in place."""
+    from official.data import augment
+    from official.training import optimizers, schedules
+
+    data, train = config.data, config.train
+    data.image_size = data.image_size or spec.default_resolution
+    data.crop_fraction = data.crop_fraction or spec.crop_fraction
+    data.interpolation = data.interpolation or spec.interpolation
+    data.train_crop = data.train_crop or spec.train_crop
+    facts = catalog.lookup(dataset_name) if dataset_name else None
+    data.mean = tuple(data.mean or (facts and facts.mean) or spec.mean)
+    data.std = tuple(data.std or (facts and facts.std) or spec.std)
+    if weights_normalization is not None:
+        data.mean, data.std = (tuple(float(v) for v in values) for values in weights_normalization)
+    data.augment = augment.parse_names(data.augment)
+    data.deterministic = data.deterministic or config.runtime.deterministic
+    train.epsilon = train.epsilon or optimizers.DEFAULT_EPSILON.get(train.optimizer, 0.0)
+    train.lr_decay_rate = train.lr_decay_rate or schedules.DEFAULT_DECAY_RATE.get(
+        train.lr_schedule, 0.0
+    )
 
 
-def to_json(config: Config, derived: Derived | None = None) -> str:
-    """The run's configuration as JSON: {"config": {...}, "derived": {...}}."""
+def to_dict(config: Config, derived: Derived | None = None) -> dict:
+    """{"config": {...}, "derived": {...}}: the tree as plain JSON values."""
     payload = {"config": dataclasses.asdict(config)}
     if derived is not None:
         payload["derived"] = dataclasses.asdict(derived)
-    return json.dumps(payload, indent=2, sort_keys=True)
-
-
-def save(model_dir: str, config: Config, derived: Derived) -> str:
-    """Writes `model_dir/config.json` atomically and returns its path."""
-    path = os.path.join(model_dir, CONFIG_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(to_json(config, derived))
-    os.replace(tmp, path)
-    return path
+    return payload
 
 
 def _from_dict(cls, values: dict):
@@ -612,13 +636,8 @@ def _from_dict(cls, values: dict):
     return cls(**kwargs)
 
 
-def load(model_dir: str) -> tuple[Config, Derived | None]:
-    """Reads a run's `config.json` back into a Config (and its Derived values)."""
-    path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(path):
-        raise ConfigError(f"--model_dir={model_dir}: no {CONFIG_FILE} (not a training run dir?)")
-    with open(path, encoding="utf-8") as f:
-        payload = json.load(f)
+def from_dict(payload: dict) -> tuple[Config, Derived | None]:
+    """The inverse of `to_dict`."""
     config = _from_dict(Config, payload["config"])
     derived = _from_dict(Derived, payload["derived"]) if "derived" in payload else None
     return config, derived

@@ -8,6 +8,7 @@ Modes: center (reference single crop), multi_crop (--crops=ten, or grid: VGG's 5
 flips at each of --scales), multi_scale (dense at several --scales, posteriors averaged), dense
 (fully-convolutional on the whole image, flip averaged), ensemble (--ensemble=DIR1,DIR2,...,
 each a run or a checkpoint). --tflite=FILE evaluates a converted model with center crops.
+The wiring is official/evaluate_lib.py.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ import os
 
 from absl import app, flags
 
-from official import cli
+from official import cli, evaluate_lib
 
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Training run directory (default for --mode=ensemble: the first member)."
 )
-_MODE = flags.DEFINE_enum(
-    "mode", "center", ["center", "multi_crop", "multi_scale", "dense", "ensemble"], "How to test."
-)
-_CROPS = flags.DEFINE_enum("crops", "ten", ["ten", "grid"], "multi_crop: ten-crop or VGG grid.")
+_MODE = flags.DEFINE_enum("mode", "center", evaluate_lib.MODES, "How to test.")
+_CROPS = flags.DEFINE_enum("crops", "ten", evaluate_lib.CROPS, "multi_crop: ten-crop or VGG grid.")
 _SCALES = flags.DEFINE_list(
     "scales",
     [],
@@ -61,13 +60,10 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if _CAM.value < 0 or _BATCH_SIZE.value < 0:
         cli.fail("--cam_misclassified and --batch_size must be >= 0")
-    scales = _scales()
-    from official.evaluation import experiment  # Imports TensorFlow: after flags are checked.
-
-    options = experiment.Options(
+    options = evaluate_lib.Options(
         mode=_MODE.value,
         crops=_CROPS.value,
-        scales=scales,
+        scales=_scales(),
         flip=_FLIP.value,
         source=_SOURCE.value,
         split=_SPLIT.value,
@@ -79,10 +75,7 @@ def main(argv: list[str]) -> None:
         output_dir=_OUTPUT_DIR.value,
     )
     with cli.user_errors():
-        try:
-            results = experiment.run(_MODEL_DIR.value, options)
-        except experiment.USER_ERRORS as e:
-            cli.fail(str(e))
+        results = evaluate_lib.run(_MODEL_DIR.value, options)
     print(
         f"{results['name']}: top-1 {results['top1']:.4f} (error {results['top1_error']:.4f})  "
         f"top-5 {results['top5']:.4f} (error {results['top5_error']:.4f})  "

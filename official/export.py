@@ -8,22 +8,24 @@ OUT/<version>/model.tflite (--quantization=float) or model_int8.tflite (--quanti
 calibrated on --calibration_examples training images). The weights are the run's latest
 checkpoint (its EMA weights when the run kept them) unless --checkpoint names another. Every
 export is written to a temporary directory and renamed to its version number when complete.
+The wiring is official/export_lib.py.
 """
 
 from __future__ import annotations
 
 from absl import app, flags
 
-from official import cli
+from official import cli, export_lib
+from official.serving import tflite
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Training run directory.", required=True)
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "Base directory; the export goes to <export_dir>/<version>.", required=True
 )
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")
-_FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "What to write.")
+_FORMAT = flags.DEFINE_enum("format", "saved_model", export_lib.FORMATS, "What to write.")
 _QUANTIZATION = flags.DEFINE_enum(
-    "quantization", "float", ["float", "int8"], "tflite: float32, or int8 post-training."
+    "quantization", "float", tflite.QUANTIZATIONS, "tflite: float32, or int8 post-training."
 )
 _CALIBRATION = flags.DEFINE_integer(
     "calibration_examples", 200, "int8: representative training images for calibration."
@@ -42,24 +44,18 @@ def main(argv: list[str]) -> None:
         cli.fail(f"--top_k={_TOP_K.value}: expected >= 1")
     if _CALIBRATION.value < 1:
         cli.fail(f"--calibration_examples={_CALIBRATION.value}: expected >= 1")
-    # Imports TensorFlow: after the flags are checked.
-    from official.evaluation import export_run
-
     with cli.user_errors():
-        try:
-            path = export_run.export(
-                _MODEL_DIR.value,
-                _EXPORT_DIR.value,
-                export_format=_FORMAT.value,
-                quantization=_QUANTIZATION.value,
-                checkpoint=_CHECKPOINT.value,
-                version=_VERSION.value,
-                top_k=_TOP_K.value,
-                calibration_examples=_CALIBRATION.value,
-                model_name=_MODEL_NAME.value,
-            )
-        except export_run.USER_ERRORS as e:
-            cli.fail(str(e))
+        path = export_lib.export(
+            _MODEL_DIR.value,
+            _EXPORT_DIR.value,
+            export_format=_FORMAT.value,
+            quantization=_QUANTIZATION.value,
+            checkpoint=_CHECKPOINT.value,
+            version=_VERSION.value,
+            top_k=_TOP_K.value,
+            calibration_examples=_CALIBRATION.value,
+            model_name=_MODEL_NAME.value,
+        )
     print(f"exported:     {path}")
 
 

@@ -71,7 +71,7 @@ _VERIFY = flags.DEFINE_bool(
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
+    with cli.user_errors():
         summary = convert.convert(
             _RAW_DATA_DIR.value,
             _OUTPUT_DIR.value,
@@ -84,10 +84,6 @@ def main(argv: list[str]) -> int:
             validation_labels=_VALIDATION_LABELS.value,
             verify=_VERIFY.value,
         )
-    except convert.ConversionError as e:
-        cli.fail(str(e))
-    except OSError as e:  # Disk full, permissions on the output: rerunning resumes.
-        cli.fail(f"{e}; rerun the same command to resume", status=1)
     print(convert.report(summary))
     if sum(summary.records.values()) == 0:
         print("error: no image could be converted (see the skipped files above)")

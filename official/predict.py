@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import sys
 
+import tensorflow as tf
 from absl import app, flags
 
-from official import cli
+from official import cli, export_lib
+from official.serving import saved_model
 
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "An export (official.export) to use.")
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Or: a training run to use.")
@@ -22,25 +24,13 @@ _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes printed per image.")
 
 
 def _classifier():
-    """A function: one image's bytes → {"class_names", "probabilities"} (top-k arrays)."""
-    import tensorflow as tf
-
-    from official.evaluation import export_run, serving
-
+    """The serving graph's `serving_default`: image bytes [N] → top-k classes and names."""
     if _MODEL_DIR.value:
-        module, _, _, _ = export_run.serving_module(
+        module, _ = export_lib.serving_module(
             _MODEL_DIR.value, _CHECKPOINT.value, top_k=_TOP_K.value
         )
-        function = module.serve
-    else:
-        path = serving.resolve_saved_model(_EXPORT_DIR.value)
-        function = tf.saved_model.load(path).signatures[serving.SERVING_SIGNATURE]
-
-    def classify(image: bytes) -> dict:
-        outputs = function(**{serving.BYTES_INPUT: tf.constant([image])})
-        return {key: value.numpy()[0] for key, value in outputs.items()}
-
-    return classify
+        return module.serve
+    return saved_model.load_classifier(_EXPORT_DIR.value)
 
 
 def main(argv: list[str]) -> None:
@@ -51,26 +41,22 @@ def main(argv: list[str]) -> None:
         cli.fail("give exactly one of --export_dir (an export) or --model_dir (a training run)")
     if _TOP_K.value < 1:
         cli.fail(f"--top_k={_TOP_K.value}: expected >= 1")
-    import tensorflow as tf
-
-    from official.evaluation import export_run, serving
-
     with cli.user_errors():
-        try:
-            classify = _classifier()
-        except export_run.USER_ERRORS as e:
-            cli.fail(str(e))
+        classify = _classifier()
     failures = 0
     for path in paths:
         try:
-            outputs = classify(serving.read_image(path))
+            with open(path, "rb") as f:
+                image = f.read()
+            outputs = classify(**{saved_model.BYTES_INPUT: tf.constant([image])})
         except OSError as e:
             problem = e.strerror or str(e)
         except tf.errors.InvalidArgumentError as e:
-            problem = serving.describe_error(e)
+            problem = saved_model.describe_error(e)
         else:
             k = _TOP_K.value  # An export returns the top_k it was exported with.
-            names, probabilities = outputs["class_names"][:k], outputs["probabilities"][:k]
+            names = outputs["class_names"].numpy()[0][:k]
+            probabilities = outputs["probabilities"].numpy()[0][:k]
             print(path)
             for rank, (name, probability) in enumerate(zip(names, probabilities), start=1):
                 print(f"  {rank}. {name.decode('utf-8'):<24} {probability:.4f}")

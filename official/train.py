@@ -1,7 +1,8 @@
 """Trains a model: `python -m official.train --flagfile=configs/<recipe>.flags [--config.x=y]`.
 
 Flags: `--model_dir` and the `--config.*` tree of official/config.py. Flagfiles may include a
-base flagfile (`--flagfile=configs/base.flags`); later flags override earlier ones.
+base flagfile (`--flagfile=configs/base.flags`); later flags override earlier ones. The wiring
+is official/train_lib.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 
 from absl import app, flags
 
-from official import cli
+from official import cli, train_lib
 from official import config as config_lib
 
 _CONFIG = cli.define_config_flag()
@@ -27,15 +28,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config: config_lib.Config = _CONFIG.value
     model_dir = _MODEL_DIR.value or os.path.join("runs", config.model.name)
-    # Imports TensorFlow: after the flags are checked.
-    from official.training import experiment, loop
-
     with cli.user_errors():
-        try:
-            experiment.run(config, model_dir)
-        except loop.PreemptedError as e:
-            # 128 + SIGTERM, as a shell reports a process ended by SIGTERM.
-            cli.fail(str(e), status=143)
+        train_lib.run(config, model_dir)
 
 
 def run() -> None:

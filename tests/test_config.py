@@ -1,17 +1,19 @@
+"""The configuration: validate() names the flag, resolve() derives every value, and each
+field with a fixed set of values takes them from the module that implements it."""
+
 import dataclasses
-import json
-import pathlib
 
 import pytest
 
 from official import config as config_lib
-from official import registry
+from official.data import augment, catalog
+from official.models import registry
 
 
-def _resolve(config, **kwargs):
+def _resolve(config, spec=None, **kwargs):
     values = dict(num_classes=10, num_train_examples=1000, num_eval_examples=200)
     values.update(kwargs)
-    return config_lib.resolve(config, spec=registry.get("resnet50"), **values)
+    return config_lib.resolve(config, spec=spec or registry.get("resnet50"), **values)
 
 
 def test_resolve_fills_model_defaults_and_derives_values():
@@ -84,23 +86,37 @@ def test_image_size_below_model_minimum_is_an_error():
         _resolve(config)
 
 
-def test_save_and_load_round_trip(tmp_path):
+def test_batch_sizes_must_divide_into_replicas_and_accumulation_steps():
+    config = config_lib.Config()
+    config.train.batch_size = 96
+    config.train.gradient_accumulation_steps = 3
+    _, derived = _resolve(config, num_replicas=2)  # 2 replicas × 3 micro-batches of 16
+    assert derived.eval_batch_size == 96
+    with pytest.raises(config_lib.ConfigError, match="batch_size=96: not divisible by 5 replicas"):
+        _resolve(config, num_replicas=5)
+    config.train.gradient_accumulation_steps = 1
+    config.train.eval_batch_size = 99
+    with pytest.raises(config_lib.ConfigError, match="eval_batch_size=99: not divisible by 2"):
+        _resolve(config, num_replicas=2)
+
+
+def test_initial_weights_bring_their_normalization_and_determinism_its_input_order():
     config = config_lib.Config()
     config.data.mean = (1.0, 2.0, 3.0)
-    config.model.name = "resnet18"
-    resolved, derived = _resolve(config)
-    path = config_lib.save(str(tmp_path), resolved, derived)
-    payload = json.loads(pathlib.Path(path).read_text())
-    assert payload["derived"]["steps_per_epoch"] == derived.steps_per_epoch
-    loaded, loaded_derived = config_lib.load(str(tmp_path))
-    assert loaded == resolved
-    assert loaded_derived == derived
-    assert not list(tmp_path.glob("*.tmp"))
+    config.runtime.deterministic = True
+    resolved, _ = _resolve(config, weights_normalization=((127.5,) * 3, (127.5,) * 3))
+    assert resolved.data.mean == resolved.data.std == (127.5, 127.5, 127.5)
+    assert resolved.data.deterministic  # runtime.deterministic implies the input order
 
 
-def test_load_from_a_directory_without_config(tmp_path):
-    with pytest.raises(config_lib.ConfigError, match="no config.json"):
-        config_lib.load(str(tmp_path))
+def test_a_second_optimizer_brings_its_own_epsilon():
+    config = config_lib.Config()
+    config.train.optimizer = "sgd"
+    config.train.second_stage_optimizer = "adam"
+    config.train.second_stage_epochs = 10
+    config.train.second_stage_base_learning_rate = 0.01
+    resolved, derived = _resolve(config, num_train_examples=25_600)
+    assert resolved.train.epsilon == 0.0 and derived.second_stage_epsilon == 1e-8
 
 
 def test_every_field_has_a_default():
@@ -123,7 +139,6 @@ def test_every_field_has_a_default():
         ),
         ("train", "lr_schedule", "step", "--config.train.lr_decay_epochs=(): expected increasing"),
         ("train", "ema_decay", 1.0, "--config.train.ema_decay=1.0: expected in [0, 1)"),
-        ("train", "gradient_accumulation_steps", 3, "a divisor of --config.train.batch_size=256"),
         ("train", "second_stage_epochs", 5.0, "second_stage_base_learning_rate=0.0: expected > 0"),
         ("train", "distill_teacher", "resnet50", "the teacher's weights for --config.train.dis"),
         ("train", "freeze_backbone_epochs", 90.0, "freeze_backbone_epochs=90.0: expected < "),
@@ -159,3 +174,117 @@ def test_resolve_derives_the_training_schedule():
     assert derived.second_stage_step == 80
     assert derived.second_stage_learning_rate == pytest.approx(0.02 * 100 / 256)
     assert derived.lr_decay_interval_steps == pytest.approx(24)
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("augment", ("randaugment", "mixup"), "unknown augmentation 'mixup'"),
+        ("train_crop", "random", "--config.data.train_crop='random'"),
+        ("scale_jitter", (512, 256), "--config.data.scale_jitter=(512, 256)"),
+        ("color_jitter", 1.5, "--config.data.color_jitter=1.5: expected in [0, 1)"),
+        ("mixup_alpha", -0.2, "--config.data.mixup_alpha=-0.2"),
+        ("mix_probability", 2.0, "--config.data.mix_probability=2.0"),
+        ("class_weights", "balanced", "--config.data.class_weights='balanced'"),
+        ("class_weight_beta", 1.0, "--config.data.class_weight_beta=1.0"),
+        ("resample", "smote", "--config.data.resample='smote'"),
+        ("resample_exponent", 2.0, "--config.data.resample_exponent=2.0"),
+        ("rare_class_fraction", 0.5, "unless --config.data.augment names"),
+        ("tf_data_service", "localhost:5050", "expected grpc://HOST:PORT"),
+        ("randaugment_num_ops", 0, "--config.data.randaugment_num_ops=0"),
+    ],
+)
+def test_validate_names_the_data_flag(field, value, expected):
+    config = config_lib.Config()
+    setattr(config.data, field, value)
+    with pytest.raises(config_lib.ConfigError) as error:
+        config_lib.validate(config)
+    assert expected in str(error.value)
+
+
+def test_deterministic_cannot_use_tf_data_service():
+    config = config_lib.Config()
+    config.data.tf_data_service = "grpc://dispatcher:5050"
+    config_lib.validate(config)
+    config.data.deterministic = True
+    with pytest.raises(config_lib.ConfigError, match="--config.data.deterministic=True"):
+        config_lib.validate(config)
+    config.data.deterministic = False
+    config.runtime.deterministic = True  # implies a deterministic input order
+    with pytest.raises(config_lib.ConfigError, match="--config.runtime.deterministic=True"):
+        config_lib.validate(config)
+
+
+def test_resolve_takes_crop_and_interpolation_from_the_model():
+    spec = dataclasses.replace(
+        registry.get("resnet50"), train_crop="scale_jitter", interpolation="bicubic"
+    )
+    resolved, _ = _resolve(config_lib.Config(), spec)
+    assert resolved.data.train_crop == "scale_jitter" and resolved.data.interpolation == "bicubic"
+    assert _resolve(config_lib.Config())[0].data.train_crop == "inception"  # the default
+    config = config_lib.Config()
+    config.data.train_crop = "resize"
+    assert _resolve(config, spec)[0].data.train_crop == "resize"  # the flag wins
+
+
+def test_resolve_normalizes_with_the_datasets_statistics():
+    spec = dataclasses.replace(registry.get("resnet50"), mean=(127.5,) * 3, std=(127.5,) * 3)
+    cifar, _ = _resolve(config_lib.Config(), spec, dataset_name="cifar10")
+    assert cifar.data.mean == catalog.lookup("cifar10").mean == (125.307, 122.961, 113.8575)
+    assert cifar.data.std == catalog.lookup("cifar10").std
+    # ImageNet keeps the model's reference normalization, whichever source reads it.
+    imagenet, _ = _resolve(config_lib.Config(), spec, dataset_name="imagenet2012")
+    assert imagenet.data.mean == (127.5,) * 3 and imagenet.data.std == (127.5,) * 3
+    unknown, _ = _resolve(config_lib.Config(), spec, dataset_name="my_photos")
+    assert unknown.data.mean == (127.5,) * 3  # no catalog entry: the model's
+    config = config_lib.Config()
+    config.data.mean = (1.0, 2.0, 3.0)
+    assert _resolve(config, spec, dataset_name="cifar10")[0].data.mean == (1.0, 2.0, 3.0)
+
+
+def test_resolve_splits_comma_separated_augmentations():
+    config = config_lib.Config()
+    config.data.augment = ("randaugment, random_erasing", "augmix")
+    assert _resolve(config)[0].data.augment == ("randaugment", "random_erasing", "augmix")
+
+
+def test_choices_and_parameters_are_those_of_the_implementations():
+    """Every choice of every field is implemented, and every flag default is a valid value:
+    the flags and the implementing modules cannot drift apart."""
+    import tensorflow as tf
+
+    from official.data import balance, preprocess
+    from official.training import optimizers, precision, schedules, strategy
+
+    choices = config_lib.choices()
+    defaults = config_lib.Config()
+    for flag, valid in choices.items():
+        section, field = flag.split(".")
+        default = getattr(getattr(defaults, section), field)
+        assert default in valid or (section == "data" and default == ""), flag
+    for name in choices["train.optimizer"]:
+        assert optimizers.create_optimizer(name) is not None
+        assert name in optimizers.DECAY_RULES
+    for name in choices["train.lr_schedule"]:
+        assert float(schedules.WarmupSchedule(0.1, 100, decay=name, boundaries=(50,))(10)) > 0
+    assert set(schedules.DEFAULT_DECAY_RATE) <= set(choices["train.lr_schedule"])
+    assert set(optimizers.DEFAULT_EPSILON) <= set(choices["train.optimizer"])
+    image = tf.io.encode_jpeg(tf.zeros([20, 30, 3], tf.uint8))
+    for crop in choices["data.train_crop"]:
+        for method in choices["data.interpolation"]:
+            train = preprocess.TrainPreprocessing(train_crop=crop)
+            geometry = preprocess.Geometry(16, 0.875, method)
+            assert preprocess.train_image(
+                image, tf.constant([1, 2]), geometry=geometry, preprocessing=train
+            ).shape == (16, 16, 3)
+    for method in choices["data.class_weights"]:
+        assert balance.class_weights([3, 1], method, 0.9).shape == (2,)
+    for mode in choices["data.resample"]:
+        assert balance.resampling_rates([3, 1], exponent=0.0, mode=mode).shape == (2,)
+    assert set(choices["runtime.precision"]) == set(precision.PRECISIONS)
+    assert set(choices["runtime.distribution_strategy"]) == set(strategy.STRATEGIES)
+    # Augmentation parameters and the training preprocessing are --config.data.* fields of the
+    # same names, with their one default there.
+    data_fields = {f.name for f in dataclasses.fields(config_lib.DataConfig)}
+    assert set(augment.parameter_names()) <= data_fields
+    assert {f.name for f in dataclasses.fields(preprocess.TrainPreprocessing)} <= data_fields

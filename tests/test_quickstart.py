@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 
 def test_quickstart_trains_evaluates_and_writes_everything(run, tmp_path):
     model_dir = tmp_path / "quickstart"
@@ -46,49 +44,3 @@ def test_quickstart_trains_evaluates_and_writes_everything(run, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     resumed = json.loads((model_dir / "metrics.json").read_text())
     assert resumed["top1"] == metrics["top1"] and resumed["loss"] == metrics["loss"]
-
-
-def test_load_trained_model_reproduces_the_run_metrics(run, tmp_path):
-    import numpy as np
-
-    from official.data import pipeline
-    from official.training import experiment
-
-    model_dir = tmp_path / "run"
-    result = run(
-        "official.train",
-        "--flagfile=configs/quickstart.flags",
-        f"--model_dir={model_dir}",
-        "--config.train.epochs=1",
-        "--config.model.width_multiplier=0.125",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    model, config, derived, path = experiment.load_trained_model(str(model_dir))
-    assert path.endswith(f"ckpt-{derived.steps_per_epoch}")
-    source = pipeline.open_source(config.data.source)
-    ds = pipeline.build_dataset(
-        source,
-        split="validation",
-        is_training=False,
-        batch_size=128,
-        image_size=config.data.image_size,
-        crop_fraction=config.data.crop_fraction,
-        interpolation=config.data.interpolation,
-    )
-    correct = total = 0
-    for images, labels in ds.as_numpy_iterator():
-        logits = model(images.astype("float32"), training=False).numpy()
-        correct += int((logits.argmax(-1) == labels).sum())
-        total += len(labels)
-    metrics = json.loads((model_dir / "metrics.json").read_text())
-    assert total == 359
-    assert correct / total == pytest.approx(metrics["top1"], abs=1e-9)
-    assert np.isfinite(logits).all()
-
-
-def test_load_trained_model_without_checkpoint(tmp_path):
-    from official import config as config_lib
-    from official.training import experiment
-
-    with pytest.raises(config_lib.ConfigError, match="no config.json"):
-        experiment.load_trained_model(str(tmp_path))

@@ -9,9 +9,9 @@ convert.py, the bytes stored unchanged), then measures on all cores, in interlea
   decode       the pure JPEG decode rate: read + tf.io.decode_jpeg in a parallel map
   keras        keras.utils.image_dataset_from_directory(image_size=(224, 224)): decode and
                squash-resize to float32, no augmentation
-  train        build_dataset(is_training=True) on the TFRecords: fused Inception crop + resize
+  train        a training build_dataset on the TFRecords: fused Inception crop + resize
                + flip, batched uint8, ready for the model (plus --augment / --mixup_alpha)
-  eval         build_dataset(is_training=False) on the TFRecords: fused centre crop + resize,
+  eval         an evaluation build_dataset on the TFRecords: fused centre crop + resize,
                batched uint8
   *_folder     the same two reading the JPEG files (folder: source) instead of TFRecords
 
@@ -45,6 +45,7 @@ _AUGMENT = flags.DEFINE_list("augment", [], "Augmentations added to the training
 _MIXUP = flags.DEFINE_float("mixup_alpha", 0.0, "Mixup α added to the training pipeline.")
 _CLASSES = 10
 _SIZE = 224
+_CROP_FRACTION = 0.875  # The ImageNet reference: 224 of 256.
 
 
 def photo_like(rng: np.random.Generator, width: int, height: int) -> Image.Image:
@@ -110,7 +111,8 @@ def pipelines(root: str) -> dict:
     import keras
     import tensorflow as tf
 
-    from official.data import augment, mixing, pipeline
+    from official import config as config_lib
+    from official.data import augment, mixing, pipeline, preprocess, sources
 
     paths = tf.io.gfile.glob(os.path.join(root, "jpeg", "train", "*", "*.jpg"))
     batch = _BATCH_SIZE.value
@@ -133,23 +135,29 @@ def pipelines(root: str) -> dict:
         return ds.repeat()
 
     mixer = mixing.Mixer(_CLASSES, mixup_alpha=_MIXUP.value) if _MIXUP.value else None
-    sources = {
-        "": pipeline.open_source(f"tfrecord:{os.path.join(root, 'tfrecord')}"),
-        "_folder": pipeline.open_source(f"folder:{os.path.join(root, 'jpeg')}"),
+    defaults = config_lib.DataConfig()  # The flags' defaults for the augmentation parameters.
+    training = pipeline.Training(
+        preprocessing=preprocess.TrainPreprocessing(),
+        shuffle_buffer=defaults.shuffle_buffer,
+        augmenter=augment.build(
+            _AUGMENT.value,
+            {name: getattr(defaults, name) for name in augment.parameter_names()},
+            seed=0,
+        ),
+        mixer=mixer,
+    )
+    geometry = preprocess.Geometry(_SIZE, _CROP_FRACTION, "bilinear")
+    readers = {
+        "": sources.open_source(f"tfrecord:{os.path.join(root, 'tfrecord')}"),
+        "_folder": sources.open_source(f"folder:{os.path.join(root, 'jpeg')}"),
     }
     makers = {"decode": decode, "keras": keras_peer}
-    for suffix, source in sources.items():
+    for suffix, source in readers.items():
         makers["train" + suffix] = lambda source=source: pipeline.build_dataset(
-            source,
-            split="train",
-            is_training=True,
-            batch_size=batch,
-            image_size=_SIZE,
-            augmenter=augment.build(_AUGMENT.value),
-            mixer=mixer,
+            source, split="train", batch_size=batch, geometry=geometry, training=training
         )
         makers["eval" + suffix] = lambda source=source: pipeline.build_dataset(
-            source, split="validation", is_training=False, batch_size=batch, image_size=_SIZE
+            source, split="validation", batch_size=batch, geometry=geometry
         ).repeat()
     return makers
 

@@ -60,7 +60,7 @@ def _data(batch_size: int, image_size: int, num_classes: int):
 def _ours(name: str, images, labels, strategy):
     import tensorflow as tf
 
-    from official import registry
+    from official.models import registry
     from official.training import loop, optimizers
 
     def dataset_fn(context):
@@ -77,8 +77,8 @@ def _ours(name: str, images, labels, strategy):
             model=model,
             inputs=inputs,
             stages=[loop.Stage(optimizer, lambda step: tf.constant(0.01, tf.float32))],
-            num_classes=_CLASSES.value,
             global_batch_size=_BATCH.value,
+            objective=loop.Objective(num_classes=_CLASSES.value),
         )
     trainer.train_steps(_WARMUP.value)
 

@@ -8,6 +8,7 @@ Run once; the output is committed. Needs scikit-learn (in the `test` extra).
 
 from absl import app, flags
 
+from official import cli
 from official.data import digits
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "datasets/digits", "Where to write the images.")
@@ -19,9 +20,10 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the stratified split.")
 
 def main(argv):
     del argv
-    counts = digits.write_digits_dataset(
-        _OUTPUT_DIR.value, validation_fraction=_VALIDATION_FRACTION.value, seed=_SEED.value
-    )
+    with cli.user_errors():
+        counts = digits.write_digits_dataset(
+            _OUTPUT_DIR.value, validation_fraction=_VALIDATION_FRACTION.value, seed=_SEED.value
+        )
     print(
         f"wrote {counts['train']} train and {counts['validation']} validation images "
         f"to {_OUTPUT_DIR.value}"

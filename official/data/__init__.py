@@ -1,1 +1,1 @@
-"""Data: dataset facts, TFRecord format, converter, preprocessing, augmentation, pipelines."""
+"""Data: dataset facts, sources, TFRecords, converter, preprocessing, augmentation, pipeline."""

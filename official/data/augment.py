@@ -23,8 +23,11 @@ calls or re-implements; tests/data/test_augment.py compares each with PIL.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -354,15 +357,17 @@ def autoaugment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 
 def randaugment(
-    image: tf.Tensor, seed: tf.Tensor, *, num_ops: int = 2, magnitude: float = 9.0
+    image: tf.Tensor, seed: tf.Tensor, *, randaugment_num_ops: int, randaugment_magnitude: float
 ) -> tf.Tensor:
-    """RandAugment: `num_ops` operations, each chosen uniformly, at magnitude M."""
+    """RandAugment: N = `randaugment_num_ops` operations, each chosen uniformly, at magnitude
+    M = `randaugment_magnitude` (tensorflow/tpu's scale, 10 = the top of each range)."""
+    num_ops = randaugment_num_ops
     choice_seed, sign_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     choices = tf.random.stateless_uniform(
         [num_ops], choice_seed, maxval=len(RANDAUGMENT_OPS), dtype=tf.int32
     )
     negate = tf.random.stateless_uniform([num_ops], sign_seed) < 0.5
-    fraction = magnitude / RANDAUGMENT_MAX_LEVEL
+    fraction = randaugment_magnitude / RANDAUGMENT_MAX_LEVEL
     for layer in range(num_ops):
         image = _apply_one_of(RANDAUGMENT_OPS, choices[layer], image, fraction, negate[layer])
     return image
@@ -386,8 +391,8 @@ def _box_mask(height, width, top, left, box_height, box_width) -> tf.Tensor:
     return inside[..., None]
 
 
-def cutout(image: tf.Tensor, seed: tf.Tensor, *, size_fraction: float = 0.5) -> tf.Tensor:
-    """Greys out a square of side size_fraction × the shorter side, centred anywhere.
+def cutout(image: tf.Tensor, seed: tf.Tensor, *, cutout_fraction: float) -> tf.Tensor:
+    """Greys out a square of side cutout_fraction × the shorter side, centred anywhere.
 
     DeVries & Taylor (arXiv 1708.04552 §3) centre the square uniformly over the image and let
     it be clipped at the borders; their CIFAR-10 patch is 16 px of 32 (0.5). Its value is the
@@ -395,7 +400,7 @@ def cutout(image: tf.Tensor, seed: tf.Tensor, *, size_fraction: float = 0.5) -> 
     """
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     side = tf.cast(
-        tf.math.round(size_fraction * tf.cast(tf.minimum(height, width), tf.float32)), tf.int32
+        tf.math.round(cutout_fraction * tf.cast(tf.minimum(height, width), tf.float32)), tf.int32
     )
     y_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     center_y = tf.random.stateless_uniform([], y_seed, maxval=height, dtype=tf.int32)
@@ -404,8 +409,9 @@ def cutout(image: tf.Tensor, seed: tf.Tensor, *, size_fraction: float = 0.5) -> 
     return tf.where(mask, tf.constant(FILL, tf.uint8), image)
 
 
-def random_erasing(image: tf.Tensor, seed: tf.Tensor, *, probability: float = 0.5) -> tf.Tensor:
-    """With `probability`, replaces a random rectangle by uniform noise (arXiv 1708.04896).
+def random_erasing(image: tf.Tensor, seed: tf.Tensor, *, erasing_probability: float) -> tf.Tensor:
+    """With `erasing_probability` (the paper's p), replaces a random rectangle by uniform
+    noise (arXiv 1708.04896).
 
     Of ERASING_ATTEMPTS candidate rectangles, the first that fits inside the image is used;
     when none fits, the image is left unchanged.
@@ -428,32 +434,21 @@ def random_erasing(image: tf.Tensor, seed: tf.Tensor, *, probability: float = 0.
     left = tf.cast(position[1] * tf.cast(width - box_width + 1, tf.float32), tf.int32)
     top = tf.minimum(top, height - box_height)
     left = tf.minimum(left, width - box_width)
-    apply = tf.reduce_any(fits) & (tf.random.stateless_uniform([], apply_seed) < probability)
+    chosen = tf.random.stateless_uniform([], apply_seed) < erasing_probability
+    apply = tf.reduce_any(fits) & chosen
     mask = _box_mask(height, width, top, left, box_height, box_width) & apply
     noise = tf.random.stateless_uniform(tf.shape(image), noise_seed, maxval=256, dtype=tf.int32)
     return tf.where(mask, tf.cast(noise, tf.uint8), image)
 
 
-def random_rotation(image: tf.Tensor, seed: tf.Tensor, *, max_degrees: float = 10.0):
-    """Rotates by an angle drawn uniformly from [-max_degrees, max_degrees]."""
-    angle = tf.random.stateless_uniform([], seed, -max_degrees, max_degrees)
+def random_rotation(image: tf.Tensor, seed: tf.Tensor, *, rotation_degrees: float):
+    """Rotates by an angle drawn uniformly from [-rotation_degrees, rotation_degrees]."""
+    angle = tf.random.stateless_uniform([], seed, -rotation_degrees, rotation_degrees)
     return rotate(image, angle)
 
 
 # ----------------------------------------------------------------------------------------
 # The registry.
-
-
-@dataclasses.dataclass(frozen=True)
-class Parameters:
-    """Every augmentation's parameters (one `--config.data.*` field each)."""
-
-    randaugment_num_ops: int = 2  # N of RandAugment.
-    randaugment_magnitude: float = 9.0  # M of RandAugment, on tensorflow/tpu's 0..10(+) scale.
-    cutout_fraction: float = 0.5  # Cutout square side as a fraction of the shorter side.
-    erasing_probability: float = 0.5  # Probability that random erasing touches an image.
-    rotation_degrees: float = 10.0  # Largest rotation angle.
-    seed: int = 0  # Seed of stateful (Keras layer) augmentations.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -475,10 +470,10 @@ class Augmentation:
     stateful: bool = False
 
 
-def _keras_augmix(params: Parameters) -> Augmentation:
+def _keras_augmix(seed: int) -> Augmentation:
     # Keras 3's AugMix layer (defaults as in the paper's ImageNet code: 3 chains, depth 1-3,
     # Dirichlet/Beta α = 1). Keras draws seeds from a SeedGenerator variable, not per example.
-    layer = keras.layers.AugMix(value_range=(0, 255), seed=params.seed)
+    layer = keras.layers.AugMix(value_range=(0, 255), seed=seed)
 
     def apply(images):
         mixed = layer(tf.cast(images, tf.float32), training=True)
@@ -487,32 +482,34 @@ def _keras_augmix(params: Parameters) -> Augmentation:
     return Augmentation("augmix", apply, batched=True, stateful=True)
 
 
-# name → factory(Parameters) → Augmentation, in the order the augmentations run.
-_REGISTRY: dict[str, Callable[[Parameters], Augmentation]] = {
-    "autoaugment": lambda p: Augmentation("autoaugment", autoaugment),
-    "randaugment": lambda p: Augmentation(
-        "randaugment",
-        lambda image, seed: randaugment(
-            image, seed, num_ops=p.randaugment_num_ops, magnitude=p.randaugment_magnitude
-        ),
-    ),
-    "rotation": lambda p: Augmentation(
-        "rotation", lambda image, seed: random_rotation(image, seed, max_degrees=p.rotation_degrees)
-    ),
-    "cutout": lambda p: Augmentation(
-        "cutout", lambda image, seed: cutout(image, seed, size_fraction=p.cutout_fraction)
-    ),
-    "random_erasing": lambda p: Augmentation(
-        "random_erasing",
-        lambda image, seed: random_erasing(image, seed, probability=p.erasing_probability),
-    ),
-    "augmix": _keras_augmix,
+# Per-image augmentations by name: (uint8 image, seed, **parameters) → uint8 image. Their
+# keyword arguments are the `--config.data.*` fields of the same names (`parameter_names`).
+_PER_IMAGE: dict[str, Callable[..., tf.Tensor]] = {
+    "autoaugment": autoaugment,
+    "randaugment": randaugment,
+    "rotation": random_rotation,
+    "cutout": cutout,
+    "random_erasing": random_erasing,
 }
+# Batch-level augmentations by name: seed → Augmentation.
+_PER_BATCH: dict[str, Callable[[int], Augmentation]] = {"augmix": _keras_augmix}
+# The order the augmentations run in, whatever order they are named in.
+_ORDER = (*_PER_IMAGE, *_PER_BATCH)
+
+
+def _parameters(function: Callable) -> list[str]:
+    names = inspect.signature(function).parameters
+    return [name for name in names if name not in ("image", "seed")]
+
+
+def parameter_names() -> tuple[str, ...]:
+    """Every augmentation parameter (each one a `--config.data.*` field of that name)."""
+    return tuple(name for function in _PER_IMAGE.values() for name in _parameters(function))
 
 
 def names() -> tuple[str, ...]:
     """Registered augmentation names, in the order they run."""
-    return tuple(_REGISTRY)
+    return _ORDER
 
 
 def parse_names(values: Sequence[str]) -> tuple[str, ...]:
@@ -523,7 +520,7 @@ def parse_names(values: Sequence[str]) -> tuple[str, ...]:
     """
     parsed = tuple(name.strip() for value in values for name in value.split(",") if name.strip())
     for name in parsed:
-        if name not in _REGISTRY:
+        if name not in _ORDER:
             raise ValueError(f"unknown augmentation {name!r}; choose from {', '.join(names())}")
     return parsed
 
@@ -558,16 +555,30 @@ class Augmenter:
         return images
 
 
-def build(selected: Sequence[str], params: Parameters | None = None) -> Augmenter:
+def build(selected: Sequence[str], parameters: Mapping[str, Any], *, seed: int) -> Augmenter:
     """The Augmenter for `selected` names (any order; duplicates ignored).
 
+    Args:
+      selected: augmentation names, or comma-separated lists of them.
+      parameters: the value of every parameter the selected augmentations take, by name
+        (`parameter_names`).
+      seed: seed of the stateful (Keras layer) augmentations; the others are seeded per image.
+
     Raises:
-      ValueError: an unknown name.
+      ValueError: an unknown name or a missing parameter.
     """
-    params = params or Parameters()
     wanted = set(parse_names(selected))
-    augmentations = [factory(params) for name, factory in _REGISTRY.items() if name in wanted]
-    return Augmenter(
-        per_image=tuple(a for a in augmentations if not a.batched),
-        per_batch=tuple(a for a in augmentations if a.batched),
-    )
+    per_image, per_batch = [], []
+    for name in _ORDER:
+        if name not in wanted:
+            continue
+        if name in _PER_BATCH:
+            per_batch.append(_PER_BATCH[name](seed))
+            continue
+        function = _PER_IMAGE[name]
+        missing = [p for p in _parameters(function) if p not in parameters]
+        if missing:
+            raise ValueError(f"augmentation {name!r} needs {', '.join(missing)}")
+        bound = {p: parameters[p] for p in _parameters(function)}
+        per_image.append(Augmentation(name, functools.partial(function, **bound)))
+    return Augmenter(per_image=tuple(per_image), per_batch=tuple(per_batch))

@@ -23,7 +23,7 @@ def class_counts(source, split: str) -> np.ndarray:
     """Examples per class in `split`: from the source's metadata, else counted by reading.
 
     Args:
-      source: an object from pipeline.open_source.
+      source: a data source (official/data/sources.py).
       split: "train" or "validation".
 
     Returns:

@@ -10,6 +10,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+# The splits every source and the converter know.
+TRAIN = "train"
+VALIDATION = "validation"
+SPLITS = (TRAIN, VALIDATION)
+
 # Principal components of ImageNet RGB pixel values for AlexNet's lighting noise (Krizhevsky
 # et al. 2012 §4.1). The numbers are those of fb.resnet.torch and GluonCV (eigenvalues of the
 # 0..1 covariance, scaled here to 0..255); column j of the matrix is eigenvector j, row i its

@@ -6,11 +6,9 @@ A drop-in replacement for tensorflow/tpu `tools/datasets/imagenet_to_gcs.py`: sa
 `validation-00000-of-00128`), training files shuffled once with a fixed seed. What differs:
 
 - Worker processes write whole shards in parallel (no TensorFlow in the workers).
-- Every image is checked by content: a JPEG is decoded in libjpeg's DCT-domain 1/8 scale
-  ("draft" mode, the check that catches truncated and corrupt files at a fraction of a full
-  decode's cost); PNG or any other non-JPEG content, CMYK and grayscale JPEGs are re-encoded as
-  RGB JPEG; a valid RGB JPEG is stored byte for byte. The reference fixes two hard-coded lists of
-  file names instead and stores an unlisted PNG as PNG bytes labelled JPEG.
+- Every image is checked by content and fixed where it can be (official/data/shards.py); the
+  reference fixes two hard-coded lists of file names instead and stores an unlisted PNG as PNG
+  bytes labelled JPEG.
 - Broken files are skipped and reported instead of stopping the run.
 - Labels are 0-based by default (`label_offset=1` gives the reference's 1..1000).
 - Shards never come out empty: a split has min(requested, images) shards of balanced sizes (the
@@ -20,37 +18,30 @@ A drop-in replacement for tensorflow/tpu `tools/datasets/imagenet_to_gcs.py`: sa
   so a rerun (after a crash or SIGKILL) skips finished shards and rewrites the rest into exactly
   the same bytes, and `verify` re-checks everything.
 
+`convert` runs four phases: discover (official/data/layout.py: the images and their labels),
+write (the shards still missing, in worker processes, then labels.json), verify
+(official/data/verify.py, with --verify) and report (`report`, for the command's output).
+
 Output, in one flat directory (the layout tensorflow/tpu and TF Model Garden readers glob):
 `train-*-of-*`, `validation-*-of-*`, `labels.json` (label → synset, name) and `manifest.json`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
-import io
 import json
-import multiprocessing
 import os
-import pathlib
 import random
-import re
-import signal
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-import numpy as np
-from PIL import Image
-
-from official.data import imagefile, tfrecord
-from official.data.digits import stratified_split
+from official import atomic
+from official.data import layout, shards, tfrecord
+from official.data.catalog import SPLITS, TRAIN, VALIDATION
+from official.data.layout import ConversionError
+from official.data.verify import verify_output
 from official.progress import Progress
-
-TRAIN = "train"
-VALIDATION = "validation"
-SPLITS = (TRAIN, VALIDATION)
 
 # tensorflow/tpu imagenet_to_gcs.py: TRAINING_SHARDS, VALIDATION_SHARDS.
 DEFAULT_TRAIN_SHARDS = 1024
@@ -59,239 +50,14 @@ DEFAULT_VALIDATION_SHARDS = 128
 MANIFEST_FILE = tfrecord.MANIFEST_FILE
 LABELS_FILE = tfrecord.LABELS_FILE
 FORMAT_VERSION = 1
-# The reference's validation labels file: one synset per validation image, in sorted file order.
-REFERENCE_LABELS_FILE = "synset_labels.txt"
-
-# Bundled ImageNet facts (datasets/README.md says where they come from).
-IMAGENET_DIR = pathlib.Path(__file__).resolve().parents[2] / "datasets" / "imagenet2012"
-IMAGENET_SYNSETS = IMAGENET_DIR / "synsets.txt"
-IMAGENET_NAME = "imagenet2012"  # The TFDS and catalog name.
-IMAGENET_VALIDATION_SYNSETS = IMAGENET_DIR / "validation_synsets.txt"
-IMAGENET_VALIDATION_IMAGES = 50_000
-
-# Quality of re-encoded images (non-JPEG content, CMYK, grayscale), as in the reference.
-REENCODE_QUALITY = 100
-
-_TMP_PREFIX = ".tmp-"
-_VALIDATION_DIR_NAMES = ("validation", "val")
-_SHARD_NAME = re.compile(r"^(train|validation)-(\d{5})-of-(\d{5})$")
 _MANIFEST_WRITE_INTERVAL = 1.0  # Seconds; a killed run redoes at most this much finished work.
 
 
-class ConversionError(ValueError):
-    """A wrong layout, flag or output directory; the message names the culprit and the fix."""
+class ConversionIOError(ConversionError):
+    """Reading the input or writing the output failed (disk full, permissions); rerunning
+    resumes."""
 
-
-class ImageError(ValueError):
-    """An input file that cannot become a record; the message is the reason."""
-
-
-# --- Input layout ----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What to convert: class names and, per split, (path relative to root, class index)."""
-
-    root: str
-    layout: str
-    classes: tuple[str, ...]
-    names: tuple[str, ...]
-    splits: dict[str, tuple[tuple[str, int], ...]]
-
-
-def _subdirs(directory: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and e.name[0] != ".")
-
-
-def _image_files(directory: str) -> list[str]:
-    """Sorted names of the files in `directory` whose extension may hold an image."""
-    return sorted(
-        e.name
-        for e in os.scandir(directory)
-        if e.is_file() and os.path.splitext(e.name)[1].lower() in imagefile.IMAGE_EXTENSIONS
-    )
-
-
-def dataset_name(classes: tuple[str, ...]) -> str:
-    """ "imagenet2012" when the classes are exactly ILSVRC 2012's 1,000 synsets, else "".
-
-    Written into labels.json, so that the input pipeline checks a converted ImageNet's size
-    against the catalog (official/data/catalog.py) like a TFDS one.
-    """
-    if len(classes) != 1000 or not IMAGENET_SYNSETS.is_file():
-        return ""
-    return IMAGENET_NAME if set(classes) == set(read_synset_names(IMAGENET_SYNSETS)) else ""
-
-
-def read_synset_names(path: str | os.PathLike) -> dict[str, str]:
-    """`synset<TAB>name` lines (datasets/imagenet2012/synsets.txt) → {synset: name}."""
-    names = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            synset, _, name = line.rstrip("\n").partition("\t")
-            if synset:
-                names[synset] = name
-    return names
-
-
-def _flat_validation_labels(root: str, val_dir: str, count: int, labels_file: str) -> str:
-    """The validation labels file of a flat validation folder (reference layout)."""
-    if labels_file:
-        if not os.path.isfile(labels_file):
-            raise ConversionError(f"--validation_labels={labels_file}: no such file")
-        return labels_file
-    candidate = os.path.join(root, REFERENCE_LABELS_FILE)
-    if os.path.isfile(candidate):
-        return candidate
-    if count == IMAGENET_VALIDATION_IMAGES and IMAGENET_VALIDATION_SYNSETS.is_file():
-        return str(IMAGENET_VALIDATION_SYNSETS)
-    raise ConversionError(
-        f"{val_dir} holds {count} images but no class folders, and there is no "
-        f"{candidate} (one synset per image, in sorted file-name order); pass "
-        "--validation_labels=FILE or use validation/<class>/ folders"
-    )
-
-
-def discover(
-    raw_data_dir: str,
-    *,
-    validation_fraction: float = 0.0,
-    seed: int = 0,
-    validation_labels: str = "",
-    synset_names: str | os.PathLike = IMAGENET_SYNSETS,
-) -> Plan:
-    """Lists the images of a dataset tree and decides every label; reads no image.
-
-    Layouts: (a) `train/<class>/*` + flat `validation/*` + `synset_labels.txt` (tensorflow/tpu);
-    (b) `train/<class>/*` + `validation/<class>/*` (or `val/`); (c) one class-per-folder tree
-    (`train/<class>/*` or `<class>/*` directly under raw_data_dir) split with
-    `validation_fraction`. Extensions are matched case-insensitively; contents are checked
-    later, per image.
-
-    Args:
-      raw_data_dir: the dataset root.
-      validation_fraction: share of every class held out when there is no validation folder.
-      seed: seed of that stratified split.
-      validation_labels: labels file of a flat validation folder (default: synset_labels.txt
-        under raw_data_dir, or the bundled ImageNet list when there are 50,000 images).
-      synset_names: `synset<TAB>name` file giving human-readable class names (class folders not
-        in it are named after the folder).
-
-    Returns:
-      The Plan: classes are the sorted folder names of the training tree.
-
-    Raises:
-      ConversionError: a layout that cannot be converted; the message names the problem.
-    """
-    root = os.path.abspath(os.path.expanduser(raw_data_dir))
-    if not os.path.isdir(root):
-        raise ConversionError(f"--raw_data_dir={raw_data_dir}: no such directory")
-    if not 0.0 <= validation_fraction < 1.0:
-        raise ConversionError(f"--validation_fraction={validation_fraction}: must be in [0, 1)")
-    val_dir = next(
-        (
-            os.path.join(root, name)
-            for name in _VALIDATION_DIR_NAMES
-            if os.path.isdir(os.path.join(root, name))
-        ),
-        None,
-    )
-    tree = os.path.join(root, TRAIN)
-    if not os.path.isdir(tree):
-        if val_dir is None and validation_fraction > 0 and _subdirs(root):
-            tree = root
-        else:
-            raise ConversionError(
-                f"--raw_data_dir={raw_data_dir}: expected {root}/train/<class>/ folders of "
-                "images (or class folders directly under it with --validation_fraction)"
-            )
-    classes = tuple(_subdirs(tree))
-    if not classes:
-        raise ConversionError(f"{tree}: no class folders (expected {tree}/<class>/<image>)")
-    index = {name: i for i, name in enumerate(classes)}
-
-    def listing(directory: str, class_name: str) -> list[tuple[str, int]]:
-        folder = os.path.join(directory, class_name)
-        return [
-            (os.path.relpath(os.path.join(folder, f), root), index[class_name])
-            for f in _image_files(folder)
-        ]
-
-    train = [item for name in classes for item in listing(tree, name)]
-    if not train:
-        raise ConversionError(
-            f"{tree}: no image files in the class folders "
-            f"(extensions {' '.join(imagefile.IMAGE_EXTENSIONS)}, any case)"
-        )
-
-    if val_dir is not None:
-        if validation_fraction > 0:
-            raise ConversionError(
-                f"--validation_fraction={validation_fraction}: {val_dir} exists; the fraction "
-                "applies only to trees without a validation folder"
-            )
-        val_classes = _subdirs(val_dir)
-        flat_files = _image_files(val_dir)
-        if val_classes and flat_files:
-            raise ConversionError(
-                f"{val_dir}: holds both class folders and loose images ({flat_files[0]}); "
-                "use one layout"
-            )
-        if val_classes:
-            layout = "validation/<class>/ folders"
-            unknown = [name for name in val_classes if name not in index]
-            if unknown:
-                more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-                raise ConversionError(
-                    f"{os.path.join(val_dir, unknown[0])}: class {unknown[0]!r} has no folder "
-                    f"in {tree}{more}"
-                )
-            validation = [item for name in val_classes for item in listing(val_dir, name)]
-        else:
-            layout = "flat validation/ + labels file"
-            labels_path = _flat_validation_labels(root, val_dir, len(flat_files), validation_labels)
-            with open(labels_path, encoding="utf-8") as f:
-                synsets = [line.strip() for line in f if line.strip()]
-            if len(synsets) != len(flat_files):
-                raise ConversionError(
-                    f"{labels_path}: {len(synsets)} labels for {len(flat_files)} images in "
-                    f"{val_dir} (one synset per image, in sorted file-name order)"
-                )
-            for line, synset in enumerate(synsets, 1):
-                if synset not in index:
-                    raise ConversionError(
-                        f"{labels_path}: line {line}: synset {synset!r} has no folder in {tree}"
-                    )
-            validation = [
-                (os.path.relpath(os.path.join(val_dir, f), root), index[s])
-                for f, s in zip(flat_files, synsets)
-            ]
-        if not validation:
-            raise ConversionError(f"{val_dir}: no image files")
-    elif validation_fraction > 0:
-        layout = f"one tree, {validation_fraction:g} of every class held out (seed {seed})"
-        labels = np.array([label for _, label in train])
-        held_out = stratified_split(labels, validation_fraction, seed)
-        validation = [item for item, out in zip(train, held_out) if out]
-        train = [item for item, out in zip(train, held_out) if not out]
-        if not validation:
-            raise ConversionError(
-                f"--validation_fraction={validation_fraction}: holds out no image of {tree}"
-            )
-    else:
-        raise ConversionError(
-            f"--raw_data_dir={raw_data_dir}: no validation/ folder; pass "
-            "--validation_fraction to hold out a share of every class"
-        )
-    known = read_synset_names(synset_names) if os.path.isfile(synset_names) else {}
-    return Plan(
-        root=root,
-        layout=layout,
-        classes=classes,
-        names=tuple(known.get(name, name) for name in classes),
-        splits={TRAIN: tuple(train), VALIDATION: tuple(validation)},
-    )
+    exit_status = 1
 
 
 def training_order(examples: Iterable, seed: int) -> list:
@@ -305,181 +71,6 @@ def shard_bounds(count: int, num_shards: int) -> list[tuple[int, int]]:
     """[start, end) of each shard: min(num_shards, count) shards whose sizes differ by <= 1."""
     num_shards = max(1, min(num_shards, count))
     return [(i * count // num_shards, (i + 1) * count // num_shards) for i in range(num_shards)]
-
-
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    return f"{split}-{index:05d}-of-{num_shards:05d}"
-
-
-# --- One image, one shard (runs in the worker processes) ----------------------------------------
-
-
-def _decode_rgb(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grayscale PNG/TIFF.
-            pixels = np.asarray(image).astype(np.int64) >> 8
-            return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert("RGB")
-        return image.convert("RGB")
-
-
-def prepare_image(data: bytes) -> tuple[bytes, int, int, str | None]:
-    """Checks one file's bytes and makes them an RGB JPEG.
-
-    Returns:
-      (JPEG bytes, height, width, what was fixed or None when the bytes are stored as read).
-
-    Raises:
-      ImageError: empty, not an image, truncated or corrupt; the message says which.
-    """
-    fmt, problem = imagefile.check(data[:16], data[-64:], len(data))
-    if fmt is None:
-        raise ImageError(problem)
-    try:
-        if fmt == "jpeg":
-            height, width, components = imagefile.jpeg_header(data)
-            if components == 3:
-                with Image.open(io.BytesIO(data)) as image:
-                    # DCT-domain 1/8-scale decode: every entropy-coded block is still read, so
-                    # truncation and corrupt data fail here, at a fraction of a full decode.
-                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-                    image.load()
-                return data, height, width, None
-            fixed = {1: "grayscale JPEG", 4: "CMYK JPEG"}.get(
-                components, f"{components}-component JPEG"
-            )
-        else:
-            fixed = f"{fmt.upper()} content"
-        rgb = _decode_rgb(data)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"unreadable {fmt.upper()} ({e})") from e
-    out = io.BytesIO()
-    rgb.save(out, format="JPEG", quality=REENCODE_QUALITY)
-    return out.getvalue(), rgb.height, rgb.width, f"{fixed} re-encoded as RGB JPEG"
-
-
-@dataclasses.dataclass(frozen=True)
-class ShardTask:
-    """One shard to write: its examples as (path relative to root, label, synset, text)."""
-
-    name: str
-    root: str
-    output_dir: str
-    examples: tuple[tuple[str, int, str, str], ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class ShardResult:
-    name: str
-    records: int
-    bytes: int
-    sha256: str
-    skipped: tuple[tuple[str, str], ...]
-    reencoded: tuple[tuple[str, str], ...]
-
-
-def write_shard(task: ShardTask) -> ShardResult:
-    """Writes one shard under a temporary name and renames it when complete.
-
-    The temporary name is private to this process, so a worker orphaned by a killed run can
-    never write into the file of the rerun's worker (each renames complete, identical bytes).
-    """
-    final = os.path.join(task.output_dir, task.name)
-    temporary = os.path.join(task.output_dir, f"{_TMP_PREFIX}{task.name}.{os.getpid()}")
-    digest = hashlib.sha256()
-    records = size = 0
-    skipped, reencoded = [], []
-    with open(temporary, "wb") as f:
-        for path, label, synset, text in task.examples:
-            try:
-                with open(os.path.join(task.root, path), "rb") as image_file:
-                    data = image_file.read()
-                encoded, height, width, fixed = prepare_image(data)
-            except ImageError as e:
-                skipped.append((path, str(e)))
-                continue
-            except OSError as e:
-                skipped.append((path, f"cannot read ({e.strerror or e})"))
-                continue
-            if fixed:
-                reencoded.append((path, fixed))
-            record = tfrecord.frame(
-                tfrecord.encode(
-                    tfrecord.ImageRecord(
-                        encoded=encoded,
-                        label=label,
-                        synset=synset,
-                        text=text,
-                        height=height,
-                        width=width,
-                        filename=os.path.basename(path),
-                    )
-                )
-            )
-            f.write(record)
-            digest.update(record)
-            records += 1
-            size += len(record)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, final)
-    return ShardResult(
-        task.name, records, size, digest.hexdigest(), tuple(skipped), tuple(reencoded)
-    )
-
-
-# --- Running shards in worker processes ---------------------------------------------------------
-
-
-def default_num_workers() -> int:
-    """Every core this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def _die_with_parent() -> None:
-    """Worker initializer: on Linux the kernel SIGKILLs the worker when the converter dies
-    (PR_SET_PDEATHSIG), so a killed run leaves no worker behind still writing shards."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG (linux/prctl.h)
-
-
-def _run(function: Callable, tasks: list, num_workers: int, on_result: Callable) -> None:
-    """Calls on_result(task, function(task)) for every task, in worker processes when > 1.
-
-    Workers are spawned (not forked), so they never inherit a parent's TensorFlow runtime or
-    threads; they import only this module (NumPy, Pillow, CRC32C), about a second to start.
-    """
-    if num_workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            on_result(task, function(task))
-        return
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(num_workers, len(tasks)),
-        mp_context=context,
-        initializer=_die_with_parent,
-    ) as pool:
-        futures = {pool.submit(function, task): task for task in tasks}
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                on_result(futures[future], future.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-
-
-# --- The manifest ---------------------------------------------------------------------------------
-
-
-def _write_json(path: str, payload: dict) -> None:
-    """Writes JSON under a temporary name and renames it: readers never see half a file."""
-    temporary = os.path.join(os.path.dirname(path), _TMP_PREFIX + os.path.basename(path))
-    with open(temporary, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(temporary, path)
 
 
 def read_json(path: str) -> dict | None:
@@ -502,7 +93,7 @@ def _check_output_dir(output_dir: str, manifest: dict | None, settings: dict, in
         foreign = sorted(
             name
             for name in os.listdir(output_dir)
-            if _SHARD_NAME.match(name) or name == LABELS_FILE
+            if tfrecord.SHARD_NAME.match(name) or name == LABELS_FILE
         )
         if foreign:
             raise ConversionError(
@@ -531,9 +122,6 @@ def _check_output_dir(output_dir: str, manifest: dict | None, settings: dict, in
             f"conversion in {output_dir} began (train/validation images then {then[TRAIN]}/"
             f"{then[VALIDATION]}, now {now[TRAIN]}/{now[VALIDATION]}); use another --output_dir"
         )
-
-
-# --- Converting ---------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -576,7 +164,7 @@ def convert(
     """Converts a dataset tree into sharded TFRecords in output_dir, resuming a previous run.
 
     Args:
-      raw_data_dir: the dataset root (see `discover` for the layouts).
+      raw_data_dir: the dataset root (see `layout.discover` for the layouts).
       output_dir: where shards, labels.json and manifest.json go (created if missing).
       num_workers: worker processes; 0 means every core, 1 converts in this process.
       train_shards: requested training shards (fewer when there are fewer images).
@@ -584,7 +172,7 @@ def convert(
       label_offset: added to the 0-based class index (1 reproduces tensorflow/tpu's labels).
       validation_fraction: share of every class held out when there is no validation folder.
       seed: seed of the training-order shuffle and of that split.
-      validation_labels: labels file of a flat validation folder (see `discover`).
+      validation_labels: labels file of a flat validation folder (see `layout.discover`).
       verify: re-read every shard afterwards (`verify_output`); findings go to Summary.problems.
       stream: progress output (stderr by default).
 
@@ -593,6 +181,7 @@ def convert(
 
     Raises:
       ConversionError: wrong layout, flags or output directory (nothing is written).
+      ConversionIOError: reading or writing failed (rerunning resumes).
 
     Worker processes are spawned, so a script that calls this with num_workers != 1 needs the
     usual `if __name__ == "__main__":` guard around its top-level code.
@@ -604,22 +193,58 @@ def convert(
         raise ConversionError(f"--label_offset={label_offset}: must be >= 0")
     if num_workers < 0:
         raise ConversionError(f"--num_workers={num_workers}: must be >= 0 (0: one per core)")
-    plan = discover(
-        raw_data_dir,
-        validation_fraction=validation_fraction,
-        seed=seed,
-        validation_labels=validation_labels,
-    )
-    output_dir = os.path.abspath(os.path.expanduser(output_dir))
-    settings = {
-        "raw_data_dir": plan.root,
-        "train_shards": train_shards,
-        "validation_shards": validation_shards,
-        "label_offset": label_offset,
-        "validation_fraction": validation_fraction,
-        "seed": seed,
-        "validation_labels": os.path.abspath(validation_labels) if validation_labels else "",
+    try:
+        plan = layout.discover(
+            raw_data_dir,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            validation_labels=validation_labels,
+        )
+        settings = {
+            "raw_data_dir": plan.root,
+            "train_shards": train_shards,
+            "validation_shards": validation_shards,
+            "label_offset": label_offset,
+            "validation_fraction": validation_fraction,
+            "seed": seed,
+            "validation_labels": os.path.abspath(validation_labels) if validation_labels else "",
+        }
+        output_dir = os.path.abspath(os.path.expanduser(output_dir))
+        workers = num_workers or shards.default_num_workers()
+        summary = _write(plan, output_dir, settings, workers, stream)
+        if verify:
+            summary.problems = verify_output(output_dir, num_workers=num_workers, stream=stream)
+            summary.verified = True
+    except OSError as e:  # Disk full, permissions.
+        raise ConversionIOError(f"{e}; rerun the same command to resume") from e
+    return summary
+
+
+def _shard_tasks(plan: layout.Plan, output_dir: str, settings: dict) -> list[tuple]:
+    """(ShardTask, split, images) of every shard of the conversion."""
+    ordered = {
+        TRAIN: training_order(plan.splits[TRAIN], settings["seed"]),
+        VALIDATION: list(plan.splits[VALIDATION]),
     }
+    offset = settings["label_offset"]
+    tasks = []
+    for split in SPLITS:
+        bounds = shard_bounds(len(ordered[split]), settings[f"{split}_shards"])
+        for index, (begin, end) in enumerate(bounds):
+            examples = tuple(
+                (path, label + offset, plan.classes[label], plan.names[label])
+                for path, label in ordered[split][begin:end]
+            )
+            name = tfrecord.shard_name(split, index, len(bounds))
+            tasks.append(
+                (shards.ShardTask(name, plan.root, output_dir, examples), split, end - begin)
+            )
+    return tasks
+
+
+def _write(plan: layout.Plan, output_dir: str, settings: dict, num_workers: int, stream) -> Summary:
+    """Writes the shards a previous run did not finish, then labels.json; manifest.json records
+    every finished shard as it comes, so that a killed run resumes from there."""
     inputs = {
         split: {"images": len(items), "listing_sha256": _listing_digest(items)}
         for split, items in plan.splits.items()
@@ -629,30 +254,14 @@ def convert(
     previous = read_json(manifest_path)
     _check_output_dir(output_dir, previous, settings, inputs)
     for name in os.listdir(output_dir):  # Leftovers of a killed run.
-        if name.startswith(_TMP_PREFIX):
+        if name.startswith(atomic.TEMPORARY_PREFIX):
             os.remove(os.path.join(output_dir, name))
-
-    ordered = {
-        TRAIN: training_order(plan.splits[TRAIN], seed),
-        VALIDATION: list(plan.splits[VALIDATION]),
-    }
-    requested = {TRAIN: train_shards, VALIDATION: validation_shards}
-    tasks, split_of, images_of = [], {}, {}
-    for split in SPLITS:
-        bounds = shard_bounds(len(ordered[split]), requested[split])
-        for index, (begin, end) in enumerate(bounds):
-            name = shard_name(split, index, len(bounds))
-            examples = tuple(
-                (path, label + label_offset, plan.classes[label], plan.names[label])
-                for path, label in ordered[split][begin:end]
-            )
-            tasks.append(ShardTask(name, plan.root, output_dir, examples))
-            split_of[name], images_of[name] = split, end - begin
-
+    tasks = _shard_tasks(plan, output_dir, settings)
+    images_of = {task.name: images for task, _, images in tasks}
     done = {}
     for name, entry in (previous or {}).get("shards", {}).items():
         path = os.path.join(output_dir, name)
-        if name in split_of and os.path.isfile(path) and os.path.getsize(path) == entry["bytes"]:
+        if name in images_of and os.path.isfile(path) and os.path.getsize(path) == entry["bytes"]:
             done[name] = entry
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -661,16 +270,17 @@ def convert(
         "shards": done,
         "complete": False,
     }
-    _write_json(manifest_path, manifest)
+    atomic.write_json(manifest_path, manifest, indent=1)
 
-    pending = [task for task in tasks if task.name not in done]
+    pending = [(task, split) for task, split, _ in tasks if task.name not in done]
     total_images = sum(images_of.values())
-    finished = total_images - sum(images_of[task.name] for task in pending)
+    finished = total_images - sum(images_of[task.name] for task, _ in pending)
     progress = Progress(total_images, "convert", "image", stream=stream)
     progress.update(finished, force=True)
+    split_of = {task.name: split for task, split in pending}
     run_start, converted, last_write = time.monotonic(), 0, time.monotonic()
 
-    def on_result(task: ShardTask, result: ShardResult) -> None:
+    def on_result(task: shards.ShardTask, result: shards.ShardResult) -> None:
         nonlocal finished, converted, last_write
         done[result.name] = {
             "split": split_of[result.name],
@@ -685,185 +295,78 @@ def convert(
         converted += images_of[result.name]
         now = time.monotonic()
         if now - last_write >= _MANIFEST_WRITE_INTERVAL:
-            _write_json(manifest_path, manifest)
+            atomic.write_json(manifest_path, manifest, indent=1)
             last_write = now
         progress.update(finished, img_per_s=converted / max(now - run_start, 1e-9))
 
-    _run(write_shard, pending, num_workers or default_num_workers(), on_result)
+    shards.run_tasks(shards.write_shard, [task for task, _ in pending], num_workers, on_result)
     progress.close()
-    convert_seconds = time.monotonic() - run_start
+    seconds = time.monotonic() - run_start
+    summary = _write_labels(
+        plan, output_dir, settings, [(task, done[task.name]) for task, _, _ in tasks]
+    )
+    manifest["records"] = summary.records
+    manifest["complete"] = True
+    atomic.write_json(manifest_path, manifest, indent=1)
+    summary.shards_written = len(pending)
+    summary.shards_reused = len(tasks) - len(pending)
+    summary.images_converted = converted
+    summary.seconds = seconds
+    return summary
 
+
+def _write_labels(plan: layout.Plan, output_dir: str, settings: dict, written: list) -> Summary:
+    """labels.json from the finished shards (their records, skipped files and class counts);
+    returns the Summary of what the shards hold."""
+    offset = settings["label_offset"]
     records = {split: 0 for split in SPLITS}
-    shards = {split: 0 for split in SPLITS}
+    shard_count = {split: 0 for split in SPLITS}
     # Examples per class as written (skipped files excluded), so that class weights and
     # re-sampling never have to read a split to count its labels (official/data/balance.py).
     class_counts = {split: [0] * len(plan.classes) for split in SPLITS}
     skipped, reencoded = [], []
-    for task in tasks:
-        entry = done[task.name]
+    for task, entry in written:
         records[entry["split"]] += entry["records"]
-        shards[entry["split"]] += 1
+        shard_count[entry["split"]] += 1
         skipped += [tuple(item) for item in entry["skipped"]]
         reencoded += [tuple(item) for item in entry["reencoded"]]
         not_written = {path for path, _ in entry["skipped"]}
         for path, label, _, _ in task.examples:
             if path not in not_written:
-                class_counts[entry["split"]][label - label_offset] += 1
-    manifest["records"] = records
-    manifest["complete"] = True
-    _write_json(
-        os.path.join(output_dir, LABELS_FILE),
-        {
-            "format_version": FORMAT_VERSION,
-            "label_offset": label_offset,
-            "dataset": dataset_name(plan.classes),
-            "num_classes": len(plan.classes),
-            "classes": [
-                {"label": i + label_offset, "synset": synset, "name": name}
-                for i, (synset, name) in enumerate(zip(plan.classes, plan.names))
-            ],
-            "splits": {
-                split: {
-                    "records": records[split],
-                    "shards": shards[split],
-                    "pattern": f"{split}-*-of-{shards[split]:05d}",
-                    "class_counts": class_counts[split],
-                }
-                for split in SPLITS
-            },
+                class_counts[entry["split"]][label - offset] += 1
+    labels = {
+        "format_version": FORMAT_VERSION,
+        "label_offset": offset,
+        "dataset": layout.dataset_name(plan.classes),
+        "num_classes": len(plan.classes),
+        "classes": [
+            {"label": i + offset, "synset": synset, "name": name}
+            for i, (synset, name) in enumerate(zip(plan.classes, plan.names))
+        ],
+        "splits": {
+            split: {
+                "records": records[split],
+                "shards": shard_count[split],
+                "pattern": f"{split}-*-of-{shard_count[split]:05d}",
+                "class_counts": class_counts[split],
+            }
+            for split in SPLITS
         },
-    )
-    _write_json(manifest_path, manifest)
-    summary = Summary(
+    }
+    atomic.write_json(os.path.join(output_dir, LABELS_FILE), labels, indent=1)
+    return Summary(
         output_dir=output_dir,
         layout=plan.layout,
         num_classes=len(plan.classes),
         records=records,
-        shards=shards,
-        shards_written=len(pending),
-        shards_reused=len(tasks) - len(pending),
+        shards=shard_count,
+        shards_written=0,
+        shards_reused=0,
         skipped=sorted(skipped),
         reencoded=sorted(reencoded),
-        images_converted=converted,
-        seconds=convert_seconds,
+        images_converted=0,
+        seconds=0.0,
     )
-    if verify:
-        summary.problems = verify_output(output_dir, num_workers=num_workers, stream=stream)
-        summary.verified = True
-    return summary
-
-
-# --- Verifying ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class VerifyTask:
-    path: str
-    records: int
-    bytes: int
-    sha256: str
-    labels: dict  # synset → label, from labels.json
-
-
-def verify_shard(task: VerifyTask) -> list[str]:
-    """Problems found in one shard: checksum, record count, labels, decodability."""
-    name = os.path.basename(task.path)
-    if not os.path.isfile(task.path):
-        return [f"{name}: missing"]
-    with open(task.path, "rb") as f:
-        data = f.read()
-    problems = []
-    if len(data) != task.bytes:
-        problems.append(f"{name}: {len(data)} bytes, manifest says {task.bytes}")
-    if hashlib.sha256(data).hexdigest() != task.sha256:
-        problems.append(f"{name}: sha256 differs from the manifest")
-    count = 0
-    try:
-        for serialized in tfrecord.read_records(io.BytesIO(data)):
-            where = f"{name}: record {count}"
-            count += 1
-            try:
-                record = tfrecord.decode(serialized)
-            except ValueError as e:
-                problems.append(f"{where}: {e}")
-                continue
-            expected = task.labels.get(record.synset)
-            if expected is None or record.label != expected:
-                problems.append(
-                    f"{where} ({record.filename}): label {record.label} for synset "
-                    f"{record.synset!r}, labels.json says {expected}"
-                )
-            try:
-                height, width, components = imagefile.jpeg_header(record.encoded)
-                if (height, width, components) != (record.height, record.width, 3):
-                    raise ValueError(
-                        f"JPEG is {width}x{height}x{components}, record says "
-                        f"{record.width}x{record.height}x3"
-                    )
-                with Image.open(io.BytesIO(record.encoded)) as image:
-                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-                    image.load()
-            except (OSError, SyntaxError, ValueError) as e:
-                problems.append(f"{where} ({record.filename}): not a decodable RGB JPEG ({e})")
-    except ValueError as e:
-        problems.append(f"{name}: {e}")
-    if count != task.records:
-        problems.append(f"{name}: {count} records, manifest says {task.records}")
-    return problems
-
-
-def verify_output(output_dir: str, *, num_workers: int = 0, stream=None) -> list[str]:
-    """Re-reads every shard of a conversion and checks it against manifest.json and labels.json.
-
-    Returns:
-      One line per problem (an empty list means everything checks out).
-
-    Raises:
-      ConversionError: output_dir holds no conversion.
-    """
-    output_dir = os.path.abspath(output_dir)
-    manifest = read_json(os.path.join(output_dir, MANIFEST_FILE))
-    labels = read_json(os.path.join(output_dir, LABELS_FILE))
-    if manifest is None:
-        raise ConversionError(f"{output_dir}: no {MANIFEST_FILE}; nothing to verify")
-    problems = []
-    if not manifest.get("complete") or labels is None:
-        problems.append(f"{output_dir}: the conversion is incomplete; rerun the converter")
-    synset_labels = {c["synset"]: c["label"] for c in (labels or {}).get("classes", [])}
-    entries = manifest.get("shards", {})
-    tasks = [
-        VerifyTask(
-            os.path.join(output_dir, name),
-            entry["records"],
-            entry["bytes"],
-            entry["sha256"],
-            synset_labels,
-        )
-        for name, entry in sorted(entries.items())
-    ]
-    strays = sorted(n for n in os.listdir(output_dir) if _SHARD_NAME.match(n) and n not in entries)
-    problems += [f"{name}: not in {MANIFEST_FILE}" for name in strays]
-    if labels is not None:
-        for split in SPLITS:
-            counted = sum(e["records"] for e in entries.values() if e["split"] == split)
-            if labels["splits"][split]["records"] != counted:
-                problems.append(
-                    f"{LABELS_FILE}: {split} has {labels['splits'][split]['records']} records, "
-                    f"the shards {counted}"
-                )
-    total = sum(entry["records"] for entry in entries.values())
-    progress = Progress(total, "verify", "record", stream=stream)
-    checked = 0
-
-    def on_result(task: VerifyTask, shard_problems: list[str]) -> None:
-        nonlocal checked
-        problems.extend(shard_problems)
-        checked += task.records
-        progress.update(checked, problems=len(problems))
-
-    _run(verify_shard, tasks, num_workers or default_num_workers(), on_result)
-    progress.close()
-    return problems
 
 
 def report(summary: Summary, limit: int = 20) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-import tempfile
 
 import numpy as np
+
+from official import atomic
+from official.errors import UserError
 
 # Pixel values in load_digits are counts of "on" pixels in 4x4 blocks, 0..16.
 _MAX_COUNT = 16
@@ -65,7 +67,7 @@ def write_digits_dataset(
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise SystemExit(
+        raise UserError(
             "tools/make_digits_dataset.py needs scikit-learn: pip install scikit-learn"
         ) from e
     from PIL import Image
@@ -77,19 +79,14 @@ def write_digits_dataset(
 
     output_dir = pathlib.Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
     counts = {"train": 0, "validation": 0}
-    try:
+    with atomic.directory(str(output_dir)) as staging:
         for index, (image, label, held_out) in enumerate(zip(images, labels, is_validation)):
             split = "validation" if held_out else "train"
-            class_dir = staging / split / str(label)
+            class_dir = pathlib.Path(staging) / split / str(label)
             class_dir.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image, mode="L").save(class_dir / f"{index:04d}.png", optimize=True)
             counts[split] += 1
-        if output_dir.exists():
+        if output_dir.exists():  # The old copy goes only once the new one is complete.
             shutil.rmtree(output_dir)
-        os.rename(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return counts

@@ -1,694 +1,174 @@
-"""`build_dataset`: every data source → a batched tf.data.Dataset of (uint8 images, labels).
+"""`build_dataset`: any data source → a batched tf.data.Dataset of (uint8 images, labels).
 
-Sources are named by `--config.data.source`:
-  folder:PATH       class-per-folder images, PATH/train/<class>/* and PATH/validation/<class>/*
-  tfrecord:DIR      shards written by tools/imagenet_to_tfrecord.py (DIR/labels.json beside them);
-  tfrecord:PATTERN  some of those shards, PATTERN containing {split}, e.g. DIR/{split}-0000*
-  tfds:NAME         a TensorFlow Datasets image-classification dataset (optional extra
-                    `pip install "cnn-repro[tfds]"`), e.g. tfds:imagenet2012 from its manual dir
-  synthetic         random images (benchmarks and smoke tests)
-
-A source object has `.info` (a DatasetInfo) and `examples(split, *, shuffle, seed,
-input_context, deterministic)`, which returns one epoch of this input pipeline's shard as
-(key, int32 label) pairs: the key is the encoded image, or something the source's optional
-`read(key, label)` turns into it (a file path). Everything after that is shared: caching,
-repetition, class re-sampling, shuffling, the fused decode-and-crop, augmentation, batching,
-batch mixing, and optionally handing all of it to tf.data service workers.
+The same stages for every source (official/data/sources.py):
+  examples   this pipeline's shard of the split as (key, label); training: cached if asked,
+             repeated, re-sampled by class, shuffled; the keys then become encoded images
+  decode     the reference crop straight from the encoded bytes (official/data/preprocess.py),
+             then the per-image augmentations (official/data/augment.py)
+  batch      batches, batch-level augmentations, mixup/CutMix (official/data/mixing.py)
+  serve      optionally handed to tf.data service workers; prefetched
+Evaluation pipelines see every example exactly once, in order, never augmented.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from official.data import augment as augment_lib
-from official.data import balance, imagefile, mixing, preprocess, tfrecord
-
-TRAIN = "train"
-VALIDATION = "validation"
-_VALIDATION_DIR_NAMES = ("validation", "val")
-TFDS_INSTALL_HINT = 'pip install "cnn-repro[tfds]"'
+from official.data import balance, mixing, preprocess
+from official.data.sources import Source, deterministic_options
 
 # Separate random streams for the per-example, per-batch and re-sampling draws, so that
 # enabling one feature does not change the random numbers of another.
 _EXAMPLE_STREAM, _BATCH_STREAM, _RESAMPLE_STREAM = 0, 1, 2
 # Keeps the streams of different input pipelines (workers) apart.
 _PIPELINE_SEED_STRIDE = 1_000_003
-# TFRecords are parsed in batches of this many records (order unchanged).
-_PARSE_BATCH = 64
-
-
-class DataError(ValueError):
-    """A data source that cannot be read; the message names the path or value at fault."""
 
 
 @dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """What the rest of the system needs to know about a source.
+class Training:
+    """What a training pipeline does beyond an evaluation one.
 
     Attributes:
-      num_classes: number of classes.
-      class_names: one name per label.
-      num_examples: split name → number of examples.
-      name: the dataset's catalog name ("imagenet2012") when the source knows it, else "".
-      class_counts: split name → examples per class, when known without reading the data.
+      preprocessing: the reference crop, flip and colour options.
+      shuffle_buffer: examples in the shuffle buffer (at most one epoch is used).
+      augmenter: augmentations after the crop.
+      rare_classes: when given, the augmenter only touches examples of these labels.
+      mixer: mixup/CutMix on batches; labels become float32 (B, num_classes).
+      resampling_rates: per-class expected copies of each example (balance.resampling_rates).
+      tf_data_service: "grpc://HOST:PORT" of a tf.data service dispatcher whose workers run
+        the pipeline ("": run it here).
+      service_job_name: the service job that every trainer of one run shares.
     """
 
-    num_classes: int
-    class_names: tuple[str, ...]
-    num_examples: dict
-    name: str = ""
-    class_counts: dict = dataclasses.field(default_factory=dict)
-
-
-def _shard(ds: tf.data.Dataset, input_context) -> tf.data.Dataset:
-    if input_context is None or input_context.num_input_pipelines <= 1:
-        return ds
-    return ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-
-
-def read_files(
-    files: Sequence[str],
-    open_file: Callable[[tf.Tensor], tf.data.Dataset],
-    *,
-    shuffle: bool,
-    seed: int,
-    input_context: tf.distribute.InputContext | None = None,
-    deterministic: bool = True,
-    cycle_length: int = 16,
-) -> tf.data.Dataset:
-    """One epoch of the records in `files` for this input pipeline (for file-based sources).
-
-    Each input pipeline reads its own files (`files[i::n]`); with fewer files than pipelines
-    every pipeline reads all files in the same order and keeps every n-th record, so the
-    shards stay disjoint and complete either way. Training reads `cycle_length` files at once
-    in a fresh random file order each epoch; evaluation reads them one after the other in
-    sorted order.
-
-    Args:
-      files: the files of one split.
-      open_file: file name → dataset of its records (e.g. tf.data.TFRecordDataset + parsing).
-      shuffle: shuffle the file order (reshuffled every epoch) and interleave files.
-      seed: seed of the file shuffle.
-      input_context: this pipeline's place among all input pipelines.
-      deterministic: keep the interleaved order reproducible.
-      cycle_length: files read concurrently when shuffling.
-
-    Returns:
-      A dataset of whatever `open_file`'s datasets yield.
-    """
-    files = sorted(files)
-    ds = tf.data.Dataset.from_tensor_slices(list(files))
-    pipelines = input_context.num_input_pipelines if input_context else 1
-    by_record = pipelines > len(files)
-    if not by_record:
-        ds = _shard(ds, input_context)
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(
-        open_file,
-        cycle_length=min(cycle_length, len(files)) if shuffle else 1,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        # Record sharding needs the same order in every pipeline.
-        deterministic=deterministic or by_record or not shuffle,
-    )
-    return _shard(ds, input_context) if by_record else ds
-
-
-@dataclasses.dataclass(frozen=True)
-class FolderSplit:
-    paths: tuple[str, ...]
-    labels: tuple[int, ...]
-
-
-class FolderSource:
-    """Images in PATH/<split>/<class>/<file>; labels are indices of the sorted class names.
-
-    Files are listed once and checked by content (first and last bytes only): empty,
-    non-image and truncated files are skipped and reported by name.
-    """
-
-    def __init__(self, root: str):
-        if not os.path.isdir(root):
-            raise DataError(f"--config.data.source=folder:{root}: no such directory")
-        self.root = root
-        split_dirs = {TRAIN: os.path.join(root, TRAIN)}
-        for name in _VALIDATION_DIR_NAMES:
-            if os.path.isdir(os.path.join(root, name)):
-                split_dirs[VALIDATION] = os.path.join(root, name)
-                break
-        if not os.path.isdir(split_dirs[TRAIN]) or VALIDATION not in split_dirs:
-            raise DataError(
-                f"--config.data.source=folder:{root}: expected {root}/train/<class>/ and "
-                f"{root}/validation/<class>/ folders of images"
-            )
-        class_names = sorted(
-            d
-            for d in os.listdir(split_dirs[TRAIN])
-            if os.path.isdir(os.path.join(split_dirs[TRAIN], d))
-        )
-        if not class_names:
-            raise DataError(f"folder:{root}: {split_dirs[TRAIN]} has no class folders")
-        self.class_names = tuple(class_names)
-        self.skipped: list[tuple[str, str]] = []
-        self.splits = {name: self._list(name, path) for name, path in split_dirs.items()}
-        if self.skipped:
-            shown = "\n".join(f"  {path}: {reason}" for path, reason in self.skipped[:20])
-            more = f"\n  ... and {len(self.skipped) - 20} more" if len(self.skipped) > 20 else ""
-            logging.warning("skipped %d unreadable files:\n%s%s", len(self.skipped), shown, more)
-
-    def _list(self, split: str, split_dir: str) -> FolderSplit:
-        index = {name: i for i, name in enumerate(self.class_names)}
-        paths, labels = [], []
-        for class_name in sorted(os.listdir(split_dir)):
-            class_dir = os.path.join(split_dir, class_name)
-            if not os.path.isdir(class_dir):
-                continue
-            if class_name not in index:
-                raise DataError(
-                    f"folder:{self.root}: class {class_name!r} in {split_dir} has no "
-                    f"folder in {os.path.join(self.root, TRAIN)}"
-                )
-            for file_name in sorted(os.listdir(class_dir)):
-                path = os.path.join(class_dir, file_name)
-                if not os.path.isfile(path):
-                    continue
-                fmt, problem = imagefile.check_file(path)
-                if problem is None and fmt not in imagefile.DECODABLE_FORMATS:
-                    problem = f"{fmt} images are not supported"
-                if problem is not None:
-                    self.skipped.append((path, problem))
-                    continue
-                paths.append(path)
-                labels.append(index[class_name])
-        if not paths:
-            raise DataError(f"folder:{self.root}: no readable images in {split_dir}")
-        return FolderSplit(tuple(paths), tuple(labels))
-
-    @property
-    def info(self) -> DatasetInfo:
-        num_classes = len(self.class_names)
-        return DatasetInfo(
-            num_classes=num_classes,
-            class_names=self.class_names,
-            num_examples={name: len(split.paths) for name, split in self.splits.items()},
-            class_counts={
-                name: tuple(np.bincount(split.labels, minlength=num_classes).tolist())
-                for name, split in self.splits.items()
-            },
-        )
-
-    def examples(
-        self,
-        split: str,
-        *,
-        shuffle: bool,
-        seed: int,
-        input_context: tf.distribute.InputContext | None = None,
-        deterministic: bool = True,
-    ) -> tf.data.Dataset:
-        """(file path, label) pairs of this pipeline's shard; all paths shuffled if asked."""
-        del deterministic  # The listing is in memory: its order is always reproducible.
-        data = self.splits[split]
-        ds = tf.data.Dataset.from_tensor_slices(
-            (tf.constant(data.paths), tf.constant(data.labels, dtype=tf.int32))
-        )
-        ds = _shard(ds, input_context)
-        if shuffle:
-            ds = ds.shuffle(len(data.paths), seed=seed, reshuffle_each_iteration=True)
-        return ds
-
-    @staticmethod
-    def read(path: tf.Tensor, label: tf.Tensor):
-        return tf.io.read_file(path), label
-
-
-class TFRecordSource:
-    """Sharded TFRecords in the format of official/data/tfrecord.py, as the converter writes them.
-
-    The class list and the converter's label offset come from labels.json beside the shards,
-    the record counts from its manifest.json; labels come out 0-based whatever the offset.
-    Paths go through tf.io.gfile, so DIR may be a gs:// bucket too.
-    """
-
-    def __init__(self, location: str):
-        self.location = location
-        if "{split}" in location:
-            directory = os.path.dirname(location)
-        elif tf.io.gfile.isdir(location):
-            directory = location
-        else:
-            raise DataError(
-                f"--config.data.source=tfrecord:{location}: not a directory, and not a pattern "
-                "with {split} in it (e.g. DIR/{split}-*)"
-            )
-        labels_path = os.path.join(directory, tfrecord.LABELS_FILE)
-        if not tf.io.gfile.exists(labels_path):
-            raise DataError(
-                f"tfrecord:{location}: no {labels_path}; point at a directory written by "
-                "tools/imagenet_to_tfrecord.py (rerun it if it was interrupted)"
-            )
-        with tf.io.gfile.GFile(labels_path) as f:
-            labels = json.load(f)
-        self.label_offset = int(labels["label_offset"])
-        self.name = labels.get("dataset", "")  # "imagenet2012" for a converted ImageNet
-        self.class_names = tuple(c["synset"] for c in labels["classes"])
-        manifest_path = os.path.join(directory, tfrecord.MANIFEST_FILE)
-        shards = {}
-        if tf.io.gfile.exists(manifest_path):
-            with tf.io.gfile.GFile(manifest_path) as f:
-                shards = json.load(f).get("shards", {})
-        self.files, self.counts, self.class_counts = {}, {}, {}
-        for split in (TRAIN, VALIDATION):
-            if "{split}" in location:
-                pattern = location.replace("{split}", split)
-            else:  # Exactly the converter's shards of this split, e.g. train-*-of-01024.
-                pattern = os.path.join(directory, labels["splits"][split]["pattern"])
-            files = sorted(tf.io.gfile.glob(pattern))
-            if not files:
-                raise DataError(f"tfrecord:{location}: no {split} shards match {pattern}")
-            self.files[split] = tuple(files)
-            self.counts[split] = sum(
-                shards[os.path.basename(f)]["records"]
-                if os.path.basename(f) in shards
-                else int(tf.data.TFRecordDataset(f).reduce(0, lambda n, _: n + 1))
-                for f in files
-            )
-            written = labels["splits"].get(split, {})
-            # The converter's per-class counts hold for exactly its set of shards.
-            if "class_counts" in written and len(files) == written.get("shards"):
-                self.class_counts[split] = tuple(written["class_counts"])
-
-    @property
-    def info(self) -> DatasetInfo:
-        return DatasetInfo(
-            num_classes=len(self.class_names),
-            class_names=self.class_names,
-            num_examples=dict(self.counts),
-            name=self.name,
-            class_counts=dict(self.class_counts),
-        )
-
-    def examples(
-        self,
-        split: str,
-        *,
-        shuffle: bool,
-        seed: int,
-        input_context: tf.distribute.InputContext | None = None,
-        deterministic: bool = True,
-    ) -> tf.data.Dataset:
-        """(encoded image, 0-based label) pairs of this pipeline's shards (read_files)."""
-        files = self.files[split]
-        pipelines = input_context.num_input_pipelines if input_context else 1
-        if pipelines > len(files):
-            logging.warning(
-                "tfrecord:%s: %d %s shards for %d input pipelines: each pipeline reads all of "
-                "them and keeps every %d-th record (convert with more shards to avoid this)",
-                self.location,
-                len(files),
-                split,
-                pipelines,
-                pipelines,
-            )
-        records = read_files(
-            files,
-            lambda path: tf.data.TFRecordDataset(path, buffer_size=8 << 20),
-            shuffle=shuffle,
-            seed=seed,
-            input_context=input_context,
-            deterministic=deterministic,
-        )
-        offset = self.label_offset
-        # One parse op per _PARSE_BATCH records instead of one map call per record; order is
-        # unchanged. With the float32 resize (preprocess.resize_uint8) it took the evaluation
-        # pipeline from 0.90x to 1.03x keras.utils.image_dataset_from_directory on 2 cores
-        # (tools/benchmark_input.py, README "Input-pipeline speed").
-        return (
-            records.batch(_PARSE_BATCH)
-            .map(lambda serialized: tfrecord.parse(serialized, offset))
-            .unbatch()
-        )
-
-
-def _first_line(error: Exception) -> str:
-    """The first line of an error message, without the colon that introduced what followed."""
-    text = str(error).strip()
-    return text.splitlines()[0].rstrip(" :") if text else type(error).__name__
-
-
-def _manual_dir_hint(builder) -> str:
-    """Which flag to set and, for datasets that need a manual download, what goes there
-    (the first sentence of the builder's own instructions, on one line)."""
-    hint = "set --config.data.tfds_manual_dir for datasets that need a manual download"
-    instructions = " ".join((getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) or "").split())
-    if instructions:
-        hint += f"; {builder.name}: {instructions.split('. ')[0].rstrip('.')}"
-    return hint
-
-
-class TfdsSource:
-    """A TensorFlow Datasets image-classification dataset, read as encoded image bytes.
-
-    The dataset is prepared on first use like `tfds.load` does (ImageNet from the two tar
-    files in its manual directory, see README "Data sources"). Images are read without
-    decoding (`tfds.decode.SkipDecoding`), so they take the same fused decode-and-crop path
-    as every other source. Input pipelines read disjoint record ranges
-    (`tfds.even_splits`); the evaluation split is "validation", or "test" when the dataset
-    has no validation split.
-    """
-
-    def __init__(self, name: str, *, data_dir: str = "", manual_dir: str = ""):
-        try:
-            import tensorflow_datasets as tfds
-        except ImportError as e:
-            raise DataError(
-                f"--config.data.source=tfds:{name} needs tensorflow-datasets: {TFDS_INSTALL_HINT}"
-            ) from e
-        self._tfds = tfds
-        self.name = name
-        try:
-            self.builder = tfds.builder(name, data_dir=data_dir or None)
-        except Exception as e:  # noqa: BLE001 - tfds raises several types for unknown names.
-            raise DataError(f"--config.data.source=tfds:{name}: {str(e).splitlines()[0]}") from e
-        if not self.builder.is_prepared():
-            download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
-            try:
-                self.builder.download_and_prepare(download_config=download_config)
-            except Exception as e:  # noqa: BLE001 - report any preparation failure on one line.
-                raise DataError(
-                    f"tfds:{name} is not prepared in {self.builder.data_dir} and preparing it "
-                    f"failed: {_first_line(e)} ({_manual_dir_hint(self.builder)})"
-                ) from e
-        info = self.builder.info
-        keys = info.supervised_keys
-        if not keys or len(keys) != 2:
-            raise DataError(f"tfds:{name} has no (image, label) supervised keys")
-        self.image_key, self.label_key = keys
-        label_feature = info.features[self.label_key]
-        if not hasattr(label_feature, "names"):
-            raise DataError(f"tfds:{name}: {self.label_key!r} is not a class label")
-        self.class_names = tuple(label_feature.names)
-        available = set(info.splits.keys())
-        self.splits = {TRAIN: "train"}
-        self.splits[VALIDATION] = "validation" if "validation" in available else "test"
-        for ours, theirs in self.splits.items():
-            if theirs not in available:
-                raise DataError(
-                    f"tfds:{name} has no {theirs!r} split for {ours} "
-                    f"(splits: {', '.join(sorted(available))})"
-                )
-        self.counts = {
-            ours: info.splits[theirs].num_examples for ours, theirs in self.splits.items()
-        }
-
-    @property
-    def info(self) -> DatasetInfo:
-        return DatasetInfo(
-            num_classes=len(self.class_names),
-            class_names=self.class_names,
-            num_examples=dict(self.counts),
-            name=self.name,
-        )
-
-    def examples(
-        self,
-        split: str,
-        *,
-        shuffle: bool,
-        seed: int,
-        input_context: tf.distribute.InputContext | None = None,
-        deterministic: bool = True,
-    ) -> tf.data.Dataset:
-        """(encoded image, label) pairs of this pipeline's share of the split's records."""
-        tfds = self._tfds
-        tfds_split = self.splits[split]
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            tfds_split = tfds.even_splits(
-                tfds_split, n=input_context.num_input_pipelines, drop_remainder=False
-            )[input_context.input_pipeline_id]
-        read_config = tfds.ReadConfig(
-            shuffle_seed=seed,
-            shuffle_reshuffle_each_iteration=True,
-            interleave_cycle_length=16 if shuffle else 1,
-            try_autocache=False,
-            options=_deterministic_options(deterministic or not shuffle),
-        )
-        ds = self.builder.as_dataset(
-            split=tfds_split,
-            shuffle_files=shuffle,
-            read_config=read_config,
-            decoders={self.image_key: tfds.decode.SkipDecoding()},
-        )
-        image_key, label_key = self.image_key, self.label_key
-        return ds.map(
-            lambda example: (example[image_key], tf.cast(example[label_key], tf.int32)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=deterministic or not shuffle,
-        )
-
-
-class SyntheticSource:
-    """Random uint8 images with labels cycling through the classes."""
-
-    def __init__(self, num_classes: int, num_examples: int, image_size: int):
-        self.num_classes = num_classes
-        self.num_examples = num_examples
-        self.image_size = image_size
-
-    @property
-    def info(self) -> DatasetInfo:
-        counts = tuple(
-            np.bincount(np.arange(self.num_examples) % self.num_classes, minlength=self.num_classes)
-        )
-        return DatasetInfo(
-            num_classes=self.num_classes,
-            class_names=tuple(str(i) for i in range(self.num_classes)),
-            num_examples={TRAIN: self.num_examples, VALIDATION: self.num_examples},
-            class_counts={TRAIN: counts, VALIDATION: counts},
-        )
-
-    def images(self, seed: int) -> tf.data.Dataset:
-        size, num_classes = self.image_size, self.num_classes
-
-        def make(index):
-            image = tf.random.stateless_uniform(
-                [size, size, 3], seed=[seed, index], minval=0, maxval=256, dtype=tf.int32
-            )
-            return tf.cast(image, tf.uint8), tf.cast(index % num_classes, tf.int32)
-
-        return tf.data.Dataset.range(self.num_examples).map(
-            make, num_parallel_calls=tf.data.AUTOTUNE
-        )
-
-
-def open_source(
-    source: str,
-    *,
-    num_classes: int = 1000,
-    synthetic_examples: int = 1024,
-    image_size: int = 224,
-    tfds_data_dir: str = "",
-    tfds_manual_dir: str = "",
-):
-    """Parses a `--config.data.source` value into a source object.
-
-    Args:
-      source: "folder:PATH", "tfrecord:DIR", "tfrecord:PATTERN" (with {split}), "tfds:NAME"
-        or "synthetic".
-      num_classes: classes of the synthetic source.
-      synthetic_examples: examples per epoch of the synthetic source.
-      image_size: side of the synthetic images.
-      tfds_data_dir: TFDS data directory ("" for TFDS's default, $TFDS_DATA_DIR or
-        ~/tensorflow_datasets).
-      tfds_manual_dir: where manually downloaded files are (ImageNet's tar files).
-
-    Returns:
-      A FolderSource, TFRecordSource, TfdsSource or SyntheticSource.
-    """
-    kind, _, argument = source.partition(":")
-    if kind == "folder" and argument:
-        return FolderSource(os.path.expanduser(argument))
-    if kind == "tfrecord" and argument:
-        return TFRecordSource(argument if "://" in argument else os.path.expanduser(argument))
-    if kind == "tfds" and argument:
-        return TfdsSource(
-            argument,
-            data_dir=os.path.expanduser(tfds_data_dir) if tfds_data_dir else "",
-            manual_dir=os.path.expanduser(tfds_manual_dir) if tfds_manual_dir else "",
-        )
-    if kind == "synthetic" and not argument:
-        return SyntheticSource(num_classes or 1000, synthetic_examples, image_size)
-    raise DataError(
-        f"--config.data.source={source!r}: expected folder:PATH, tfrecord:DIR, tfds:NAME or "
-        "synthetic"
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainPreprocessing:
-    """The reference training preprocessing of official/data/preprocess.py (train_image)."""
-
-    crop: str = "inception"
-    scale_range: tuple[int, int] = preprocess.SCALE_JITTER_RANGE
-    random_flip: bool = True
-    color_jitter: float = 0.0
-    lighting: float = 0.0
-
-
-def _deterministic_options(deterministic: bool) -> tf.data.Options:
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    return options
-
-
-def _seeds(seed: int, stream: int) -> tf.data.Dataset:
-    """An endless dataset of shape-(2,) int64 seeds for stateless random ops."""
-    return tf.data.Dataset.random(seed=seed * 3 + stream).batch(2)
+    preprocessing: preprocess.TrainPreprocessing
+    shuffle_buffer: int
+    augmenter: augment_lib.Augmenter = augment_lib.Augmenter()
+    rare_classes: Sequence[int] | None = None
+    mixer: mixing.Mixer | None = None
+    resampling_rates: Sequence[float] | None = None
+    tf_data_service: str = ""
+    service_job_name: str = "cnn-repro-train"
 
 
 def build_dataset(
-    source,
+    source: Source,
     *,
     split: str,
-    is_training: bool,
     batch_size: int,
-    image_size: int,
-    preprocessing: TrainPreprocessing | None = None,
-    crop_fraction: float = 0.875,
-    interpolation: str = "bilinear",
-    augmenter: augment_lib.Augmenter | None = None,
-    rare_classes: Sequence[int] | None = None,
-    mixer: mixing.Mixer | None = None,
-    resampling_rates: Sequence[float] | None = None,
-    shuffle_buffer: int = 10_000,
+    geometry: preprocess.Geometry,
+    training: Training | None = None,
     cache: bool = False,
     seed: int = 0,
     deterministic: bool = False,
-    tf_data_service: str = "",
-    service_job_name: str = "cnn-repro-train",
     input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
     """Builds the input pipeline of one split.
 
-    Training pipelines shuffle, repeat forever and drop the last partial batch; evaluation
-    pipelines see every example exactly once, in order, and are never augmented.
-
     Args:
-      source: an object from `open_source`.
+      source: where the examples come from.
       split: "train" or "validation".
-      is_training: augment, shuffle and repeat.
       batch_size: batch size of this input pipeline (per replica group, see input_context).
-      image_size: output side.
-      preprocessing: the training crop, flip and colour options (defaults: Inception crop
-        and flip).
-      crop_fraction: eval center-crop fraction.
-      interpolation: resize method.
-      augmenter: augmentations after the crop (official/data/augment.py).
-      rare_classes: when given, the augmenter only touches examples of these labels.
-      mixer: mixup/CutMix on training batches; labels become float32 (B, num_classes).
-      resampling_rates: per-class expected copies of each training example
-        (balance.resampling_rates).
-      shuffle_buffer: examples in the training shuffle buffer.
+      geometry: the model's input size, evaluation crop and resize method.
+      training: augment, shuffle and repeat forever (dropping the last partial batch) with
+        these options; None: an evaluation pipeline.
       cache: keep the encoded examples in memory after the first epoch.
       seed: seed of shuffling, augmentation, mixing and re-sampling.
       deterministic: the same batches in the same order on every run (slower: parallel maps
         keep their input order).
-      tf_data_service: "grpc://HOST:PORT" of a tf.data service dispatcher that runs the
-        training pipeline on its workers ("": run it here). Evaluation always runs here.
-      service_job_name: the service job that every trainer of one run shares.
       input_context: when set, this pipeline reads only its shard of the examples.
 
     Returns:
       A dataset of (uint8 images (B, size, size, 3), int32 labels (B,)), or float32 one-hot
-      or mixed labels (B, num_classes) when a mixer is given.
+      or mixed labels (B, num_classes) when training with a mixer.
     """
-    preprocessing = preprocessing or TrainPreprocessing()
-    augmenter = augmenter or augment_lib.Augmenter()
-    use_service = bool(tf_data_service) and is_training
-    if use_service:
+    service = training.tf_data_service if training else ""
+    if service:
         input_context = None  # The service hands each batch to one trainer: no sharding.
     # The examples of a pipeline are chosen with the shared seed (file-level sharding needs
     # the same file order everywhere); its random streams get their own seed.
     stream_seed = seed
     if input_context is not None:
         stream_seed += input_context.input_pipeline_id * _PIPELINE_SEED_STRIDE
-    ordered = deterministic or not is_training
-    mix = mixer if (is_training and mixer) else None
-
-    if isinstance(source, SyntheticSource):
-        ds = source.images(seed if split == TRAIN else seed + 1)
-        ds = _shard(ds, input_context).cache()
-        if is_training:
-            ds = ds.repeat()
-        ds = ds.batch(batch_size, drop_remainder=is_training)
-    else:
-        ds = source.examples(
-            split,
-            shuffle=is_training and not cache,
-            seed=seed,
-            input_context=input_context,
-            deterministic=ordered,
-        )
-        read = getattr(source, "read", None)
-        if cache:
-            if read is not None:
-                ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
-            ds = ds.cache()
-            if is_training:  # A full reshuffle of the cached epoch.
-                num_examples = source.info.num_examples[split]
-                ds = ds.shuffle(num_examples, seed=stream_seed, reshuffle_each_iteration=True)
-        if is_training:
-            ds = ds.repeat()
-            if resampling_rates is not None:
-                ds = balance.resample(ds, resampling_rates, seed=stream_seed * 3 + _RESAMPLE_STREAM)
-            if not cache or resampling_rates is not None:
-                # No bigger than an epoch: the buffer holds encoded images (~110 KB each).
-                buffer = min(shuffle_buffer, max(1, source.info.num_examples[split]))
-                ds = ds.shuffle(buffer, seed=stream_seed, reshuffle_each_iteration=True)
-        if read is not None and not cache:
-            ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
-        ds = _decode(
-            ds,
-            is_training=is_training,
-            image_size=image_size,
-            preprocessing=preprocessing,
-            crop_fraction=crop_fraction,
-            interpolation=interpolation,
-            augmenter=augmenter,
-            rare_classes=rare_classes,
-            num_classes=source.info.num_classes,
-            seed=stream_seed,
-            ordered=ordered,
-        )
-        ds = ds.batch(batch_size, drop_remainder=is_training)
-        if is_training and augmenter.per_batch:
-            ds = _augment_batches(ds, augmenter, rare_classes, source.info.num_classes, ordered)
-    if mix is not None:
-        ds = tf.data.Dataset.zip((ds, _seeds(stream_seed, _BATCH_STREAM)))
+    ordered = deterministic or training is None
+    num_classes = source.info.num_classes
+    ds = _encoded_examples(
+        source,
+        split,
+        training,
+        cache=cache,
+        seed=seed,
+        stream_seed=stream_seed,
+        ordered=ordered,
+        input_context=input_context,
+    )
+    if training is None:
         ds = ds.map(
-            lambda batch, batch_seed: mix(batch[0], batch[1], batch_seed),
+            lambda encoded, label: (preprocess.eval_image(encoded, geometry), label),
             num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=ordered,
+            deterministic=True,
         )
-    options = _deterministic_options(ordered)
+        ds = ds.batch(batch_size)
+    else:
+        rare = _rare_table(training.rare_classes, num_classes)
+        ds = _decode_for_training(ds, geometry, training, rare, seed=stream_seed, ordered=ordered)
+        ds = ds.batch(batch_size, drop_remainder=True)
+        ds = _augment_and_mix_batches(ds, training, rare, seed=stream_seed, ordered=ordered)
+    options = deterministic_options(ordered)
     options.experimental_optimization.map_parallelization = True
     ds = ds.with_options(options)
-    if use_service:
+    if service:
         ds = ds.apply(
             tf.data.experimental.service.distribute(
                 processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,
-                service=tf_data_service,
-                job_name=service_job_name,
+                service=service,
+                job_name=training.service_job_name,
             )
         )
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _encoded_examples(
+    source: Source,
+    split: str,
+    training: Training | None,
+    *,
+    cache: bool,
+    seed: int,
+    stream_seed: int,
+    ordered: bool,
+    input_context,
+) -> tf.data.Dataset:
+    """(encoded image, label): one epoch in order, or for training an endless stream that is
+    re-sampled and shuffled (on the source's keys where possible: paths, not bytes)."""
+    ds = source.examples(
+        split,
+        shuffle=training is not None and not cache,
+        seed=seed,
+        input_context=input_context,
+        deterministic=ordered,
+    )
+    if cache:
+        ds = source.encoded(ds, deterministic=ordered).cache()
+        if training is not None:  # A full reshuffle of the cached epoch.
+            num_examples = source.info.num_examples[split]
+            ds = ds.shuffle(num_examples, seed=stream_seed, reshuffle_each_iteration=True)
+    if training is not None:
+        ds = ds.repeat()
+        if training.resampling_rates is not None:
+            resample_seed = stream_seed * 3 + _RESAMPLE_STREAM
+            ds = balance.resample(ds, training.resampling_rates, seed=resample_seed)
+        if not cache or training.resampling_rates is not None:
+            # No bigger than an epoch: the buffer holds encoded images (~110 KB each).
+            buffer = min(training.shuffle_buffer, max(1, source.info.num_examples[split]))
+            ds = ds.shuffle(buffer, seed=stream_seed, reshuffle_each_iteration=True)
+    if not cache:
+        ds = source.encoded(ds, deterministic=ordered)
+    return ds
 
 
 def _rare_table(rare_classes: Sequence[int] | None, num_classes: int) -> tf.Tensor | None:
@@ -699,35 +179,23 @@ def _rare_table(rare_classes: Sequence[int] | None, num_classes: int) -> tf.Tens
     return tf.constant(table)
 
 
-def _decode(
+def _seeds(seed: int, stream: int) -> tf.data.Dataset:
+    """An endless dataset of shape-(2,) int64 seeds for stateless random ops."""
+    return tf.data.Dataset.random(seed=seed * 3 + stream).batch(2)
+
+
+def _decode_for_training(
     ds: tf.data.Dataset,
+    geometry: preprocess.Geometry,
+    training: Training,
+    rare: tf.Tensor | None,
     *,
-    is_training: bool,
-    image_size: int,
-    preprocessing: TrainPreprocessing,
-    crop_fraction: float,
-    interpolation: str,
-    augmenter: augment_lib.Augmenter,
-    rare_classes: Sequence[int] | None,
-    num_classes: int,
     seed: int,
     ordered: bool,
 ) -> tf.data.Dataset:
-    """(encoded, label) → (uint8 image, label): the reference crop, then augmentation."""
-    if not is_training:
-
-        def prepare_eval(encoded, label):
-            image = preprocess.eval_image(
-                encoded,
-                image_size=image_size,
-                crop_fraction=crop_fraction,
-                interpolation=interpolation,
-            )
-            return image, label
-
-        return ds.map(prepare_eval, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-    rare = _rare_table(rare_classes, num_classes)
+    """(encoded, label) → (uint8 image, label): the reference crop, then augmentation, with one
+    stateless seed per example (reproducible given the seed)."""
+    augmenter = training.augmenter
 
     def prepare(example, example_seed):
         encoded, label = example
@@ -735,15 +203,7 @@ def _decode(
             tf.random.experimental.stateless_split(example_seed, 2)
         )
         image = preprocess.train_image(
-            encoded,
-            crop_seed,
-            image_size=image_size,
-            crop=preprocessing.crop,
-            scale_range=preprocessing.scale_range,
-            random_flip=preprocessing.random_flip,
-            color_jitter_strength=preprocessing.color_jitter,
-            lighting_sigma=preprocessing.lighting,
-            interpolation=interpolation,
+            encoded, crop_seed, geometry=geometry, preprocessing=training.preprocessing
         )
         if augmenter.per_image:
             if rare is None:
@@ -756,21 +216,40 @@ def _decode(
                 )
         return image, label
 
-    # One stateless seed per example: augmentation is reproducible given the seed.
     ds = tf.data.Dataset.zip((ds, _seeds(seed, _EXAMPLE_STREAM)))
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
 
 
-def _augment_batches(ds, augmenter, rare_classes, num_classes, ordered) -> tf.data.Dataset:
-    """Batch-level (Keras layer) augmentations; stateful ones run one batch at a time when
-    the order must be reproducible, since their random state advances with every call."""
-    rare = _rare_table(rare_classes, num_classes)
+def _augment_and_mix_batches(
+    ds: tf.data.Dataset,
+    training: Training,
+    rare: tf.Tensor | None,
+    *,
+    seed: int,
+    ordered: bool,
+) -> tf.data.Dataset:
+    """Batch-level (Keras layer) augmentations, then mixup/CutMix with one seed per batch.
 
-    def apply(images, labels):
-        augmented = augmenter.apply_batch(images)
-        if rare is not None:
-            augmented = tf.where(tf.gather(rare, labels)[:, None, None, None], augmented, images)
-        return augmented, labels
+    Stateful augmentations run one batch at a time when the order must be reproducible,
+    since their random state advances with every call.
+    """
+    augmenter, mixer = training.augmenter, training.mixer
+    if augmenter.per_batch:
 
-    parallel = None if (ordered and augmenter.stateful) else tf.data.AUTOTUNE
-    return ds.map(apply, num_parallel_calls=parallel, deterministic=ordered)
+        def apply(images, labels):
+            augmented = augmenter.apply_batch(images)
+            if rare is not None:
+                keep = tf.gather(rare, labels)[:, None, None, None]
+                augmented = tf.where(keep, augmented, images)
+            return augmented, labels
+
+        parallel = None if (ordered and augmenter.stateful) else tf.data.AUTOTUNE
+        ds = ds.map(apply, num_parallel_calls=parallel, deterministic=ordered)
+    if mixer:
+        ds = tf.data.Dataset.zip((ds, _seeds(seed, _BATCH_STREAM)))
+        ds = ds.map(
+            lambda batch, batch_seed: mixer(batch[0], batch[1], batch_seed),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=ordered,
+        )
+    return ds

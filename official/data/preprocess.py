@@ -13,6 +13,7 @@ same seed gives the same image eagerly, inside `tf.data.Dataset.map`, and on eve
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -36,9 +37,53 @@ SCALE_JITTER_RANGE = (256, 512)
 _SCALE_JITTER_REFERENCE_SIZE = 224
 
 TRAIN_CROPS = ("inception", "scale_jitter", "resize")
+# tf.image.resize methods a model's reference pipeline may name (`--config.data.interpolation`).
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 
 # ITU-R BT.601 luma weights, as in PIL's "L" conversion and tf.image.rgb_to_grayscale.
 _LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """The model's input geometry: the images it sees and how they are cut out.
+
+    Attributes:
+      image_size: side of the square images the model takes (training and evaluation).
+      crop_fraction: evaluation center crop, as image_size / resize size (0.875 = 224/256).
+      interpolation: resize method, one of INTERPOLATIONS.
+    """
+
+    image_size: int
+    crop_fraction: float
+    interpolation: str
+
+    @property
+    def resize_size(self) -> int:
+        """Shorter side before the center crop (256 for 224 at 0.875): the reference test
+        scale S."""
+        return int(round(self.image_size / self.crop_fraction))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPreprocessing:
+    """The reference training preprocessing of `train_image`; each field is the
+    `--config.data.*` field of the same name.
+
+    Attributes:
+      train_crop: "inception" (random area and aspect), "scale_jitter" (VGG) or "resize" (the
+        whole image, for tiny images such as digits).
+      scale_jitter: shorter-side range (S_min, S_max) of scale_jitter for a 224 output.
+      random_flip: flip left-right with probability 1/2.
+      color_jitter: strength s of `color_jitter`; 0 disables it.
+      pca_lighting: σ of `pca_lighting`; 0 disables it.
+    """
+
+    train_crop: str = "inception"
+    scale_jitter: tuple[int, int] = SCALE_JITTER_RANGE
+    random_flip: bool = True
+    color_jitter: float = 0.0
+    pca_lighting: float = 0.0
 
 
 def decode(encoded: tf.Tensor) -> tf.Tensor:
@@ -231,27 +276,16 @@ def train_image(
     encoded: tf.Tensor,
     seed: tf.Tensor,
     *,
-    image_size: int,
-    crop: str = "inception",
-    scale_range: tuple[int, int] = SCALE_JITTER_RANGE,
-    random_flip: bool = True,
-    color_jitter_strength: float = 0.0,
-    lighting_sigma: float = 0.0,
-    interpolation: str = "bilinear",
+    geometry: Geometry,
+    preprocessing: TrainPreprocessing,
 ) -> tf.Tensor:
     """Encoded bytes → augmented uint8 training image.
 
     Args:
       encoded: encoded image bytes (scalar string).
       seed: shape-(2,) int seed; the same seed gives the same image.
-      image_size: output side.
-      crop: "inception" (random area/aspect crop), "scale_jitter" (VGG) or "resize" (the
-        whole image, for tiny images such as digits).
-      scale_range: shorter-side range of scale_jitter for a 224 output.
-      random_flip: flip left-right with probability 1/2.
-      color_jitter_strength: see color_jitter; 0 disables it.
-      lighting_sigma: see pca_lighting; 0 disables it.
-      interpolation: resize method.
+      geometry: output side and resize method (the crop fraction is evaluation's).
+      preprocessing: crop, flip, colour jitter and lighting.
 
     Returns:
       uint8 image of shape (image_size, image_size, 3).
@@ -259,42 +293,41 @@ def train_image(
     crop_seed, flip_seed, color_seed, lighting_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 4)
     )
+    crop, image_size = preprocessing.train_crop, geometry.image_size
     if crop == "inception":
         image = decode_window(encoded, lambda shape: inception_crop_window(shape, crop_seed))
     elif crop == "scale_jitter":
         image = decode_window(
             encoded,
             lambda shape: scale_jitter_window(
-                shape, crop_seed, image_size=image_size, scale_range=scale_range
+                shape, crop_seed, image_size=image_size, scale_range=preprocessing.scale_jitter
             ),
         )
     elif crop == "resize":
         image = decode(encoded)
     else:
         raise ValueError(f"unknown training crop {crop!r}; choose one of {', '.join(TRAIN_CROPS)}")
-    image = resize_uint8(image, image_size, interpolation)
-    if random_flip:
+    image = resize_uint8(image, image_size, geometry.interpolation)
+    if preprocessing.random_flip:
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    if color_jitter_strength or lighting_sigma:
+    if preprocessing.color_jitter or preprocessing.pca_lighting:
         # One float pass for both, rounded back to uint8 once.
         pixels = tf.cast(image, tf.float32)
-        if color_jitter_strength:
-            pixels = color_jitter(pixels, color_seed, color_jitter_strength)
-        if lighting_sigma:
-            pixels = pca_lighting(pixels, lighting_seed, lighting_sigma)
+        if preprocessing.color_jitter:
+            pixels = color_jitter(pixels, color_seed, preprocessing.color_jitter)
+        if preprocessing.pca_lighting:
+            pixels = pca_lighting(pixels, lighting_seed, preprocessing.pca_lighting)
         image = to_uint8(pixels)
     return image
 
 
-def eval_image(
-    encoded: tf.Tensor, *, image_size: int, crop_fraction: float, interpolation: str
-) -> tf.Tensor:
+def eval_image(encoded: tf.Tensor, geometry: Geometry) -> tf.Tensor:
     """Encoded bytes → center-cropped uint8 evaluation image.
 
-    The centered square covering `crop_fraction` of the shorter side is decoded (fused for
-    JPEG) and resized to `image_size`; this equals resizing the shorter side to
-    image_size / crop_fraction and taking the central image_size crop (the 0.875 = 224/256
-    convention of Krizhevsky et al. 2012 and every ImageNet reference).
+    The centered square covering `geometry.crop_fraction` of the shorter side is decoded
+    (fused for JPEG) and resized to `geometry.image_size`; this equals resizing the shorter
+    side to image_size / crop_fraction and taking the central image_size crop (the 0.875 =
+    224/256 convention of Krizhevsky et al. 2012 and every ImageNet reference).
     """
-    image = decode_window(encoded, lambda shape: center_crop_window(shape, crop_fraction))
-    return resize_uint8(image, image_size, interpolation)
+    image = decode_window(encoded, lambda shape: center_crop_window(shape, geometry.crop_fraction))
+    return resize_uint8(image, geometry.image_size, geometry.interpolation)

@@ -16,6 +16,7 @@ the same bytes; tests/data/test_tfrecord.py checks both against TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -26,6 +27,13 @@ import google_crc32c
 # offset and record counts (labels.json); settings and per-shard checksums (manifest.json).
 LABELS_FILE = "labels.json"
 MANIFEST_FILE = "manifest.json"
+# Shard file names, as tensorflow/tpu's: train-00000-of-01024, validation-00000-of-00128.
+SHARD_NAME = re.compile(r"^(train|validation)-(\d{5})-of-(\d{5})$")
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}"
+
 
 ENCODED = "image/encoded"
 FORMAT = "image/format"

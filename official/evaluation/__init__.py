@@ -1,1 +1,1 @@
-"""Evaluation, serving export, TFLite and class activation maps of trained runs."""
+"""Evaluation of trained runs: modes, crops, dense evaluation, ensembles, metrics, reports, CAM."""

@@ -10,21 +10,28 @@ A^k of the last spatial layer are weighted by the spatially averaged gradient of
 score, α_k^c = mean_{x,y} ∂y^c/∂A^k(x, y), and L^c = ReLU(Σ_k α_k^c A^k).
 
 Overlays are drawn with Pillow (a jet-like colour map on the image, the class named above it);
-no plotting library is needed.
+no plotting library is needed. `draw_files` serves `official.cam`, `draw_mistakes`
+`official.evaluate --cam_misclassified`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from official.evaluation import dense
+from official import atomic
+from official.data import imagefile, preprocess
+from official.errors import UserError
+from official.evaluation import metrics, modes
+from official.models import heads
 
+METHODS = ("auto", "cam", "grad_cam")
 # Overlays of small inputs (e.g. 32 px digits) are enlarged to this side to stay readable.
 MIN_DISPLAY_SIDE = 224
 HEAT_OPACITY = 0.5
@@ -55,6 +62,10 @@ def last_spatial_layer(model: keras.Model) -> keras.layers.Layer:
     raise ValueError(f"{model.name}: no layer with a spatial feature map for Grad-CAM")
 
 
+class CamError(UserError, ValueError):
+    """A method the model's head does not allow."""
+
+
 class ActivationMapper:
     """CAM for models ending in global average pooling, Grad-CAM otherwise.
 
@@ -64,16 +75,16 @@ class ActivationMapper:
     """
 
     def __init__(self, model: keras.Model, method: str = "auto"):
-        head = dense.gap_classifier(model)
+        head = heads.gap_classifier(model)
         if method == "auto":
             method = "cam" if head is not None else "grad_cam"
         if method == "cam" and head is None:
-            raise ValueError(
+            raise CamError(
                 f"{model.name}: CAM needs global average pooling followed by the classifier; "
                 "use Grad-CAM"
             )
-        if method not in ("cam", "grad_cam"):
-            raise ValueError(f"unknown method {method!r}; choose auto, cam or grad_cam")
+        if method not in METHODS[1:]:
+            raise CamError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
         self.method = method
         if method == "cam":
             pool, self.classifier = head
@@ -84,7 +95,8 @@ class ActivationMapper:
 
     def _forward(self, images):
         features, outputs = self.features_and_logits(images, training=False)
-        return tf.cast(features, tf.float32), tf.cast(dense.logits_of(outputs), tf.float32)
+        logits = heads.split_outputs(outputs)[0]
+        return tf.cast(features, tf.float32), tf.cast(logits, tf.float32)
 
     def raw_maps(self, images: np.ndarray, classes: np.ndarray | None = None):
         """(maps at the feature-map resolution (N, h, w), classes, posteriors (N, K))."""
@@ -142,9 +154,111 @@ def overlay(image: np.ndarray, heat: np.ndarray, caption: str) -> Image.Image:
 
 
 def save_png(picture: Image.Image, path: str) -> str:
-    """Writes a PNG through a temporary name, renamed when complete."""
+    """Writes a PNG (atomically), creating its directory."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temporary = path + ".tmp"
-    picture.save(temporary, format="PNG")
-    os.replace(temporary, path)
+    with atomic.open_file(path, "wb") as f:
+        picture.save(f, format="PNG")
     return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Drawn:
+    """One image file of `draw_files`: the PNG written and the top class, or why not."""
+
+    path: str
+    written: str = ""
+    class_name: str = ""
+    probability: float = 0.0
+    problem: str = ""
+
+
+def draw_files(
+    mapper: ActivationMapper,
+    paths: Sequence[str],
+    *,
+    geometry: preprocess.Geometry,
+    class_names: Sequence[str],
+    output_dir: str,
+) -> Iterator[Drawn]:
+    """The map of each image file's top class over the image the model sees (its eval
+    preprocessing), written to `output_dir/<file stem>_cam.png`.
+
+    A file that is missing, unreadable or not a complete JPEG/PNG/GIF/BMP is reported in its
+    `Drawn.problem` and the others are still drawn.
+    """
+    written_names = set()
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                encoded = f.read()
+        except OSError as e:
+            yield Drawn(path, problem=e.strerror or str(e))
+            continue
+        fmt, problem = imagefile.check(encoded[:16], encoded[-64:], len(encoded))
+        if problem is None and fmt not in imagefile.DECODABLE_FORMATS:
+            problem = f"{fmt} images are not supported"
+        if problem is not None:
+            yield Drawn(path, problem=problem)
+            continue
+        image = preprocess.eval_image(tf.constant(encoded), geometry).numpy()
+        maps = mapper(image[None].astype(np.float32))
+        top = int(maps.classes[0])
+        probability = float(maps.probabilities[0, top])
+        caption = f"{class_names[top]} ({probability:.2f}) {maps.method}"
+        stem = os.path.splitext(os.path.basename(path))[0]
+        name, count = f"{stem}_cam.png", 1
+        while name in written_names:  # Same file name in different folders.
+            count += 1
+            name = f"{stem}_{count}_cam.png"
+        written_names.add(name)
+        picture = overlay(image, maps.maps[0], caption)
+        written = save_png(picture, os.path.join(output_dir, name))
+        yield Drawn(path, written, class_names[top], probability)
+
+
+def center_images(
+    source, split: str, indices: list[int], geometry: preprocess.Geometry
+) -> np.ndarray:
+    """The center-crop eval images of the given examples, in the order of `indices`."""
+    dataset = modes.encoded_examples(source, split, indices).map(
+        lambda encoded, label: preprocess.eval_image(encoded, geometry)
+    )
+    by_position = dict(zip(sorted(indices), dataset.as_numpy_iterator()))
+    return np.stack([by_position[i] for i in indices])
+
+
+def draw_mistakes(
+    model,
+    source,
+    split: str,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    count: int,
+    geometry: preprocess.Geometry,
+    directory: str,
+) -> tuple[list[str], np.ndarray]:
+    """Maps of the `count` most confident mistakes of an evaluation, as PNGs in `directory`.
+
+    Returns:
+      (the PNG paths, the overlays as uint8 (n, H, W, 3) for TensorBoard).
+    """
+    indices = metrics.worst_mistakes(probabilities, labels, count)
+    if not indices:
+        return [], np.zeros((0, 1, 1, 3), np.uint8)
+    images = center_images(source, split, indices, geometry)
+    predicted = probabilities[indices].argmax(axis=1)
+    maps = ActivationMapper(model)(images.astype(np.float32), predicted)
+    paths, pictures = [], []
+    for rank, (index, image, heat, guess) in enumerate(zip(indices, images, maps.maps, predicted)):
+        caption = (
+            f"predicted {class_names[guess]} ({probabilities[index, guess]:.2f}), "
+            f"true {class_names[labels[index]]}"
+        )
+        picture = overlay(image, heat, caption)
+        paths.append(
+            save_png(picture, os.path.join(directory, f"{rank + 1:03d}_example{index}.png"))
+        )
+        pictures.append(np.asarray(picture))
+    return paths, np.stack(pictures)

@@ -22,19 +22,13 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from official.errors import UserError
 from official.evaluation import crops
-
-POOL_LAYER = "avg_pool"
-CLASSIFIER_LAYER = "predictions"
+from official.models import heads
 
 
-class DenseEvaluationError(ValueError):
+class DenseEvaluationError(UserError, ValueError):
     """The model has no fully-convolutional form this module knows how to build."""
-
-
-def logits_of(outputs):
-    """The logits of a model's output (Inception's auxiliary head returns a dict)."""
-    return outputs["logits"] if isinstance(outputs, dict) else outputs
 
 
 def softmax(logits: tf.Tensor) -> tf.Tensor:
@@ -45,34 +39,6 @@ def softmax(logits: tf.Tensor) -> tf.Tensor:
     averaging posteriors (crops, ensembles). float64 keeps them apart for logit gaps up to ~700.
     """
     return tf.nn.softmax(tf.cast(logits, tf.float64))
-
-
-def gap_classifier(model: keras.Model):
-    """(pooling layer, classifier layer) when the model ends in GAP → (dropout) → dense.
-
-    Returns:
-      The two layers, or None when the head is anything else (e.g. VGG's FC layers, or
-      MobileNetV3's 1×1 convolution after the pooling).
-    """
-    try:
-        pool = model.get_layer(POOL_LAYER)
-        classifier = model.get_layer(CLASSIFIER_LAYER)
-    except ValueError:
-        return None
-    if not isinstance(pool, keras.layers.GlobalAveragePooling2D) or pool.keepdims:
-        return None
-    if not isinstance(classifier, keras.layers.Dense):
-        return None
-    # Walk back from the classifier's input through layers that are identities at inference.
-    tensor = classifier.input
-    while True:
-        history = tensor._keras_history
-        layer = history.operation
-        if layer is pool:
-            return pool, classifier
-        if not isinstance(layer, keras.layers.Dropout):
-            return None
-        tensor = layer.input
 
 
 def any_size(function: Callable) -> Callable:
@@ -113,15 +79,16 @@ def score_map_function(
     Raises:
       DenseEvaluationError: neither form is available.
     """
-    head = gap_classifier(model)
+    head = heads.gap_classifier(model)
     if head is None and fully_convolutional is not None:
         converted = fully_convolutional(model)
         return any_size(lambda images: tf.cast(converted(images, training=False), tf.float32))
     if head is None:
         raise DenseEvaluationError(
             f"{model.name}: dense evaluation needs a fully-convolutional form; this model does "
-            f"not end in global average pooling ({POOL_LAYER!r}) followed by a dense "
-            f"classifier ({CLASSIFIER_LAYER!r}) and its family has no to_fully_convolutional"
+            f"not end in global average pooling ({heads.POOL_LAYER!r}) followed by a dense "
+            f"classifier ({heads.CLASSIFIER_LAYER!r}) and its family has no "
+            "to_fully_convolutional"
         )
     pool, classifier = head
     features = keras.Model(model.inputs, pool.input, name=f"{model.name}_features")

@@ -70,6 +70,14 @@ def expected_calibration_error(
     return float(error)
 
 
+def worst_mistakes(probabilities: np.ndarray, labels: np.ndarray, count: int) -> list[int]:
+    """Indices of the `count` wrong top-1 predictions made with the highest confidence."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probabilities[wrong, predicted[wrong]]
+    return [int(i) for i in wrong[np.argsort(-confidence, kind="stable")][:count]]
+
+
 def summarize(
     probabilities: np.ndarray, labels: np.ndarray, class_names: list[str] | tuple[str, ...]
 ) -> dict:

@@ -13,30 +13,16 @@ turns them into the reported numbers.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from official.data import pipeline, preprocess
+from official.data.sources import DataError, Source
 from official.evaluation import crops, dense
+from official.models import heads
 from official.progress import Progress
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocessing:
-    """A run's evaluation preprocessing (config.data after resolve())."""
-
-    image_size: int
-    crop_fraction: float
-    interpolation: str
-
-    @property
-    def resize_size(self) -> int:
-        """Shorter side before the center crop (256 for 224 at 0.875): the reference test
-        scale S."""
-        return int(round(self.image_size / self.crop_fraction))
 
 
 def probabilities_function(model, image_size: int | None = None) -> Callable:
@@ -47,42 +33,27 @@ def probabilities_function(model, image_size: int | None = None) -> Callable:
     signature = [tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")]
 
     def probabilities(images):
-        return dense.softmax(dense.logits_of(model(images, training=False)))
+        return dense.softmax(heads.split_outputs(model(images, training=False))[0])
 
     return tf.function(probabilities, input_signature=signature)
 
 
-def num_examples(source, split: str) -> int:
+def num_examples(source: Source, split: str) -> int:
     return int(source.info.num_examples[split])
 
 
-def example_names(source, split: str) -> list[str] | None:
-    """File paths of a split in evaluation order, when the source has files."""
-    if isinstance(source, pipeline.FolderSource):
-        return list(source.splits[split].paths)
-    return None
-
-
-def encoded_examples(source, split: str, indices: list[int] | None = None) -> tf.data.Dataset:
+def encoded_examples(
+    source: Source, split: str, indices: list[int] | None = None
+) -> tf.data.Dataset:
     """(encoded image bytes, label) of a split in its evaluation order.
 
     Args:
-      source: a FolderSource, TFRecordSource or TfdsSource.
+      source: the data source.
       split: split name.
       indices: only these examples (positions in the evaluation order), e.g. to redraw a few;
-        a folder source then reads only their files.
-
-    Raises:
-      DataError: the source has no encoded images (the synthetic source).
+        they are picked before anything is read (a folder source reads only their files).
     """
-    if isinstance(source, pipeline.FolderSource | pipeline.TFRecordSource | pipeline.TfdsSource):
-        # Folders give (path, label): select before reading files.
-        examples = source.examples(split, shuffle=False, seed=0)
-    else:
-        raise pipeline.DataError(
-            f"{type(source).__name__}: this evaluation needs encoded images "
-            "(--source=folder:PATH or tfrecord:DIR), not a synthetic source"
-        )
+    examples = source.examples(split, shuffle=False, seed=0)
     if indices is not None:
         wanted = tf.constant(sorted(indices), tf.int64)
         examples = (
@@ -90,9 +61,7 @@ def encoded_examples(source, split: str, indices: list[int] | None = None) -> tf
             .filter(lambda index, example: tf.reduce_any(tf.equal(index, wanted)))
             .map(lambda index, example: example)
         )
-    if isinstance(source, pipeline.FolderSource):
-        examples = examples.map(source.read, num_parallel_calls=tf.data.AUTOTUNE)
-    return examples
+    return source.encoded(examples)
 
 
 def decoded_examples(source, split: str) -> tf.data.Dataset:
@@ -114,46 +83,48 @@ def _collect(batches, total: int, description: str, unit: str, predict: Callable
         progress.update(done)
     progress.close()
     if not labels:
-        raise pipeline.DataError(f"{description}: the split has no examples")
+        raise DataError(f"{description}: the split has no examples")
     return np.concatenate(probabilities), np.concatenate(labels).astype(np.int64)
 
 
 def center(
-    model, source, split: str, *, batch_size: int, preprocessing: Preprocessing
+    probabilities: Callable,
+    source: Source,
+    split: str,
+    *,
+    batch_size: int,
+    geometry: preprocess.Geometry,
+    description: str = "evaluate center",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The reference single-crop evaluation, through the training run's own eval pipeline."""
-    dataset = pipeline.build_dataset(
-        source,
-        split=split,
-        is_training=False,
-        batch_size=batch_size,
-        image_size=preprocessing.image_size,
-        crop_fraction=preprocessing.crop_fraction,
-        interpolation=preprocessing.interpolation,
-    )
-    predict = probabilities_function(model, preprocessing.image_size)
+    """The reference single-crop evaluation, through the training run's own eval pipeline.
+
+    Args:
+      probabilities: float32 images (N, S, S, 3) on 0..255 → class posteriors (N, K): a Keras
+        model's `probabilities_function`, or a TFLite interpreter's.
+    """
+    dataset = pipeline.build_dataset(source, split=split, batch_size=batch_size, geometry=geometry)
     return _collect(
         ((tf.cast(images, tf.float32), labels) for images, labels in dataset),
         num_examples(source, split),
-        "evaluate center",
+        description,
         "image",
-        predict,
+        probabilities,
     )
 
 
-def crops_function(kind: str, preprocessing: Preprocessing, scales: tuple[int, ...]) -> Callable:
+def crops_function(kind: str, geometry: preprocess.Geometry, scales: tuple[int, ...]) -> Callable:
     """decoded image → uint8 (n, size, size, 3) test crops.
 
     Args:
       kind: "ten" (ten-crop at the reference resize size S) or "grid" (VGG's 5×5 grid and
         flips at each of `scales`).
-      preprocessing: image size and interpolation.
+      geometry: image size and interpolation.
       scales: test scales Q of the grid (ignored by "ten").
     """
-    size, method = preprocessing.image_size, preprocessing.interpolation
+    size, method = geometry.image_size, geometry.interpolation
     if kind == "ten":
         return lambda image: crops.ten_crop(
-            crops.resize_shorter_side(image, preprocessing.resize_size, method), size
+            crops.resize_shorter_side(image, geometry.resize_size, method), size
         )
     if kind == "grid":
         return lambda image: tf.concat(
@@ -176,14 +147,14 @@ def multi_crop(
     split: str,
     *,
     batch_size: int,
-    preprocessing: Preprocessing,
+    geometry: preprocess.Geometry,
     kind: str,
     scales: tuple[int, ...] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posteriors averaged over the test crops of every image (softmax, then mean)."""
-    make_crops = crops_function(kind, preprocessing, scales)
+    make_crops = crops_function(kind, geometry, scales)
     per_image = crops_per_image(kind, scales)
-    size = preprocessing.image_size
+    size = geometry.image_size
     images_per_batch = max(1, batch_size // per_image)
     dataset = (
         decoded_examples(source, split)
@@ -208,7 +179,7 @@ def dense_eval(
     source,
     split: str,
     *,
-    preprocessing: Preprocessing,
+    geometry: preprocess.Geometry,
     scales: tuple[int, ...],
     flip: bool = True,
     fully_convolutional: Callable | None = None,
@@ -218,7 +189,7 @@ def dense_eval(
     `fully_convolutional` converts a model without a GAP head (see dense.family_converter).
     """
     score_map = dense.score_map_function(model, fully_convolutional)
-    method = preprocessing.interpolation
+    method = geometry.interpolation
     dataset = (
         decoded_examples(source, split)
         .map(

@@ -1,4 +1,4 @@
-"""The model zoo. Importing this package registers every family in `official.registry`.
+"""The model zoo. Importing this package registers every family in `official.models.registry`.
 
 Also exported: `port_keras_applications_weights` (start from keras.applications weights) and
 `count_flops` (multiply-adds from layer shapes).

@@ -21,8 +21,7 @@ def rows(names: list[str]):
     """Yields one table row per model name."""
     import keras
 
-    from official import registry
-    from official.models import count_flops
+    from official.models import count_flops, registry
 
     for name in names:
         spec = registry.get(name)
@@ -42,7 +41,7 @@ def rows(names: list[str]):
 
 
 def main(argv: list[str]) -> None:
-    from official import registry
+    from official.models import registry
     from official.progress import Progress
 
     with cli.user_errors():

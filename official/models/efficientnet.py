@@ -27,8 +27,7 @@ from collections.abc import Sequence
 
 import keras
 
-from official import registry
-from official.models import heads, layers
+from official.models import heads, layers, registry
 
 
 @dataclasses.dataclass(frozen=True)

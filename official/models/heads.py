@@ -1,6 +1,7 @@
 """The classifier head every family shares (global pooling → dropout → dense → float32 output)
 and `model_from_features`, the last step of every builder: the model with that head, or the
-model of the stage features."""
+model of the stage features; and how the rest of the package reads a model's outputs
+(`split_outputs`, `main_output_model`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ from collections.abc import Sequence
 import keras
 
 from official.models import layers
+
+# Layer names every family's head uses (the keras.applications names): class activation maps
+# and dense evaluation read the input of the pooling and the kernel of the classifier.
+POOL_LAYER = "avg_pool"
+CLASSIFIER_LAYER = "predictions"
+# Output keys of a model with auxiliary classifiers (Inception's `aux_head`).
+LOGITS = "logits"
+AUX_LOGITS = "aux_logits"
 
 
 def classifier_head(
@@ -23,9 +32,9 @@ def classifier_head(
 ):
     """Pools the last feature map and applies the classifier.
 
-    The pooling layer is named `avg_pool` and the dense layer `predictions` (the
-    keras.applications names). Class activation maps read the input of `avg_pool` and the kernel
-    of `predictions` (Zhou et al. arXiv 1512.04150 §2).
+    The pooling layer is named `avg_pool` and the dense layer `predictions` (POOL_LAYER and
+    CLASSIFIER_LAYER, the keras.applications names). Class activation maps read the input of
+    `avg_pool` and the kernel of `predictions` (Zhou et al. arXiv 1512.04150 §2).
 
     Args:
       x: last feature map (N, H, W, C), or features that are already pooled (N, C).
@@ -48,9 +57,9 @@ def classifier_head(
         return x
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-    x = keras.layers.Dense(num_classes, kernel_initializer=kernel_initializer, name="predictions")(
-        x
-    )
+    x = keras.layers.Dense(
+        num_classes, kernel_initializer=kernel_initializer, name=CLASSIFIER_LAYER
+    )(x)
     return output(x, classifier_activation)
 
 
@@ -89,9 +98,9 @@ def model_from_features(
     logits = classifier_head(x, classifier_activation=classifier_activation, **head_options)
     if not aux_logits:
         return keras.Model(inputs, logits, name=name)
-    outputs = {"logits": logits}
+    outputs = {LOGITS: logits}
     for index, aux in enumerate(aux_logits):
-        key = "aux_logits" if index == 0 else f"aux_logits_{index + 1}"
+        key = AUX_LOGITS if index == 0 else f"{AUX_LOGITS}_{index + 1}"
         outputs[key] = output(aux, classifier_activation, key)
     return keras.Model(inputs, outputs, name=name)
 
@@ -99,7 +108,7 @@ def model_from_features(
 def pool(x, pooling: str | None):
     """Global "avg" (layer `avg_pool`) or "max" (`max_pool`) pooling, or None to keep the map."""
     if pooling == "avg":
-        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(x)
     if pooling == "max":
         return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
     if pooling is not None:
@@ -119,3 +128,50 @@ def output(x, classifier_activation: str | None, name: str | None = None):
     if name is None:
         name = "probabilities" if activation == "softmax" else "logits"
     return keras.layers.Activation(activation, dtype="float32", name=name)(x)
+
+
+def split_outputs(outputs) -> tuple:
+    """(logits, [auxiliary logits]) of a model's outputs: a tensor, or the dict of a model
+    built with auxiliary classifiers ({"logits", "aux_logits"}, GoogLeNet also
+    "aux_logits_2")."""
+    if isinstance(outputs, dict):
+        aux = [outputs[key] for key in sorted(outputs) if key.startswith(AUX_LOGITS)]
+        return outputs[LOGITS], aux
+    return outputs, []
+
+
+def main_output_model(model: keras.Model) -> keras.Model:
+    """The model with only its main output (auxiliary classifiers dropped, layers shared)."""
+    if isinstance(model.output, dict):
+        return keras.Model(model.inputs, model.output[LOGITS], name=model.name)
+    return model
+
+
+def gap_classifier(model: keras.Model):
+    """(pooling layer, classifier layer) when the model ends in GAP → (dropout) → dense.
+
+    Such a head is linear after the pooling, so the classifier applied at every location of
+    the last feature map gives a class score map (class activation maps, dense evaluation).
+
+    Returns:
+      The two layers, or None when the head is anything else (e.g. VGG's FC layers, or
+      MobileNetV3's 1×1 convolution after the pooling).
+    """
+    try:
+        pool = model.get_layer(POOL_LAYER)
+        classifier = model.get_layer(CLASSIFIER_LAYER)
+    except ValueError:
+        return None
+    if not isinstance(pool, keras.layers.GlobalAveragePooling2D) or pool.keepdims:
+        return None
+    if not isinstance(classifier, keras.layers.Dense):
+        return None
+    # Walk back from the classifier's input through layers that are identities at inference.
+    tensor = classifier.input
+    while True:
+        layer = tensor._keras_history.operation
+        if layer is pool:
+            return pool, classifier
+        if not isinstance(layer, keras.layers.Dropout):
+            return None
+        tensor = layer.input

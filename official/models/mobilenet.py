@@ -19,8 +19,7 @@ from collections.abc import Sequence
 
 import keras
 
-from official import registry
-from official.models import heads, layers
+from official.models import heads, layers, registry
 
 # TF-slim MobileNets take inputs in [-1, 1]: (x - 127.5) / 127.5.
 MEAN = (127.5, 127.5, 127.5)

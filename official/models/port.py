@@ -34,7 +34,7 @@ import warnings
 import keras
 import numpy as np
 
-from official.models import graph
+from official.models import graph, heads
 
 # keras.applications `imagenet_utils.preprocess_input` modes, as (channel permutation of the
 # RGB input, scale, offset) per model-input channel: model_input[i] = x[perm[i]]·a[i] + b[i].
@@ -159,11 +159,6 @@ def _set_input_normalization(model: keras.Model, mean: np.ndarray, std: np.ndarr
     model.train_function = model.test_function = model.predict_function = None
 
 
-def _main_output(model: keras.Model):
-    output = model.output
-    return output["logits"] if isinstance(output, dict) else output
-
-
 def _weighted(calls: list) -> list:
     return [call for call in calls if isinstance(call.layer, _WEIGHTED)]
 
@@ -236,7 +231,7 @@ def port_keras_applications_weights(src: keras.Model, dst: keras.Model) -> Input
     """
     _, mode = _application(src)
     src_calls = list(graph.calls(src))
-    dst_calls = list(graph.calls(dst, outputs=_main_output(dst)))
+    dst_calls = list(graph.calls(dst, outputs=heads.split_outputs(dst.output)[0]))
     perm, scale, offset = _input_transform(src, mode, src_calls)
     if np.any(scale <= 0):
         raise ValueError(f"{src.name}: its input scaling {scale} is not positive")

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 
 import keras
 
-from official import registry
-from official.models import graph, heads, layers
+from official.models import graph, heads, layers, registry
 
 # The first FC layer of the 224 px model sees block5_pool's 7x7 map.
 FC_GRID = 7

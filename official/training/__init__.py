@@ -1,1 +1,1 @@
-"""Training: strategy, precision, optimizer/schedule, losses, checkpoints, summaries, loop."""
+"""Training: strategy, precision, optimizers, schedules, losses, EMA, checkpoints, loop."""

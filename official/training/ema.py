@@ -2,7 +2,7 @@
 
 The average is itself a Keras model of the same architecture, so evaluation calls it directly
 (no swapping of weights), and a checkpoint stores it under its own key (`ema`), from which
-`checkpoints.restore_weights(..., ema=True)` loads it into any model of that architecture.
+`runs.restore_weights(..., ema=True)` loads it into any model of that architecture.
 """
 
 from __future__ import annotations

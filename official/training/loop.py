@@ -31,6 +31,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from official.errors import UserError
+from official.models import heads
 from official.progress import Progress
 from official.training import distill, losses, optimizers
 from official.training import strategy as strategy_lib
@@ -70,15 +72,6 @@ def summarize(totals: np.ndarray) -> dict[str, float]:
         "top1": float(totals[_TOP1]) / count,
         "top5": float(totals[_TOP5]) / count,
     }
-
-
-def split_outputs(outputs):
-    """(logits, [auxiliary logits]) of a model's output: a tensor, or the dict of a model built
-    with auxiliary heads ({"logits", "aux_logits"}, GoogLeNet also "aux_logits_2")."""
-    if isinstance(outputs, dict):
-        aux = [outputs[k] for k in sorted(outputs) if k.startswith("aux_logits")]
-        return outputs["logits"], aux
-    return outputs, []
 
 
 def weights_fingerprint(model) -> str:
@@ -143,6 +136,65 @@ class Stage:
     start_step: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What each step minimizes: cross-entropy, the auxiliary heads', distillation.
+
+    Attributes:
+      num_classes: classifier outputs.
+      label_smoothing: see losses.cross_entropy.
+      class_weights: per-class weights of the training loss (official/data/balance.py);
+        evaluation reports the unweighted loss. None: no weighting.
+      aux_loss_weight: weight of each auxiliary head's cross-entropy.
+      teacher: images → teacher logits, for distillation; None: no distillation.
+      distill_temperature: T of distill.distillation_loss.
+      distill_weight: weight of the distillation term.
+    """
+
+    num_classes: int
+    label_smoothing: float = 0.0
+    class_weights: Sequence[float] | None = None
+    aux_loss_weight: float = 0.0
+    teacher: Callable | None = None
+    distill_temperature: float = 1.0
+    distill_weight: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Gradients:
+    """How the all-reduced gradients become an update.
+
+    Attributes:
+      weight_decay: see optimizers.DECAY_RULES.
+      no_bias_decay: exclude biases and normalization parameters from weight decay.
+      clip_gradient_norm: clip their global norm; 0: off.
+      accumulation_steps: micro-batches per replica batch whose gradients are summed (the
+        global batch must divide into replicas × accumulation_steps).
+      loss_scale: a precision.DynamicLossScale for float16, else None.
+    """
+
+    weight_decay: float = 0.0
+    no_bias_decay: bool = True
+    clip_gradient_norm: float = 0.0
+    accumulation_steps: int = 1
+    loss_scale: object | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """Fine-tuning: which layers are the classifier, and how the rest trains.
+
+    Attributes:
+      head_layers: names of the classifier layers; every other layer is the backbone.
+      lr_multiplier: the backbone's learning rate relative to the head's.
+      freeze_steps: steps that train only the head, backbone BN in inference mode.
+    """
+
+    head_layers: Sequence[str] = (heads.CLASSIFIER_LAYER,)
+    lr_multiplier: float = 1.0
+    freeze_steps: int = 0
+
+
 class Trainer:
     """Compiled training and evaluation steps of one model under one strategy.
 
@@ -153,27 +205,14 @@ class Trainer:
       model: a Keras model taking 0..255 images, returning logits (or {"logits", "aux_logits"}).
       inputs: a DistributedInput of the training data.
       stages: one Stage, or two for a two-optimizer run.
-      num_classes: classifier outputs.
       global_batch_size: examples per step over all replicas (the loss is averaged over it).
-      label_smoothing: see losses.cross_entropy.
-      weight_decay: see optimizers.DECAY_RULES.
-      no_bias_decay: exclude biases and normalization parameters from weight decay.
-      clip_gradient_norm: clip the global norm of the (all-reduced) gradients; 0: off.
-      accumulation_steps: micro-batches per replica batch whose gradients are summed.
-      loss_scale: a precision.DynamicLossScale for float16, else None.
-      ema: an ema.ExponentialMovingAverage, else None.
-      eval_model: the model evaluation uses (the EMA's average model); default `model`.
-      teacher: images → teacher logits, for distillation; None: no distillation.
-      distill_temperature: T of distill.distillation_loss.
-      distill_weight: weight of the distillation term.
-      aux_loss_weight: weight of the auxiliary head's cross-entropy.
-      head_layers: names of the classifier layers; the rest is the backbone.
-      backbone_lr_multiplier: the backbone's learning rate relative to the head's.
-      freeze_backbone_steps: steps that train only the head, backbone BN in inference mode.
+      objective: the loss.
+      gradients: weight decay, clipping, accumulation, loss scaling.
+      backbone: the classifier layers, and the backbone's rate multiplier and frozen steps.
+      ema: an ema.ExponentialMovingAverage, whose average model evaluation then uses; None:
+        evaluation uses `model`.
       measure_input_wait: time each step's wait for its batch (tf.timestamp, which op
         determinism forbids: turn it off then).
-      class_weights: per-class weights of the training loss (official/data/balance.py), applied
-        by losses.cross_entropy; evaluation reports the unweighted loss. None: no weighting.
     """
 
     def __init__(
@@ -183,63 +222,37 @@ class Trainer:
         model,
         inputs: DistributedInput | None,
         stages: Sequence[Stage],
-        num_classes: int,
         global_batch_size: int,
-        label_smoothing: float = 0.0,
-        weight_decay: float = 0.0,
-        no_bias_decay: bool = True,
-        clip_gradient_norm: float = 0.0,
-        accumulation_steps: int = 1,
-        loss_scale=None,
+        objective: Objective,
+        gradients: Gradients = Gradients(),
+        backbone: Backbone = Backbone(),
         ema=None,
-        eval_model=None,
-        teacher: Callable | None = None,
-        distill_temperature: float = 1.0,
-        distill_weight: float = 0.0,
-        aux_loss_weight: float = 0.0,
-        head_layers: Sequence[str] = ("predictions",),
-        backbone_lr_multiplier: float = 1.0,
-        freeze_backbone_steps: int = 0,
         measure_input_wait: bool = True,
-        class_weights=None,
     ):
-        replicas = strategy.num_replicas_in_sync
-        if global_batch_size % (replicas * accumulation_steps):
-            raise ValueError(
-                f"batch size {global_batch_size} is not divisible by {replicas} replicas × "
-                f"{accumulation_steps} accumulation steps"
-            )
         self.strategy = strategy
         self.model = model
         self.inputs = inputs
         self.stages = list(stages)
-        self.num_classes = num_classes
         self.global_batch_size = global_batch_size
-        self.label_smoothing = label_smoothing
-        self.class_weights = (
-            None if class_weights is None else tf.constant(class_weights, tf.float32)
-        )
-        self.weight_decay = weight_decay
-        self.no_bias_decay = no_bias_decay
-        self.clip_gradient_norm = clip_gradient_norm
-        self.accumulation_steps = accumulation_steps
-        self.loss_scale = loss_scale
+        self.objective = objective
+        self.gradients = gradients
+        self.backbone = backbone
         self.ema = ema
-        self.eval_model = eval_model if eval_model is not None else model
-        self.teacher = teacher
-        self.distill_temperature = distill_temperature
-        self.distill_weight = distill_weight
-        self.aux_loss_weight = aux_loss_weight
-        self.backbone_lr_multiplier = backbone_lr_multiplier
-        self.freeze_backbone_steps = freeze_backbone_steps
+        self.eval_model = ema.average_model if ema is not None else model
         self.measure_input_wait = measure_input_wait
+        self.class_weights = (
+            None
+            if objective.class_weights is None
+            else tf.constant(objective.class_weights, tf.float32)
+        )
 
-        heads = [layer for layer in model.layers if layer.name in set(head_layers)]
-        self.head_variables = [v for layer in heads for v in layer.trainable_weights]
+        head_names = set(backbone.head_layers)
+        head_layers = [layer for layer in model.layers if layer.name in head_names]
+        self.head_variables = [v for layer in head_layers for v in layer.trainable_weights]
         head_ids = {id(v) for v in self.head_variables}
         self.variables = list(model.trainable_variables)
         self.backbone_layers = [
-            layer for layer in model.layers if layer not in heads and layer.weights
+            layer for layer in model.layers if layer not in head_layers and layer.weights
         ]
         self._backbone_ids = {id(v) for v in self.variables if id(v) not in head_ids}
         # Statistics the forward pass updates on each replica (BN moving mean and variance).
@@ -251,8 +264,8 @@ class Trainer:
             if strategy.num_replicas_in_sync > 1
             else []
         )
-        if freeze_backbone_steps and not self.head_variables:
-            raise ValueError(f"no classifier layer named {list(head_layers)} to train alone")
+        if backbone.freeze_steps and not self.head_variables:
+            raise ValueError(f"no classifier layer named {list(head_names)} to train alone")
         with strategy.scope():
             self.step = tf.Variable(
                 0,
@@ -287,8 +300,8 @@ class Trainer:
     def phase_boundaries(self) -> list[int]:
         """Steps at which the compiled step changes (optimizer stage, backbone unfreezing)."""
         steps = [s.start_step for s in self.stages[1:]]
-        if self.freeze_backbone_steps:
-            steps.append(self.freeze_backbone_steps)
+        if self.backbone.freeze_steps:
+            steps.append(self.backbone.freeze_steps)
         return steps
 
     def _set_backbone_frozen(self, frozen: bool) -> None:
@@ -310,7 +323,7 @@ class Trainer:
           (summed statistics, seconds spent waiting for input).
         """
         step = self.current_step
-        key = (self.stage_index(step), step < self.freeze_backbone_steps)
+        key = (self.stage_index(step), step < self.backbone.freeze_steps)
         self._set_backbone_frozen(key[1])
         if key not in self._train_functions:
             self._train_functions[key] = tf.function(
@@ -354,35 +367,36 @@ class Trainer:
                 return tf.constant(True)
 
             tf.cond(finite, apply, lambda: tf.constant(False))
-            if self.loss_scale is not None:
-                self.loss_scale.update(finite)
+            if self.gradients.loss_scale is not None:
+                self.gradients.loss_scale.update(finite)
             self.step.assign_add(1)
             totals += statistics
         return totals, wait
 
     def _gradients(self, images, labels, variables):
+        spec, loss_scale = self.objective, self.gradients.loss_scale
         with tf.GradientTape() as tape:
             outputs = self.model(tf.cast(images, tf.float32), training=True)
-            logits, aux_logits = split_outputs(outputs)
+            logits, aux_logits = heads.split_outputs(outputs)
             loss = functools.partial(
                 losses.cross_entropy,
-                num_classes=self.num_classes,
-                label_smoothing=self.label_smoothing,
+                num_classes=spec.num_classes,
+                label_smoothing=spec.label_smoothing,
                 class_weights=self.class_weights,
             )
             objective = loss(labels, logits)
-            for aux in aux_logits if self.aux_loss_weight > 0 else ():
+            for aux in aux_logits if spec.aux_loss_weight > 0 else ():
                 # Each auxiliary classifier weighs aux_loss_weight (GoogLeNet's two: 0.3 each,
                 # arXiv 1409.4842 §5).
-                objective += self.aux_loss_weight * loss(labels, aux)
-            if self.teacher is not None and self.distill_weight > 0:
-                teacher_logits = self.teacher(tf.cast(images, tf.float32))
-                objective += self.distill_weight * distill.distillation_loss(
-                    logits, teacher_logits, temperature=self.distill_temperature
+                objective += spec.aux_loss_weight * loss(labels, aux)
+            if spec.teacher is not None and spec.distill_weight > 0:
+                teacher_logits = spec.teacher(tf.cast(images, tf.float32))
+                objective += spec.distill_weight * distill.distillation_loss(
+                    logits, teacher_logits, temperature=spec.distill_temperature
                 )
             loss = tf.nn.compute_average_loss(objective, global_batch_size=self.global_batch_size)
-            if self.loss_scale is not None:
-                loss = loss * self.loss_scale.scale
+            if loss_scale is not None:
+                loss = loss * loss_scale.scale
         gradients = tape.gradient(loss, variables)
         gradients = [
             tf.zeros_like(v.value) if g is None else tf.convert_to_tensor(g)
@@ -393,7 +407,8 @@ class Trainer:
 
     def _replica_step(self, batch, *, variables, stop, l2: bool):
         images, labels = batch
-        count = self.accumulation_steps
+        rule = self.gradients
+        count = rule.accumulation_steps
         if count == 1:
             gradients, statistics = self._gradients(images, labels, variables)
         else:
@@ -415,31 +430,32 @@ class Trainer:
         count = len(gradients)
         gradients, statistics = reduced[:count], reduced[count]
         moving = [m / context.num_replicas_in_sync for m in reduced[count + 1 :]]
-        if self.loss_scale is not None:
-            gradients = [g / self.loss_scale.scale for g in gradients]
+        if rule.loss_scale is not None:
+            gradients = [g / rule.loss_scale.scale for g in gradients]
         norm = tf.linalg.global_norm(gradients)
         finite = tf.math.is_finite(norm)
-        if self.clip_gradient_norm > 0:
-            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_gradient_norm, use_norm=norm)
+        if rule.clip_gradient_norm > 0:
+            gradients, _ = tf.clip_by_global_norm(gradients, rule.clip_gradient_norm, use_norm=norm)
         if l2:
             gradients = optimizers.add_weight_decay(
-                gradients, variables, self.weight_decay, self.no_bias_decay
+                gradients, variables, rule.weight_decay, rule.no_bias_decay
             )
         statistics += tf.one_hot(_NONFINITE, _NUM_STATS) * (1.0 - tf.cast(finite, tf.float32))
         return gradients, statistics, finite, moving
 
     def _apply(self, stage: Stage, gradients, variables) -> None:
         learning_rate = tf.cast(stage.learning_rate(self.step), tf.float32)
-        decoupled = stage.decay_rule == "decoupled" and self.weight_decay > 0
+        rule, multiplier = self.gradients, self.backbone.lr_multiplier
+        decoupled = stage.decay_rule == "decoupled" and rule.weight_decay > 0
         for gradient, variable in zip(gradients, variables):
             rate = learning_rate
-            if id(variable) in self._backbone_ids and self.backbone_lr_multiplier != 1:
-                rate = learning_rate * self.backbone_lr_multiplier
-            decay = decoupled and optimizers.is_decayed(variable, self.no_bias_decay)
+            if id(variable) in self._backbone_ids and multiplier != 1:
+                rate = learning_rate * multiplier
+            decay = decoupled and optimizers.is_decayed(variable, rule.no_bias_decay)
 
             def update(var, grad, rate, decay=decay):
                 if decay:
-                    var.assign_sub(var * tf.cast(self.weight_decay * rate, var.dtype))
+                    var.assign_sub(var * tf.cast(rule.weight_decay * rate, var.dtype))
                 stage.optimizer.update_step(grad, var, rate)
 
             self.strategy.extended.update(
@@ -450,8 +466,10 @@ class Trainer:
     # --------------------------------------------------------------------------- evaluation
 
     def _replica_eval_step(self, images, labels):
-        logits, _ = split_outputs(self.eval_model(tf.cast(images, tf.float32), training=False))
-        per_example = losses.cross_entropy(labels, logits, num_classes=self.num_classes)
+        logits, _ = heads.split_outputs(
+            self.eval_model(tf.cast(images, tf.float32), training=False)
+        )
+        per_example = losses.cross_entropy(labels, logits, num_classes=self.objective.num_classes)
         return _statistics(labels, logits, per_example)
 
     def _eval_step_fn(self, batch):
@@ -483,8 +501,14 @@ class Schedule:
     profile_steps: tuple[int, ...] = ()  # (first, last) steps to trace; (): none.
 
 
-class PreemptedError(Exception):
+class PreemptedError(UserError):
     """Training stopped on SIGTERM after writing a checkpoint; rerunning resumes."""
+
+    exit_status = 128 + signal.SIGTERM  # As a shell reports a process ended by SIGTERM.
+
+
+class DivergedError(UserError, FloatingPointError):
+    """The loss or the gradients became NaN or Inf; nothing was saved."""
 
 
 @dataclasses.dataclass
@@ -543,7 +567,7 @@ def fit(
       The last evaluation's metrics.
 
     Raises:
-      FloatingPointError: the loss or the gradients became NaN or Inf (without loss scaling);
+      DivergedError: the loss or the gradients became NaN or Inf (without loss scaling);
         nothing is saved, so the last good checkpoint is the latest one.
       PreemptedError: SIGTERM arrived; a checkpoint of the current step was written first.
     """
@@ -604,11 +628,11 @@ def fit(
 
 def _check_finite(totals, first: int, last: int, trainer: Trainer, checkpointer) -> None:
     loss = summarize(totals)["loss"]
-    bad_gradients = totals[_NONFINITE] > 0 and trainer.loss_scale is None
+    bad_gradients = totals[_NONFINITE] > 0 and trainer.gradients.loss_scale is None
     if np.isfinite(loss) and not bad_gradients:
         return
     what = f"loss is {loss}" if not np.isfinite(loss) else "gradients are NaN or Inf"
-    raise FloatingPointError(
+    raise DivergedError(
         f"{what} in steps {first}-{last}; stopped without saving, so the last good checkpoint "
         f"({checkpointer.latest or 'none'}) is kept. Lower --config.train.base_learning_rate, "
         "add warmup (--config.train.warmup_epochs) or clipping "
@@ -636,8 +660,8 @@ def _log_train(trainer, summaries, progress, step, totals, seconds, wait, num_st
     if trainer.measure_input_wait:
         values["input_wait_seconds"] = wait / num_steps
         shown["input_wait"] = f"{100 * wait / max(seconds, 1e-9):.0f}%"
-    if trainer.loss_scale is not None:
-        values["loss_scale"] = float(trainer.loss_scale.scale.numpy())
+    if trainer.gradients.loss_scale is not None:
+        values["loss_scale"] = float(trainer.gradients.loss_scale.scale.numpy())
         values["skipped_steps"] = float(totals[_NONFINITE])
         shown["loss_scale"] = values["loss_scale"]
     summaries.scalars("train", step, values)

@@ -32,6 +32,9 @@ DECAY_RULES = {
     "lamb": "optimizer",
 }
 OPTIMIZERS = tuple(DECAY_RULES)
+# Each optimizer's own epsilon (`--config.train.epsilon=0`): rmsprop as the EfficientNet recipe
+# (tensorflow/tpu), adam as Kingma & Ba arXiv 1412.6980 Algorithm 1, lamb as arXiv 1904.00962.
+DEFAULT_EPSILON = {"rmsprop": 1e-3, "adam": 1e-8, "adamw": 1e-8, "lamb": 1e-6}
 
 
 def is_decayed(variable, no_bias_decay: bool = True) -> bool:
@@ -70,7 +73,7 @@ class RMSpropTF(keras.optimizers.Optimizer):
         learning_rate=0.01,
         rho: float = 0.9,
         momentum: float = 0.9,
-        epsilon: float = 1e-3,
+        epsilon: float = DEFAULT_EPSILON["rmsprop"],
         name: str = "rmsprop_tf",
         **kwargs,
     ):
@@ -206,7 +209,7 @@ class LAMB(_LayerwiseOptimizer):
         learning_rate=0.001,
         beta_1: float = 0.9,
         beta_2: float = 0.999,
-        epsilon: float = 1e-6,
+        epsilon: float = DEFAULT_EPSILON["lamb"],
         weight_decay_rate: float = 0.0,
         no_bias_decay: bool = True,
         name: str = "lamb",
@@ -265,7 +268,7 @@ def create_optimizer(
     rho: float = 0.9,
     beta_1: float = 0.9,
     beta_2: float = 0.999,
-    epsilon: float = 1e-8,
+    epsilon: float | None = None,
     trust_coefficient: float = 0.001,
     weight_decay: float = 0.0,
     no_bias_decay: bool = True,
@@ -273,9 +276,12 @@ def create_optimizer(
     """An optimizer by name (one of OPTIMIZERS).
 
     The learning rate is not set here: the loop passes each step's rate to `update_step`.
+    `epsilon` None is the optimizer's own (DEFAULT_EPSILON).
     `weight_decay` and `no_bias_decay` are used only by the "optimizer" decay rule (lars, lamb);
     the loop applies the "l2" and "decoupled" rules itself.
     """
+    if epsilon is None:
+        epsilon = DEFAULT_EPSILON.get(name, 0.0)
     if name == "sgd":
         return keras.optimizers.SGD(momentum=momentum, nesterov=nesterov)
     if name == "rmsprop":

@@ -6,7 +6,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageEnhance, ImageOps
 
+from official import config as config_lib
 from official.data import augment
+
+# Every augmentation parameter at its flag's default (--config.data.*).
+PARAMETERS = {name: getattr(config_lib.DataConfig(), name) for name in augment.parameter_names()}
 
 
 def _photo(height=29, width=37, seed=0) -> np.ndarray:
@@ -134,7 +138,7 @@ def test_cutout_greys_a_clipped_square():
     image = tf.fill([40, 40, 3], tf.constant(7, tf.uint8))
     sizes = []
     for i in range(20):
-        out = augment.cutout(image, tf.constant([3, i]), size_fraction=0.5).numpy()
+        out = augment.cutout(image, tf.constant([3, i]), cutout_fraction=0.5).numpy()
         grey = np.all(out == augment.FILL, axis=-1)
         assert set(np.unique(out)) <= {7, augment.FILL}
         rows, cols = np.nonzero(grey)
@@ -148,7 +152,7 @@ def test_random_erasing_area_aspect_and_probability():
     image = tf.zeros([60, 80, 3], tf.uint8)
     erased = []
     for i in range(200):
-        out = augment.random_erasing(image, tf.constant([5, i]), probability=0.5).numpy()
+        out = augment.random_erasing(image, tf.constant([5, i]), erasing_probability=0.5).numpy()
         changed = np.any(out != 0, axis=-1)
         if changed.any():
             rows, cols = np.nonzero(changed)
@@ -159,7 +163,7 @@ def test_random_erasing_area_aspect_and_probability():
         else:
             erased.append(0)
     assert 0.38 <= np.mean(erased) <= 0.62  # p = 0.5
-    untouched = augment.random_erasing(image, tf.constant([5, 1]), probability=0.0)
+    untouched = augment.random_erasing(image, tf.constant([5, 1]), erasing_probability=0.0)
     assert not np.any(untouched.numpy())
 
 
@@ -167,7 +171,7 @@ def test_random_erasing_area_aspect_and_probability():
 def test_per_image_augmentation_eager_equals_map_and_is_reproducible(name):
     images = np.stack([_photo(32, 32, seed) for seed in range(4)])
     seeds = np.array([[11, i] for i in range(4)], np.int64)
-    augmenter = augment.build([name], augment.Parameters(randaugment_magnitude=15))
+    augmenter = augment.build([name], {**PARAMETERS, "randaugment_magnitude": 15}, seed=0)
     eager = np.stack([augmenter.apply_image(tf.constant(x), s) for x, s in zip(images, seeds)])
     ds = tf.data.Dataset.from_tensor_slices((images, seeds))
     ds = ds.map(augmenter.apply_image, num_parallel_calls=4, deterministic=True)
@@ -186,7 +190,7 @@ def test_augmix_keras_layer_in_map_is_reproducible_with_a_fixed_seed():
 
     def run():
         keras.utils.set_random_seed(3)
-        augmenter = augment.build(["augmix"], augment.Parameters(seed=3))
+        augmenter = augment.build(["augmix"], {}, seed=3)
         ds = tf.data.Dataset.from_tensor_slices(images).map(augmenter.apply_batch)
         return np.stack(list(ds.as_numpy_iterator()))
 
@@ -197,12 +201,21 @@ def test_augmix_keras_layer_in_map_is_reproducible_with_a_fixed_seed():
 
 
 def test_build_orders_names_and_rejects_unknown_ones():
-    augmenter = augment.build(["random_erasing,randaugment", "augmix"])
+    augmenter = augment.build(["random_erasing,randaugment", "augmix"], PARAMETERS, seed=0)
     assert [a.name for a in augmenter.per_image] == ["randaugment", "random_erasing"]
     assert [a.name for a in augmenter.per_batch] == ["augmix"] and augmenter.stateful
-    assert not augment.build([])
+    assert not augment.build([], {}, seed=0)
     with pytest.raises(ValueError, match="unknown augmentation 'randaug'.*randaugment"):
-        augment.build(["randaug"])
+        augment.build(["randaug"], PARAMETERS, seed=0)
+    with pytest.raises(ValueError, match="'cutout' needs cutout_fraction"):
+        augment.build(["cutout"], {}, seed=0)
+    assert augment.parameter_names() == (
+        "randaugment_num_ops",
+        "randaugment_magnitude",
+        "rotation_degrees",
+        "cutout_fraction",
+        "erasing_probability",
+    )
 
 
 def test_autoaugment_applies_steps_with_the_policys_probabilities():

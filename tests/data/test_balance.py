@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from official.data import balance, pipeline
+from official.data import balance, sources
 
 COUNTS = np.array([800, 150, 50, 0])
 
@@ -67,15 +67,19 @@ def test_rare_classes_and_report():
     assert len(many.splitlines()) == 1 + 3 + 1 + 3 and "94 classes in between" in many
 
 
-class _UncountedSource:
+class _UncountedSource(sources.Source):
     """A source that does not know its class counts (like TFRecords without a manifest)."""
 
     def __init__(self, labels, num_classes):
         self.labels = labels
-        self.info = pipeline.DatasetInfo(
-            num_classes=num_classes,
-            class_names=tuple(map(str, range(num_classes))),
-            num_examples={"train": len(labels)},
+        self.num_classes = num_classes
+
+    @property
+    def info(self):
+        return sources.DatasetInfo(
+            num_classes=self.num_classes,
+            class_names=tuple(map(str, range(self.num_classes))),
+            num_examples={"train": len(self.labels)},
         )
 
     def examples(self, split, *, shuffle, seed, input_context=None, deterministic=True):

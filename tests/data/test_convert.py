@@ -2,7 +2,6 @@
 
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -14,126 +13,27 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from dataset_trees import (
+    NAMES,
+    SYNSETS,
+    digests,
+    encode,
+    make_tree,
+    quirk_files,
+    read_output,
+    smooth_pixels,
+)
 from PIL import Image
 
-from official.data import balance, catalog, convert, imagefile, pipeline, tfrecord
-
-# Real ImageNet synsets, so the bundled names apply: tench, goldfish, great white shark.
-SYNSETS = ("n01440764", "n01443537", "n01484850")
-NAMES = (
-    "tench, Tinca tinca",
-    "goldfish, Carassius auratus",
-    "great white shark, white shark, man-eater, man-eating shark, Carcharodon carcharias",
+from official.data import (
+    balance,
+    convert,
+    imagefile,
+    pipeline,
+    preprocess,
+    sources,
+    verify,
 )
-
-
-def _pixels(rng, height=30, width=40, tint=None) -> np.ndarray:
-    """Smooth colour content (upsampled noise), like a photo rather than white noise; `tint`
-    (a channel index) makes that channel dominate, so that classes are learnable."""
-    low = rng.integers(0, 256, (max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
-    if tint is not None:
-        low = low // 4
-        low[..., tint] += 160
-    return np.asarray(Image.fromarray(low).resize((width, height), Image.BICUBIC))
-
-
-def _encode(pixels: np.ndarray, fmt: str = "JPEG", mode: str = "RGB") -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).convert(mode).save(buffer, format=fmt, quality=90)
-    return buffer.getvalue()
-
-
-# Files in train/ whose content the converter must fix or skip: name → (content, expected).
-def _quirks(rng) -> dict:
-    whole = _encode(_pixels(rng, tint=0))
-    return {
-        f"{SYNSETS[0]}/{SYNSETS[0]}_png.JPEG": (
-            _encode(_pixels(rng, tint=0), "PNG"),
-            "PNG content",
-        ),
-        f"{SYNSETS[1]}/{SYNSETS[1]}_cmyk.JPEG": (
-            _encode(_pixels(rng, tint=1), mode="CMYK"),
-            "CMYK JPEG",
-        ),
-        f"{SYNSETS[2]}/{SYNSETS[2]}_gray.JPEG": (
-            _encode(_pixels(rng, tint=2), mode="L"),
-            "grayscale JPEG",
-        ),
-        f"{SYNSETS[0]}/{SYNSETS[0]}_pic.bmp": (_encode(_pixels(rng, tint=0), "BMP"), "BMP content"),
-        f"{SYNSETS[1]}/{SYNSETS[1]}_anim.GIF": (
-            _encode(_pixels(rng, tint=1), "GIF"),
-            "GIF content",
-        ),
-        f"{SYNSETS[2]}/{SYNSETS[2]}_pic.webp": (
-            _encode(_pixels(rng, tint=2), "WEBP"),
-            "WEBP content",
-        ),
-        f"{SYNSETS[0]}/{SYNSETS[0]}_cut.JPEG": (whole[: len(whole) // 2], "skip:unreadable JPEG"),
-        f"{SYNSETS[1]}/{SYNSETS[1]}_empty.JPEG": (b"", "skip:empty file"),
-        f"{SYNSETS[2]}/{SYNSETS[2]}_notes.JPEG": (b"not an image", "skip:not an image"),
-    }
-
-
-def make_tree(
-    root,
-    *,
-    per_class=6,
-    val_per_class=2,
-    validation="flat",
-    quirks=False,
-    size=(30, 40),
-    seed=0,
-) -> dict:
-    """Writes a dataset tree; returns {relative path: bytes} of every file written.
-
-    validation: "flat" (ILSVRC2012_val_*.JPEG + synset_labels.txt, the reference layout),
-    "folders" (validation/<synset>/*) or "none".
-    """
-    rng = np.random.default_rng(seed)
-    files = {}
-    for c, synset in enumerate(SYNSETS):
-        for i in range(per_class):
-            ext = (".JPEG", ".jpg", ".JpEg")[i % 3]  # Extensions match in any case.
-            files[f"train/{synset}/{synset}_{i}{ext}"] = _encode(_pixels(rng, *size, tint=c))
-        if validation == "folders":
-            for i in range(val_per_class):
-                pixels = _pixels(rng, *size, tint=c)
-                files[f"validation/{synset}/val_{c}_{i}.JPEG"] = _encode(pixels)
-    if validation == "flat":
-        labels = []
-        for i in range(val_per_class * len(SYNSETS)):
-            c = (i * 2) % len(SYNSETS)
-            pixels = _pixels(rng, *size, tint=c)
-            files[f"validation/ILSVRC2012_val_{i + 1:08d}.JPEG"] = _encode(pixels)
-            labels.append(SYNSETS[c])
-        files["synset_labels.txt"] = ("\n".join(labels) + "\n").encode()
-    if quirks:
-        files.update({f"train/{name}": content for name, (content, _) in _quirks(rng).items()})
-    files[f"train/{SYNSETS[0]}/README.txt"] = b"ignored: not an image extension"
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    return files
-
-
-def read_output(output_dir) -> dict:
-    """{split: [ImageRecord, ...]} in shard order, read with our reader."""
-    records = {"train": [], "validation": []}
-    for name in sorted(os.listdir(output_dir)):
-        if name.startswith(("train-", "validation-")):
-            with open(os.path.join(output_dir, name), "rb") as f:
-                records[name.split("-")[0]] += [
-                    tfrecord.decode(r) for r in tfrecord.read_records(f)
-                ]
-    return records
-
-
-def digests(directory) -> dict:
-    return {
-        name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
-        for name in sorted(os.listdir(directory))
-    }
 
 
 def test_reference_layout_quirks_by_content_and_byte_for_byte_passthrough(tmp_path):
@@ -142,7 +42,7 @@ def test_reference_layout_quirks_by_content_and_byte_for_byte_passthrough(tmp_pa
     summary = convert.convert(
         str(tmp_path / "raw"), str(out), num_workers=1, train_shards=4, validation_shards=100
     )
-    expected_quirks = _quirks(np.random.default_rng(0))
+    expected_quirks = quirk_files(np.random.default_rng(0))
     skipped = {path: reason for path, reason in summary.skipped}
     assert set(skipped) == {
         f"train/{n}" for n, (_, e) in expected_quirks.items() if e.startswith("skip:")
@@ -221,7 +121,7 @@ def test_reference_layout_quirks_by_content_and_byte_for_byte_passthrough(tmp_pa
     # Per-class counts of what was written: the skipped files are not counted.
     train_counts = [sum(r.synset == s for r in records["train"]) for s in SYNSETS]
     assert labels["splits"]["train"]["class_counts"] == train_counts and sum(train_counts) == 24
-    assert convert.verify_output(str(out), num_workers=1) == []
+    assert verify.verify_output(str(out), num_workers=1) == []
 
 
 def test_parallel_workers_write_the_same_bytes_as_one_process(tmp_path):
@@ -260,7 +160,7 @@ def test_validation_class_folders_and_label_offset(tmp_path):
     assert labels["dataset"] == ""  # Three classes: not ImageNet.
 
     # The input pipeline subtracts the offset: labels are 0-based for training.
-    source = pipeline.open_source(f"tfrecord:{out}")
+    source = sources.open_source(f"tfrecord:{out}")
     assert source.info.num_classes == 3 and source.info.class_names == SYNSETS
     assert source.info.num_examples == {"train": 18, "validation": 6}
     # Class counts come from labels.json, offset removed, and agree with reading the labels.
@@ -268,41 +168,15 @@ def test_validation_class_folders_and_label_offset(tmp_path):
     counted = balance.class_counts(_Uncounted(source), "validation")
     np.testing.assert_array_equal(counted, source.info.class_counts["validation"])
     ds = pipeline.build_dataset(
-        source, split="validation", is_training=False, batch_size=4, image_size=16
+        source,
+        split="validation",
+        batch_size=4,
+        geometry=preprocess.Geometry(16, 0.875, "bilinear"),
     )
     batches = list(ds.as_numpy_iterator())
     labels_seen = np.concatenate([labels for _, labels in batches])
     assert sorted(labels_seen.tolist()) == [0, 0, 1, 1, 2, 2]
     assert batches[0][0].shape == (4, 16, 16, 3) and batches[0][0].dtype == np.uint8
-
-
-def test_tfrecord_source_shards_by_file_and_selects_by_pattern(tmp_path):
-    make_tree(tmp_path / "raw", per_class=2, validation="folders", val_per_class=3)
-    out = tmp_path / "out"
-    convert.convert(str(tmp_path / "raw"), str(out), num_workers=1, validation_shards=3)
-    source = pipeline.open_source(f"tfrecord:{out}")
-    seen = []
-    for pipeline_id in range(2):
-        context = tf.distribute.InputContext(
-            num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2
-        )
-        ds = source.examples("validation", shuffle=False, seed=0, input_context=context)
-        seen.append(sorted(int(label) for _, label in ds.as_numpy_iterator()))
-    # Three shards of one class each: pipeline 0 reads shards 0 and 2, pipeline 1 shard 1.
-    assert seen == [[0, 0, 0, 2, 2, 2], [1, 1, 1]]
-    # More pipelines than shards: every pipeline reads all shards and keeps its records.
-    seen = []
-    for pipeline_id in range(4):
-        too_many = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=pipeline_id)
-        ds = source.examples("validation", shuffle=True, seed=0, input_context=too_many)
-        seen.append([int(label) for _, label in ds.as_numpy_iterator()])
-    assert sorted(sum(seen, [])) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    assert sorted(len(s) for s in seen) == [2, 2, 2, 3]
-    subset = pipeline.open_source(f"tfrecord:{out}/{{split}}-0000[01]-*")
-    assert subset.info.num_examples == {"train": 2, "validation": 6}
-    assert "validation" not in subset.info.class_counts  # Counts hold for all shards only.
-    with pytest.raises(pipeline.DataError, match="no .*labels.json"):
-        pipeline.open_source(f"tfrecord:{tmp_path / 'raw'}")
 
 
 def test_training_reads_the_converted_records(tmp_path, run):
@@ -335,64 +209,6 @@ def test_training_reads_the_converted_records(tmp_path, run):
     assert (model_dir / "labels.txt").read_text().split() == list(SYNSETS)
 
 
-def test_one_tree_stratified_split(tmp_path):
-    make_tree(tmp_path / "raw", per_class=8, validation="none")
-    tree = tmp_path / "raw" / "train"  # Class folders directly under the root.
-    plans = [convert.discover(str(tree), validation_fraction=0.25, seed=seed) for seed in (0, 0, 1)]
-    validation = [[p for p, _ in plan.splits["validation"]] for plan in plans]
-    assert [label for _, label in plans[0].splits["validation"]] == [0, 0, 1, 1, 2, 2]
-    assert len(plans[0].splits["train"]) == 18
-    assert validation[0] == validation[1] != validation[2]
-    summary = convert.convert(
-        str(tmp_path / "raw"), str(tmp_path / "out"), num_workers=1, validation_fraction=0.25
-    )
-    assert summary.records == {"train": 18, "validation": 6}
-
-
-@pytest.mark.parametrize(
-    "damage, message",
-    [
-        (lambda raw: (raw / "train").rename(raw / "training"), "expected .*/train/<class>/"),
-        (
-            lambda raw: [p.unlink() for p in (raw / "train").rglob("*.*")],
-            "no image files in the class folders",
-        ),
-        (
-            lambda raw: (raw / "synset_labels.txt").write_text("n01440764\n"),
-            r"synset_labels.txt: 1 labels for 6 images",
-        ),
-        (
-            lambda raw: (raw / "synset_labels.txt").write_text("n01440764\nn99\n" * 3),
-            r"line 2: synset 'n99' has no folder in",
-        ),
-        (
-            lambda raw: (raw / "synset_labels.txt").unlink(),
-            "no class folders, and there is no .*synset_labels.txt",
-        ),
-        (
-            lambda raw: (raw / "validation" / "n99").mkdir(),
-            "holds both class folders and loose images",
-        ),
-    ],
-)
-def test_wrong_layouts_name_the_problem(tmp_path, damage, message):
-    make_tree(tmp_path / "raw", per_class=2)
-    damage(tmp_path / "raw")
-    with pytest.raises(convert.ConversionError, match=message):
-        convert.convert(str(tmp_path / "raw"), str(tmp_path / "out"), num_workers=1)
-    assert not (tmp_path / "out").exists()  # Nothing half-written.
-
-
-def test_unknown_validation_class_and_missing_validation(tmp_path):
-    make_tree(tmp_path / "raw", per_class=2, validation="folders")
-    (tmp_path / "raw" / "validation" / "n99999999").mkdir()
-    with pytest.raises(convert.ConversionError, match="class 'n99999999' has no folder in"):
-        convert.discover(str(tmp_path / "raw"))
-    make_tree(tmp_path / "bare", per_class=2, validation="none")
-    with pytest.raises(convert.ConversionError, match="pass --validation_fraction"):
-        convert.discover(str(tmp_path / "bare"))
-
-
 def test_rerun_resumes_refuses_other_flags_and_foreign_dirs(tmp_path):
     make_tree(tmp_path / "raw")
     raw, out = str(tmp_path / "raw"), tmp_path / "out"
@@ -410,7 +226,7 @@ def test_rerun_resumes_refuses_other_flags_and_foreign_dirs(tmp_path):
     with pytest.raises(convert.ConversionError, match="--label_offset=0, not 1"):
         convert.convert(raw, str(out), num_workers=1, train_shards=3, label_offset=1)
     (tmp_path / "raw" / "train" / SYNSETS[0] / "new.JPEG").write_bytes(
-        _encode(_pixels(np.random.default_rng(5)))
+        encode(smooth_pixels(np.random.default_rng(5)))
     )
     with pytest.raises(convert.ConversionError, match="input files changed"):
         convert.convert(raw, str(out), num_workers=1, train_shards=3)
@@ -420,20 +236,6 @@ def test_rerun_resumes_refuses_other_flags_and_foreign_dirs(tmp_path):
     (foreign / "train-00000-of-01024").write_bytes(b"")
     with pytest.raises(convert.ConversionError, match="no manifest.json"):
         convert.convert(raw, str(foreign), num_workers=1)
-
-
-def test_verify_catches_a_tampered_shard(tmp_path):
-    make_tree(tmp_path / "raw")
-    out = tmp_path / "out"
-    convert.convert(str(tmp_path / "raw"), str(out), num_workers=1, train_shards=2)
-    shard = out / "train-00001-of-00002"
-    data = bytearray(shard.read_bytes())
-    data[len(data) // 2] ^= 0x40  # Same size: only the checksums can tell.
-    shard.write_bytes(bytes(data))
-    problems = convert.verify_output(str(out), num_workers=1)
-    assert problems[0] == "train-00001-of-00002: sha256 differs from the manifest"
-    assert any("checksum mismatch" in p or "record" in p for p in problems[1:])
-    assert all(p.startswith("train-00001-of-00002") for p in problems)
 
 
 def _cli(*args, cwd, timeout=120):
@@ -512,54 +314,3 @@ def test_sigkill_mid_run_then_rerun_gives_identical_files(tmp_path, repo):
     rerun = _cli(*flags, cwd=repo)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert digests(out) == digests(reference)  # Shards, labels.json and manifest.json.
-
-
-def test_bundled_imagenet_files():
-    synsets = convert.read_synset_names(convert.IMAGENET_SYNSETS)
-    assert len(synsets) == 1000 and sorted(synsets) == list(synsets)
-    assert [synsets[s] for s in SYNSETS] == list(NAMES)
-    assert synsets["n15075141"] == "toilet tissue, toilet paper, bathroom tissue"
-    data = convert.IMAGENET_VALIDATION_SYNSETS.read_bytes()
-    lines = data.decode().splitlines()
-    assert len(lines) == 50_000 and set(lines) == set(synsets)
-    assert all(lines.count(s) == 50 for s in SYNSETS)  # 50 validation images per class.
-    # ILSVRC2012_val_00000001 is a sea snake, val_00050000 a llama (tensorflow/models' list).
-    assert (lines[0], lines[-1]) == ("n01751748", "n02437616")
-    assert hashlib.sha256(data).hexdigest() == (
-        "313fc3f23c864dde9183c9a368809065765dd1b657a6904fded44e3e46d34604"
-    )
-
-
-def test_flat_imagenet_validation_uses_the_bundled_labels(tmp_path):
-    (tmp_path / "validation").mkdir()
-    path = convert._flat_validation_labels(
-        str(tmp_path), str(tmp_path / "validation"), 50_000, labels_file=""
-    )
-    assert path == str(convert.IMAGENET_VALIDATION_SYNSETS)
-    with pytest.raises(convert.ConversionError, match="holds 49999 images but no class"):
-        convert._flat_validation_labels(
-            str(tmp_path), str(tmp_path / "validation"), 49_999, labels_file=""
-        )
-
-
-def test_a_converted_imagenet_is_named_for_the_catalog(tmp_path, repo):
-    synsets = [line.split("\t")[0] for line in (repo / "datasets/imagenet2012/synsets.txt").open()]
-    assert convert.dataset_name(tuple(synsets)) == "imagenet2012"
-    assert convert.dataset_name(tuple(reversed(synsets))) == "imagenet2012"  # any order
-    assert convert.dataset_name(tuple(synsets[:-1]) + ("n99999999",)) == ""
-    assert convert.dataset_name(tuple(synsets[:999])) == ""
-
-    # The tfrecord: source reports the name, so its size is checked against the catalog.
-    make_tree(tmp_path / "raw", validation="folders")
-    out = tmp_path / "out"
-    convert.convert(str(tmp_path / "raw"), str(out), num_workers=1)
-    assert pipeline.open_source(f"tfrecord:{out}").info.name == ""
-    labels = json.loads((out / "labels.json").read_text())
-    (out / "labels.json").write_text(json.dumps({**labels, "dataset": "imagenet2012"}))
-    info = pipeline.open_source(f"tfrecord:{out}").info
-    assert info.name == "imagenet2012"
-    assert catalog.count_mismatches(info.name, info.num_classes, info.num_examples) == [
-        "imagenet2012: 3 classes, expected 1000",
-        "imagenet2012: 18 train examples, expected 1,281,167",
-        "imagenet2012: 6 validation examples, expected 50,000",
-    ]

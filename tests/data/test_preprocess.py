@@ -33,8 +33,14 @@ def test_scale_jitter_window_matches_vgg_shorter_side_range():
 def test_train_image_crops_and_options_are_reproducible():
     pixels = np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8)
     encoded = tf.constant(_jpeg(pixels))
+    geometry = preprocess.Geometry(32, 0.875, "bilinear")
     for crop in preprocess.TRAIN_CROPS:
-        options = dict(image_size=32, crop=crop, color_jitter_strength=0.4, lighting_sigma=0.1)
+        options = dict(
+            geometry=geometry,
+            preprocessing=preprocess.TrainPreprocessing(
+                train_crop=crop, color_jitter=0.4, pca_lighting=0.1
+            ),
+        )
         first = preprocess.train_image(encoded, tf.constant([1, 2]), **options)
         again = preprocess.train_image(encoded, tf.constant([1, 2]), **options)
         other = preprocess.train_image(encoded, tf.constant([1, 3]), **options)
@@ -42,7 +48,12 @@ def test_train_image_crops_and_options_are_reproducible():
         np.testing.assert_array_equal(first, again)
         assert np.any(first.numpy() != other.numpy())
     with pytest.raises(ValueError, match="unknown training crop 'random'"):
-        preprocess.train_image(encoded, tf.constant([1, 2]), image_size=32, crop="random")
+        preprocess.train_image(
+            encoded,
+            tf.constant([1, 2]),
+            geometry=geometry,
+            preprocessing=preprocess.TrainPreprocessing(train_crop="random"),
+        )
 
 
 def test_color_jitter_factors_stay_in_bag_of_tricks_range():
@@ -77,7 +88,7 @@ def test_eval_bicubic_overshoot_is_clipped_not_wrapped():
     buffer = io.BytesIO()
     Image.fromarray(step).save(buffer, format="PNG")
     out = preprocess.eval_image(
-        tf.constant(buffer.getvalue()), image_size=30, crop_fraction=1.0, interpolation="bicubic"
+        tf.constant(buffer.getvalue()), preprocess.Geometry(30, 1.0, "bicubic")
     )
     resized = tf.image.resize(step, [30, 30], method="bicubic").numpy()
     assert resized.min() < -1 and resized.max() > 256  # bicubic rings around the edge
@@ -95,3 +106,47 @@ def test_resize_uint8_matches_resizing_the_uint8_image(method):
         if expected.dtype != tf.uint8:
             expected = tf.cast(tf.clip_by_value(tf.floor(expected + 0.5), 0, 255), tf.uint8)
         np.testing.assert_array_equal(preprocess.resize_uint8(image, size, method), expected)
+
+
+def _image_bytes(array: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_center_crop_window_is_centered_square():
+    window = preprocess.center_crop_window(tf.constant([100, 60, 3]), 0.5).numpy()
+    assert window.tolist() == [35, 15, 30, 30]
+
+
+def test_eval_image_equals_hand_computed_center_crop():
+    image = np.arange(40 * 40 * 3, dtype=np.uint8).reshape(40, 40, 3)
+    encoded = _image_bytes(image, "PNG")
+    out = preprocess.eval_image(
+        tf.constant(encoded), preprocess.Geometry(20, 0.5, "nearest")
+    ).numpy()
+    np.testing.assert_array_equal(out, image[10:30, 10:30])
+
+
+def test_inception_crop_window_stays_inside_and_is_reproducible():
+    shape = tf.constant([300, 400, 3])
+    windows = [
+        preprocess.inception_crop_window(shape, tf.constant([7, i])).numpy() for i in range(50)
+    ]
+    for y, x, h, w in windows:
+        assert min(y, x) >= 0 and y + h <= 300 and x + w <= 400
+        assert h * w >= 0.08 * 300 * 400 * 0.99
+    again = preprocess.inception_crop_window(shape, tf.constant([7, 3])).numpy()
+    np.testing.assert_array_equal(again, windows[3])
+
+
+def test_train_image_jpeg_and_png_give_same_shape():
+    pixels = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    for fmt in ("JPEG", "PNG"):
+        out = preprocess.train_image(
+            tf.constant(_image_bytes(pixels, fmt)),
+            tf.constant([1, 2]),
+            geometry=preprocess.Geometry(32, 0.875, "bilinear"),
+            preprocessing=preprocess.TrainPreprocessing(),
+        )
+        assert out.shape == (32, 32, 3) and out.dtype == tf.uint8

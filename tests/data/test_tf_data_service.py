@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from official.data import augment, pipeline
+from official.data import augment, pipeline, preprocess, sources
 
 
 @pytest.fixture
@@ -26,19 +26,23 @@ def images(tmp_path):
                     buffer, format="JPEG"
                 )
                 (folder / f"{i}.jpg").write_bytes(buffer.getvalue())
-    return pipeline.open_source(f"folder:{tmp_path}")
+    return sources.open_source(f"folder:{tmp_path}")
 
 
 def _take(source, address, job, count=4):
+    training = pipeline.Training(
+        preprocessing=preprocess.TrainPreprocessing(),
+        shuffle_buffer=100,
+        augmenter=augment.build(["rotation"], {"rotation_degrees": 10.0}, seed=0),
+        tf_data_service=address,
+        service_job_name=job,
+    )
     ds = pipeline.build_dataset(
         source,
         split="train",
-        is_training=True,
         batch_size=4,
-        image_size=16,
-        augmenter=augment.build(["rotation"]),
-        tf_data_service=address,
-        service_job_name=job,
+        geometry=preprocess.Geometry(16, 0.875, "bilinear"),
+        training=training,
     )
     batches = list(ds.take(count).as_numpy_iterator())
     assert [images.shape for images, _ in batches] == [(4, 16, 16, 3)] * count

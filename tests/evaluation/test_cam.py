@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from evaluation_helpers import digit_pixels, encode, run_module
+from helpers import digit_pixels, encode, run_module
 from PIL import Image
 
 from official.evaluation import cam

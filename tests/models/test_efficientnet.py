@@ -2,8 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from official import registry
-from official.models import count_flops, efficientnet, layers
+from official.models import count_flops, efficientnet, layers, registry
 
 # Trainable parameters at the reference resolution with 1,000 classes. B0-B7: keras.applications
 # EfficientNetB0..B7(weights=None) (keras.io/api/applications lists 5.3M/7.9M/9.2M/12.3M/

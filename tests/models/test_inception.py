@@ -2,8 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from official import registry
-from official.models import count_flops, flops, graph
+from official.models import count_flops, flops, graph, registry
 
 # Inception v3: 23,817,352 trainable parameters, keras.applications InceptionV3 and TF-slim
 # (BN without a learned scale; 1,000 classes, no auxiliary head). With the auxiliary head:

@@ -1,8 +1,7 @@
 import keras
 import pytest
 
-from official import registry
-from official.models import count_flops, mobilenet
+from official.models import count_flops, mobilenet, registry
 
 # Trainable parameters at 224 px with 1,000 classes, as keras.applications MobileNet,
 # MobileNetV2, MobileNetV3Small/Large (weights=None) count them; MobileNetV2 3,504,872 and

@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from official import registry
-from official.models import port_keras_applications_weights
+from official.models import port_keras_applications_weights, registry
 from official.models.port import InputNormalization
 
 

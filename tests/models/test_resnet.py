@@ -2,8 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from official import registry
-from official.models import count_flops, resnet
+from official.models import count_flops, registry, resnet
 
 # Trainable parameters at 224 px with 1,000 classes: torchvision's resnet18/34/50/101/152
 # (docs.pytorch.org/vision/stable/models, "Params" column: 11.7M, 21.8M, 25.6M, 44.5M, 60.2M;

@@ -2,8 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from official import registry
-from official.models import count_flops, vgg
+from official.models import count_flops, registry, vgg
 from official.models.layers import LocalResponseNormalization
 
 # Trainable parameters at 224 px with 1,000 classes: torchvision's vgg11/13/16/19 and their

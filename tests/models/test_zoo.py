@@ -6,9 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from official import registry
 from official.models import __main__ as models_main
-from official.models import layers
+from official.models import layers, registry
 
 # The keyword arguments every builder takes (the training, evaluation and CAM code rely on
 # them), and the residual families that also take zero_gamma.

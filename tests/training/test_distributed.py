@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-HERE = pathlib.Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+TESTS = pathlib.Path(__file__).resolve().parents[1]
+REPO = TESTS.parent
 
 # Runs in a fresh process: the logical CPUs must be configured before TensorFlow starts.
 MIRRORED_VS_ONE_DEVICE = textwrap.dedent(
@@ -21,6 +21,7 @@ MIRRORED_VS_ONE_DEVICE = textwrap.dedent(
     from official.training import strategy as strategy_lib
     strategy_lib.configure_cpu_devices(2)
     import tiny
+    from official.training import loop
 
     images, labels = tiny.batches(num_examples=48, image_size=8, num_classes=3)
     # Synchronized BN: the statistics are those of the global batch on any number of
@@ -38,8 +39,9 @@ MIRRORED_VS_ONE_DEVICE = textwrap.dedent(
     ]:
         trainer = tiny.make_trainer(
             strategy, build, images, labels, batch_size=8, optimizer="sgd", rate=0.2,
-            initial_weights=initial, weight_decay=1e-3, clip_gradient_norm=2.0,
-            label_smoothing=0.1,
+            initial_weights=initial,
+            objective=loop.Objective(num_classes=3, label_smoothing=0.1),
+            gradients=loop.Gradients(weight_decay=1e-3, clip_gradient_norm=2.0),
         )
         totals, _ = trainer.train_steps(4)
         results[name] = ([w.numpy() for w in trainer.model.weights], totals)
@@ -73,11 +75,11 @@ MIRRORED_VS_ONE_DEVICE = textwrap.dedent(
 def test_mirrored_replicas_reach_the_one_device_weights():
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED_VS_ONE_DEVICE],
-        cwd=HERE,
+        cwd=TESTS,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": f"{REPO}:{HERE}", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        env={**os.environ, "PYTHONPATH": f"{REPO}:{TESTS}", "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     values = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()}
@@ -115,7 +117,7 @@ def test_two_local_workers_train_identically_and_only_the_chief_writes(tmp_path)
         }
         args = [
             sys.executable,
-            str(HERE / "tiny.py"),
+            str(TESTS / "tiny.py"),
             f"--model_dir={tmp_path / f'worker{index}'}",
             "--config.model.name=tiny_cnn",
             "--config.model.num_classes=4",

@@ -1,5 +1,5 @@
 """The training loop in-process: precision, loss scaling, NaN stop, SIGTERM, EMA, freezing,
-distillation and auxiliary losses, transfer."""
+distillation and auxiliary losses, transfer, soft labels and class weights."""
 
 import os
 import signal
@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 import tiny
 
-from official.training import checkpoints, ema, loop, precision, summaries, transfer
+from official import runs
+from official.training import ema, loop, precision, summaries, transfer
 
 
 def _one_device():
@@ -34,7 +35,9 @@ def test_every_precision_trains(policy, name):
         images,
         labels,
         batch_size=8,
-        loss_scale=precision.DynamicLossScale() if name == "mixed_float16" else None,
+        gradients=loop.Gradients(
+            loss_scale=precision.DynamicLossScale() if name == "mixed_float16" else None
+        ),
     )
     totals, _ = trainer.train_steps(2)  # float16 is ~5× slower on CPU: two steps only.
     model = trainer.model
@@ -48,7 +51,7 @@ def test_every_precision_trains(policy, name):
     assert bn.moving_mean.dtype == "float32"
     assert not np.allclose(bn.moving_mean.numpy(), 0)  # The statistics were updated.
     if name == "mixed_float16":
-        assert float(trainer.loss_scale.scale.numpy()) == 2.0**15
+        assert float(trainer.gradients.loss_scale.scale.numpy()) == 2.0**15
         assert totals[loop._NONFINITE] == 0
 
 
@@ -61,12 +64,13 @@ def test_float16_overflow_skips_the_step_and_halves_the_scale(policy):
         images,
         labels,
         batch_size=8,
-        loss_scale=precision.DynamicLossScale(initial_scale=2.0**40),  # float16 max is 65504.
+        # float16's largest value is 65504.
+        gradients=loop.Gradients(loss_scale=precision.DynamicLossScale(initial_scale=2.0**40)),
     )
     before = trainer.model.get_weights()
     totals, _ = trainer.train_steps(1)
     assert totals[loop._NONFINITE] == 1
-    assert float(trainer.loss_scale.scale.numpy()) == 2.0**39
+    assert float(trainer.gradients.loss_scale.scale.numpy()) == 2.0**39
     assert trainer.current_step == 1
     trainable = {id(v) for v in trainer.model.trainable_weights}
     for weight, old in zip(trainer.model.weights, before):
@@ -75,7 +79,7 @@ def test_float16_overflow_skips_the_step_and_halves_the_scale(policy):
 
 
 def _fit(trainer, tmp_path, *, total, per_epoch, evaluate=None, checkpoint_every=0):
-    checkpointer = checkpoints.Checkpointer(
+    checkpointer = runs.Checkpointer(
         str(tmp_path), model=trainer.model, step=trainer.step, optimizer=trainer.stages[0].optimizer
     )
     result = loop.fit(
@@ -105,10 +109,10 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     message = str(error.value)
     assert "NaN or Inf" in message or "loss is" in message
     assert "ckpt-4" in message and "last good checkpoint" in message
-    latest = checkpoints.latest_checkpoint(str(tmp_path))
+    latest = runs.latest_checkpoint(str(tmp_path))
     assert latest.endswith("ckpt-4")
     model = tiny.dense_model()
-    checkpoints.restore_weights(model, latest)
+    runs.restore_weights(model, latest)
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
@@ -122,7 +126,7 @@ def test_sigterm_writes_a_checkpoint_then_stops(tmp_path):
 
     with pytest.raises(loop.PreemptedError, match="SIGTERM at step 2"):
         _fit(trainer, tmp_path, total=10, per_epoch=2, evaluate=evaluate)
-    assert checkpoints.latest_checkpoint(str(tmp_path)).endswith("ckpt-2")
+    assert runs.latest_checkpoint(str(tmp_path)).endswith("ckpt-2")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # Handler removed again.
 
 
@@ -165,8 +169,10 @@ def test_frozen_backbone_trains_only_the_head_with_bn_in_inference_mode():
         images,
         labels,
         batch_size=8,
-        head_layers=transfer.head_layer_names(tiny.tiny_cnn(num_classes=3, image_size=8)),
-        freeze_backbone_steps=2,
+        backbone=loop.Backbone(
+            head_layers=transfer.head_layer_names(tiny.tiny_cnn(num_classes=3, image_size=8)),
+            freeze_steps=2,
+        ),
     )
     model = trainer.model
     before = {w.path: w.numpy() for w in model.weights}
@@ -200,10 +206,13 @@ def test_loss_adds_auxiliary_and_distillation_terms():
         batch_size=8,
         rate=0.0,
         initial_weights=weights,
-        aux_loss_weight=0.4,
-        teacher=lambda x: teacher(x, training=False),
-        distill_temperature=2.0,
-        distill_weight=0.5,
+        objective=loop.Objective(
+            num_classes=3,
+            aux_loss_weight=0.4,
+            teacher=lambda x: teacher(x, training=False),
+            distill_temperature=2.0,
+            distill_weight=0.5,
+        ),
     )
     totals, _ = trainer.train_steps(1)
     reference = tiny.tiny_cnn(num_classes=3, image_size=8, aux_head=True)
@@ -239,12 +248,43 @@ def test_an_input_pipeline_that_cannot_be_saved_is_left_out(tmp_path):
     stateful = tf.data.Dataset.range(10).map(lambda x: tf.py_function(lambda v: v, [x], tf.int64))
     serializable = iter(tf.data.Dataset.range(10))
     next(serializable)
-    saved = checkpoints.Checkpointer(str(tmp_path / "ok"), model=model, iterator=serializable)
+    saved = runs.Checkpointer(str(tmp_path / "ok"), model=model, iterator=serializable)
     assert "iterator" in {n.split("/")[0] for n, _ in tf.train.list_variables(saved.save(1))}
-    checkpointer = checkpoints.Checkpointer(
-        str(tmp_path / "py"), model=model, iterator=iter(stateful)
-    )
+    checkpointer = runs.Checkpointer(str(tmp_path / "py"), model=model, iterator=iter(stateful))
     path = checkpointer.save(1)  # Warns and saves the rest.
     names = {n.split("/")[0] for n, _ in tf.train.list_variables(path)}
     assert "model" in names and "iterator" not in names
     assert checkpointer.save(2).endswith("ckpt-2")
+
+
+def _cross_entropy(targets, logits):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -(targets * log_softmax).sum(axis=1)
+
+
+def test_statistics_count_soft_targets_as_their_largest_class():
+    logits = tf.constant([[3.0, 1.0, 0.0], [0.0, 1.0, 3.0]])
+    soft = tf.constant([[0.6, 0.4, 0.0], [0.7, 0.0, 0.3]])
+    totals = loop._statistics(soft, logits, tf.constant([1.0, 2.0])).numpy()
+    np.testing.assert_allclose(totals, [3.0, 1.0, 2.0, 2.0])  # loss sum, top-1, top-k, count
+
+
+def test_trainer_applies_class_weights_to_the_training_loss():
+    images, labels = tiny.batches(num_examples=4, image_size=4)
+    weights = np.array([1.0, 3.0, 0.5], np.float32)
+    trainer = tiny.make_trainer(
+        tf.distribute.OneDeviceStrategy("/cpu:0"),
+        tiny.dense_model,
+        images,
+        labels,
+        batch_size=4,
+        rate=0.0,  # the weights stay as they are: the logits below are the step's
+        objective=loop.Objective(num_classes=3, class_weights=weights),
+    )
+    logits = trainer.model(images.astype(np.float32), training=False).numpy()
+    totals, _ = trainer.train_steps(1)
+    plain = _cross_entropy(np.eye(3)[labels], logits)
+    assert totals[0] == pytest.approx((plain * weights[labels]).sum(), rel=1e-5)
+    evaluation = trainer.evaluate([(images, labels)])
+    assert evaluation["loss"] == pytest.approx(plain.mean(), rel=1e-5)  # unweighted

@@ -60,3 +60,30 @@ def test_distillation_gradient_reaches_the_student_only():
     # d/dz of T²·H(p_t, softmax(z/T)) = T·(softmax(z/T) − p_t).
     expected = 3.0 * (_softmax(student.numpy()[0] / 3.0) - _softmax(teacher.numpy()[0] / 3.0))
     np.testing.assert_allclose(grad_student.numpy()[0], expected, rtol=1e-5)
+
+
+def _cross_entropy(targets, logits):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -(targets * log_softmax).sum(axis=1)
+
+
+def test_class_weights_multiply_hard_and_target_weighted_soft_losses():
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 1.0, 0.0]], np.float32)
+    weights = np.array([0.5, 2.0, 1.0], np.float32)
+    hard = losses.cross_entropy(
+        tf.constant([0, 1]), tf.constant(logits), num_classes=3, class_weights=weights
+    )
+    one_hot = np.eye(3)[[0, 1]]
+    np.testing.assert_allclose(hard, _cross_entropy(one_hot, logits) * [0.5, 2.0], rtol=1e-6)
+    soft = np.array([[0.7, 0.3, 0.0], [0.0, 0.25, 0.75]], np.float32)
+    smoothed = soft * 0.9 + 0.1 / 3
+    loss = losses.cross_entropy(
+        tf.constant(soft),
+        tf.constant(logits),
+        num_classes=3,
+        label_smoothing=0.1,
+        class_weights=weights,
+    )
+    expected = _cross_entropy(smoothed, logits) * (soft @ weights)  # weights of the raw target
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tiny
 
-from official.training import optimizers
+from official.training import loop, optimizers
 
 
 def _one_update(optimizer, value, gradient, rate=0.1, steps=1):
@@ -76,7 +76,7 @@ def _kernels(variables):
 
 
 @pytest.mark.parametrize(
-    "name, kwargs, trainer_kwargs",
+    "name, kwargs, rule",
     [
         ("sgd", {"momentum": 0.9}, {"weight_decay": 0.05}),
         ("sgd", {"momentum": 0.9, "nesterov": True}, {"clip_gradient_norm": 0.05}),
@@ -84,7 +84,7 @@ def _kernels(variables):
         ("adam", {}, {"weight_decay": 0.05, "no_bias_decay": False}),
     ],
 )
-def test_loop_step_matches_a_reference_implementation(name, kwargs, trainer_kwargs):
+def test_loop_step_matches_a_reference_implementation(name, kwargs, rule):
     images, labels = tiny.batches()
     keras.utils.set_random_seed(3)
     weights = tiny.dense_model().get_weights()
@@ -99,11 +99,11 @@ def test_loop_step_matches_a_reference_implementation(name, kwargs, trainer_kwar
         rate=rate,
         initial_weights=weights,
         optimizer_kwargs=kwargs,
-        **trainer_kwargs,
+        gradients=loop.Gradients(**rule),
     )
     trainer.train_steps(steps)
-    decay = trainer_kwargs.get("weight_decay", 0.0)
-    clip = trainer_kwargs.get("clip_gradient_norm", 0.0)
+    decay = rule.get("weight_decay", 0.0)
+    clip = rule.get("clip_gradient_norm", 0.0)
     if name == "adamw":  # Decoupled: Keras' AdamW, biases excluded.
         reference = keras.optimizers.AdamW(rate, weight_decay=decay, epsilon=1e-8)
 
@@ -122,9 +122,7 @@ def test_loop_step_matches_a_reference_implementation(name, kwargs, trainer_kwar
         def apply(gradients, variables):
             if clip:
                 gradients, _ = tf.clip_by_global_norm(gradients, clip)
-            decayed = (
-                variables if trainer_kwargs.get("no_bias_decay") is False else _kernels(variables)
-            )
+            decayed = variables if rule.get("no_bias_decay") is False else _kernels(variables)
             gradients = [
                 g + decay * v if any(v is d for d in decayed) else g
                 for g, v in zip(gradients, variables)
@@ -151,8 +149,7 @@ def test_gradient_accumulation_equals_the_full_batch():
             labels,
             batch_size=16,
             initial_weights=weights,
-            accumulation_steps=accumulation,
-            weight_decay=0.01,
+            gradients=loop.Gradients(accumulation_steps=accumulation, weight_decay=0.01),
         )
         totals, _ = trainer.train_steps(2)
         results.append((trainer.model.get_weights(), totals))
@@ -175,7 +172,7 @@ def test_backbone_learning_rate_multiplier():
             batch_size=8,
             initial_weights=weights,
             optimizer_kwargs={"momentum": 0.0},
-            backbone_lr_multiplier=multiplier,
+            backbone=loop.Backbone(lr_multiplier=multiplier),
         )
         trainer.train_steps(1)
         changes[multiplier] = {

@@ -13,10 +13,10 @@ import time
 import numpy as np
 import tiny
 
-from official.training import checkpoints
+from official import runs
 
-HERE = pathlib.Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+TESTS = pathlib.Path(__file__).resolve().parents[1]
+REPO = TESTS.parent
 
 # Deterministic: ops, data order and augmentation; dropout and EMA exercise the RNG and EMA state.
 FLAGS = [
@@ -43,7 +43,7 @@ TOTAL_STEPS = 24
 
 def _start(model_dir: pathlib.Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(HERE / "tiny.py"), f"--model_dir={model_dir}", *FLAGS],
+        [sys.executable, str(TESTS / "tiny.py"), f"--model_dir={model_dir}", *FLAGS],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"},
         stdout=subprocess.PIPE,
@@ -56,7 +56,7 @@ def _wait_for_checkpoint_after(process, model_dir: pathlib.Path, step: int, time
     """Waits until the run's latest checkpoint is past `step`; returns its step."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        latest = checkpoints.latest_checkpoint(str(model_dir))
+        latest = runs.latest_checkpoint(str(model_dir))
         if latest and int(latest.rsplit("-", 1)[1]) > step:
             return int(latest.rsplit("-", 1)[1])
         if process.poll() is not None:
@@ -79,7 +79,7 @@ def _finish(process, timeout=240):
 
 def _weights(model_dir: pathlib.Path, ema: bool):
     model = tiny.tiny_cnn(num_classes=4, image_size=16, dropout=0.3)
-    checkpoints.restore_weights(model, checkpoints.latest_checkpoint(str(model_dir)), ema=ema)
+    runs.restore_weights(model, runs.latest_checkpoint(str(model_dir)), ema=ema)
     return model.get_weights()
 
 
@@ -95,7 +95,7 @@ def test_sigterm_then_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
         assert first.returncode == 143, err[-2000:]
         stopped = int(err.split("stopped by SIGTERM at step ")[1].split(";")[0])
         assert 3 <= stopped < TOTAL_STEPS
-        assert checkpoints.latest_checkpoint(str(interrupted_dir)).endswith(f"ckpt-{stopped}")
+        assert runs.latest_checkpoint(str(interrupted_dir)).endswith(f"ckpt-{stopped}")
 
         # 2. Rerun; SIGKILL as soon as it has written a checkpoint of its own.
         second = _start(interrupted_dir)

@@ -1,7 +1,8 @@
-"""experiment.run wiring, in-process on the tiny model: EMA, plateau, best checkpoint,
+"""train_lib.run wiring, in-process on the tiny model: EMA, plateau, best checkpoint,
 TensorBoard, profiler, zero-γ, transfer with a new head and a frozen backbone, two optimizer
-stages, distillation, the auxiliary head, and load_trained_model."""
+stages, distillation, the auxiliary head, every data option, and load_trained_model."""
 
+import io
 import json
 import pathlib
 
@@ -10,12 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
+from PIL import Image
 
 from official import config as config_lib
-from official import registry
-from official.data import pipeline
-from official.models import port_keras_applications_weights
-from official.training import checkpoints, experiment
+from official import runs, train_lib
+from official.data import pipeline, sources
+from official.models import port_keras_applications_weights, registry
 
 
 def _config(**sections) -> config_lib.Config:
@@ -53,7 +54,7 @@ def ema_run(tmp_path_factory):
         train={"ema_decay": 0.9, "lr_schedule": "plateau", "plateau_patience": 1},
         runtime={"profile_steps": (2, 3)},
     )
-    metrics = experiment.run(config, str(model_dir))
+    metrics = train_lib.run(config, str(model_dir))
     return model_dir, metrics
 
 
@@ -62,7 +63,7 @@ def test_run_keeps_ema_best_checkpoint_and_tensorboard(ema_run):
     assert metrics["ema"] is True and metrics["epochs"] == 3 and metrics["steps"] == 12
     best = json.loads((model_dir / "checkpoints/best/best.json").read_text())
     assert best["top1"] == pytest.approx(metrics["best_top1"]) and best["top1"] >= metrics["top1"]
-    assert checkpoints.best_checkpoint(str(model_dir)).endswith(f"ckpt-{best['step']}")
+    assert runs.best_checkpoint(str(model_dir)).endswith(f"ckpt-{best['step']}")
     train_tags, graph = _tags(model_dir / "train")
     assert graph
     assert {
@@ -86,14 +87,14 @@ def test_run_keeps_ema_best_checkpoint_and_tensorboard(ema_run):
 
 def test_load_trained_model_gives_ema_weights_unless_asked_for_the_raw_ones(ema_run):
     model_dir, metrics = ema_run
-    averaged, config, derived, path = experiment.load_trained_model(str(model_dir))
-    raw, *_ = experiment.load_trained_model(str(model_dir), ema=False)
+    averaged, config, derived, path = runs.load_trained_model(str(model_dir))
+    raw, *_ = runs.load_trained_model(str(model_dir), ema=False)
     assert path.endswith(f"ckpt-{derived.total_steps}")
     assert any(not np.allclose(a, b) for a, b in zip(averaged.get_weights(), raw.get_weights()))
     # Evaluating the loaded EMA model reproduces the run's (EMA) validation metrics.
-    source = pipeline.open_source("synthetic", num_classes=4, synthetic_examples=64, image_size=16)
+    source = sources.open_source("synthetic", num_classes=4, synthetic_examples=64)
     dataset = pipeline.build_dataset(
-        source, split="validation", is_training=False, batch_size=64, image_size=16
+        source, split="validation", batch_size=64, geometry=runs.geometry(config)
     )
     images, labels = next(iter(dataset))
     logits = averaged(tf.cast(images, tf.float32)).numpy()
@@ -108,7 +109,7 @@ def test_zero_gamma_switch_reaches_the_model():
         num_train_examples=64,
         num_eval_examples=64,
     )
-    model = experiment.build_model(config, registry.get(tiny.NAME))
+    model = runs.build_model(config)
     assert not np.any(model.get_layer("block2_bn").gamma.numpy())
     assert np.all(model.get_layer("block1_bn").gamma.numpy() == 1)
 
@@ -132,15 +133,15 @@ def test_transfer_with_new_head_frozen_backbone_and_two_stages(ema_run, tmp_path
         },
         runtime={"summary_images": 0},
     )
-    metrics = experiment.run(config, str(tmp_path))
+    metrics = train_lib.run(config, str(tmp_path))
     assert metrics["steps"] == 8
-    source, *_ = experiment.load_trained_model(str(source_dir))  # EMA weights: the init
+    source, *_ = runs.load_trained_model(str(source_dir))  # EMA weights: the init
     after_freeze = tiny.tiny_cnn(num_classes=3, image_size=16)
-    checkpoints.restore_weights(after_freeze, str(tmp_path / "checkpoints/ckpt-4"))
+    runs.restore_weights(after_freeze, str(tmp_path / "checkpoints/ckpt-4"))
     for name in ("block1_conv", "block1_bn", "block2_conv", "block2_bn"):
         for a, b in zip(after_freeze.get_layer(name).weights, source.get_layer(name).weights):
             np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-    final, *_ = experiment.load_trained_model(str(tmp_path))
+    final, *_ = runs.load_trained_model(str(tmp_path))
     assert final.output.shape[-1] == 3
     assert not np.allclose(
         final.get_layer("block1_conv").kernel.numpy(),
@@ -163,9 +164,9 @@ def test_distillation_from_a_run_and_an_auxiliary_head(ema_run, tmp_path):
         train={"epochs": 1, "distill_checkpoint": str(teacher_dir), "distill_temperature": 2.0},
         runtime={"summary_images": 0},
     )
-    metrics = experiment.run(config, str(tmp_path))
+    metrics = train_lib.run(config, str(tmp_path))
     assert metrics["steps"] == 4
-    model, *_ = experiment.load_trained_model(str(tmp_path))
+    model, *_ = runs.load_trained_model(str(tmp_path))
     assert isinstance(model.output, keras.KerasTensor) and model.output.shape[-1] == 4
 
     # The teacher function is the teacher run's (EMA) model, also from a SavedModel export.
@@ -176,8 +177,8 @@ def test_distillation_from_a_run_and_an_auxiliary_head(ema_run, tmp_path):
         num_train_examples=64,
         num_eval_examples=64,
     )
-    teacher = experiment.build_teacher(resolved)
-    expected_model, *_ = experiment.load_trained_model(str(teacher_dir))
+    teacher = train_lib.build_teacher(resolved)
+    expected_model, *_ = runs.load_trained_model(str(teacher_dir))
     images = tf.random.uniform([2, 16, 16, 3], 0, 255)
     expected = expected_model(images, training=False).numpy()
     np.testing.assert_allclose(teacher(images).numpy(), expected, atol=1e-5)
@@ -185,7 +186,7 @@ def test_distillation_from_a_run_and_an_auxiliary_head(ema_run, tmp_path):
     expected_model.export(str(export), verbose=False)
     resolved.train.distill_checkpoint = str(export)
     np.testing.assert_allclose(
-        experiment.build_teacher(resolved)(images).numpy(), expected, atol=1e-5
+        train_lib.build_teacher(resolved)(images).numpy(), expected, atol=1e-5
     )
 
 
@@ -214,15 +215,13 @@ def test_transfer_from_a_keras_applications_h5_file(tmp_path):
         train={"epochs": 2, "freeze_backbone_epochs": 1},
         runtime={"summary_images": 0},
     )
-    experiment.run(config, str(tmp_path / "run"))  # 4 steps per epoch
-    saved, _ = config_lib.load(str(tmp_path / "run"))
+    train_lib.run(config, str(tmp_path / "run"))  # 4 steps per epoch
+    saved, _ = runs.load_config(str(tmp_path / "run"))
     assert saved.data.mean == saved.data.std == (127.5, 127.5, 127.5)  # keras "tf" mode
     ported = registry.get("mobilenet_v2").build(image_size=224)
     port_keras_applications_weights(application, ported)
     after_freeze = str(tmp_path / "run" / "checkpoints" / "ckpt-4")
-    trained, *_ = experiment.load_trained_model(
-        str(tmp_path / "run"), checkpoint=after_freeze, ema=False
-    )
+    trained, *_ = runs.load_trained_model(str(tmp_path / "run"), checkpoint=after_freeze, ema=False)
     compared = 0
     for layer in trained.layers:
         if not layer.weights or layer.name in ("predictions", "input_normalization"):
@@ -232,3 +231,43 @@ def test_transfer_from_a_keras_applications_h5_file(tmp_path):
             compared += 1
     assert compared > 200
     assert trained.get_layer("predictions").kernel.shape[-1] == 4
+
+
+def test_training_run_with_every_data_option(tmp_path, caplog):
+    """train_lib.run on a tiny imbalanced folder: augmentations, mixing, class weights and
+    re-sampling reach the loop, and the run writes its usual files."""
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", (12, 4)), ("validation", (3, 3))):
+        for label, count in enumerate(per_class):
+            folder = tmp_path / "data" / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(80 + 100 * label, 20, (40, 48, 3)), 0, 255)
+                buffer = io.BytesIO()
+                Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="JPEG")
+                (folder / f"{i}.jpg").write_bytes(buffer.getvalue())
+    config = config_lib.Config()
+    config.model.name = "resnet18"
+    config.model.width_multiplier = 0.25
+    config.data.source = f"folder:{tmp_path / 'data'}"
+    config.data.image_size = 32
+    config.data.augment = ("rotation,random_erasing",)
+    config.data.rare_class_fraction = 0.5
+    config.data.color_jitter = 0.4
+    config.data.pca_lighting = 0.1
+    config.data.mixup_alpha = 0.2
+    config.data.cutmix_alpha = 1.0
+    config.data.class_weights = "effective_number"
+    config.data.resample = "oversample"
+    config.data.resample_exponent = 0.5
+    config.train.batch_size = 8
+    config.train.epochs = 2
+    config.runtime.log_every_steps = 1
+    with caplog.at_level("INFO", logger="absl"):
+        metrics = train_lib.run(config, str(tmp_path / "run"))
+    assert "training examples per class: 2 classes, 16 examples; min 4 (class1)" in caplog.text
+    assert "augmenting only 1 rare classes: [1]" in caplog.text
+    assert metrics["steps"] == 4 and metrics["eval_examples"] == 6
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["config"]["data"]
+    assert saved["augment"] == ["rotation", "random_erasing"]
+    assert saved["train_crop"] == "inception"

@@ -1,6 +1,6 @@
 import pytest
 
-from official import registry
+from official.models import registry
 
 
 def test_names_are_sorted_and_include_resnets():

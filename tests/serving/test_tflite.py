@@ -5,17 +5,18 @@ import json
 
 import numpy as np
 import pytest
-from evaluation_helpers import REPO, run_module
+from helpers import REPO, run_module
 
-from official.evaluation import experiment, export_run, tflite
+from official import evaluate_lib, export_lib
+from official.serving import tflite
 
 
 @pytest.fixture(scope="module")
 def keras_center(trained_run, tmp_path_factory):
     """Center evaluation of the trained run's checkpoint: the reference of both exports."""
-    return experiment.run(
+    return evaluate_lib.run(
         str(trained_run),
-        experiment.Options(
+        evaluate_lib.Options(
             source=f"folder:{REPO}/datasets/digits",
             output_dir=str(tmp_path_factory.mktemp("keras")),
         ),
@@ -28,14 +29,14 @@ def _probabilities(results) -> np.ndarray:
 
 
 def test_float_tflite_matches_keras(trained_run, keras_center, tmp_path):
-    path = export_run.export(str(trained_run), str(tmp_path / "lite"), export_format="tflite")
+    path = export_lib.export(str(trained_run), str(tmp_path / "lite"), export_format="tflite")
     assert path == str(tmp_path / "lite" / "1" / "model.tflite")
     metadata = json.loads((tmp_path / "lite" / "1" / "export.json").read_text())
     assert metadata["quantization"] == "float" and metadata["input"] == "float32 0..255"
     assert (tmp_path / "lite" / "1" / "labels.txt").read_text().split() == list("0123456789")
-    results = experiment.run(
+    results = evaluate_lib.run(
         str(trained_run),
-        experiment.Options(
+        evaluate_lib.Options(
             tflite=path, source=f"folder:{REPO}/datasets/digits", output_dir=str(tmp_path)
         ),
     )
@@ -64,9 +65,9 @@ def test_int8_export_from_the_command_line_and_its_accuracy(trained_run, keras_c
     assert classifier.input_dtype == np.uint8
     assert (classifier.input_scale, classifier.input_zero_point) == (1.0, 0)  # the pixels
 
-    results = experiment.run(
+    results = evaluate_lib.run(
         str(trained_run),
-        experiment.Options(
+        evaluate_lib.Options(
             tflite=str(path), source=f"folder:{REPO}/datasets/digits", output_dir=str(tmp_path)
         ),
     )

@@ -1,4 +1,5 @@
-"""TFLite: conversion of the export's `predict_images` signature (float or int8) and evaluation.
+"""TFLite: conversion of the export's `predict_images` signature (float or int8), and an
+interpreter that runs the result (official.evaluate --tflite uses it).
 
 The converter is TensorFlow's `tf.lite.TFLiteConverter`. The interpreter comes from the
 `ai-edge-litert` package (`pip install "cnn-repro[tflite]"`): TensorFlow 2.21 still ships
@@ -19,14 +20,15 @@ from collections.abc import Iterable
 import numpy as np
 import tensorflow as tf
 
-from official.evaluation import serving
-from official.progress import Progress
+from official.data import preprocess
+from official.errors import UserError
+from official.serving import saved_model
 
 QUANTIZATIONS = ("float", "int8")
 LOGITS_OUTPUT = "logits"
 
 
-class TFLiteError(ValueError):
+class TFLiteError(UserError, ValueError):
     """A .tflite file or runtime that cannot be used; the message says which and why."""
 
 
@@ -43,7 +45,7 @@ def convert(
     """Converts the `predict_images` signature of an export to a TFLite flatbuffer.
 
     Args:
-      saved_model_dir: a SavedModel written by `serving.save_module`.
+      saved_model_dir: a SavedModel written by `saved_model.save_module`.
       quantization: "float" (float32 as trained) or "int8" (full-integer post-training).
       representative_images: for int8, float32 (1, S, S, 3) batches of preprocessed images.
 
@@ -53,14 +55,14 @@ def convert(
     if quantization not in QUANTIZATIONS:
         raise TFLiteError(f"--quantization={quantization!r}: choose one of {QUANTIZATIONS}")
     converter = tf.lite.TFLiteConverter.from_saved_model(
-        saved_model_dir, signature_keys=[serving.IMAGES_SIGNATURE]
+        saved_model_dir, signature_keys=[saved_model.IMAGES_SIGNATURE]
     )
     if quantization == "int8":
         if representative_images is None:
             raise TFLiteError("int8 quantization needs representative images")
         images = list(representative_images)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ({serving.IMAGES_INPUT: x} for x in images)
+        converter.representative_dataset = lambda: ({saved_model.IMAGES_INPUT: x} for x in images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
     return converter.convert()
@@ -71,9 +73,7 @@ def export_tflite(
     *,
     export_dir: str,
     labels_path: str,
-    image_size: int,
-    crop_fraction: float,
-    interpolation: str,
+    geometry: preprocess.Geometry,
     quantization: str,
     metadata: dict,
     representative_images: Iterable[np.ndarray] | None = None,
@@ -81,39 +81,29 @@ def export_tflite(
 ) -> str:
     """Writes `export_dir/<version>/{model[_int8].tflite, labels.txt, export.json}` (through a
     temporary directory renamed when complete) and returns the .tflite path."""
-    final, temporary = serving.versioned_directory(export_dir, version)
-    try:
-        module = serving.ServingModule(
-            model,
-            labels_path=labels_path,
-            image_size=image_size,
-            crop_fraction=crop_fraction,
-            interpolation=interpolation,
-        )
-        saved_model = os.path.join(temporary, "saved_model")
-        serving.save_module(module, saved_model)
+    name = model_file_name(quantization)
+    with saved_model.new_version(export_dir, version) as (temporary, final):
+        module = saved_model.ServingModule(model, labels_path=labels_path, geometry=geometry)
+        graph = os.path.join(temporary, "saved_model")
+        saved_model.save_module(module, graph)
         flatbuffer = convert(
-            saved_model, quantization=quantization, representative_images=representative_images
+            graph, quantization=quantization, representative_images=representative_images
         )
-        shutil.rmtree(saved_model)
-        name = model_file_name(quantization)
+        shutil.rmtree(graph)
         with open(os.path.join(temporary, name), "wb") as f:
             f.write(flatbuffer)
-        shutil.copyfile(labels_path, os.path.join(temporary, serving.LABELS_ASSET))
-        serving.write_metadata(
+        shutil.copyfile(labels_path, os.path.join(temporary, saved_model.LABELS_ASSET))
+        saved_model.write_metadata(
             temporary,
             {
                 **metadata,
                 "format": "tflite",
                 "quantization": quantization,
-                "signature": serving.IMAGES_SIGNATURE,
+                "signature": saved_model.IMAGES_SIGNATURE,
                 "input": "uint8 0..255" if quantization == "int8" else "float32 0..255",
             },
         )
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    return os.path.join(serving.publish(temporary, final), name)
+    return os.path.join(final, name)
 
 
 def _interpreter_class():
@@ -143,10 +133,10 @@ class TFLiteClassifier:
         interpreter_class = _interpreter_class()
         try:
             self.interpreter = interpreter_class(model_path=path)
-            self.runner = self.interpreter.get_signature_runner(serving.IMAGES_SIGNATURE)
+            self.runner = self.interpreter.get_signature_runner(saved_model.IMAGES_SIGNATURE)
         except (ValueError, RuntimeError) as e:
             raise TFLiteError(f"--tflite={path}: {str(e).splitlines()[0]}") from None
-        details = self.runner.get_input_details()[serving.IMAGES_INPUT]
+        details = self.runner.get_input_details()[saved_model.IMAGES_INPUT]
         self.input_dtype = details["dtype"]
         self.input_scale, self.input_zero_point = details["quantization"]
         self.image_size = int(details["shape_signature"][1])
@@ -160,25 +150,5 @@ class TFLiteClassifier:
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) 0..255 → (N, K) float32 logits."""
-        outputs = self.runner(**{serving.IMAGES_INPUT: self._quantize(np.asarray(images))})
+        outputs = self.runner(**{saved_model.IMAGES_INPUT: self._quantize(np.asarray(images))})
         return np.asarray(outputs[LOGITS_OUTPUT], dtype=np.float32)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Posteriors in float64, like the Keras modes (see `dense.softmax`)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def evaluate(classifier: TFLiteClassifier, batches, total: int) -> tuple[np.ndarray, np.ndarray]:
-    """Posteriors of a .tflite model over (uint8 images, labels) batches of center crops."""
-    probabilities, labels = [], []
-    progress = Progress(total, "evaluate tflite", unit="image")
-    for images, batch_labels in batches:
-        probabilities.append(softmax(classifier.logits(images.astype(np.float32))))
-        labels.append(batch_labels)
-        progress.update(sum(len(b) for b in labels))
-    progress.close()
-    return np.concatenate(probabilities), np.concatenate(labels).astype(np.int64)

@@ -1,7 +1,6 @@
-"""Helpers of the evaluation tests (a module, so tests can import them; fixtures are in
-conftest.py)."""
+"""Helpers the tests import (fixtures are in conftest.py): running a command as a user would,
+and image files of the bundled digits."""
 
-import dataclasses
 import io
 import os
 import pathlib
@@ -11,18 +10,17 @@ import sys
 import numpy as np
 from PIL import Image
 
-from official import config as config_lib
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
+REPO = pathlib.Path(__file__).resolve().parents[1]
 DIGITS = REPO / "datasets" / "digits"
 
 
-def run_module(module: str, *args: str, timeout: float = 300):
-    """`python -m module args...` from the repository root, as a user runs it."""
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def run_module(module: str, *args: str, cwd=REPO, timeout: float = 600, env=None):
+    """Runs `python -m module args...` from the repository root, like a user would; returns the
+    CompletedProcess."""
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=REPO,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -41,8 +39,3 @@ def digit_pixels(label: int, index: int = 0, size: tuple[int, int] = (24, 30)) -
     files = sorted((DIGITS / "validation" / str(label)).iterdir())
     image = Image.open(files[index]).convert("RGB").resize(size[::-1], Image.BILINEAR)
     return np.asarray(image)
-
-
-def has_ema() -> bool:
-    """Whether the training engine keeps an exponential moving average of the weights."""
-    return "ema_decay" in {f.name for f in dataclasses.fields(config_lib.TrainConfig)}

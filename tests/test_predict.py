@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-from evaluation_helpers import digit_pixels, encode, run_module
+from helpers import digit_pixels, encode, run_module
 
 LINE = re.compile(r"^  ([1-5])\. (\S+) +(\d\.\d{4})$")
 

@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from evaluation_helpers import digit_pixels, encode, has_ema
+from helpers import digit_pixels, encode
 
-from official.evaluation import experiment, export_run, serving
-from official.training import experiment as training_experiment
+from official import evaluate_lib, export_lib, runs
+from official.serving import saved_model as serving
 
 BAD_INPUTS = {
     "empty": (b"", "empty input"),
@@ -52,7 +52,7 @@ def test_layout_size_and_metadata(saved_model, trained_run, trained_metrics):
 
     # Each weight stored once: the variables take the parameters' bytes plus a small index
     # (Keras' own export stores every weight twice, ../shared/reference/capabilities.md §5a).
-    model, *_ = training_experiment.load_trained_model(str(trained_run))
+    model, *_ = runs.load_trained_model(str(trained_run))
     parameter_bytes = sum(v.numpy().nbytes for v in model.variables)
     variable_bytes = sum(f.stat().st_size for f in (version / "variables").iterdir())
     assert parameter_bytes < variable_bytes < 1.1 * parameter_bytes
@@ -87,9 +87,9 @@ def test_serving_matches_center_evaluation_on_the_same_files(
     version_dir, trained_run, image_folder, tmp_path
 ):
     root, files = image_folder
-    results = experiment.run(
+    results = evaluate_lib.run(
         str(trained_run),
-        experiment.Options(source=f"folder:{root}", output_dir=str(tmp_path)),
+        evaluate_lib.Options(source=f"folder:{root}", output_dir=str(tmp_path)),
     )
     with open(results["predictions_csv"]) as f:
         rows = {row["file"]: row for row in csv.DictReader(f)}
@@ -173,12 +173,12 @@ def test_versions_are_numbered_and_failed_exports_leave_nothing(trained_run, tmp
     export_dir = tmp_path / "exports"
     (export_dir / "7").mkdir(parents=True)  # an older version
     (export_dir / "notes").mkdir()
-    first = export_run.export(str(trained_run), str(export_dir), top_k=3)
+    first = export_lib.export(str(trained_run), str(export_dir), top_k=3)
     assert first == str(export_dir / "8")
     serve = tf.saved_model.load(first).signatures["serving_default"]
     assert serve(image_bytes=tf.constant([_good_jpeg()]))["classes"].shape == (1, 3)
     with pytest.raises(serving.ExportError, match="--version=8: .* exists already"):
-        export_run.export(str(trained_run), str(export_dir), version=8)
+        export_lib.export(str(trained_run), str(export_dir), version=8)
 
     def interrupted(module, directory):  # Killed while writing the SavedModel.
         os.makedirs(os.path.join(directory, "variables"))
@@ -187,7 +187,7 @@ def test_versions_are_numbered_and_failed_exports_leave_nothing(trained_run, tmp
 
     monkeypatch.setattr(serving, "save_module", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        export_run.export(str(trained_run), str(export_dir))
+        export_lib.export(str(trained_run), str(export_dir))
     assert sorted(os.listdir(export_dir)) == ["7", "8", "notes"]
     assert serving.resolve_saved_model(str(export_dir)) == first
     shutil.rmtree(first)
@@ -196,12 +196,10 @@ def test_versions_are_numbered_and_failed_exports_leave_nothing(trained_run, tmp
 
 
 def test_export_holds_the_ema_weights_when_the_run_kept_them(version_dir, trained_run):
-    if not has_ema():
-        pytest.skip("the training engine keeps no EMA weights (--config.train.ema_decay)")
     images = np.stack([digit_pixels(d, size=(32, 32)) for d in range(4)]).astype(np.float32)
     exported = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
     logits = exported(images=tf.constant(images))["logits"].numpy()
-    average, *_ = training_experiment.load_trained_model(str(trained_run), ema=True)
-    raw, *_ = training_experiment.load_trained_model(str(trained_run), ema=False)
+    average, *_ = runs.load_trained_model(str(trained_run), ema=True)
+    raw, *_ = runs.load_trained_model(str(trained_run), ema=False)
     np.testing.assert_allclose(logits, average(images, training=False), atol=1e-5)
     assert np.abs(logits - raw(images, training=False).numpy()).max() > 1e-3

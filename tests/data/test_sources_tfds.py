@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from official.data import pipeline
+from official.data import pipeline, preprocess, sources
 
 tfds = pytest.importorskip("tensorflow_datasets")
 constants = pytest.importorskip("tensorflow_datasets.core.constants")
@@ -29,6 +29,7 @@ TRAIN_FILES = {
 }
 NUM_VALIDATION = 4
 IMAGE_SIZE = 24
+GEOMETRY = preprocess.Geometry(IMAGE_SIZE, 0.875, "bilinear")
 GREY_STEP = 22  # Image k is a flat 10 + 22 k grey: levels stay apart through JPEG and resizing.
 
 
@@ -59,9 +60,7 @@ def _identity(image: np.ndarray) -> int:
 
 def _read_split(source, split: str):
     """One evaluation pass of a split: (image identities, labels), in output order."""
-    ds = pipeline.build_dataset(
-        source, split=split, is_training=False, batch_size=3, image_size=IMAGE_SIZE
-    )
+    ds = pipeline.build_dataset(source, split=split, batch_size=3, geometry=GEOMETRY)
     identities, labels = [], []
     for images, batch_labels in ds.as_numpy_iterator():
         assert images.dtype == np.uint8 and images.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE, 3)
@@ -124,7 +123,7 @@ def test_imagenet2012_from_manual_dir(tmp_path, offline, repo):
     # No ILSVRC2012_img_test.tar: the builder leaves the test split out (with a warning).
 
     data_dir = tmp_path / "tfds"
-    source = pipeline.open_source(
+    source = sources.open_source(
         "tfds:imagenet2012", tfds_data_dir=str(data_dir), tfds_manual_dir=str(manual_dir)
     )
     info = source.info
@@ -144,7 +143,13 @@ def test_imagenet2012_from_manual_dir(tmp_path, offline, repo):
     assert [info.class_names[label] for label in sorted(set(labels))] == sorted(TRAIN_FILES)
 
     training = pipeline.build_dataset(
-        source, split="train", is_training=True, batch_size=4, image_size=IMAGE_SIZE
+        source,
+        split="train",
+        batch_size=4,
+        geometry=GEOMETRY,
+        training=pipeline.Training(
+            preprocessing=preprocess.TrainPreprocessing(), shuffle_buffer=10
+        ),
     )
     images, labels = next(iter(training))
     assert images.dtype == np.uint8 and images.shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3)
@@ -153,7 +158,7 @@ def test_imagenet2012_from_manual_dir(tmp_path, offline, repo):
     # Later runs reuse the prepared copy: the manual dir is no longer needed.
     (manual_dir / "ILSVRC2012_img_train.tar").unlink()
     (manual_dir / "ILSVRC2012_img_val.tar").unlink()
-    again = pipeline.open_source("tfds:imagenet2012", tfds_data_dir=str(data_dir))
+    again = sources.open_source("tfds:imagenet2012", tfds_data_dir=str(data_dir))
     assert again.info == info
     assert sorted(_read_split(again, "validation")[1]) == sorted(validation_labels.values())
 
@@ -161,8 +166,8 @@ def test_imagenet2012_from_manual_dir(tmp_path, offline, repo):
 def test_an_empty_manual_dir_is_one_line_that_says_what_goes_there(tmp_path, offline):
     manual_dir = tmp_path / "manual"
     manual_dir.mkdir()
-    with pytest.raises(pipeline.DataError) as error:
-        pipeline.open_source(
+    with pytest.raises(sources.DataError) as error:
+        sources.open_source(
             "tfds:imagenet2012",
             tfds_data_dir=str(tmp_path / "tfds"),
             tfds_manual_dir=str(manual_dir),

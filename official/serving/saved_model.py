@@ -20,17 +20,18 @@ TF1 and TF2 loaders.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
+from official import atomic
 from official.data import preprocess
-from official.evaluation import dense
+from official.errors import UserError
+from official.models import heads
 
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
@@ -52,7 +53,7 @@ _BMP_MAGIC = b"BM"
 _TAIL_BYTES = 64
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """An export that cannot be written (existing version, bad version directory)."""
 
 
@@ -106,9 +107,7 @@ class ServingModule(tf.Module):
     Args:
       model: a Keras model taking 0..255 images and returning logits.
       labels_path: the run's labels.txt (one class name per line, in label order).
-      image_size: eval image side.
-      crop_fraction: eval center-crop fraction.
-      interpolation: eval resize method.
+      geometry: the model's evaluation preprocessing.
       top_k: classes returned by `serve`.
     """
 
@@ -117,9 +116,7 @@ class ServingModule(tf.Module):
         model,
         *,
         labels_path: str,
-        image_size: int,
-        crop_fraction: float,
-        interpolation: str,
+        geometry: preprocess.Geometry,
         top_k: int = DEFAULT_TOP_K,
     ):
         super().__init__(name="serving")
@@ -137,21 +134,17 @@ class ServingModule(tf.Module):
             ),
             default_value="",
         )
-        num_classes = int(dense.logits_of(model.output).shape[-1])
+        num_classes = int(heads.split_outputs(model.output)[0].shape[-1])
         k = min(top_k, num_classes)
+        image_size = geometry.image_size
 
         def logits(images):
-            return tf.cast(dense.logits_of(model(images, training=False)), tf.float32)
+            return tf.cast(heads.split_outputs(model(images, training=False))[0], tf.float32)
 
         def prepare(args):
             encoded, index = args
             with tf.control_dependencies([check_image_bytes(encoded, index)]):
-                return preprocess.eval_image(
-                    encoded,
-                    image_size=image_size,
-                    crop_fraction=crop_fraction,
-                    interpolation=interpolation,
-                )
+                return preprocess.eval_image(encoded, geometry)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
         def serve(image_bytes):
@@ -191,9 +184,8 @@ def next_version(export_dir: str) -> int:
     return max(versions, default=0) + 1
 
 
-def versioned_directory(export_dir: str, version: int | None):
-    """(final path, temporary path) of a new version; the temporary directory is created next
-    to it (same file system, so the final rename is atomic), with a name TF Serving ignores.
+def version_directory(export_dir: str, version: int | None) -> str:
+    """The path of a new version under `export_dir` (created): the next one, or `version`.
 
     Raises:
       ExportError: the version exists already or is not positive.
@@ -205,22 +197,23 @@ def versioned_directory(export_dir: str, version: int | None):
     final = os.path.join(export_dir, str(version))
     if os.path.exists(final):
         raise ExportError(f"--version={version}: {final} exists already")
-    temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
-    # mkdtemp makes it private (0700); a model server running as another user must read it.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o777 & ~umask)
-    return final, temporary
-
-
-def publish(temporary: str, final: str) -> str:
-    """Renames a complete export into place (or removes it if the name was taken meanwhile)."""
-    try:
-        os.rename(temporary, final)
-    except OSError:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise ExportError(f"{final} appeared while exporting; nothing written") from None
     return final
+
+
+@contextlib.contextmanager
+def new_version(export_dir: str, version: int | None):
+    """A temporary directory that becomes `export_dir/<version>` when the block completes, so
+    TF Serving (which polls export_dir) never sees half an export; yields (temporary, final).
+
+    Raises:
+      ExportError: the version exists already, appeared meanwhile, or is not positive.
+    """
+    final = version_directory(export_dir, version)
+    try:
+        with atomic.directory(final) as temporary:
+            yield temporary, final
+    except FileExistsError:
+        raise ExportError(f"{final} appeared while exporting; nothing written") from None
 
 
 def warmup_images(image_size: int) -> list[bytes]:
@@ -262,41 +255,24 @@ def export_saved_model(
     *,
     export_dir: str,
     labels_path: str,
-    image_size: int,
-    crop_fraction: float,
-    interpolation: str,
+    geometry: preprocess.Geometry,
     model_name: str,
     metadata: dict,
     version: int | None = None,
     top_k: int = DEFAULT_TOP_K,
 ) -> str:
     """Writes `export_dir/<version>/` (saved_model.pb, variables/, assets/labels.txt,
-    assets.extra/{tf_serving_warmup_requests, export.json}) and returns its path.
-
-    The SavedModel is written into a temporary directory and renamed when complete, so TF
-    Serving (which polls export_dir) never sees a half-written version.
-    """
-    final, temporary = versioned_directory(export_dir, version)
-    try:
-        module = ServingModule(
-            model,
-            labels_path=labels_path,
-            image_size=image_size,
-            crop_fraction=crop_fraction,
-            interpolation=interpolation,
-            top_k=top_k,
-        )
+    assets.extra/{tf_serving_warmup_requests, export.json}) and returns its path."""
+    with new_version(export_dir, version) as (temporary, final):
+        module = ServingModule(model, labels_path=labels_path, geometry=geometry, top_k=top_k)
         save_module(module, temporary)
         extra = os.path.join(temporary, os.path.dirname(WARMUP_FILE))
         os.makedirs(extra, exist_ok=True)
         with tf.io.TFRecordWriter(os.path.join(temporary, WARMUP_FILE)) as writer:
-            for record in warmup_records(warmup_images(image_size), model_name):
+            for record in warmup_records(warmup_images(geometry.image_size), model_name):
                 writer.write(record)
         write_metadata(extra, {**metadata, "format": "saved_model", "top_k": top_k})
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    return publish(temporary, final)
+    return final
 
 
 def resolve_saved_model(path: str) -> str:
@@ -316,10 +292,11 @@ def resolve_saved_model(path: str) -> str:
     raise ExportError(f"--export_dir={path}: no saved_model.pb in it or in a version directory")
 
 
-def read_image(path: str) -> bytes:
-    """The bytes of an image file; OSError (missing, unreadable, a directory) names the path."""
-    with open(path, "rb") as f:
-        return f.read()
+def load_classifier(export_dir: str):
+    """The `serving_default` signature of an export: a version directory, or the base
+    directory for its newest version."""
+    path = resolve_saved_model(export_dir)
+    return tf.saved_model.load(path).signatures[SERVING_SIGNATURE]
 
 
 def describe_error(error: Exception) -> str:

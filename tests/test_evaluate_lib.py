@@ -1,4 +1,5 @@
-"""`python -m official.evaluate` on a trained run: numbers, files, reproducibility, errors."""
+"""`python -m official.evaluate` and evaluate_lib on a trained run: numbers, files,
+reproducibility, errors."""
 
 import csv
 import json
@@ -7,10 +8,11 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-from evaluation_helpers import REPO, run_module
+from helpers import REPO, run_module
 
-from official.evaluation import experiment, modes
-from official.training import experiment as training_experiment
+from official import evaluate_lib, runs
+from official.data import sources
+from official.evaluation import modes
 
 
 def _tensorboard_tags(directory) -> dict:
@@ -63,7 +65,7 @@ def test_center_reproduces_the_training_run_and_writes_everything(
     # the repository root like the command above (the run's data source is a relative path).
     files = {p: (out / p).read_bytes() for p in (f"{name}.json", f"{name}_predictions.csv")}
     monkeypatch.chdir(REPO)
-    experiment.run(str(trained_run), experiment.Options(cam_misclassified=3))
+    evaluate_lib.run(str(trained_run), evaluate_lib.Options(cam_misclassified=3))
     for path, content in files.items():
         assert (out / path).read_bytes() == content
 
@@ -73,29 +75,23 @@ def test_ensemble_of_two_checkpoints_averages_their_posteriors(trained_run, imag
         (trained_run / "checkpoints").glob("ckpt-*.index"), key=lambda p: int(p.stem[5:])
     )
     paths = [str(p.with_suffix("")) for p in checkpoints[-2:]]
-    options = experiment.Options(
+    options = evaluate_lib.Options(
         mode="ensemble",
         ensemble=",".join(paths),
         source=f"folder:{image_folder[0]}",
         output_dir=str(tmp_path),
     )
-    results = experiment.run(None, options)
+    results = evaluate_lib.run(None, options)
     assert [m["checkpoint"] for m in results["settings"]["members"]] == paths
 
-    source = experiment.pipeline.open_source(f"folder:{image_folder[0]}")
+    source = sources.open_source(f"folder:{image_folder[0]}")
     members = []
     for path in paths:
-        model, config, _, _ = training_experiment.load_trained_model(
-            str(trained_run), checkpoint=path
-        )
+        model, config, _, _ = runs.load_trained_model(str(trained_run), checkpoint=path)
+        geometry = runs.geometry(config)
+        probabilities = modes.probabilities_function(model, geometry.image_size)
         members.append(
-            modes.center(
-                model,
-                source,
-                "validation",
-                batch_size=128,
-                preprocessing=experiment.preprocessing_of(config),
-            )
+            modes.center(probabilities, source, "validation", batch_size=128, geometry=geometry)
         )
     average = (members[0][0] + members[1][0]) / 2
     labels = members[0][1]
@@ -109,14 +105,14 @@ def test_ensemble_of_two_checkpoints_averages_their_posteriors(trained_run, imag
 
 def test_dense_and_multi_crop_through_the_run_config(trained_run, image_folder, tmp_path):
     common = dict(source=f"folder:{image_folder[0]}", output_dir=str(tmp_path))
-    dense = experiment.run(str(trained_run), experiment.Options(mode="dense", **common))
+    dense = evaluate_lib.run(str(trained_run), evaluate_lib.Options(mode="dense", **common))
     assert dense["settings"]["scales"] == [32]  # S = 32 / crop_fraction 1.0
     assert dense["name"].startswith("dense_32_ckpt-")
-    no_flip = experiment.run(
-        str(trained_run), experiment.Options(mode="dense", flip=False, **common)
+    no_flip = evaluate_lib.run(
+        str(trained_run), evaluate_lib.Options(mode="dense", flip=False, **common)
     )
     assert no_flip["name"].startswith("dense_32_noflip_ckpt-") and not no_flip["settings"]["flip"]
-    ten = experiment.run(str(trained_run), experiment.Options(mode="multi_crop", **common))
+    ten = evaluate_lib.run(str(trained_run), evaluate_lib.Options(mode="multi_crop", **common))
     assert ten["settings"]["crops_per_image"] == 10 and ten["name"].startswith("multi_crop_ten_")
     for results in (dense, ten):
         assert results["examples"] == 6
@@ -132,7 +128,7 @@ def test_dense_and_multi_crop_through_the_run_config(trained_run, image_folder, 
     ]
     for options, message in errors:
         with pytest.raises(ValueError, match=re.escape(message)):
-            experiment.run(str(trained_run), experiment.Options(**{**common, **options}))
+            evaluate_lib.run(str(trained_run), evaluate_lib.Options(**{**common, **options}))
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """The model registry: every architecture is looked up by name, with its reference metadata.
 
-Family modules (`official/models/<family>.py`) call `register` for each variant when
-`official.models` is imported; `get` and `names` import it on first use, so callers only need
-`from official import registry`.
+Family modules (`official/models/<family>.py`) call `register` for each variant when they are
+imported, and the package `official.models` imports every family: so `from official.models
+import registry` (which runs the package first) always sees the whole zoo. The registry itself
+imports no family.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import dataclasses
 import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from official.errors import UserError
 
 # ImageNet channel statistics on the 0..255 scale (the values every reference pipeline uses:
 # TF-slim, tensorflow/tpu, torchvision).
@@ -85,7 +88,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 _PATTERNS: dict[str, tuple[Callable[[str, str], ModelSpec], str]] = {}
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(UserError, KeyError):
     """Raised for a name that is not registered; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
@@ -115,14 +118,8 @@ def register_pattern(prefix: str, resolver: Callable[[str, str], ModelSpec], exa
     _PATTERNS[prefix] = (resolver, example)
 
 
-def _load_families() -> None:
-    # Importing the package registers every family (each module is imported explicitly there).
-    import official.models  # noqa: F401
-
-
 def get(name: str) -> ModelSpec:
     """Returns the spec of a registered model, or raises UnknownModelError naming the choices."""
-    _load_families()
     if name in _REGISTRY:
         return _REGISTRY[name]
     for prefix, (resolver, example) in _PATTERNS.items():
@@ -143,5 +140,4 @@ def get(name: str) -> ModelSpec:
 
 def names() -> list[str]:
     """All registered model names, sorted."""
-    _load_families()
     return sorted(_REGISTRY)

@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from official import registry
-from official.data import pipeline
-from official.evaluation import dense, ensemble, modes
+from official.data import preprocess, sources
+from official.evaluation import cam, dense, ensemble, modes
+from official.models import heads, registry
 
 
 def encode(array: np.ndarray, fmt: str) -> bytes:
@@ -18,7 +18,7 @@ def encode(array: np.ndarray, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-PREPROCESSING = modes.Preprocessing(image_size=32, crop_fraction=0.875, interpolation="bilinear")
+GEOMETRY = preprocess.Geometry(image_size=32, crop_fraction=0.875, interpolation="bilinear")
 SIZES = [(40, 52), (48, 36), (37, 45)]
 
 
@@ -33,7 +33,7 @@ def folder(tmp_path_factory):
             pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
             pixels[: size[0] // 2] //= 2 + label  # Not mirror-symmetric, different per class.
             (root / split / name / "x.png").write_bytes(encode(pixels, "PNG"))
-    return pipeline.open_source(f"folder:{root}")
+    return sources.open_source(f"folder:{root}")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def _posteriors(model, images) -> np.ndarray:
 def test_ten_crop_is_the_mean_over_corners_center_and_mirrors(folder, models):
     fixed, _ = models
     probabilities, labels = modes.multi_crop(
-        fixed, folder, "validation", batch_size=64, preprocessing=PREPROCESSING, kind="ten"
+        fixed, folder, "validation", batch_size=64, geometry=GEOMETRY, kind="ten"
     )
     assert labels.tolist() == [0, 1, 2]
     for row, image in zip(probabilities, _validation_pixels(folder)):
@@ -94,7 +94,7 @@ def test_vgg_grid_is_the_mean_over_5x5_crops_flips_and_scales(folder, models):
         folder,
         "validation",
         batch_size=100,
-        preprocessing=PREPROCESSING,
+        geometry=GEOMETRY,
         kind="grid",
         scales=scales,
     )
@@ -114,7 +114,7 @@ def test_vgg_grid_is_the_mean_over_5x5_crops_flips_and_scales(folder, models):
 def test_dense_and_multi_scale_average_the_whole_image_and_its_mirror(folder, models, scales):
     fixed, any_size = models
     probabilities, labels = modes.dense_eval(
-        fixed, folder, "validation", preprocessing=PREPROCESSING, scales=scales
+        fixed, folder, "validation", geometry=GEOMETRY, scales=scales
     )
     assert labels.tolist() == [0, 1, 2]
     for row, image in zip(probabilities, _validation_pixels(folder)):
@@ -142,25 +142,12 @@ def test_dense_needs_a_fully_convolutional_form():
     x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
     x = keras.layers.Flatten(name="flatten")(x)
     model = keras.Model(inputs, keras.layers.Dense(3, name="predictions")(x), name="fc_head")
-    assert dense.gap_classifier(model) is None
+    assert heads.gap_classifier(model) is None
     with pytest.raises(dense.DenseEvaluationError, match="fc_head: dense evaluation needs"):
         dense.score_map_function(model)
 
 
-def test_ensemble_members_and_average(tmp_path):
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "config.json").write_text("{}")
-    (run / "checkpoints" / "ckpt-5.index").write_bytes(b"")
-    members = ensemble.parse_members(f"{run},{run}/checkpoints/ckpt-5")
-    assert members == [
-        ensemble.Member(str(run)),
-        ensemble.Member(str(run), f"{run}/checkpoints/ckpt-5"),
-    ]
-    with pytest.raises(ValueError, match="at least two"):
-        ensemble.parse_members(str(run))
-    with pytest.raises(ValueError, match="nope is neither a training run"):
-        ensemble.parse_members(f"{run},{tmp_path}/nope")
+def test_ensemble_average_checks_the_members_saw_the_same_examples():
     a, b = np.array([[0.8, 0.2], [0.4, 0.6]]), np.array([[0.6, 0.4], [0.0, 1.0]])
     labels = np.array([0, 1])
     np.testing.assert_allclose(ensemble.average([a, b], [labels, labels]), [[0.7, 0.3], [0.2, 0.8]])
@@ -174,7 +161,7 @@ def test_vgg_dense_uses_its_fully_convolutional_form():
     keras = pytest.importorskip("keras")
     spec = registry.get("vgg11")
     model = spec.build(num_classes=4, image_size=224, width_multiplier=1 / 16)
-    assert dense.gap_classifier(model) is None
+    assert heads.gap_classifier(model) is None
     converter = dense.family_converter(spec.builder)
     assert converter is vgg.to_fully_convolutional
     score_map = dense.score_map_function(model, converter)
@@ -210,7 +197,6 @@ def test_vgg_dense_uses_its_fully_convolutional_form():
 def test_tfrecord_source_gives_the_posteriors_of_its_folder(tmp_path, models):
     """Converted records (RGB JPEGs are stored byte for byte) evaluate like their folder."""
     from official.data import convert
-    from official.evaluation import experiment
 
     rng = np.random.default_rng(4)
     root = tmp_path / "raw"
@@ -221,37 +207,38 @@ def test_tfrecord_source_gives_the_posteriors_of_its_folder(tmp_path, models):
                 pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
                 (root / split / name / f"{i}.jpg").write_bytes(encode(pixels, "JPEG"))
     convert.convert(str(root), str(tmp_path / "records"), num_workers=1, stream=io.StringIO())
-    folder = pipeline.open_source(f"folder:{root}")
-    records = pipeline.open_source(f"tfrecord:{tmp_path / 'records'}")
+    folder = sources.open_source(f"folder:{root}")
+    records = sources.open_source(f"tfrecord:{tmp_path / 'records'}")
     fixed, _ = models
-    runs = {
+    evaluations = {
         "ten": lambda source: modes.multi_crop(
-            fixed, source, "validation", batch_size=20, preprocessing=PREPROCESSING, kind="ten"
+            fixed, source, "validation", batch_size=20, geometry=GEOMETRY, kind="ten"
         ),
         "dense": lambda source: modes.dense_eval(
-            fixed, source, "validation", preprocessing=PREPROCESSING, scales=(37, 48)
+            fixed, source, "validation", geometry=GEOMETRY, scales=(37, 48)
         ),
     }
-    for run in runs.values():
-        (from_folder, folder_labels), (from_records, record_labels) = run(folder), run(records)
+    for evaluate in evaluations.values():
+        (from_folder, folder_labels) = evaluate(folder)
+        (from_records, record_labels) = evaluate(records)
         assert folder_labels.tolist() == record_labels.tolist() == [0, 0, 1, 1, 2, 2]
         np.testing.assert_allclose(from_records, from_folder, atol=1e-6)
     picked = [4, 1]
     np.testing.assert_array_equal(
-        experiment.center_images(records, "validation", picked, PREPROCESSING),
-        experiment.center_images(folder, "validation", picked, PREPROCESSING),
+        cam.center_images(records, "validation", picked, GEOMETRY),
+        cam.center_images(folder, "validation", picked, GEOMETRY),
     )
     # int8 calibration draws training images from either kind of source.
     from official import config as config_lib
-    from official.evaluation import export_run
+    from official import export_lib
 
     config = config_lib.Config()
     config.data.image_size, config.data.crop_fraction = 32, 0.875
     config.data.interpolation = "bilinear"
-    expected = experiment.center_images(folder, "train", [0, 1, 2], PREPROCESSING)
+    expected = cam.center_images(folder, "train", [0, 1, 2], GEOMETRY)
     for spec in (f"folder:{root}", f"tfrecord:{tmp_path / 'records'}"):
         config.data.source = spec
-        images = export_run.calibration_images(config, 2)
+        images = export_lib.calibration_images(config, 2)
         assert len(images) == 2 and images[0].shape == (1, 32, 32, 3)
         assert images[0].dtype == np.float32
         for image in images:  # Each is one of the training images, preprocessed for eval.

@@ -2,7 +2,7 @@
 
 Importing this module registers `tiny_cnn` (two conv-BN-ReLU blocks and the shared classifier
 head, optionally an auxiliary head). Run as a script, it is `python -m official.train` with that
-model available: `python tests/training/tiny.py --model_dir=... --config.model.name=tiny_cnn`.
+model available: `python tests/tiny.py --model_dir=... --config.model.name=tiny_cnn`.
 """
 
 import os
@@ -10,8 +10,7 @@ import sys
 
 import keras
 
-from official import registry
-from official.models import heads, layers
+from official.models import heads, layers, registry
 
 NAME = "tiny_cnn"
 
@@ -93,9 +92,11 @@ def make_trainer(
     rate=0.1,
     initial_weights=None,
     optimizer_kwargs=None,
+    objective=None,
     **trainer_kwargs,
 ):
-    """A loop.Trainer over `images`/`labels` (repeated, in order) for `build()`'s model."""
+    """A loop.Trainer over `images`/`labels` (repeated, in order) for `build()`'s model;
+    `objective` defaults to plain cross-entropy over the model's classes."""
     import tensorflow as tf
 
     from official.training import loop, optimizers
@@ -116,15 +117,14 @@ def make_trainer(
         opt.build(model.trainable_variables)
         learning_rate = rate if callable(rate) else (lambda step: tf.constant(rate, tf.float32))
         stage = loop.Stage(opt, learning_rate, optimizers.DECAY_RULES[optimizer])
+        num_classes = int(heads.split_outputs(model.output)[0].shape[-1])
         trainer = loop.Trainer(
             strategy=strategy,
             model=model,
             inputs=inputs,
             stages=[stage],
-            num_classes=int(model.output.shape[-1])
-            if not isinstance(model.output, dict)
-            else int(model.output["logits"].shape[-1]),
             global_batch_size=batch_size,
+            objective=objective or loop.Objective(num_classes=num_classes),
             **trainer_kwargs,
         )
     return trainer

@@ -1,0 +1,282 @@
+"""Turns a training run into an evaluation: the wiring behind `python -m official.evaluate`.
+
+`run` reads the run (official/runs.py), opens its data source, computes the posteriors of the
+chosen mode (official/evaluation/modes.py; an ensemble of runs, or a TFLite export), and writes
+the numbers and files of official/evaluation/report.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+from official import config as config_lib
+from official import runs
+from official.data import preprocess, sources
+from official.evaluation import cam, dense, ensemble, modes, report
+from official.models import registry
+from official.serving import tflite
+
+MODES = ("center", "multi_crop", "multi_scale", "dense", "ensemble")
+CROPS = ("ten", "grid")
+RESULTS_DIR = "evaluation"
+# VGG's test scales Q = {256, 384, 512} for 224 crops trained at S = 256 (arXiv 1409.1556
+# §4.3), i.e. S, 1.5 S and 2 S of the reference resize size.
+GRID_SCALE_FACTORS = (1.0, 1.5, 2.0)
+# Multi-scale test scales around a fixed training scale S: {S − 32, S, S + 32} (§4.2).
+MULTI_SCALE_OFFSETS = (-32, 0, 32)
+# Images per batch when the run records no evaluation batch size.
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclasses.dataclass
+class Options:
+    """What to evaluate and how (the `official.evaluate` flags)."""
+
+    mode: str = "center"
+    crops: str = "ten"  # multi_crop: "ten" or "grid" (VGG 5×5 × flips per scale).
+    scales: tuple[int, ...] = ()  # Test scales Q; (): the mode's default.
+    flip: bool = True  # dense / multi_scale: average with the mirror image.
+    source: str = ""  # "": the run's --config.data.source.
+    split: str = sources.VALIDATION
+    batch_size: int = 0  # 0: the run's eval batch size.
+    checkpoint: str | None = None  # None: the run's latest.
+    ensemble: str = ""  # mode=ensemble: "DIR1,DIR2,..." runs or checkpoint paths.
+    tflite: str = ""  # A .tflite file to evaluate instead of the checkpoint (center crops).
+    cam_misclassified: int = 0  # Write CAM overlays of this many worst mistakes.
+    output_dir: str = ""  # "": <model_dir>/evaluation.
+
+
+def _fail(flag: str, value, expected: str) -> None:
+    raise config_lib.ConfigError(f"--{flag}={value!r}: {expected}")
+
+
+def _check_options(model_dir: str | None, options: Options) -> None:
+    if options.mode not in MODES:
+        _fail("mode", options.mode, "choose one of " + ", ".join(MODES))
+    if options.crops not in CROPS:
+        _fail("crops", options.crops, "choose one of " + ", ".join(CROPS))
+    if options.tflite and options.mode != "center":
+        _fail("mode", options.mode, "a --tflite model is evaluated with --mode=center only")
+    if not model_dir and options.mode != "ensemble":
+        _fail("model_dir", model_dir, "required (a training run directory)")
+    if options.cam_misclassified and (options.tflite or options.mode == "ensemble"):
+        _fail("cam_misclassified", options.cam_misclassified, "needs a single Keras model")
+
+
+def default_scales(options: Options, geometry: preprocess.Geometry) -> tuple[int, ...]:
+    size = geometry.resize_size
+    if options.scales:
+        return tuple(options.scales)
+    if options.mode == "multi_crop":
+        return tuple(int(round(size * f)) for f in GRID_SCALE_FACTORS)
+    if options.mode == "multi_scale":
+        return tuple(size + offset for offset in MULTI_SCALE_OFFSETS)
+    return (size,)
+
+
+def check_scales(options: Options, scales, geometry, min_resolution: int) -> None:
+    smallest = geometry.image_size if options.mode == "multi_crop" else min_resolution
+    for scale in scales:
+        if scale < smallest:
+            what = "the crop size" if options.mode == "multi_crop" else "the model's minimum"
+            _fail(
+                "scales",
+                ",".join(map(str, scales)),
+                f"test scale {scale} is below {what} ({smallest} px); pass larger --scales",
+            )
+
+
+def result_name(options: Options, checkpoint: str | None, scales: tuple[int, ...]) -> str:
+    """e.g. center_ckpt-330, multi_crop_grid_256-384-512_ckpt-330, dense_256_noflip_ckpt-330."""
+    if options.tflite:
+        stem = os.path.splitext(os.path.basename(options.tflite))[0]
+        version = os.path.basename(os.path.dirname(os.path.abspath(options.tflite)))
+        return f"tflite_{stem}" + (f"_v{version}" if version.isdigit() else "")
+    name = options.mode
+    if options.mode == "multi_crop":
+        name += f"_{options.crops}"
+    if options.mode in ("dense", "multi_scale") or name == "multi_crop_grid":
+        name += "_" + "-".join(str(scale) for scale in scales)
+    if options.mode in ("dense", "multi_scale") and not options.flip:
+        name += "_noflip"
+    return name + (f"_{os.path.basename(checkpoint)}" if checkpoint else "")
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    match = re.search(r"ckpt-(\d+)$", checkpoint or "")
+    return int(match.group(1)) if match else 0
+
+
+def open_source(spec: str, config: config_lib.Config, class_names: list[str]) -> sources.Source:
+    """The data source, checked to have the run's classes in the same order."""
+    source = sources.open_source(
+        spec,
+        num_classes=config.model.num_classes,
+        synthetic_examples=config.data.synthetic_examples,
+        tfds_data_dir=config.data.tfds_data_dir,
+        tfds_manual_dir=config.data.tfds_manual_dir,
+    )
+    if list(source.info.class_names) != list(class_names):
+        raise sources.DataError(
+            f"--source={spec}: its classes ({', '.join(source.info.class_names[:5])}, ...) "
+            "differ from the run's labels.txt"
+        )
+    return source
+
+
+def _tflite_posteriors(path, source, split, batch_size, geometry):
+    """A .tflite model on the center crops of the run's evaluation pipeline."""
+    classifier = tflite.TFLiteClassifier(path)
+    if classifier.image_size != geometry.image_size:
+        _fail(
+            "tflite",
+            path,
+            f"input is {classifier.image_size} px, the run's {geometry.image_size} px",
+        )
+    return modes.center(
+        lambda images: dense.softmax(classifier.logits(images.numpy())),
+        source,
+        split,
+        batch_size=batch_size,
+        geometry=geometry,
+        description="evaluate tflite",
+    )
+
+
+def _ensemble_posteriors(members, source, split, batch_size, class_names):
+    """The members' mean posterior; each member runs center crops with its own preprocessing.
+
+    Returns:
+      (probabilities, labels, [{"model_dir", "checkpoint"} of every member]).
+    """
+    outputs, described = [], []
+    for member in members:
+        model, config, _, path = runs.load_trained_model(
+            member.model_dir, checkpoint=member.checkpoint
+        )
+        if runs.read_labels(member.model_dir) != class_names:
+            _fail("ensemble", member.name, "its labels.txt differs from the first member's")
+        geometry = runs.geometry(config)
+        probabilities = modes.probabilities_function(model, geometry.image_size)
+        outputs.append(
+            modes.center(probabilities, source, split, batch_size=batch_size, geometry=geometry)
+        )
+        described.append({"model_dir": member.model_dir, "checkpoint": path})
+    probabilities = ensemble.average([p for p, _ in outputs], [labels for _, labels in outputs])
+    return probabilities, outputs[0][1], described
+
+
+def _model_posteriors(model, spec, options, source, batch_size, geometry, scales, settings):
+    """One Keras model in the center, multi_crop, dense or multi_scale mode; records the
+    mode's settings in `settings`."""
+    if options.mode == "center":
+        probabilities = modes.probabilities_function(model, geometry.image_size)
+        return modes.center(
+            probabilities, source, options.split, batch_size=batch_size, geometry=geometry
+        )
+    if options.mode == "multi_crop":
+        if options.crops == "grid":
+            check_scales(options, scales, geometry, spec.min_resolution)
+            settings["scales"] = list(scales)
+        settings.update(
+            crops=options.crops, crops_per_image=modes.crops_per_image(options.crops, scales)
+        )
+        return modes.multi_crop(
+            model,
+            source,
+            options.split,
+            batch_size=batch_size,
+            geometry=geometry,
+            kind=options.crops,
+            scales=scales,
+        )
+    check_scales(options, scales, geometry, spec.min_resolution)
+    settings.update(scales=list(scales), flip=options.flip)
+    return modes.dense_eval(
+        model,
+        source,
+        options.split,
+        geometry=geometry,
+        scales=scales,
+        flip=options.flip,
+        fully_convolutional=dense.family_converter(spec.builder),
+    )
+
+
+def run(model_dir: str | None, options: Options) -> dict:
+    """Evaluates a run (or an ensemble of runs) and writes the results.
+
+    Returns:
+      The results written to `<name>.json`, plus "results_file".
+    """
+    _check_options(model_dir, options)
+    members = runs.parse_members(options.ensemble) if options.mode == "ensemble" else []
+    model_dir = model_dir or members[0].model_dir
+    config, derived = runs.load_config(model_dir)
+    class_names = runs.read_labels(model_dir)
+    source_spec = options.source or config.data.source
+    source = open_source(source_spec, config, class_names)
+    if options.split not in source.info.num_examples:
+        _fail("split", options.split, "choose one of " + ", ".join(source.info.num_examples))
+    batch_size = options.batch_size or (derived.eval_batch_size if derived else DEFAULT_BATCH_SIZE)
+    geometry = runs.geometry(config)
+    scales = default_scales(options, geometry)
+    settings = dataclasses.asdict(geometry)
+    model, checkpoint = None, None
+    if options.tflite:
+        probabilities, labels = _tflite_posteriors(
+            options.tflite, source, options.split, batch_size, geometry
+        )
+        settings["tflite"] = os.path.abspath(options.tflite)
+    elif options.mode == "ensemble":
+        probabilities, labels, settings["members"] = _ensemble_posteriors(
+            members, source, options.split, batch_size, class_names
+        )
+    else:
+        model, config, _, checkpoint = runs.load_trained_model(
+            model_dir, checkpoint=options.checkpoint
+        )
+        spec = registry.get(config.model.name)
+        probabilities, labels = _model_posteriors(
+            model, spec, options, source, batch_size, geometry, scales, settings
+        )
+
+    name = result_name(options, checkpoint, scales)
+    directory = options.output_dir or os.path.join(model_dir, RESULTS_DIR)
+    os.makedirs(directory, exist_ok=True)
+    results = {
+        "mode": options.mode,
+        "name": name,
+        "model_dir": os.path.abspath(model_dir),
+        "model": config.model.name,
+        "checkpoint": checkpoint,
+        "source": source_spec,
+        "split": options.split,
+        "settings": settings,
+        "misclassified_cam": [],
+    }
+    overlays = None
+    if options.cam_misclassified:
+        results["misclassified_cam"], overlays = cam.draw_mistakes(
+            model,
+            source,
+            options.split,
+            probabilities,
+            labels,
+            class_names,
+            count=options.cam_misclassified,
+            geometry=geometry,
+            directory=os.path.join(directory, f"{name}_misclassified"),
+        )
+    return report.write_results(
+        directory,
+        results,
+        probabilities,
+        labels,
+        class_names,
+        example_names=source.example_names(options.split),
+        step=checkpoint_step(checkpoint),
+        overlays=overlays,
+    )

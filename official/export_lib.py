@@ -1,0 +1,110 @@
+"""Turns a training run into an export: the wiring behind `python -m official.export` (and
+`official.predict --model_dir`, which runs the same serving graph without writing it)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from official import config as config_lib
+from official import runs
+from official.data import preprocess, sources
+from official.serving import saved_model, tflite
+
+FORMATS = ("saved_model", "tflite")
+
+
+def serving_module(model_dir: str, checkpoint: str | None = None, top_k: int = 5):
+    """(ServingModule of a run's trained model, the run's TrainedModel): the exported graph,
+    built in-process."""
+    trained = runs.load_trained_model(model_dir, checkpoint=checkpoint)
+    runs.read_labels(model_dir)  # A clear error when labels.txt is missing.
+    module = saved_model.ServingModule(
+        trained.model,
+        labels_path=runs.labels_path(model_dir),
+        geometry=runs.geometry(trained.config),
+        top_k=top_k,
+    )
+    return module, trained
+
+
+def calibration_images(config: config_lib.Config, count: int, seed: int = 0) -> list[np.ndarray]:
+    """`count` training images (a seeded sample of the split, eval preprocessing) as float32
+    (1, S, S, 3) batches: the representative data of int8 quantization.
+
+    The split's order is shuffled (for a folder source the whole file list, for records the
+    shard order), then a bounded buffer picks the sample; the converter shuffled the
+    records of its training shards already.
+    """
+    data = config.data
+    source = sources.open_source(
+        data.source,
+        num_classes=config.model.num_classes,
+        synthetic_examples=data.synthetic_examples,
+        tfds_data_dir=data.tfds_data_dir,
+        tfds_manual_dir=data.tfds_manual_dir,
+    )
+    size = source.info.num_examples[sources.TRAIN]
+    examples = source.examples(sources.TRAIN, shuffle=True, seed=seed)
+    examples = examples.shuffle(min(size, 20 * count), seed=seed).take(count)
+    geometry = runs.geometry(config)
+    images = source.encoded(examples).map(
+        lambda encoded, label: preprocess.eval_image(encoded, geometry)
+    )
+    return [image[None].astype(np.float32) for image in images.as_numpy_iterator()]
+
+
+def export(
+    model_dir: str,
+    export_dir: str,
+    *,
+    export_format: str = "saved_model",
+    quantization: str = "float",
+    checkpoint: str | None = None,
+    version: int | None = None,
+    top_k: int = 5,
+    calibration_examples: int = 200,
+    model_name: str = "",
+) -> str:
+    """Exports a run; returns the version directory (SavedModel) or the .tflite path."""
+    if export_format not in FORMATS:
+        raise saved_model.ExportError(
+            f"--format={export_format!r}: choose one of {', '.join(FORMATS)}"
+        )
+    model, config, _, path = runs.load_trained_model(model_dir, checkpoint=checkpoint)
+    runs.read_labels(model_dir)  # A clear error when labels.txt is missing.
+    data, geometry = config.data, runs.geometry(config)
+    metadata = {
+        "model": config.model.name,
+        "model_dir": os.path.abspath(model_dir),
+        "checkpoint": path,
+        "num_classes": config.model.num_classes,
+        "image_size": geometry.image_size,
+        "crop_fraction": geometry.crop_fraction,
+        "interpolation": geometry.interpolation,
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "normalization": "inside the model (inputs are 0..255 pixels)",
+        "tensorflow": tf.__version__,
+    }
+    common = dict(
+        export_dir=export_dir,
+        labels_path=runs.labels_path(model_dir),
+        geometry=geometry,
+        metadata=metadata,
+        version=version,
+    )
+    if export_format == "saved_model":
+        return saved_model.export_saved_model(
+            model, model_name=model_name or config.model.name, top_k=top_k, **common
+        )
+    representative = (
+        calibration_images(config, calibration_examples) if quantization == "int8" else None
+    )
+    if representative is not None:
+        metadata["calibration_examples"] = len(representative)
+    return tflite.export_tflite(
+        model, quantization=quantization, representative_images=representative, **common
+    )

@@ -1,0 +1,434 @@
+"""A training run's directory: its layout, and the one place that reads and writes it.
+
+  config.json                      the resolved configuration and the derived values
+  labels.txt                       class names, one per line, in label order
+  metrics.json                     the final evaluation of `official.train`
+  checkpoints/ckpt-<step>.*        the whole training state (`Checkpointer` writes it): model,
+                                   EMA, optimizers, step, input position, ...
+  checkpoints/best/ckpt-<step>.*   the weights (model, EMA) of the best evaluation, and
+  checkpoints/best/best.json       {"step", "top1", "top5", "loss"} of that evaluation
+  train/, validation/              TensorBoard events (official/training/summaries.py)
+  evaluation/, cam/                what `official.evaluate` and `official.cam` write
+
+Everything that starts from a trained run — evaluation, export, prediction, class activation
+maps, transfer learning, distillation — gets its model from `load_trained_model`, which rebuilds
+the architecture from config.json (`build_model`, also how training builds it) and loads the
+weights of a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from official import atomic
+from official import config as config_lib
+from official.data import preprocess
+from official.models import heads, registry
+
+CONFIG_FILE = "config.json"
+LABELS_FILE = "labels.txt"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"
+BEST_FILE = "best.json"
+# Names of the objects inside a checkpoint: the trained model, its moving average, and the
+# input pipeline's position (the others are the Checkpointer's callers' choice).
+MODEL_KEY = "model"
+EMA_KEY = "ema"
+INPUT_KEY = "iterator"
+
+
+def checkpoint_dir(model_dir: str) -> str:
+    return os.path.join(model_dir, CHECKPOINT_DIR)
+
+
+def best_dir(model_dir: str) -> str:
+    return os.path.join(model_dir, CHECKPOINT_DIR, BEST_DIR)
+
+
+def is_run(path: str) -> bool:
+    """Whether `path` is a run directory (it has a config.json)."""
+    return os.path.isfile(os.path.join(path, CONFIG_FILE))
+
+
+# ------------------------------------------------------------------ config, labels, metrics
+
+
+def config_json(config: config_lib.Config, derived: config_lib.Derived | None = None) -> str:
+    """The text of config.json: {"config": {...}, "derived": {...}}."""
+    return json.dumps(config_lib.to_dict(config, derived), indent=2, sort_keys=True)
+
+
+def save_config(model_dir: str, config: config_lib.Config, derived: config_lib.Derived) -> str:
+    """Writes config.json; returns its path."""
+    return atomic.write_text(
+        os.path.join(model_dir, CONFIG_FILE), config_json(config, derived) + "\n"
+    )
+
+
+def load_config(model_dir: str) -> tuple[config_lib.Config, config_lib.Derived | None]:
+    """A run's resolved Config and Derived values, from its config.json.
+
+    Raises:
+      ConfigError: model_dir has no config.json.
+    """
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise config_lib.ConfigError(
+            f"--model_dir={model_dir}: no {CONFIG_FILE} (not a training run dir?)"
+        )
+    with open(path, encoding="utf-8") as f:
+        return config_lib.from_dict(json.load(f))
+
+
+def labels_path(model_dir: str) -> str:
+    return os.path.join(model_dir, LABELS_FILE)
+
+
+def save_labels(model_dir: str, class_names) -> str:
+    return atomic.write_text(labels_path(model_dir), "\n".join(class_names) + "\n")
+
+
+def read_labels(model_dir: str) -> list[str]:
+    """The run's class names in label order.
+
+    Raises:
+      ConfigError: the run has no labels.txt.
+    """
+    path = labels_path(model_dir)
+    if not os.path.isfile(path):
+        raise config_lib.ConfigError(f"--model_dir={model_dir}: no {path}")
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def save_metrics(model_dir: str, metrics: dict) -> str:
+    return atomic.write_json(os.path.join(model_dir, METRICS_FILE), metrics)
+
+
+def save_best_record(model_dir: str, step: int, metrics: dict) -> str:
+    """checkpoints/best/best.json: the step and numbers of the best evaluation."""
+    record = {"step": step, **{key: metrics[key] for key in ("top1", "top5", "loss")}}
+    return atomic.write_json(os.path.join(best_dir(model_dir), BEST_FILE), record)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def latest_checkpoint(model_dir: str) -> str | None:
+    """Path prefix of the newest checkpoint of a run (`.../checkpoints/ckpt-<step>`), or None."""
+    return tf.train.latest_checkpoint(checkpoint_dir(model_dir))
+
+
+def best_checkpoint(model_dir: str) -> str | None:
+    """Path prefix of the run's best-evaluation checkpoint, or None."""
+    return tf.train.latest_checkpoint(best_dir(model_dir))
+
+
+def saved_objects(checkpoint: str) -> set[str]:
+    """Top-level names of the objects in a checkpoint ("model", "ema", "optimizer", ...)."""
+    return {name.split("/", 1)[0] for name, _ in tf.train.list_variables(checkpoint)}
+
+
+def has_ema(checkpoint: str) -> bool:
+    """Whether a checkpoint holds EMA weights."""
+    return EMA_KEY in saved_objects(checkpoint)
+
+
+def restore_weights(model, checkpoint: str, *, ema: bool = False) -> bool:
+    """Loads only weights from a training checkpoint (no optimizer state).
+
+    Args:
+      model: a model of the checkpoint's architecture.
+      checkpoint: a checkpoint path prefix.
+      ema: load the exponential moving average of the weights if the checkpoint has one.
+
+    Returns:
+      True if the EMA weights were loaded.
+
+    Raises:
+      ValueError: the checkpoint holds no weights for this model (wrong model or file).
+    """
+    try:
+        use_ema = ema and has_ema(checkpoint)
+    except (tf.errors.OpError, ValueError) as e:
+        raise ValueError(f"{checkpoint}: not a readable checkpoint ({e})") from None
+    status = tf.train.Checkpoint(**{EMA_KEY if use_ema else MODEL_KEY: model}).read(checkpoint)
+    status.expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        raise ValueError(f"{checkpoint} does not match the model: {e}") from None
+    return use_ema
+
+
+class Checkpointer:
+    """Saves and restores the training state under model_dir/checkpoints.
+
+    Every worker of a multi-worker run takes part in saving (TensorFlow expects it), but only the
+    chief's files are kept: the others write into a temporary directory that is removed at once.
+    Every worker restores from the chief's directory.
+
+    Args:
+      model_dir: the run's directory.
+      is_chief: whether this process owns the run's files.
+      keep: number of recent checkpoints to keep.
+      trackables: objects to save, by name (model=..., optimizer=..., ema=..., iterator=...).
+    """
+
+    def __init__(self, model_dir: str, *, is_chief: bool = True, keep: int = 3, **trackables):
+        self.model_dir = model_dir
+        self.directory = checkpoint_dir(model_dir)
+        self.best_directory = best_dir(model_dir)
+        self.is_chief = is_chief
+        self.trackables = {k: v for k, v in trackables.items() if v is not None}
+        self.checkpoint = tf.train.Checkpoint(**self.trackables)
+        self.keep = keep
+        weights = {k: v for k, v in self.trackables.items() if k in (MODEL_KEY, EMA_KEY)}
+        self._best_checkpoint = tf.train.Checkpoint(**weights)
+        self._managers: dict[str, tf.train.CheckpointManager] = {}
+
+    @property
+    def latest(self) -> str | None:
+        return latest_checkpoint(self.model_dir)
+
+    def restore_latest(self) -> str | None:
+        """Restores the latest checkpoint if there is one; returns its path.
+
+        Objects the checkpoint does not hold (e.g. the input position of a run saved with
+        --config.runtime.checkpoint_input=false) keep their fresh state; everything the
+        checkpoint holds must match.
+
+        Raises:
+          ValueError: the checkpoint belongs to a different model or configuration.
+        """
+        path = self.latest
+        if not path:
+            return None
+        saved = saved_objects(path)
+        missing = sorted(set(self.trackables) - saved)
+        if MODEL_KEY in missing:
+            raise ValueError(f"{path} holds no model weights")
+        if missing:
+            logging.warning("%s has no %s; those start fresh", path, ", ".join(missing))
+        present = {k: v for k, v in self.trackables.items() if k in saved}
+        try:
+            status = tf.train.Checkpoint(**present).restore(path)
+            status.assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            message = str(e).strip().splitlines()[0][:300]
+            raise ValueError(
+                f"cannot resume from {path} (a different model or configuration?): {message}. "
+                "Use a new --model_dir, or the configuration that wrote it."
+            ) from None
+        logging.info("restored %s", path)
+        return path
+
+    def _write(self, checkpoint: tf.train.Checkpoint, directory: str, step: int, keep: int) -> str:
+        if self.is_chief:
+            if directory not in self._managers:
+                self._managers[directory] = tf.train.CheckpointManager(
+                    checkpoint, directory, max_to_keep=keep
+                )
+            return self._managers[directory].save(checkpoint_number=step)
+        scratch = tempfile.mkdtemp(prefix="worker-checkpoint-")
+        try:
+            checkpoint.write(os.path.join(scratch, "ckpt"))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return os.path.join(directory, f"ckpt-{step}")
+
+    def save(self, step: int) -> str:
+        """Writes `ckpt-<step>` (TensorFlow writes under a temporary name, then renames).
+
+        An input pipeline that cannot be serialized (a py_function, a tf.data service job, ...)
+        is left out from then on, with a warning: a resumed run then restarts its input.
+        """
+        try:
+            return self._write(self.checkpoint, self.directory, step, self.keep)
+        except tf.errors.OpError as e:
+            if INPUT_KEY not in self.trackables:
+                raise
+            logging.warning(
+                "checkpoints leave out the input pipeline, which cannot be saved (%s); a resumed "
+                "run restarts its input",
+                str(e).strip().splitlines()[0][:200],
+            )
+            del self.trackables[INPUT_KEY]
+            self.checkpoint = tf.train.Checkpoint(**self.trackables)
+            self._managers.pop(self.directory, None)
+            return self._write(self.checkpoint, self.directory, step, self.keep)
+
+    def save_best(self, step: int, metrics: dict) -> str:
+        """Writes the weights of a new best evaluation to checkpoints/best (replacing the old)."""
+        path = self._write(self._best_checkpoint, self.best_directory, step, 1)
+        if self.is_chief:
+            save_best_record(self.model_dir, step, metrics)
+        return path
+
+
+def locate(path: str) -> tuple[str | None, str | None]:
+    """(run directory, checkpoint) of a run directory or a checkpoint inside one.
+
+    `runs/x` gives ("runs/x", None: its latest checkpoint); `runs/x/checkpoints/ckpt-5` and
+    `runs/x/checkpoints/best/ckpt-5` give ("runs/x", that checkpoint); a checkpoint outside any
+    run gives (None, path).
+    """
+    path = os.path.normpath(path)
+    if is_run(path):
+        return path, None
+    directory = os.path.dirname(path)
+    for _ in range(2):
+        if os.path.basename(directory) == CHECKPOINT_DIR and is_run(os.path.dirname(directory)):
+            return os.path.dirname(directory), path
+        directory = os.path.dirname(directory)
+    return None, path
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One ensemble member: a training run and which of its checkpoints (None: the latest)."""
+
+    model_dir: str
+    checkpoint: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.checkpoint or self.model_dir
+
+
+def parse_members(value: str) -> list[Member]:
+    """Parses `--ensemble=DIR1,DIR2,...`; an entry may also be a checkpoint path prefix
+    (`DIR/checkpoints/ckpt-1000`) to ensemble several checkpoints of one run.
+
+    Raises:
+      ConfigError: an entry that is neither a run directory nor a checkpoint of one, or fewer
+        than two members.
+    """
+    members = []
+    for entry in (item.strip() for item in value.split(",")):
+        if not entry:
+            continue
+        if not is_run(entry) and not os.path.isfile(entry + ".index"):
+            raise config_lib.ConfigError(
+                f"--ensemble: {entry} is neither a training run directory (with "
+                f"{CONFIG_FILE}) nor a checkpoint (no {entry}.index)"
+            )
+        model_dir, checkpoint = locate(entry)
+        if model_dir is None:
+            raise config_lib.ConfigError(
+                f"--ensemble: {entry} is not inside a run's {CHECKPOINT_DIR}/ directory"
+            )
+        members.append(Member(model_dir, checkpoint))
+    if len(members) < 2:
+        raise config_lib.ConfigError(
+            f"--ensemble={value!r}: expected at least two comma-separated runs or checkpoints"
+        )
+    return members
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+def model_overrides(model_config: config_lib.ModelConfig, spec: registry.ModelSpec) -> dict:
+    """Builder arguments set by `--config.model.*` (unset fields keep the variant's defaults).
+
+    Raises:
+      ConfigError: a switch that the model's builder does not have.
+    """
+    overrides, flags = {}, {}
+    if model_config.width_multiplier:
+        overrides["width_multiplier"] = model_config.width_multiplier
+    if model_config.dropout >= 0:
+        overrides["dropout"] = model_config.dropout
+    if model_config.zero_gamma:
+        overrides["zero_gamma"] = True
+    if model_config.activation:
+        overrides["activation"] = model_config.activation
+    if model_config.normalization:
+        overrides["normalization"] = model_config.normalization
+    if model_config.aux_loss_weight > 0:
+        overrides["aux_head"] = True
+        flags["aux_head"] = "aux_loss_weight"
+    accepted = inspect.signature(spec.builder).parameters
+    for name in overrides:
+        if name not in accepted:
+            raise config_lib.ConfigError(
+                f"--config.model.{flags.get(name, name)}: not a switch of {spec.name} "
+                f"({spec.family} family)"
+            )
+    return overrides
+
+
+def build_model(config: config_lib.Config) -> keras.Model:
+    """The model of a resolved config: logits, normalization from data.mean/std.
+
+    With `model.aux_loss_weight` > 0 the model returns {"logits", "aux_logits"...}, as trained.
+    """
+    spec = registry.get(config.model.name)
+    try:
+        return spec.build(
+            num_classes=config.model.num_classes,
+            image_size=config.data.image_size,
+            mean=config.data.mean,
+            std=config.data.std,
+            **model_overrides(config.model, spec),
+        )
+    except ValueError as e:
+        raise config_lib.ConfigError(f"--config.model.name={spec.name}: {e}") from e
+
+
+def geometry(config: config_lib.Config) -> preprocess.Geometry:
+    """The input geometry of a resolved config: size, evaluation crop, resize method."""
+    data = config.data
+    return preprocess.Geometry(data.image_size, data.crop_fraction, data.interpolation)
+
+
+class TrainedModel(NamedTuple):
+    """A run's model with trained weights, and where they came from."""
+
+    model: keras.Model  # One logits output (auxiliary heads dropped).
+    config: config_lib.Config
+    derived: config_lib.Derived | None
+    checkpoint: str
+
+
+def load_trained_model(
+    model_dir: str, *, checkpoint: str | None = None, ema: bool = True
+) -> TrainedModel:
+    """Rebuilds a run's model from its config.json and loads trained weights.
+
+    Args:
+      model_dir: a training run's directory.
+      checkpoint: a checkpoint path prefix; None for the run's latest (`best_checkpoint`
+        gives the best evaluation's).
+      ema: load the exponential moving average of the weights when the run kept one
+        (`--config.train.ema_decay`), as its evaluations did; False: the raw trained weights.
+
+    Raises:
+      ConfigError: no config.json or no checkpoint in model_dir, or a checkpoint that does
+        not fit the model.
+    """
+    config, derived = load_config(model_dir)
+    path = checkpoint or latest_checkpoint(model_dir)
+    if path is None:
+        raise config_lib.ConfigError(
+            f"--model_dir={model_dir}: no checkpoint in {checkpoint_dir(model_dir)}"
+        )
+    model = build_model(config)
+    try:
+        used_ema = restore_weights(model, path, ema=ema)
+    except ValueError as e:
+        raise config_lib.ConfigError(str(e)) from e
+    logging.info("loaded %s weights from %s", "EMA" if used_ema else "trained", path)
+    return TrainedModel(heads.main_output_model(model), config, derived, path)
