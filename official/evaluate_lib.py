@@ -111,13 +111,7 @@ def checkpoint_step(checkpoint: str | None) -> int:
 
 def open_source(spec: str, config: config_lib.Config, class_names: list[str]) -> sources.Source:
     """The data source, checked to have the run's classes in the same order."""
-    source = sources.open_source(
-        spec,
-        num_classes=config.model.num_classes,
-        synthetic_examples=config.data.synthetic_examples,
-        tfds_data_dir=config.data.tfds_data_dir,
-        tfds_manual_dir=config.data.tfds_manual_dir,
-    )
+    source = runs.open_source(config, spec)
     if list(source.info.class_names) != list(class_names):
         raise sources.DataError(
             f"--source={spec}: its classes ({', '.join(source.info.class_names[:5])}, ...) "

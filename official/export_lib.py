@@ -38,14 +38,7 @@ def calibration_images(config: config_lib.Config, count: int, seed: int = 0) -> 
     shard order), then a bounded buffer picks the sample; the converter shuffled the
     records of its training shards already.
     """
-    data = config.data
-    source = sources.open_source(
-        data.source,
-        num_classes=config.model.num_classes,
-        synthetic_examples=data.synthetic_examples,
-        tfds_data_dir=data.tfds_data_dir,
-        tfds_manual_dir=data.tfds_manual_dir,
-    )
+    source = runs.open_source(config)
     size = source.info.num_examples[sources.TRAIN]
     examples = source.examples(sources.TRAIN, shuffle=True, seed=seed)
     examples = examples.shuffle(min(size, 20 * count), seed=seed).take(count)

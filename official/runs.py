@@ -32,7 +32,7 @@ from absl import logging
 
 from official import atomic
 from official import config as config_lib
-from official.data import preprocess
+from official.data import preprocess, sources
 from official.models import heads, registry
 
 CONFIG_FILE = "config.json"
@@ -386,6 +386,19 @@ def build_model(config: config_lib.Config) -> keras.Model:
         )
     except ValueError as e:
         raise config_lib.ConfigError(f"--config.model.name={spec.name}: {e}") from e
+
+
+def open_source(config: config_lib.Config, location: str = "") -> sources.Source:
+    """The data source a config names (or `location`, a `--config.data.source` value, instead),
+    with the config's synthetic and TFDS settings."""
+    data = config.data
+    return sources.open_source(
+        location or data.source,
+        num_classes=config.model.num_classes,
+        synthetic_examples=data.synthetic_examples,
+        tfds_data_dir=data.tfds_data_dir,
+        tfds_manual_dir=data.tfds_manual_dir,
+    )
 
 
 def geometry(config: config_lib.Config) -> preprocess.Geometry:

@@ -7,9 +7,9 @@
                  normalization that belongs to them
   resolve        `config.resolve`: defaults filled in, derived values; saved to the run dir
   data           the training and evaluation pipelines, class weights
-  model          the model, its moving average, the distillation teacher
-  optimization   optimizers and learning-rate schedules (stages, plateau)
-  trainer        the compiled steps (official/training/loop.py)
+  trainer        in the strategy's scope: the model, its moving average and the distillation
+                 teacher (model), optimizers and learning-rate schedules (optimization),
+                 the compiled steps (official/training/loop.py)
   checkpoints    what a checkpoint holds (runs.Checkpointer); resume, or start from the
                  initial weights
   loop           `loop.fit`, then metrics.json and the closing summary
@@ -79,34 +79,7 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
         derived.steps_per_epoch,
     )
     make_dataset, class_weights = _data(config, source, model_dir)
-    train = config.train
-    with strategy.scope():
-        model, average = _model(config, strategy)
-        stages, plateau = _optimization(config, derived, model)
-        trainer = loop.Trainer(
-            strategy=strategy,
-            model=model,
-            inputs=loop.DistributedInput(
-                strategy, make_dataset(sources.TRAIN, True, train.batch_size)
-            ),
-            stages=stages,
-            global_batch_size=train.batch_size,
-            objective=_objective(config, class_weights),
-            gradients=loop.Gradients(
-                weight_decay=train.weight_decay,
-                no_bias_decay=train.no_bias_decay,
-                clip_gradient_norm=train.clip_gradient_norm,
-                accumulation_steps=train.gradient_accumulation_steps,
-                loss_scale=precision.DynamicLossScale() if policy == "mixed_float16" else None,
-            ),
-            backbone=loop.Backbone(
-                head_layers=transfer.head_layer_names(model),
-                lr_multiplier=train.backbone_lr_multiplier,
-                freeze_steps=derived.freeze_backbone_steps,
-            ),
-            ema=average,
-            measure_input_wait=not config.runtime.deterministic,
-        )
+    trainer, plateau = _trainer(config, derived, strategy, policy, make_dataset, class_weights)
     checkpointer = _checkpointer(config, model_dir, strategy, trainer, plateau)
     writer = summaries.Summaries(model_dir, enabled=strategy_lib.is_chief(strategy))
     _restore_or_initialize(config, checkpointer, trainer, initial, writer, make_dataset)
@@ -135,14 +108,7 @@ def _runtime(runtime: config_lib.RuntimeConfig) -> tuple[tf.distribute.Strategy,
 
 def _source(config: config_lib.Config) -> sources.Source:
     """The data source; a copy shorter than the catalog says is reported, not refused."""
-    data = config.data
-    source = sources.open_source(
-        data.source,
-        num_classes=config.model.num_classes,
-        synthetic_examples=data.synthetic_examples,
-        tfds_data_dir=data.tfds_data_dir,
-        tfds_manual_dir=data.tfds_manual_dir,
-    )
+    source = runs.open_source(config)
     info = source.info
     for problem in catalog.count_mismatches(info.name, info.num_classes, info.num_examples):
         logging.warning("%s (incomplete copy?)", problem)
@@ -309,6 +275,40 @@ def _training_input(config: config_lib.Config, source: sources.Source, model_dir
         + hashlib.sha1(os.path.abspath(model_dir).encode()).hexdigest()[:12],
     )
     return training, weights
+
+
+def _trainer(config, derived, strategy, policy: str, make_dataset, class_weights):
+    """The model, its optimizers and the compiled steps, built in the strategy's scope; and
+    the plateau schedule's state (or None)."""
+    train = config.train
+    with strategy.scope():
+        model, average = _model(config, strategy)
+        stages, plateau = _optimization(config, derived, model)
+        trainer = loop.Trainer(
+            strategy=strategy,
+            model=model,
+            inputs=loop.DistributedInput(
+                strategy, make_dataset(sources.TRAIN, True, train.batch_size)
+            ),
+            stages=stages,
+            global_batch_size=train.batch_size,
+            objective=_objective(config, class_weights),
+            gradients=loop.Gradients(
+                weight_decay=train.weight_decay,
+                no_bias_decay=train.no_bias_decay,
+                clip_gradient_norm=train.clip_gradient_norm,
+                accumulation_steps=train.gradient_accumulation_steps,
+                loss_scale=precision.DynamicLossScale() if policy == "mixed_float16" else None,
+            ),
+            backbone=loop.Backbone(
+                head_layers=transfer.head_layer_names(model),
+                lr_multiplier=train.backbone_lr_multiplier,
+                freeze_steps=derived.freeze_backbone_steps,
+            ),
+            ema=average,
+            measure_input_wait=not config.runtime.deterministic,
+        )
+    return trainer, plateau
 
 
 def _model(config: config_lib.Config, strategy: tf.distribute.Strategy):
