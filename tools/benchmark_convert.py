@@ -31,6 +31,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
+from official import atomic
 from official.data import convert
 
 _TRAIN_IMAGES = flags.DEFINE_integer("train_images", 4800, "Training images to generate.")
@@ -93,8 +94,7 @@ def make_tree(root: str, train_images: int, validation_images: int, classes: int
         labels.append(synsets[int(rng.integers(classes))])
     with open(os.path.join(root, "synset_labels.txt"), "w") as f:
         f.write("\n".join(labels) + "\n")
-    with open(marker, "w") as f:
-        json.dump(spec, f)
+    atomic.write_json(marker, spec)  # Written last: the data is complete.
 
 
 def _spin(seconds: float) -> int:

@@ -71,6 +71,7 @@ def photo_like(rng: np.random.Generator, width: int, height: int) -> Image.Image
 def write_fixture(root: str, count: int) -> dict:
     """root/jpeg/{train,validation}/class_<k>/<i>.jpg (the same files in both splits) and
     their TFRecords in root/tfrecord; reused when a previous run wrote the same count."""
+    from official import atomic
     from official.data import convert
 
     marker = os.path.join(root, "fixture.json")
@@ -102,8 +103,7 @@ def write_fixture(root: str, count: int) -> dict:
         validation_shards=shards,
         stream=io.StringIO(),
     )
-    with open(marker, "w", encoding="utf-8") as f:
-        json.dump(stats, f)
+    atomic.write_json(marker, stats)  # Written last: the data is complete.
     return stats
 
 
