@@ -16,7 +16,31 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
+from official.errors import UserError
+
 TEMPORARY_PREFIX = ".tmp-"
+
+
+class OutputError(UserError):
+    """An output location that cannot be written (a file where a directory should be,
+    permissions, a full disk); the message names the flag and the reason."""
+
+
+def ensure_directory(path: str, flag: str) -> str:
+    """Creates directory `path` (and its parents) if needed and checks that it is writable.
+
+    Raises:
+      OutputError: `path` or a parent is a file, or it cannot be created or written.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(f"{flag}={path}: a file is in the way (expected a directory)") from None
+    except OSError as e:
+        raise OutputError(f"{flag}={path}: cannot create it ({e.strerror or e})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag}={path}: not writable")
+    return path
 
 
 def temporary_name(path: str) -> str:

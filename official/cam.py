@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from official import cli, runs
+from official import atomic, cli, runs
 from official.evaluation import cam
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Training run directory.", required=True)
@@ -24,19 +24,20 @@ _METHOD = flags.DEFINE_enum("method", "auto", cam.METHODS, "auto: CAM when the m
 
 
 def main(argv: list[str]) -> None:
-    paths = argv[1:]
-    if not paths:
-        raise app.UsageError("give one or more image files")
+    paths = cli.image_files(argv, "python -m official.cam --model_dir=DIR IMAGE...")
     with cli.user_errors():
         trained = runs.load_trained_model(_MODEL_DIR.value, checkpoint=_CHECKPOINT.value)
         class_names = runs.read_labels(_MODEL_DIR.value)
         mapper = cam.ActivationMapper(trained.model, _METHOD.value)
+        output_dir = atomic.ensure_directory(
+            _OUTPUT_DIR.value or os.path.join(_MODEL_DIR.value, "cam"), "--output_dir"
+        )
     drawn = cam.draw_files(
         mapper,
         paths,
         geometry=runs.geometry(trained.config),
         class_names=class_names,
-        output_dir=_OUTPUT_DIR.value or os.path.join(_MODEL_DIR.value, "cam"),
+        output_dir=output_dir,
     )
     failures = 0
     for result in drawn:

@@ -27,6 +27,23 @@ def fail(message: str, status: int = 2) -> None:
     sys.exit(status)
 
 
+def no_arguments(argv: list[str]) -> None:
+    """Refuses positional arguments with one line (absl's UsageError would print the whole
+    module docstring first)."""
+    if len(argv) > 1:
+        fail(
+            f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value; "
+            "--helpfull lists them)"
+        )
+
+
+def image_files(argv: list[str], usage: str) -> list[str]:
+    """The image files named after the flags, or one line saying how to name them."""
+    if len(argv) < 2:
+        fail(f"give one or more image files: {usage}")
+    return argv[1:]
+
+
 def _unknown_config_field(argv: list[str]) -> str | None:
     """Names the first `--config.a.b` on the command line (or in a flagfile) that the Config
     tree does not have, with the valid fields and the closest match."""

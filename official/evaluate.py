@@ -56,8 +56,7 @@ def _scales() -> tuple[int, ...]:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     if _CAM.value < 0 or _BATCH_SIZE.value < 0:
         cli.fail("--cam_misclassified and --batch_size must be >= 0")
     options = evaluate_lib.Options(

@@ -11,8 +11,8 @@ import dataclasses
 import os
 import re
 
+from official import atomic, runs
 from official import config as config_lib
-from official import runs
 from official.data import preprocess, sources
 from official.evaluation import cam, dense, ensemble, modes, report
 from official.models import registry
@@ -239,7 +239,7 @@ def run(model_dir: str | None, options: Options) -> dict:
 
     name = result_name(options, checkpoint, scales)
     directory = options.output_dir or os.path.join(model_dir, RESULTS_DIR)
-    os.makedirs(directory, exist_ok=True)
+    atomic.ensure_directory(directory, "--output_dir")
     results = {
         "mode": options.mode,
         "name": name,

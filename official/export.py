@@ -38,8 +38,7 @@ _MODEL_NAME = flags.DEFINE_string(
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     if _TOP_K.value < 1:
         cli.fail(f"--top_k={_TOP_K.value}: expected >= 1")
     if _CALIBRATION.value < 1:

@@ -69,8 +69,7 @@ _VERIFY = flags.DEFINE_bool(
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     with cli.user_errors():
         summary = convert.convert(
             _RAW_DATA_DIR.value,

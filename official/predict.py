@@ -34,9 +34,7 @@ def _classifier():
 
 
 def main(argv: list[str]) -> None:
-    paths = argv[1:]
-    if not paths:
-        raise app.UsageError("give one or more image files")
+    paths = cli.image_files(argv, "python -m official.predict --export_dir=DIR IMAGE...")
     if bool(_EXPORT_DIR.value) == bool(_MODEL_DIR.value):
         cli.fail("give exactly one of --export_dir (an export) or --model_dir (a training run)")
     if _TOP_K.value < 1:

@@ -1,6 +1,7 @@
 """A training run's directory: its layout, and the one place that reads and writes it.
 
   config.json                      the resolved configuration and the derived values
+  train.lock                       while `official.train` runs: its host and process (`RunLock`)
   labels.txt                       class names, one per line, in label order
   metrics.json                     the final evaluation of `official.train`
   checkpoints/ckpt-<step>.*        the whole training state (`Checkpointer` writes it): model,
@@ -22,8 +23,11 @@ import dataclasses
 import inspect
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from typing import NamedTuple
 
 import keras
@@ -33,9 +37,11 @@ from absl import logging
 from official import atomic
 from official import config as config_lib
 from official.data import preprocess, sources
+from official.errors import UserError
 from official.models import heads, registry
 
 CONFIG_FILE = "config.json"
+LOCK_FILE = "train.lock"
 LABELS_FILE = "labels.txt"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -59,6 +65,95 @@ def best_dir(model_dir: str) -> str:
 def is_run(path: str) -> bool:
     """Whether `path` is a run directory (it has a config.json)."""
     return os.path.isfile(os.path.join(path, CONFIG_FILE))
+
+
+class RunBusyError(UserError):
+    """Another live process is training in the run directory."""
+
+
+def _process_start(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, Linux), "" if unknown: tells a live
+    process from a later one that reused its pid."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _alive(record: dict) -> bool:
+    """Whether the process a lock names still runs (assumed so on another host)."""
+    if record.get("host") != socket.gethostname():
+        return True
+    pid = int(record.get("pid", 0))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Someone else's live process.
+        return True
+    started = record.get("process_start", "")
+    return not started or started == _process_start(pid)
+
+
+class RunLock:
+    """One run directory, one writer: an advisory lock file holding the trainer's host and pid.
+
+    `official.train` (its chief, in a multi-worker job) holds it while it writes the run. A
+    second trainer refuses with one line naming the first; a lock left by a process that no
+    longer runs (killed, host rebooted) is taken over with a warning. Readers (evaluate,
+    export, predict, CAM) do not lock.
+
+    Raises (on entering):
+      RunBusyError: another live process holds the lock.
+      OutputError: the directory cannot be created or written.
+    """
+
+    def __init__(self, model_dir: str):
+        self.model_dir = model_dir
+        self.path = os.path.join(model_dir, LOCK_FILE)
+        self.record = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "process_start": _process_start(os.getpid()),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+
+    def _holder(self) -> dict | None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # Unreadable or half-written: treated as stale.
+
+    def __enter__(self) -> RunLock:
+        atomic.ensure_directory(self.model_dir, "--model_dir")
+        try:
+            descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = self._holder()
+            if holder and _alive(holder):
+                raise RunBusyError(
+                    f"--model_dir={self.model_dir}: process {holder.get('pid')} on "
+                    f"{holder.get('host')} has been training there since {holder.get('since')}; "
+                    f"use another --model_dir, or delete {self.path} if that process is gone"
+                ) from None
+            logging.warning("taking over %s, left by a process that no longer runs", self.path)
+            atomic.write_json(self.path, self.record)
+        except OSError as e:
+            raise atomic.OutputError(f"--model_dir={self.model_dir}: {e.strerror or e}") from None
+        else:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+                json.dump(self.record, f)
+        if self._holder() != self.record:  # Another process took it over at the same moment.
+            raise RunBusyError(f"--model_dir={self.model_dir}: another trainer took {self.path}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._holder() == self.record:
+            os.remove(self.path)
 
 
 # ------------------------------------------------------------------ config, labels, metrics
@@ -87,8 +182,14 @@ def load_config(model_dir: str) -> tuple[config_lib.Config, config_lib.Derived |
         raise config_lib.ConfigError(
             f"--model_dir={model_dir}: no {CONFIG_FILE} (not a training run dir?)"
         )
-    with open(path, encoding="utf-8") as f:
-        return config_lib.from_dict(json.load(f))
+    try:
+        with open(path, encoding="utf-8") as f:
+            return config_lib.from_dict(json.load(f))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else str(e).splitlines()[0][:120] or "empty"
+        raise config_lib.ConfigError(
+            f"{path}: not a run configuration this package wrote ({type(e).__name__}: {reason})"
+        ) from None
 
 
 def labels_path(model_dir: str) -> str:
@@ -108,8 +209,11 @@ def read_labels(model_dir: str) -> list[str]:
     path = labels_path(model_dir)
     if not os.path.isfile(path):
         raise config_lib.ConfigError(f"--model_dir={model_dir}: no {path}")
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise config_lib.ConfigError(f"{path}: unreadable ({e})") from None
 
 
 def save_metrics(model_dir: str, metrics: dict) -> str:
@@ -127,7 +231,32 @@ def save_best_record(model_dir: str, step: int, metrics: dict) -> str:
 
 def latest_checkpoint(model_dir: str) -> str | None:
     """Path prefix of the newest checkpoint of a run (`.../checkpoints/ckpt-<step>`), or None."""
-    return tf.train.latest_checkpoint(checkpoint_dir(model_dir))
+    checkpoints = checkpoints_newest_first(checkpoint_dir(model_dir))
+    return checkpoints[0] if checkpoints else None
+
+
+def checkpoints_newest_first(directory: str) -> list[str]:
+    """The checkpoints in a directory, newest (highest step) first, found by their index files
+    (so a damaged `checkpoint` state file hides none)."""
+    steps = []
+    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+        match = re.fullmatch(r"ckpt-(\d+)\.index", name)
+        if match:
+            steps.append(int(match.group(1)))
+    return [os.path.join(directory, f"ckpt-{step}") for step in sorted(steps, reverse=True)]
+
+
+# What reading a damaged checkpoint raises: a truncated .index (DataLossError and other
+# OpErrors), a truncated .data ("Read less bytes than requested": IndexError).
+_UNREADABLE = (tf.errors.OpError, IndexError, EOFError, OSError)
+
+
+class UnreadableCheckpointError(ValueError):
+    """A checkpoint whose files cannot be read (truncated, missing, damaged)."""
+
+
+def _disk_full(error: Exception) -> bool:
+    return isinstance(error, tf.errors.ResourceExhaustedError) or "No space left" in str(error)
 
 
 def best_checkpoint(model_dir: str) -> str | None:
@@ -161,9 +290,14 @@ def restore_weights(model, checkpoint: str, *, ema: bool = False) -> bool:
     """
     try:
         use_ema = ema and has_ema(checkpoint)
-    except (tf.errors.OpError, ValueError) as e:
-        raise ValueError(f"{checkpoint}: not a readable checkpoint ({e})") from None
-    status = tf.train.Checkpoint(**{EMA_KEY if use_ema else MODEL_KEY: model}).read(checkpoint)
+        status = tf.train.Checkpoint(**{EMA_KEY if use_ema else MODEL_KEY: model}).read(checkpoint)
+    except (*_UNREADABLE, ValueError) as e:
+        if isinstance(e, ValueError) and "incompatible" in str(e):  # A shape that differs.
+            raise ValueError(f"{checkpoint} does not match the model: {e}") from None
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UnreadableCheckpointError(
+            f"{checkpoint}: not a readable checkpoint ({reason})"
+        ) from None
     status.expect_partial()
     try:
         status.assert_existing_objects_matched()
@@ -203,18 +337,32 @@ class Checkpointer:
         return latest_checkpoint(self.model_dir)
 
     def restore_latest(self) -> str | None:
-        """Restores the latest checkpoint if there is one; returns its path.
+        """Restores the newest readable checkpoint if there is one; returns its path.
 
-        Objects the checkpoint does not hold (e.g. the input position of a run saved with
-        --config.runtime.checkpoint_input=false) keep their fresh state; everything the
-        checkpoint holds must match.
+        A checkpoint that cannot be read (truncated by a full disk or a copy) is passed over
+        with a warning for the one before it. Objects the checkpoint does not hold (e.g. the
+        input position of a run saved with --config.runtime.checkpoint_input=false) keep their
+        fresh state; everything the checkpoint holds must match.
 
         Raises:
-          ValueError: the checkpoint belongs to a different model or configuration.
+          ValueError: the checkpoint belongs to a different model or configuration, or none of
+            the run's checkpoints can be read.
         """
-        path = self.latest
-        if not path:
-            return None
+        candidates = checkpoints_newest_first(self.directory)
+        for path in candidates:
+            try:
+                return self._restore(path)
+            except _UNREADABLE as e:
+                reason = str(e).strip().splitlines()[0][:200] or type(e).__name__
+                logging.warning("%s cannot be read (%s); trying the one before it", path, reason)
+        if candidates:
+            raise ValueError(
+                f"none of the {len(candidates)} checkpoints in {self.directory} can be read; "
+                "use a new --model_dir"
+            )
+        return None
+
+    def _restore(self, path: str) -> str:
         saved = saved_objects(path)
         missing = sorted(set(self.trackables) - saved)
         if MODEL_KEY in missing:
@@ -225,7 +373,7 @@ class Checkpointer:
         try:
             status = tf.train.Checkpoint(**present).restore(path)
             status.assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
+        except (AssertionError, ValueError) as e:
             message = str(e).strip().splitlines()[0][:300]
             raise ValueError(
                 f"cannot resume from {path} (a different model or configuration?): {message}. "
@@ -257,6 +405,8 @@ class Checkpointer:
         try:
             return self._write(self.checkpoint, self.directory, step, self.keep)
         except tf.errors.OpError as e:
+            if _disk_full(e):
+                raise self._disk_full_error(step) from None
             if INPUT_KEY not in self.trackables:
                 raise
             logging.warning(
@@ -271,10 +421,22 @@ class Checkpointer:
 
     def save_best(self, step: int, metrics: dict) -> str:
         """Writes the weights of a new best evaluation to checkpoints/best (replacing the old)."""
-        path = self._write(self._best_checkpoint, self.best_directory, step, 1)
-        if self.is_chief:
-            save_best_record(self.model_dir, step, metrics)
+        try:
+            path = self._write(self._best_checkpoint, self.best_directory, step, 1)
+            if self.is_chief:
+                save_best_record(self.model_dir, step, metrics)
+        except (tf.errors.OpError, OSError) as e:
+            if _disk_full(e):
+                raise self._disk_full_error(step) from None
+            raise
         return path
+
+    def _disk_full_error(self, step: int) -> atomic.OutputError:
+        return atomic.OutputError(
+            f"--model_dir={self.model_dir}: the disk is full (writing the checkpoint of step "
+            f"{step}); the latest complete checkpoint, {self.latest or 'none'}, is intact. Free "
+            "some space and run the same command again to resume."
+        )
 
 
 def locate(path: str) -> tuple[str | None, str | None]:
@@ -433,15 +595,25 @@ def load_trained_model(
         not fit the model.
     """
     config, derived = load_config(model_dir)
-    path = checkpoint or latest_checkpoint(model_dir)
-    if path is None:
+    candidates = [checkpoint] if checkpoint else checkpoints_newest_first(checkpoint_dir(model_dir))
+    if not candidates:
         raise config_lib.ConfigError(
             f"--model_dir={model_dir}: no checkpoint in {checkpoint_dir(model_dir)}"
         )
     model = build_model(config)
-    try:
-        used_ema = restore_weights(model, path, ema=ema)
-    except ValueError as e:
-        raise config_lib.ConfigError(str(e)) from e
+    for path in candidates:
+        try:
+            used_ema = restore_weights(model, path, ema=ema)
+            break
+        except UnreadableCheckpointError as e:
+            if checkpoint:  # The one the user named.
+                raise config_lib.ConfigError(f"--checkpoint: {e}") from e
+            logging.warning("%s; trying the checkpoint before it", e)
+        except ValueError as e:
+            raise config_lib.ConfigError(str(e)) from e
+    else:
+        raise config_lib.ConfigError(
+            f"--model_dir={model_dir}: none of its {len(candidates)} checkpoints can be read"
+        )
     logging.info("loaded %s weights from %s", "EMA" if used_ema else "trained", path)
     return TrainedModel(heads.main_output_model(model), config, derived, path)

@@ -24,8 +24,7 @@ _MODEL_DIR = flags.DEFINE_string(
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     config: config_lib.Config = _CONFIG.value
     model_dir = _MODEL_DIR.value or os.path.join("runs", config.model.name)
     with cli.user_errors():

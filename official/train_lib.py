@@ -5,13 +5,14 @@
   source         the data source and what it knows (classes, counts)
   initial        the weights the run starts from (transfer learning) and the input
                  normalization that belongs to them
-  resolve        `config.resolve`: defaults filled in, derived values; saved to the run dir
+  resolve        `config.resolve`: defaults filled in, derived values
   data           the training and evaluation pipelines, class weights
   trainer        in the strategy's scope: the model, its moving average and the distillation
                  teacher (model), optimizers and learning-rate schedules (optimization),
                  the compiled steps (official/training/loop.py)
-  checkpoints    what a checkpoint holds (runs.Checkpointer); resume, or start from the
-                 initial weights
+  checkpoints    what a checkpoint holds (runs.Checkpointer); then, holding the run's lock:
+                 resume (which refuses a checkpoint this configuration does not fit), save
+                 config.json and labels.txt, or start a new run from the initial weights
   loop           `loop.fit`, then metrics.json and the closing summary
 
 This is the only module that reads a training Config; everything it calls takes plain
@@ -20,6 +21,7 @@ arguments.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -68,7 +70,7 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
     source = _source(config)
     resuming = runs.latest_checkpoint(model_dir) is not None
     initial = _initial_weights(config, spec, model_dir, resuming)
-    config, derived = _resolve(config, spec, source.info, strategy, initial, model_dir)
+    config, derived = _resolve(config, spec, source.info, strategy, initial)
     logging.info(
         "model %s, %d classes, %d px; precision %s; %d replicas; %d steps/epoch",
         spec.name,
@@ -81,11 +83,20 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
     make_dataset, class_weights = _data(config, source, model_dir)
     trainer, plateau = _trainer(config, derived, strategy, policy, make_dataset, class_weights)
     checkpointer = _checkpointer(config, model_dir, strategy, trainer, plateau)
-    writer = summaries.Summaries(model_dir, enabled=strategy_lib.is_chief(strategy))
-    _restore_or_initialize(config, checkpointer, trainer, initial, writer, make_dataset)
-    result = _fit(config, derived, strategy, trainer, make_dataset, checkpointer, writer, plateau)
-    writer.close()
-    return _finish(model_dir, strategy, trainer, derived, result, time.monotonic() - start)
+    chief = strategy_lib.is_chief(strategy)
+    # Nothing in the run directory changes before every check has passed (a resumed run's
+    # checkpoint must fit this configuration); one process writes it at a time.
+    with runs.RunLock(model_dir) if chief else contextlib.nullcontext():
+        resumed = _restore(checkpointer)
+        if chief:
+            runs.save_config(model_dir, config, derived)
+            runs.save_labels(model_dir, source.info.class_names)
+        writer = summaries.Summaries(model_dir, enabled=chief)
+        if not resumed:
+            _initialize(config, trainer, initial, writer, make_dataset)
+        result = _fit(config, derived, trainer, make_dataset, checkpointer, writer, plateau)
+        writer.close()
+        return _finish(model_dir, strategy, trainer, derived, result, time.monotonic() - start)
 
 
 # ------------------------------------------------------------------------------- phases
@@ -107,11 +118,27 @@ def _runtime(runtime: config_lib.RuntimeConfig) -> tuple[tf.distribute.Strategy,
 
 
 def _source(config: config_lib.Config) -> sources.Source:
-    """The data source; a copy shorter than the catalog says is reported, not refused."""
+    """The data source. One class is refused (top-1 would be 1.0 whatever the model learns);
+    a copy shorter than the catalog says, and classes without validation images, are
+    reported."""
     source = runs.open_source(config)
     info = source.info
+    if info.num_classes < 2:
+        raise sources.DataError(
+            f"--config.data.source={config.data.source}: {info.num_classes} class "
+            f"({', '.join(info.class_names)}); a classifier needs at least 2"
+        )
     for problem in catalog.count_mismatches(info.name, info.num_classes, info.num_examples):
         logging.warning("%s (incomplete copy?)", problem)
+    validation = info.class_counts.get(sources.VALIDATION)
+    if validation is not None:
+        unseen = [name for name, count in zip(info.class_names, validation) if count == 0]
+        if unseen:
+            logging.warning(
+                "%d classes have no validation images (their accuracy is not measured): %s",
+                len(unseen),
+                ", ".join(unseen[:20]) + (", ..." if len(unseen) > 20 else ""),
+            )
     return source
 
 
@@ -172,9 +199,8 @@ def _initial_weights(
     return _InitialWeights(trained.model, (trained.config.data.mean, trained.config.data.std))
 
 
-def _resolve(config, spec, info, strategy, initial, model_dir):
-    """`config.resolve` for this data and these devices; the chief saves config.json and
-    labels.txt."""
+def _resolve(config, spec, info, strategy, initial):
+    """`config.resolve` for this data and these devices."""
     config, derived = config_lib.resolve(
         config,
         spec=spec,
@@ -185,10 +211,6 @@ def _resolve(config, spec, info, strategy, initial, model_dir):
         num_replicas=strategy.num_replicas_in_sync,
         weights_normalization=initial.normalization,
     )
-    if strategy_lib.is_chief(strategy):
-        os.makedirs(model_dir, exist_ok=True)
-        runs.save_config(model_dir, config, derived)
-        runs.save_labels(model_dir, info.class_names)
     logging.info("resolved config:\n%s", runs.config_json(config, derived))
     return config, derived
 
@@ -509,14 +531,21 @@ def _checkpointer(config, model_dir, strategy, trainer: loop.Trainer, plateau):
     )
 
 
-def _restore_or_initialize(config, checkpointer, trainer, initial, writer, make_dataset) -> None:
-    """Resumes from the latest checkpoint; a new run instead starts from its initial weights
-    and writes the model graph and a grid of augmented images to TensorBoard."""
+def _restore(checkpointer) -> bool:
+    """Resumes from the latest checkpoint, if there is one.
+
+    Raises:
+      ConfigError: the checkpoint does not fit this configuration (nothing was changed).
+    """
     try:
-        if checkpointer.restore_latest():
-            return
+        return checkpointer.restore_latest() is not None
     except ValueError as e:
         raise config_lib.ConfigError(f"--model_dir={checkpointer.model_dir}: {e}") from e
+
+
+def _initialize(config, trainer, initial: _InitialWeights, writer, make_dataset) -> None:
+    """A new run starts from its initial weights; TensorBoard gets the model graph and a grid
+    of augmented training images."""
     path, model = config.model.init_checkpoint, trainer.model
     flag = f"--config.model.init_checkpoint={path}"
     if path and initial.model is None:
@@ -548,13 +577,13 @@ def _restore_or_initialize(config, checkpointer, trainer, initial, writer, make_
         writer.images("train", 0, "augmented_images", images.numpy(), count)
 
 
-def _fit(config, derived, strategy, trainer, make_dataset, checkpointer, writer, plateau) -> dict:
+def _fit(config, derived, trainer, make_dataset, checkpointer, writer, plateau) -> dict:
     """The training loop with its evaluations; returns the last evaluation's metrics."""
     runtime = config.runtime
     eval_batches = -(-derived.num_eval_examples // derived.eval_batch_size)
 
     def evaluate():
-        eval_dataset = strategy.distribute_datasets_from_function(
+        eval_dataset = trainer.strategy.distribute_datasets_from_function(
             make_dataset(sources.VALIDATION, False, derived.eval_batch_size)
         )
         return trainer.evaluate(eval_dataset, eval_batches)

@@ -1,6 +1,14 @@
-"""Every mistake a user can make on the command line: one line, naming it, non-zero exit."""
+"""Every mistake a user can make on the command line: one line, naming it, non-zero exit, and
+nothing changed."""
+
+import json
+import os
+import re
+import shutil
+import socket
 
 import pytest
+from helpers import REPO
 
 QUICK = ["--config.train.epochs=0.01"]
 
@@ -61,7 +69,96 @@ def test_folder_without_splits(run, tmp_path):
     )
 
 
-def test_unknown_positional_argument(run):
-    result = run("official.train", "configs/quickstart.flags")
-    assert result.returncode != 0
-    assert "unexpected arguments: configs/quickstart.flags" in result.stderr
+@pytest.mark.parametrize(
+    "command, args, expected",
+    [
+        ("official.train", ["configs/quickstart.flags"], "unexpected arguments: configs/quick"),
+        ("official.evaluate", ["--model_dir=x", "extra"], "unexpected arguments: extra"),
+        ("official.export", ["--model_dir=x", "--export_dir=y", "z"], "unexpected arguments: z"),
+        ("official.predict", ["--export_dir=x"], "give one or more image files: python -m"),
+        ("official.cam", ["--model_dir=x"], "give one or more image files: python -m"),
+    ],
+)
+def test_usage_errors_are_one_line_not_a_usage_dump(run, command, args, expected):
+    result = run(command, *args)
+    assert result.returncode == 2
+    assert expected in _error_line(result)
+    # TensorFlow's C++ start-up lines (absl logging before Python runs) are not ours.
+    ours = [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and not re.match(r"WARNING: All log messages before|[IWEF]\d{4} ", line)
+    ]
+    assert len(ours) <= 2, result.stderr
+
+
+def _snapshot(directory) -> dict:
+    """Every file under `directory` with its bytes and modification time."""
+    return {
+        str(path.relative_to(directory)): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_a_refused_train_changes_nothing_and_the_run_still_evaluates(
+    run, trained_run, trained_metrics, tmp_path
+):
+    """A resume with flags the checkpoint does not fit, and a second trainer on a run that a
+    live process holds, both refuse with one line; the run is untouched and evaluates."""
+    model_dir = tmp_path / "run"
+    shutil.copytree(trained_run, model_dir)
+    before = _snapshot(model_dir)
+    quickstart = ["--flagfile=configs/quickstart.flags", f"--model_dir={model_dir}"]
+    wider = run("official.train", *quickstart, "--config.model.width_multiplier=0.25")
+    assert "cannot resume from" in _error_line(wider) and wider.returncode == 2
+    assert _snapshot(model_dir) == before
+    # A live trainer (this test process, as far as the lock says) holds the run.
+    lock = {"host": socket.gethostname(), "pid": os.getpid(), "since": "now"}
+    (model_dir / "train.lock").write_text(json.dumps(lock))
+    busy = run("official.train", *quickstart, "--config.model.width_multiplier=0.125")
+    assert f"process {os.getpid()} on {socket.gethostname()}" in _error_line(busy)
+    (model_dir / "train.lock").unlink()
+    assert _snapshot(model_dir) == before
+    evaluated = run(
+        "official.evaluate", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'eval'}"
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert f"top-1 {trained_metrics['top1']:.4f}" in evaluated.stdout
+
+
+@pytest.mark.parametrize(
+    "command, args",
+    [
+        ("official.train", ["--flagfile=configs/quickstart.flags", "--model_dir={file}/run"]),
+        ("official.evaluate", ["--model_dir={run}", "--output_dir={file}/out"]),
+        ("official.export", ["--model_dir={run}", "--export_dir={file}/out"]),
+        ("official.cam", ["--model_dir={run}", "--output_dir={file}/out", "{image}"]),
+    ],
+)
+def test_an_output_directory_that_cannot_be_written_is_one_line(
+    run, trained_run, tmp_path, repo, command, args
+):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory should be")
+    image = repo / "datasets/digits/validation/7/0017.png"
+    values = {"file": blocker, "run": trained_run, "image": image}
+    result = run(command, *(arg.format(**values) for arg in args))
+    line = _error_line(result)
+    assert result.returncode == 2 and "a file is in the way" in line and str(blocker) in line
+
+
+def test_one_class_is_refused(run, tmp_path):
+    for split in ("train", "validation"):
+        (tmp_path / "data" / split / "cat").mkdir(parents=True)
+        (tmp_path / "data" / split / "cat" / "a.png").write_bytes(
+            (REPO / "datasets/digits/train/0").glob("*.png").__next__().read_bytes()
+        )
+    result = run(
+        "official.train",
+        f"--config.data.source=folder:{tmp_path / 'data'}",
+        f"--model_dir={tmp_path / 'run'}",
+        *QUICK,
+    )
+    assert "1 class (cat); a classifier needs at least 2" in _error_line(result)
+    assert not (tmp_path / "run").exists()

@@ -249,7 +249,7 @@ def _write(plan: layout.Plan, output_dir: str, settings: dict, num_workers: int,
         split: {"images": len(items), "listing_sha256": _listing_digest(items)}
         for split, items in plan.splits.items()
     }
-    os.makedirs(output_dir, exist_ok=True)
+    atomic.ensure_directory(output_dir, "--output_dir")
     manifest_path = os.path.join(output_dir, MANIFEST_FILE)
     previous = read_json(manifest_path)
     _check_output_dir(output_dir, previous, settings, inputs)

@@ -190,7 +190,7 @@ def version_directory(export_dir: str, version: int | None) -> str:
     Raises:
       ExportError: the version exists already or is not positive.
     """
-    os.makedirs(export_dir, exist_ok=True)
+    atomic.ensure_directory(export_dir, "--export_dir")
     version = next_version(export_dir) if version is None else version
     if version <= 0:
         raise ExportError(f"--version={version}: expected a positive integer")
