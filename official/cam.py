@@ -38,6 +38,7 @@ def main(argv: list[str]) -> None:
         geometry=runs.geometry(trained.config),
         class_names=class_names,
         output_dir=output_dir,
+        max_image_pixels=trained.config.data.max_image_pixels,
     )
     failures = 0
     for result in drawn:

@@ -15,7 +15,7 @@ import dataclasses
 import math
 from typing import Any
 
-from official.data import catalog
+from official.data import catalog, imagefile
 from official.errors import UserError
 
 
@@ -104,6 +104,10 @@ class DataConfig:
     # pipeline (README "Input-pipeline speed"); "": run it in this process.
     tf_data_service: str = ""
     synthetic_examples: int = 1024  # Examples per epoch of the synthetic source.
+    # Images with more pixels (read from their header, before decoding) are refused as
+    # decompression bombs: skipped and named by the folder source, an error for the serving
+    # signature (and so predict) and CAM. The converter has its own --max_image_pixels.
+    max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS
 
 
 @dataclasses.dataclass
@@ -473,6 +477,7 @@ def _validate_data(data: DataConfig) -> None:
     )
     _in_range(data, "resample_exponent", 0.0, 1.0, "in [0, 1] (0: balanced, 1: unchanged)")
     _check(data.shuffle_buffer >= 1, "data.shuffle_buffer", data.shuffle_buffer, ">= 1")
+    _check(data.max_image_pixels >= 1, "data.max_image_pixels", data.max_image_pixels, ">= 1")
     service = data.tf_data_service
     host, _, port = service.removeprefix("grpc://").rpartition(":")
     _check(

@@ -26,6 +26,7 @@ def serving_module(model_dir: str, checkpoint: str | None = None, top_k: int = 5
         labels_path=runs.labels_path(model_dir),
         geometry=runs.geometry(trained.config),
         top_k=top_k,
+        max_image_pixels=trained.config.data.max_image_pixels,
     )
     return module, trained
 
@@ -80,6 +81,7 @@ def export(
         "mean": list(data.mean),
         "std": list(data.std),
         "normalization": "inside the model (inputs are 0..255 pixels)",
+        "max_image_pixels": data.max_image_pixels,
         "tensorflow": tf.__version__,
     }
     common = dict(
@@ -91,7 +93,11 @@ def export(
     )
     if export_format == "saved_model":
         return saved_model.export_saved_model(
-            model, model_name=model_name or config.model.name, top_k=top_k, **common
+            model,
+            model_name=model_name or config.model.name,
+            top_k=top_k,
+            max_image_pixels=data.max_image_pixels,
+            **common,
         )
     representative = (
         calibration_images(config, calibration_examples) if quantization == "int8" else None

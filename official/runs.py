@@ -560,6 +560,7 @@ def open_source(config: config_lib.Config, location: str = "") -> sources.Source
         synthetic_examples=data.synthetic_examples,
         tfds_data_dir=data.tfds_data_dir,
         tfds_manual_dir=data.tfds_manual_dir,
+        max_image_pixels=data.max_image_pixels,
     )
 
 

@@ -36,6 +36,7 @@ from official import config as config_lib
 from official import runs
 from official.data import augment, balance, catalog, mixing, pipeline, preprocess, sources
 from official.models import heads, registry
+from official.serving import saved_model
 from official.training import (
     ema,
     loop,
@@ -374,7 +375,7 @@ def build_teacher(config: config_lib.Config) -> Callable:
     path = config.train.distill_checkpoint
     flag = f"--config.train.distill_checkpoint={path}"
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        loaded = tf.saved_model.load(path)
+        loaded = saved_model.load(path, "--config.train.distill_checkpoint")
         function = getattr(loaded, "serve", None) or loaded.signatures["serving_default"]
 
         def saved_model_teacher(images):

@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -39,3 +40,20 @@ def digit_pixels(label: int, index: int = 0, size: tuple[int, int] = (24, 30)) -
     files = sorted((DIGITS / "validation" / str(label)).iterdir())
     image = Image.open(files[index]).convert("RGB").resize(size[::-1], Image.BILINEAR)
     return np.asarray(image)
+
+
+def bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A tiny PNG whose header claims width × height pixels (a decompression bomb's header:
+    signature, IHDR, a one-byte IDAT, IEND), for the decoders' pixel limits."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00"))
+        + chunk(b"IEND", b"")
+    )

@@ -127,7 +127,7 @@ def test_one_module_renames_files_into_place():
 
 
 # Errors the package raises and catches itself (never shown to a user as such).
-INTERNAL_ERRORS = {"official.data.shards.ImageError"}
+INTERNAL_ERRORS = {"official.data.shards.ImageError", "official.runs.UnreadableCheckpointError"}
 
 
 def test_every_error_a_user_can_cause_is_a_user_error():

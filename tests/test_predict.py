@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import digit_pixels, encode, run_module
+from helpers import bomb_png, digit_pixels, encode, run_module
 
 LINE = re.compile(r"^  ([1-5])\. (\S+) +(\d\.\d{4})$")
 
@@ -32,7 +32,9 @@ def images(tmp_path_factory):
         "missing": folder / "missing.jpg",
         "text": folder / "notes.jpg",
         "three": folder / "three.jpg",
+        "bomb": folder / "bomb.png",
     }
+    paths["bomb"].write_bytes(bomb_png())
     paths["seven"].write_bytes(encode(digit_pixels(7, size=(36, 28)), "PNG"))
     paths["text"].write_text("not an image")
     paths["three"].write_bytes(encode(digit_pixels(3, size=(30, 40)), "JPEG"))
@@ -43,7 +45,7 @@ def images(tmp_path_factory):
 def test_prints_top5_and_reports_bad_files_by_name(source, images, saved_model, trained_run):
     export_dir, _ = saved_model
     where = export_dir if source == "export_dir" else trained_run
-    files = [str(images[k]) for k in ("seven", "missing", "text", "three")]
+    files = [str(images[k]) for k in ("seven", "missing", "text", "three", "bomb")]
     result = run_module("official.predict", f"--{source}={where}", *files)
     assert result.returncode == 1, result.stderr[-3000:]
     blocks = _blocks(result.stdout)
@@ -61,5 +63,7 @@ def test_prints_top5_and_reports_bad_files_by_name(source, images, saved_model, 
     assert errors == [
         f"error: {images['missing']}: No such file or directory",
         f"error: {images['text']}: not an image (not JPEG, PNG, GIF or BMP data)",
+        f"error: {images['bomb']}: 400000000 pixels in its header, above the limit of "
+        "89,478,485 (a decompression bomb?)",
     ]
-    assert "2 of 4 images could not be classified" in result.stderr
+    assert "3 of 5 images could not be classified" in result.stderr

@@ -28,7 +28,9 @@ Output, in one flat directory (the layout tensorflow/tpu and TF Model Garden rea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -37,7 +39,7 @@ import time
 from collections.abc import Iterable
 
 from official import atomic
-from official.data import layout, shards, tfrecord
+from official.data import imagefile, layout, shards, tfrecord
 from official.data.catalog import SPLITS, TRAIN, VALIDATION
 from official.data.layout import ConversionError
 from official.data.verify import verify_output
@@ -51,6 +53,7 @@ MANIFEST_FILE = tfrecord.MANIFEST_FILE
 LABELS_FILE = tfrecord.LABELS_FILE
 FORMAT_VERSION = 1
 _MANIFEST_WRITE_INTERVAL = 1.0  # Seconds; a killed run redoes at most this much finished work.
+_SETTING_DEFAULTS = {"max_image_pixels": imagefile.MAX_IMAGE_PIXELS}
 
 
 class ConversionIOError(ConversionError):
@@ -106,7 +109,8 @@ def _check_output_dir(output_dir: str, manifest: dict | None, settings: dict, in
             f"--output_dir={output_dir}: holds a conversion in format version "
             f"{manifest.get('format_version')}, not {FORMAT_VERSION}; use another --output_dir"
         )
-    old = manifest.get("settings", {})
+    # Settings added after a conversion was written take their default for it.
+    old = {**_SETTING_DEFAULTS, **manifest.get("settings", {})}
     for key in sorted(set(old) | set(settings)):
         if old.get(key) != settings.get(key):
             raise ConversionError(
@@ -158,6 +162,7 @@ def convert(
     validation_fraction: float = 0.0,
     seed: int = 0,
     validation_labels: str = "",
+    max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS,
     verify: bool = False,
     stream=None,
 ) -> Summary:
@@ -173,6 +178,8 @@ def convert(
       validation_fraction: share of every class held out when there is no validation folder.
       seed: seed of the training-order shuffle and of that split.
       validation_labels: labels file of a flat validation folder (see `layout.discover`).
+      max_image_pixels: images with more pixels are skipped (decompression bombs), from
+        their header, before any decoding.
       verify: re-read every shard afterwards (`verify_output`); findings go to Summary.problems.
       stream: progress output (stderr by default).
 
@@ -193,6 +200,9 @@ def convert(
         raise ConversionError(f"--label_offset={label_offset}: must be >= 0")
     if num_workers < 0:
         raise ConversionError(f"--num_workers={num_workers}: must be >= 0 (0: one per core)")
+    if max_image_pixels < 1:
+        raise ConversionError(f"--max_image_pixels={max_image_pixels}: must be >= 1")
+    output_dir = os.path.abspath(os.path.expanduser(output_dir))
     try:
         plan = layout.discover(
             raw_data_dir,
@@ -208,16 +218,31 @@ def convert(
             "validation_fraction": validation_fraction,
             "seed": seed,
             "validation_labels": os.path.abspath(validation_labels) if validation_labels else "",
+            "max_image_pixels": max_image_pixels,
         }
-        output_dir = os.path.abspath(os.path.expanduser(output_dir))
         workers = num_workers or shards.default_num_workers()
         summary = _write(plan, output_dir, settings, workers, stream)
         if verify:
             summary.problems = verify_output(output_dir, num_workers=num_workers, stream=stream)
             summary.verified = True
-    except OSError as e:  # Disk full, permissions.
-        raise ConversionIOError(f"{e}; rerun the same command to resume") from e
+    except OSError as e:  # Disk full, permissions, a vanished input.
+        _remove_temporaries(output_dir)
+        where = e.filename or output_dir
+        reason = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise ConversionIOError(
+            f"{where}: {reason}; the finished shards are kept: fix it and rerun the same "
+            "command to resume"
+        ) from e
     return summary
+
+
+def _remove_temporaries(output_dir: str) -> None:
+    """Removes the partial shards and manifests of an interrupted run (they hold space)."""
+    if os.path.isdir(output_dir):
+        for name in os.listdir(output_dir):
+            if name.startswith(atomic.TEMPORARY_PREFIX):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(output_dir, name))
 
 
 def _shard_tasks(plan: layout.Plan, output_dir: str, settings: dict) -> list[tuple]:
@@ -237,7 +262,13 @@ def _shard_tasks(plan: layout.Plan, output_dir: str, settings: dict) -> list[tup
             )
             name = tfrecord.shard_name(split, index, len(bounds))
             tasks.append(
-                (shards.ShardTask(name, plan.root, output_dir, examples), split, end - begin)
+                (
+                    shards.ShardTask(
+                        name, plan.root, output_dir, examples, settings["max_image_pixels"]
+                    ),
+                    split,
+                    end - begin,
+                )
             )
     return tasks
 
@@ -253,9 +284,7 @@ def _write(plan: layout.Plan, output_dir: str, settings: dict, num_workers: int,
     manifest_path = os.path.join(output_dir, MANIFEST_FILE)
     previous = read_json(manifest_path)
     _check_output_dir(output_dir, previous, settings, inputs)
-    for name in os.listdir(output_dir):  # Leftovers of a killed run.
-        if name.startswith(atomic.TEMPORARY_PREFIX):
-            os.remove(os.path.join(output_dir, name))
+    _remove_temporaries(output_dir)  # Leftovers of a killed run.
     tasks = _shard_tasks(plan, output_dir, settings)
     images_of = {task.name: images for task, _, images in tasks}
     done = {}
@@ -299,8 +328,14 @@ def _write(plan: layout.Plan, output_dir: str, settings: dict, num_workers: int,
             last_write = now
         progress.update(finished, img_per_s=converted / max(now - run_start, 1e-9))
 
-    shards.run_tasks(shards.write_shard, [task for task, _ in pending], num_workers, on_result)
-    progress.close()
+    try:
+        shards.run_tasks(shards.write_shard, [task for task, _ in pending], num_workers, on_result)
+    except BaseException:  # Keep what finished, so that the rerun resumes from there.
+        with contextlib.suppress(OSError):
+            atomic.write_json(manifest_path, manifest, indent=1)
+        raise
+    finally:
+        progress.close()
     seconds = time.monotonic() - run_start
     summary = _write_labels(
         plan, output_dir, settings, [(task, done[task.name]) for task, _, _ in tasks]

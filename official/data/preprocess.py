@@ -86,6 +86,60 @@ class TrainPreprocessing:
     pca_lighting: float = 0.0
 
 
+def _little_endian(encoded: tf.Tensor, offset: int, size: int) -> tf.Tensor:
+    """The unsigned little-endian integer of `size` bytes at `offset`, as int64 (0 past the
+    end)."""
+    raw = tf.io.decode_raw(tf.strings.substr(encoded, offset, size), tf.uint8)
+    raw = tf.cast(tf.pad(raw, [[0, size - tf.shape(raw)[0]]]), tf.int64)
+    return tf.reduce_sum(raw * tf.constant([256**i for i in range(size)], tf.int64))
+
+
+def header_pixels(encoded: tf.Tensor) -> tf.Tensor:
+    """Pixels (height × width, int64) an encoded image claims in its header, without decoding:
+    JPEG (its frame header), PNG, GIF, BMP; 0 for other bytes (the decoders reject them).
+    The same sizes as official.data.imagefile reads on the host."""
+    head = tf.strings.substr(encoded, 0, 8)
+
+    def big_endian_32(offset):
+        return tf.reduce_sum(
+            tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, 4), tf.uint8), tf.int64)
+            * tf.constant([2**24, 2**16, 2**8, 1], tf.int64)
+        )
+
+    def jpeg():
+        shape = tf.cast(tf.io.extract_jpeg_shape(encoded), tf.int64)
+        return shape[0] * shape[1]
+
+    def png():
+        return big_endian_32(16) * big_endian_32(20)
+
+    def gif():
+        return _little_endian(encoded, 6, 2) * _little_endian(encoded, 8, 2)
+
+    def bmp():
+        def magnitude(offset):
+            value = _little_endian(encoded, offset, 4)
+            return tf.where(value >= 2**31, 2**32 - value, value)  # Signed: top-down BMPs.
+
+        return magnitude(18) * magnitude(22)
+
+    long_enough = tf.strings.length(encoded) >= 26
+    return tf.case(
+        [
+            (tf.io.is_jpeg(encoded), jpeg),
+            (long_enough & tf.equal(head, b"\x89PNG\r\n\x1a\n"), png),
+            (
+                long_enough
+                & tf.reduce_any(tf.equal(tf.strings.substr(head, 0, 6), [b"GIF87a", b"GIF89a"])),
+                gif,
+            ),
+            (long_enough & tf.equal(tf.strings.substr(head, 0, 2), b"BM"), bmp),
+        ],
+        default=lambda: tf.constant(0, tf.int64),
+        exclusive=False,
+    )
+
+
 def decode(encoded: tf.Tensor) -> tf.Tensor:
     """Decodes JPEG/PNG/GIF/BMP bytes to uint8 RGB (first frame of a GIF)."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)

@@ -43,17 +43,20 @@ def _decode_rgb(data: bytes) -> Image.Image:
         return image.convert("RGB")
 
 
-def prepare_image(data: bytes) -> tuple[bytes, int, int, str | None]:
+def prepare_image(
+    data: bytes, max_pixels: int = imagefile.MAX_IMAGE_PIXELS
+) -> tuple[bytes, int, int, str | None]:
     """Checks one file's bytes and makes them an RGB JPEG.
 
     Returns:
       (JPEG bytes, height, width, what was fixed or None when the bytes are stored as read).
 
     Raises:
-      ImageError: empty, not an image, truncated or corrupt; the message says which.
+      ImageError: empty, not an image, above `max_pixels`, truncated or corrupt; the message
+        says which (a missing end marker is judged by decoding, which names the damage).
     """
-    fmt, problem = imagefile.check(data[:16], data[-64:], len(data))
-    if fmt is None:
+    fmt, problem = imagefile.check(data, max_pixels)
+    if fmt is None or (problem is not None and not problem.startswith("truncated")):
         raise ImageError(problem)
     try:
         if fmt == "jpeg":
@@ -86,6 +89,7 @@ class ShardTask:
     root: str
     output_dir: str
     examples: tuple[tuple[str, int, str, str], ...]
+    max_pixels: int = imagefile.MAX_IMAGE_PIXELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +116,7 @@ def write_shard(task: ShardTask) -> ShardResult:
             try:
                 with open(os.path.join(task.root, path), "rb") as image_file:
                     data = image_file.read()
-                encoded, height, width, fixed = prepare_image(data)
+                encoded, height, width, fixed = prepare_image(data, task.max_pixels)
             except ImageError as e:
                 skipped.append((path, str(e)))
                 continue

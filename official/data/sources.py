@@ -172,12 +172,14 @@ class FolderSplit:
 class FolderSource(Source):
     """Images in PATH/<split>/<class>/<file>; labels are indices of the sorted class names.
 
-    Files are listed once and checked by content (first and last bytes only): empty,
-    non-image and truncated files are skipped and reported by name. The keys are the file
+    Files are listed once and checked by content (their first and last bytes and headers):
+    empty, non-image, truncated files and images above `max_image_pixels` are skipped and
+    reported by name. The keys are the file
     paths, read by `encoded`.
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS):
+        self.max_image_pixels = max_image_pixels
         if not os.path.isdir(root):
             raise DataError(f"--config.data.source=folder:{root}: no such directory")
         self.root = root
@@ -222,7 +224,7 @@ class FolderSource(Source):
                 path = os.path.join(class_dir, file_name)
                 if not os.path.isfile(path):
                     continue
-                fmt, problem = imagefile.check_file(path)
+                fmt, problem = imagefile.check_file(path, self.max_image_pixels)
                 if problem is None and fmt not in imagefile.DECODABLE_FORMATS:
                     problem = f"{fmt} images are not supported"
                 if problem is not None:
@@ -563,6 +565,7 @@ def open_source(
     synthetic_examples: int = 1024,
     tfds_data_dir: str = "",
     tfds_manual_dir: str = "",
+    max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS,
 ) -> Source:
     """Parses a `--config.data.source` value into a source object.
 
@@ -574,13 +577,14 @@ def open_source(
       tfds_data_dir: TFDS data directory ("" for TFDS's default, $TFDS_DATA_DIR or
         ~/tensorflow_datasets).
       tfds_manual_dir: where manually downloaded files are (ImageNet's tar files).
+      max_image_pixels: larger images of a folder source are skipped at listing.
 
     Raises:
       DataError: an unknown kind of source, or one that cannot be read.
     """
     kind, _, argument = source.partition(":")
     if kind == "folder" and argument:
-        return FolderSource(os.path.expanduser(argument))
+        return FolderSource(os.path.expanduser(argument), max_image_pixels)
     if kind == "tfrecord" and argument:
         return TFRecordSource(argument if "://" in argument else os.path.expanduser(argument))
     if kind == "tfds" and argument:

@@ -179,12 +179,13 @@ def draw_files(
     geometry: preprocess.Geometry,
     class_names: Sequence[str],
     output_dir: str,
+    max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS,
 ) -> Iterator[Drawn]:
     """The map of each image file's top class over the image the model sees (its eval
     preprocessing), written to `output_dir/<file stem>_cam.png`.
 
-    A file that is missing, unreadable or not a complete JPEG/PNG/GIF/BMP is reported in its
-    `Drawn.problem` and the others are still drawn.
+    A file that is missing, unreadable, not a complete JPEG/PNG/GIF/BMP or above
+    `max_image_pixels` is reported in its `Drawn.problem` and the others are still drawn.
     """
     written_names = set()
     for path in paths:
@@ -194,7 +195,7 @@ def draw_files(
         except OSError as e:
             yield Drawn(path, problem=e.strerror or str(e))
             continue
-        fmt, problem = imagefile.check(encoded[:16], encoded[-64:], len(encoded))
+        fmt, problem = imagefile.check(encoded, max_image_pixels)
         if problem is None and fmt not in imagefile.DECODABLE_FORMATS:
             problem = f"{fmt} images are not supported"
         if problem is not None:

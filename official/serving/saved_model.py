@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from official import atomic
-from official.data import preprocess
+from official.data import imagefile, preprocess
 from official.errors import UserError
 from official.models import heads
 
@@ -64,11 +64,14 @@ def _contains(haystack: tf.Tensor, needle: bytes) -> tf.Tensor:
     return tf.reduce_any(tf.reduce_all(tf.equal(windows, list(needle)), axis=1))
 
 
-def check_image_bytes(encoded: tf.Tensor, index: tf.Tensor) -> tf.Operation:
+def check_image_bytes(
+    encoded: tf.Tensor, index: tf.Tensor, max_pixels: int = imagefile.MAX_IMAGE_PIXELS
+) -> tf.Operation:
     """An assertion that fails with InvalidArgument naming what is wrong with image `index`.
 
-    Empty input, bytes of no supported format, and JPEG/PNG files cut short (no end-of-image
-    marker / IEND chunk near the end) are reported before the decoders give vaguer errors.
+    Empty input, bytes of no supported format, JPEG/PNG files cut short (no end-of-image
+    marker / IEND chunk near the end) and images whose header claims more than `max_pixels`
+    pixels are reported before the decoders give vaguer errors (or decode a bomb).
     """
     length = tf.strings.length(encoded)
     prefix = tf.strings.join([f"{BYTES_INPUT}[", tf.strings.as_string(index), "]: "])
@@ -98,7 +101,18 @@ def check_image_bytes(encoded: tf.Tensor, index: tf.Tensor) -> tf.Operation:
         ],
         default=lambda: tf.constant(""),
     )
-    return tf.debugging.Assert(tf.equal(problem, ""), [prefix + problem])
+    readable = tf.debugging.Assert(tf.equal(problem, ""), [prefix + problem])
+    with tf.control_dependencies([readable]):  # The header is read only from a whole image.
+        pixels = preprocess.header_pixels(encoded)
+        return tf.debugging.Assert(
+            pixels <= max_pixels,
+            [
+                prefix
+                + tf.strings.as_string(pixels)
+                + f" pixels in its header, above the limit of {max_pixels:,} "
+                + "(a decompression bomb?)"
+            ],
+        )
 
 
 class ServingModule(tf.Module):
@@ -109,6 +123,7 @@ class ServingModule(tf.Module):
       labels_path: the run's labels.txt (one class name per line, in label order).
       geometry: the model's evaluation preprocessing.
       top_k: classes returned by `serve`.
+      max_image_pixels: larger images (by their header) fail their request.
     """
 
     def __init__(
@@ -118,6 +133,7 @@ class ServingModule(tf.Module):
         labels_path: str,
         geometry: preprocess.Geometry,
         top_k: int = DEFAULT_TOP_K,
+        max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS,
     ):
         super().__init__(name="serving")
         # Only the raw tf.Variables are tracked (see the module docstring); the Keras model
@@ -143,22 +159,28 @@ class ServingModule(tf.Module):
 
         def prepare(args):
             encoded, index = args
-            with tf.control_dependencies([check_image_bytes(encoded, index)]):
+            with tf.control_dependencies([check_image_bytes(encoded, index, max_image_pixels)]):
                 return preprocess.eval_image(encoded, geometry)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
         def serve(image_bytes):
-            images = tf.map_fn(
-                prepare,
-                (image_bytes, tf.range(tf.shape(image_bytes)[0])),
-                fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
-            )
-            probabilities = tf.nn.softmax(logits(tf.cast(images, tf.float32)))
-            top = tf.math.top_k(probabilities, k=k)
+            def classify():
+                images = tf.map_fn(
+                    prepare,
+                    (image_bytes, tf.range(tf.shape(image_bytes)[0])),
+                    fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+                )
+                top = tf.math.top_k(tf.nn.softmax(logits(tf.cast(images, tf.float32))), k=k)
+                return top.indices, top.values
+
+            def nothing():  # An empty request gets an empty answer, not a kernel error.
+                return tf.zeros([0, k], tf.int32), tf.zeros([0, k], tf.float32)
+
+            classes, probabilities = tf.cond(tf.size(image_bytes) > 0, classify, nothing)
             return {
-                "classes": top.indices,
-                "probabilities": top.values,
-                "class_names": self.class_names.lookup(tf.cast(top.indices, tf.int64)),
+                "classes": classes,
+                "probabilities": probabilities,
+                "class_names": self.class_names.lookup(tf.cast(classes, tf.int64)),
             }
 
         @tf.function(
@@ -260,11 +282,18 @@ def export_saved_model(
     metadata: dict,
     version: int | None = None,
     top_k: int = DEFAULT_TOP_K,
+    max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS,
 ) -> str:
     """Writes `export_dir/<version>/` (saved_model.pb, variables/, assets/labels.txt,
     assets.extra/{tf_serving_warmup_requests, export.json}) and returns its path."""
     with new_version(export_dir, version) as (temporary, final):
-        module = ServingModule(model, labels_path=labels_path, geometry=geometry, top_k=top_k)
+        module = ServingModule(
+            model,
+            labels_path=labels_path,
+            geometry=geometry,
+            top_k=top_k,
+            max_image_pixels=max_image_pixels,
+        )
         save_module(module, temporary)
         extra = os.path.join(temporary, os.path.dirname(WARMUP_FILE))
         os.makedirs(extra, exist_ok=True)
@@ -292,11 +321,28 @@ def resolve_saved_model(path: str) -> str:
     raise ExportError(f"--export_dir={path}: no saved_model.pb in it or in a version directory")
 
 
+def load(path: str, flag: str = "--export_dir"):
+    """tf.saved_model.load, with a damaged export (a truncated saved_model.pb, missing or
+    corrupt variables) reported in one line.
+
+    Raises:
+      ExportError: the directory does not hold a loadable SavedModel.
+    """
+    try:
+        return tf.saved_model.load(path)
+    except Exception as e:  # noqa: BLE001 - protobuf, OS and TensorFlow errors alike.
+        reason = describe_error(e) if str(e).strip() else type(e).__name__
+        raise ExportError(f"{flag}={path}: not a loadable SavedModel ({reason})") from None
+
+
 def load_classifier(export_dir: str):
     """The `serving_default` signature of an export: a version directory, or the base
     directory for its newest version."""
     path = resolve_saved_model(export_dir)
-    return tf.saved_model.load(path).signatures[SERVING_SIGNATURE]
+    loaded = load(path)
+    if SERVING_SIGNATURE not in loaded.signatures:
+        raise ExportError(f"--export_dir={path}: no {SERVING_SIGNATURE} signature")
+    return loaded.signatures[SERVING_SIGNATURE]
 
 
 def describe_error(error: Exception) -> str:
@@ -307,5 +353,7 @@ def describe_error(error: Exception) -> str:
     if match:
         return match.group(1).strip()
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    useful = [line for line in lines if "Graph execution error" not in line]
+    # TensorFlow wraps the decoder's own words in where it happened: skip those lines.
+    context = ("Graph execution error", "Detected at node", "<stack traces", "File ", "[[")
+    useful = [line for line in lines if not line.startswith(context)]
     return (useful or lines or ["unknown error"])[0]

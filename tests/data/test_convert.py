@@ -32,6 +32,7 @@ from official.data import (
     pipeline,
     preprocess,
     sources,
+    tfrecord,
     verify,
 )
 
@@ -314,3 +315,54 @@ def test_sigkill_mid_run_then_rerun_gives_identical_files(tmp_path, repo):
     rerun = _cli(*flags, cwd=repo)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert digests(out) == digests(reference)  # Shards, labels.json and manifest.json.
+
+
+def test_decompression_bombs_are_skipped_from_their_header(tmp_path):
+    from helpers import bomb_png
+
+    make_tree(tmp_path / "raw", per_class=2)
+    (tmp_path / "raw" / "train" / SYNSETS[0] / "bomb.png").write_bytes(bomb_png())
+    summary = convert.convert(str(tmp_path / "raw"), str(tmp_path / "out"), num_workers=1)
+    skipped = dict(summary.skipped)
+    assert skipped[f"train/{SYNSETS[0]}/bomb.png"].startswith("20000x20000 pixels, above the limit")
+    assert summary.records["train"] == 6
+
+
+def test_a_full_disk_leaves_no_partial_shard_and_the_rerun_resumes(tmp_path, monkeypatch):
+    import errno
+
+    from official.data import shards
+
+    make_tree(tmp_path / "raw", per_class=2)
+    out = tmp_path / "out"
+    frame, written = tfrecord.frame, []
+
+    def fill_the_disk(data):
+        if len(written) == 8:  # Two shards complete, the third one fills the disk.
+            raise OSError(errno.ENOSPC, "No space left on device", str(out / ".tmp-x"))
+        written.append(data)
+        return frame(data)
+
+    monkeypatch.setattr(shards.tfrecord, "frame", fill_the_disk)
+    with pytest.raises(convert.ConversionIOError, match="the disk is full; the finished shards"):
+        convert.convert(str(tmp_path / "raw"), str(out), num_workers=1, train_shards=2)
+    assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]
+    monkeypatch.setattr(shards.tfrecord, "frame", frame)
+    summary = convert.convert(str(tmp_path / "raw"), str(out), num_workers=1, train_shards=2)
+    assert summary.shards_reused >= 1 and summary.records == {"train": 6, "validation": 6}
+
+
+def test_the_reference_converters_own_command_works_as_written(tmp_path, repo):
+    """tensorflow/tpu imagenet_to_gcs.py's documented local command, unchanged: the same
+    labels (1..K), one flat directory; an upload is refused in one line."""
+    make_tree(tmp_path / "raw", per_class=2)
+    raw, out = tmp_path / "raw", tmp_path / "scratch"
+    result = _cli(f"--raw_data_dir={raw}", f"--local_scratch_dir={out}", "--nogcs_upload", cwd=repo)
+    assert result.returncode == 0, result.stderr[-2000:]
+    labels = json.loads((out / "labels.json").read_text())
+    assert labels["label_offset"] == 1
+    assert sorted({r.label for r in read_output(out)["train"]}) == [1, 2, 3]
+    for upload in (["--gcs_upload", "--project=p"], ["--gcs_output_path=gs://bucket/imagenet"]):
+        refused = _cli(f"--raw_data_dir={raw}", f"--local_scratch_dir={out}", *upload, cwd=repo)
+        errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+        assert refused.returncode == 2 and len(errors) == 1 and "writes locally" in errors[0]

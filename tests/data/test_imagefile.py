@@ -24,7 +24,7 @@ def test_sniff_by_content(fmt, expected):
 
 
 def _check(data: bytes):
-    return imagefile.check(data[:16], data[-64:], len(data))
+    return imagefile.check(data)
 
 
 def test_complete_files_pass():
@@ -66,3 +66,23 @@ def test_jpeg_header_reads_size_and_components_without_decoding(mode, components
         imagefile.jpeg_header(data[:20])
     with pytest.raises(ValueError, match="start-of-image"):
         imagefile.jpeg_header(_encode("PNG"))
+
+
+def test_decompression_bombs_are_refused_from_their_header(tmp_path):
+    from helpers import bomb_png
+
+    bomb = bomb_png()
+    assert len(bomb) < 100  # A few bytes that claim 400 million pixels.
+    expected = "20000x20000 pixels, above the limit of 89,478,485"
+    assert imagefile.check(bomb) == ("png", expected + " (a decompression bomb?)")
+    (tmp_path / "bomb.png").write_bytes(bomb)
+    assert expected in imagefile.check_file(tmp_path / "bomb.png")[1]
+    assert imagefile.check_file(tmp_path / "bomb.png", max_pixels=400_000_000) == ("png", None)
+    # JPEG: the frame header is found past a 60 KB application segment by seeking.
+    jpeg = io.BytesIO()
+    Image.fromarray(np.zeros((30, 41, 3), np.uint8)).save(jpeg, format="JPEG")
+    data = jpeg.getvalue()
+    padded = data[:2] + b"\xff\xe1" + (60_002).to_bytes(2, "big") + bytes(60_000) + data[2:]
+    (tmp_path / "padded.jpg").write_bytes(padded)
+    assert imagefile.check_file(tmp_path / "padded.jpg", max_pixels=30 * 41) == ("jpeg", None)
+    assert "41x30 pixels" in imagefile.check_file(tmp_path / "padded.jpg", max_pixels=30 * 40)[1]

@@ -265,3 +265,15 @@ def test_tfds_missing_says_how_to_install(monkeypatch):
 def test_tfds_unknown_dataset_is_named(tiny_tfds):
     with pytest.raises(sources.DataError, match="tfds:no_such_dataset"):
         sources.open_source("tfds:no_such_dataset", tfds_data_dir=tiny_tfds)
+
+
+def test_folder_source_skips_decompression_bombs_by_name(tree):
+    from helpers import bomb_png
+
+    (tree / "train" / "cat" / "bomb.png").write_bytes(bomb_png())
+    skipped = dict(sources.open_source(f"folder:{tree}").skipped)
+    assert skipped[str(tree / "train" / "cat" / "bomb.png")].startswith(
+        "20000x20000 pixels, above the limit of 89,478,485"
+    )
+    allowed = sources.open_source(f"folder:{tree}", max_image_pixels=400_000_000)
+    assert str(tree / "train" / "cat" / "bomb.png") not in dict(allowed.skipped)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import digit_pixels, encode, run_module
+from helpers import bomb_png, digit_pixels, encode, run_module
 from PIL import Image
 
 from official.evaluation import cam
@@ -94,12 +94,20 @@ def test_cam_command_writes_overlays_and_names_bad_files(trained_run, tmp_path):
     good.write_bytes(encode(digit_pixels(4, size=(40, 40)), "PNG"))
     cut = tmp_path / "cut.png"
     cut.write_bytes(good.read_bytes()[:50])
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png())
     out = tmp_path / "cam"
     result = run_module(
-        "official.cam", f"--model_dir={trained_run}", f"--output_dir={out}", str(good), str(cut)
+        "official.cam",
+        f"--model_dir={trained_run}",
+        f"--output_dir={out}",
+        str(good),
+        str(cut),
+        str(bomb),
     )
     assert result.returncode == 1, result.stderr[-3000:]
     assert f"error: {cut}: truncated PNG (no IEND chunk)" in result.stderr
+    assert f"error: {bomb}: 20000x20000 pixels, above the limit of 89,478,485" in result.stderr
     written = out / "four_cam.png"
     assert f"-> {written}" in result.stdout
     with Image.open(written) as picture:

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import digit_pixels, encode
+from helpers import bomb_png, digit_pixels, encode
 
 from official import evaluate_lib, export_lib, runs
 from official.serving import saved_model as serving
@@ -127,6 +127,10 @@ def test_bad_bytes_fail_with_a_reason_and_the_next_request_succeeds(version_dir)
         **BAD_INPUTS,
         "cut jpeg": (_cut(good), "truncated JPEG (no end-of-image marker)"),
         "cut png": (_cut(png), "truncated PNG (no IEND chunk)"),
+        "bomb": (
+            bomb_png(),
+            "400000000 pixels in its header, above the limit of 89,478,485 (a decompression bomb?)",
+        ),
     }
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
         bundle = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(version_dir))
@@ -203,3 +207,35 @@ def test_export_holds_the_ema_weights_when_the_run_kept_them(version_dir, traine
     raw, *_ = runs.load_trained_model(str(trained_run), ema=False)
     np.testing.assert_allclose(logits, average(images, training=False), atol=1e-5)
     assert np.abs(logits - raw(images, training=False).numpy()).max() > 1e-3
+
+
+def test_an_empty_request_gets_an_empty_answer(version_dir):
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    outputs = serve(image_bytes=tf.constant([], tf.string))
+    assert outputs["classes"].shape == (0, 5) and outputs["class_names"].shape == (0, 5)
+
+
+def test_a_decoder_failure_says_why_in_one_line(version_dir):
+    png = bytearray(encode(digit_pixels(1), "PNG"))
+    png[40] ^= 0xFF  # Damaged image data behind an intact signature and IEND.
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        serve(image_bytes=tf.constant([bytes(png)]))
+    reason = serving.describe_error(error.value)
+    assert reason.startswith("Invalid PNG") or "CRC" in reason, reason
+    assert "Detected at node" not in reason and "\n" not in reason
+
+
+@pytest.mark.parametrize("damage", ["saved_model.pb", "variables"])
+def test_a_damaged_export_is_one_line(version_dir, tmp_path, damage):
+    copy = tmp_path / "export" / "1"
+    shutil.copytree(version_dir, copy)
+    (target,) = (
+        [copy / "saved_model.pb"] if damage == "saved_model.pb" else (copy / damage).glob("*.data*")
+    )
+    with open(target, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(
+        serving.ExportError, match=f"--export_dir={copy}: not a loadable SavedModel"
+    ):
+        serving.load_classifier(str(tmp_path / "export"))
