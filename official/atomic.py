@@ -60,9 +60,10 @@ def open_file(path: str, mode: str = "w", *, fsync: bool = False) -> Iterator[IO
         as TFRecord shards whose completion a manifest records).
     """
     temporary = temporary_name(path)
-    encoding = None if "b" in mode else "utf-8"
+    # Text is UTF-8; names from a file system that are not (surrogate escapes) keep their bytes.
+    text = {"encoding": "utf-8", "errors": "surrogateescape"} if "b" not in mode else {}
     try:
-        with open(temporary, mode, encoding=encoding) as f:
+        with open(temporary, mode, **text) as f:
             yield f
             if fsync:
                 f.flush()

@@ -108,6 +108,9 @@ class DataConfig:
     # decompression bombs: skipped and named by the folder source, an error for the serving
     # signature (and so predict) and CAM. The converter has its own --max_image_pixels.
     max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS
+    # A TFRecord that is not a well-formed Example: "skip" it (named in the log, counted in
+    # metrics.json) or "fail" with one line naming its shard and index. Evaluation always fails.
+    bad_records: str = "skip"
 
 
 @dataclasses.dataclass
@@ -242,7 +245,7 @@ def choices() -> dict[str, tuple[str, ...]]:
 
     Data fields may also be "" (the model's reference, or off).
     """
-    from official.data import balance, preprocess
+    from official.data import balance, preprocess, sources
     from official.training import optimizers, precision, schedules, strategy
 
     return {
@@ -250,6 +253,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "data.interpolation": preprocess.INTERPOLATIONS,
         "data.class_weights": balance.WEIGHTINGS,
         "data.resample": balance.RESAMPLINGS,
+        "data.bad_records": sources.BAD_RECORDS,
         "train.optimizer": optimizers.OPTIMIZERS,
         "train.second_stage_optimizer": optimizers.OPTIMIZERS,
         "train.lr_schedule": schedules.SCHEDULES,

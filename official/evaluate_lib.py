@@ -111,7 +111,8 @@ def checkpoint_step(checkpoint: str | None) -> int:
 
 def open_source(spec: str, config: config_lib.Config, class_names: list[str]) -> sources.Source:
     """The data source, checked to have the run's classes in the same order."""
-    source = runs.open_source(config, spec)
+    # An evaluation over some of the examples would not be the evaluation asked for.
+    source = runs.open_source(config, spec, bad_records="fail")
     if list(source.info.class_names) != list(class_names):
         raise sources.DataError(
             f"--source={spec}: its classes ({', '.join(source.info.class_names[:5])}, ...) "
@@ -199,6 +200,30 @@ def _model_posteriors(model, spec, options, source, batch_size, geometry, scales
     )
 
 
+def _posteriors(model_dir, options, members, source, batch_size, geometry, scales, settings):
+    """(probabilities, labels, the Keras model or None, its checkpoint or None) of the asked
+    evaluation: a TFLite file, an ensemble, or the run's model in a mode."""
+    if options.tflite:
+        settings["tflite"] = os.path.abspath(options.tflite)
+        return (
+            *_tflite_posteriors(options.tflite, source, options.split, batch_size, geometry),
+            None,
+            None,
+        )
+    if options.mode == "ensemble":
+        class_names = list(source.info.class_names)
+        probabilities, labels, settings["members"] = _ensemble_posteriors(
+            members, source, options.split, batch_size, class_names
+        )
+        return probabilities, labels, None, None
+    model, config, _, checkpoint = runs.load_trained_model(model_dir, checkpoint=options.checkpoint)
+    spec = registry.get(config.model.name)
+    probabilities, labels = _model_posteriors(
+        model, spec, options, source, batch_size, geometry, scales, settings
+    )
+    return probabilities, labels, model, checkpoint
+
+
 def run(model_dir: str | None, options: Options) -> dict:
     """Evaluates a run (or an ensemble of runs) and writes the results.
 
@@ -218,23 +243,9 @@ def run(model_dir: str | None, options: Options) -> dict:
     geometry = runs.geometry(config)
     scales = default_scales(options, geometry)
     settings = dataclasses.asdict(geometry)
-    model, checkpoint = None, None
-    if options.tflite:
-        probabilities, labels = _tflite_posteriors(
-            options.tflite, source, options.split, batch_size, geometry
-        )
-        settings["tflite"] = os.path.abspath(options.tflite)
-    elif options.mode == "ensemble":
-        probabilities, labels, settings["members"] = _ensemble_posteriors(
-            members, source, options.split, batch_size, class_names
-        )
-    else:
-        model, config, _, checkpoint = runs.load_trained_model(
-            model_dir, checkpoint=options.checkpoint
-        )
-        spec = registry.get(config.model.name)
-        probabilities, labels = _model_posteriors(
-            model, spec, options, source, batch_size, geometry, scales, settings
+    with sources.reading(source):
+        probabilities, labels, model, checkpoint = _posteriors(
+            model_dir, options, members, source, batch_size, geometry, scales, settings
         )
 
     name = result_name(options, checkpoint, scales)

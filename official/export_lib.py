@@ -47,7 +47,8 @@ def calibration_images(config: config_lib.Config, count: int, seed: int = 0) -> 
     images = source.encoded(examples).map(
         lambda encoded, label: preprocess.eval_image(encoded, geometry)
     )
-    return [image[None].astype(np.float32) for image in images.as_numpy_iterator()]
+    with sources.reading(source):
+        return [image[None].astype(np.float32) for image in images.as_numpy_iterator()]
 
 
 def export(

@@ -210,7 +210,7 @@ def read_labels(model_dir: str) -> list[str]:
     if not os.path.isfile(path):
         raise config_lib.ConfigError(f"--model_dir={model_dir}: no {path}")
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
             return [line.rstrip("\n") for line in f if line.strip()]
     except (OSError, UnicodeDecodeError) as e:
         raise config_lib.ConfigError(f"{path}: unreadable ({e})") from None
@@ -550,9 +550,11 @@ def build_model(config: config_lib.Config) -> keras.Model:
         raise config_lib.ConfigError(f"--config.model.name={spec.name}: {e}") from e
 
 
-def open_source(config: config_lib.Config, location: str = "") -> sources.Source:
+def open_source(
+    config: config_lib.Config, location: str = "", bad_records: str = ""
+) -> sources.Source:
     """The data source a config names (or `location`, a `--config.data.source` value, instead),
-    with the config's synthetic and TFDS settings."""
+    with the config's settings (synthetic, TFDS, pixel limit, `bad_records` unless given)."""
     data = config.data
     return sources.open_source(
         location or data.source,
@@ -561,6 +563,7 @@ def open_source(config: config_lib.Config, location: str = "") -> sources.Source
         tfds_data_dir=data.tfds_data_dir,
         tfds_manual_dir=data.tfds_manual_dir,
         max_image_pixels=data.max_image_pixels,
+        bad_records=bad_records or data.bad_records,
     )
 
 

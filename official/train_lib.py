@@ -95,9 +95,11 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
         writer = summaries.Summaries(model_dir, enabled=chief)
         if not resumed:
             _initialize(config, trainer, initial, writer, make_dataset)
-        result = _fit(config, derived, trainer, make_dataset, checkpointer, writer, plateau)
+        with sources.reading(source):
+            result = _fit(config, derived, trainer, make_dataset, checkpointer, writer, plateau)
         writer.close()
-        return _finish(model_dir, strategy, trainer, derived, result, time.monotonic() - start)
+        seconds = time.monotonic() - start
+        return _finish(model_dir, strategy, trainer, derived, result, source, seconds)
 
 
 # ------------------------------------------------------------------------------- phases
@@ -606,8 +608,9 @@ def _fit(config, derived, trainer, make_dataset, checkpointer, writer, plateau) 
     )
 
 
-def _finish(model_dir, strategy, trainer, derived, result: dict, seconds: float) -> dict:
-    """metrics.json, and the lines that tell the user where everything is."""
+def _finish(model_dir, strategy, trainer, derived, result: dict, source, seconds: float) -> dict:
+    """metrics.json, and the lines that tell the user where everything is (and what the data
+    source left out: unreadable files, damaged records)."""
     fingerprint = loop.weights_fingerprint(trainer.model)
     logging.info("final weights fingerprint %s (step %d)", fingerprint, trainer.current_step)
     metrics = {
@@ -621,6 +624,7 @@ def _finish(model_dir, strategy, trainer, derived, result: dict, seconds: float)
         "best_top1": float(trainer.best_top1.numpy()),
         "weights_fingerprint": fingerprint,
         "wall_seconds": seconds,
+        "skipped_examples": len(source.skipped),
     }
     if strategy_lib.is_chief(strategy):
         metrics_path = runs.save_metrics(model_dir, metrics)
@@ -634,4 +638,7 @@ def _finish(model_dir, strategy, trainer, derived, result: dict, seconds: float)
         print(f"tensorboard:  tensorboard --logdir {model_dir}")
         print(f"config:       {os.path.join(model_dir, runs.CONFIG_FILE)}")
         print(f"metrics:      {metrics_path}")
+        if source.skipped:
+            where, why = source.skipped[0]
+            print(f"skipped:      {len(source.skipped)} examples (first: {where}: {why})")
     return metrics

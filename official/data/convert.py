@@ -397,7 +397,7 @@ def _write_labels(plan: layout.Plan, output_dir: str, settings: dict, written: l
         shards=shard_count,
         shards_written=0,
         shards_reused=0,
-        skipped=sorted(skipped),
+        skipped=sorted(skipped + list(plan.unreadable)),
         reencoded=sorted(reencoded),
         images_converted=0,
         seconds=0.0,

@@ -9,6 +9,7 @@ folders, or one class-per-folder tree split with a validation fraction.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import pathlib
 
@@ -45,19 +46,42 @@ class Plan:
     classes: tuple[str, ...]
     names: tuple[str, ...]
     splits: dict[str, tuple[tuple[str, int], ...]]
+    unreadable: tuple[tuple[str, str], ...] = ()  # (path relative to root, reason): left out.
+
+
+def _scan(directory: str, unreadable: list | None = None) -> tuple[list[str], list[str]]:
+    """(sorted sub-directory names, sorted names of files whose extension may hold an image).
+
+    Names are taken as the file system gives them (not UTF-8 ones too: Python keeps their
+    bytes as surrogate escapes). An entry that cannot even be inspected (a symbolic link loop,
+    a link to nowhere with an image extension, no permission) is left out and added to
+    `unreadable` as (path, reason).
+    """
+    folders, files = [], []
+    for entry in os.scandir(directory):
+        image = os.path.splitext(entry.name)[1].lower() in imagefile.IMAGE_EXTENSIONS
+        try:
+            if entry.is_dir():
+                if not entry.name.startswith("."):
+                    folders.append(entry.name)
+            elif entry.is_file():
+                if image:
+                    files.append(entry.name)
+            elif image and entry.is_symlink():
+                raise OSError(errno.ENOENT, "symbolic link to nothing")
+        except OSError as e:
+            if unreadable is not None:
+                unreadable.append((entry.path, e.strerror or str(e)))
+    return sorted(folders), sorted(files)
 
 
 def _subdirs(directory: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and e.name[0] != ".")
+    return _scan(directory)[0]
 
 
-def _image_files(directory: str) -> list[str]:
+def _image_files(directory: str, unreadable: list | None = None) -> list[str]:
     """Sorted names of the files in `directory` whose extension may hold an image."""
-    return sorted(
-        e.name
-        for e in os.scandir(directory)
-        if e.is_file() and os.path.splitext(e.name)[1].lower() in imagefile.IMAGE_EXTENSIONS
-    )
+    return _scan(directory, unreadable)[1]
 
 
 def dataset_name(classes: tuple[str, ...]) -> str:
@@ -157,7 +181,8 @@ def discover(
     if not classes:
         raise ConversionError(f"{tree}: no class folders (expected {tree}/<class>/<image>)")
     index = {name: i for i, name in enumerate(classes)}
-    train = _listing(root, tree, classes, index)
+    unreadable: list[tuple[str, str]] = []
+    train = _listing(root, tree, classes, index, unreadable)
     if not train:
         raise ConversionError(
             f"{tree}: no image files in the class folders "
@@ -169,7 +194,9 @@ def discover(
                 f"--validation_fraction={validation_fraction}: {val_dir} exists; the fraction "
                 "applies only to trees without a validation folder"
             )
-        layout, validation = _validation_folder(root, tree, val_dir, index, validation_labels)
+        layout, validation = _validation_folder(
+            root, tree, val_dir, index, validation_labels, unreadable
+        )
     elif validation_fraction > 0:
         layout = f"one tree, {validation_fraction:g} of every class held out (seed {seed})"
         held_out = stratified_split(
@@ -193,25 +220,27 @@ def discover(
         classes=classes,
         names=tuple(known.get(name, name) for name in classes),
         splits={TRAIN: tuple(train), VALIDATION: tuple(validation)},
+        unreadable=tuple((os.path.relpath(path, root), why) for path, why in unreadable),
     )
 
 
-def _listing(root: str, directory: str, class_names, index: dict) -> list[tuple[str, int]]:
+def _listing(
+    root: str, directory: str, class_names, index: dict, unreadable: list
+) -> list[tuple[str, int]]:
     """(path relative to root, label) of the images in `directory/<class>/` folders."""
     return [
         (os.path.relpath(os.path.join(directory, name, f), root), index[name])
         for name in class_names
-        for f in _image_files(os.path.join(directory, name))
+        for f in _image_files(os.path.join(directory, name), unreadable)
     ]
 
 
 def _validation_folder(
-    root: str, tree: str, val_dir: str, index: dict, labels_file: str
+    root: str, tree: str, val_dir: str, index: dict, labels_file: str, unreadable: list
 ) -> tuple[str, list[tuple[str, int]]]:
     """(layout name, examples) of a validation folder: class folders, or loose images labelled
     by a labels file (tensorflow/tpu's ImageNet layout)."""
-    val_classes = _subdirs(val_dir)
-    flat_files = _image_files(val_dir)
+    val_classes, flat_files = _scan(val_dir, unreadable)
     if val_classes and flat_files:
         raise ConversionError(
             f"{val_dir}: holds both class folders and loose images ({flat_files[0]}); "
@@ -225,7 +254,7 @@ def _validation_folder(
                 f"{os.path.join(val_dir, unknown[0])}: class {unknown[0]!r} has no folder "
                 f"in {tree}{more}"
             )
-        validation = _listing(root, val_dir, val_classes, index)
+        validation = _listing(root, val_dir, val_classes, index, unreadable)
         layout = "validation/<class>/ folders"
     else:
         labels_path = _flat_validation_labels(root, val_dir, len(flat_files), labels_file)

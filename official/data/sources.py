@@ -17,6 +17,7 @@ decoding, augmenting, batching — is the same for every source (official/data/p
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import json
 import os
@@ -32,6 +33,13 @@ from official.errors import UserError
 
 _VALIDATION_DIR_NAMES = ("validation", "val")
 TFDS_INSTALL_HINT = 'pip install "cnn-repro[tfds]"'
+# What the TFRecord source does with a record that is not a well-formed Example.
+BAD_RECORDS = ("skip", "fail")
+_DAMAGED = "damaged record:"
+# A well-formed record that stands in for a damaged one inside a parse batch.
+_STAND_IN_RECORD = tfrecord.encode(
+    tfrecord.ImageRecord(encoded=b"", label=0, synset="", text="", height=0, width=0, filename="")
+)
 # TFRecords are parsed in batches of this many records (order unchanged).
 _PARSE_BATCH = 64
 
@@ -60,7 +68,17 @@ class DatasetInfo:
 
 
 class Source(abc.ABC):
-    """The interface every data source implements."""
+    """The interface every data source implements.
+
+    Attributes:
+      skipped: (where, why) of every example the source left out: files at listing, records
+        while reading (reported at the end of training).
+    """
+
+    skipped: list[tuple[str, str]]
+
+    def __init__(self):
+        self.skipped = []
 
     @property
     @abc.abstractmethod
@@ -101,6 +119,24 @@ class Source(abc.ABC):
         """The file of every example of `split` in evaluation order, when the source has files."""
         del split
         return None
+
+    def explain(self, error: Exception) -> DataError | None:
+        """The one-line account of an error raised while reading this source's examples (a
+        damaged file), or None when the error is not about the data."""
+        del error
+        return None
+
+
+@contextlib.contextmanager
+def reading(source: Source):
+    """Turns an error that reading `source` raised into the source's one-line account of it."""
+    try:
+        yield
+    except tf.errors.OpError as e:
+        explained = source.explain(e)
+        if explained is None:
+            raise
+        raise explained from None
 
 
 def _shard(ds: tf.data.Dataset, input_context) -> tf.data.Dataset:
@@ -179,6 +215,7 @@ class FolderSource(Source):
     """
 
     def __init__(self, root: str, max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS):
+        super().__init__()
         self.max_image_pixels = max_image_pixels
         if not os.path.isdir(root):
             raise DataError(f"--config.data.source=folder:{root}: no such directory")
@@ -201,7 +238,6 @@ class FolderSource(Source):
         if not class_names:
             raise DataError(f"folder:{root}: {split_dirs[TRAIN]} has no class folders")
         self.class_names = tuple(class_names)
-        self.skipped: list[tuple[str, str]] = []
         self.splits = {name: self._list(name, path) for name, path in split_dirs.items()}
         if self.skipped:
             shown = "\n".join(f"  {path}: {reason}" for path, reason in self.skipped[:20])
@@ -223,6 +259,8 @@ class FolderSource(Source):
             for file_name in sorted(os.listdir(class_dir)):
                 path = os.path.join(class_dir, file_name)
                 if not os.path.isfile(path):
+                    if os.path.islink(path) and not os.path.exists(path):
+                        self.skipped.append((path, "symbolic link to nothing, or a loop"))
                     continue
                 fmt, problem = imagefile.check_file(path, self.max_image_pixels)
                 if problem is None and fmt not in imagefile.DECODABLE_FORMATS:
@@ -262,7 +300,10 @@ class FolderSource(Source):
         del deterministic  # The listing is in memory: its order is always reproducible.
         data = self.splits[split]
         ds = tf.data.Dataset.from_tensor_slices(
-            (tf.constant(data.paths), tf.constant(data.labels, dtype=tf.int32))
+            (
+                tf.constant([os.fsencode(path) for path in data.paths]),
+                tf.constant(data.labels, dtype=tf.int32),
+            )
         )
         ds = _shard(ds, input_context)
         if shuffle:
@@ -280,16 +321,34 @@ class FolderSource(Source):
         return list(self.splits[split].paths)
 
 
+def _read_json(path: str, what: str) -> dict:
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise DataError(f"{path}: not a readable {what} ({str(e).splitlines()[0][:120]})") from None
+
+
 class TFRecordSource(Source):
     """Sharded TFRecords in the format of official/data/tfrecord.py, as the converter writes them.
 
     The class list and the converter's label offset come from labels.json beside the shards,
     the record counts from its manifest.json; labels come out 0-based whatever the offset.
     Paths go through tf.io.gfile, so DIR may be a gs:// bucket too.
+
+    Damaged data is named, never a crash: a local shard whose size differs from the manifest
+    is refused when the source opens; every record is checked on the host by the pure-Python
+    decoder of official/data/tfrecord.py before TensorFlow's parser sees it, and a record
+    that is not a well-formed Example with an image and a label is skipped and listed in
+    `skipped` (`bad_records="skip"`) or stops the reading with its shard and index named
+    ("fail"); a record whose framing checksum fails stops the reading, named by `explain`.
     """
 
-    def __init__(self, location: str):
-        self.location = location
+    def __init__(self, location: str, bad_records: str = "fail"):
+        if bad_records not in BAD_RECORDS:
+            raise ValueError(f"bad_records={bad_records!r}: choose one of {BAD_RECORDS}")
+        super().__init__()
+        self.location, self.bad_records = location, bad_records
         if "{split}" in location:
             directory = os.path.dirname(location)
         elif tf.io.gfile.isdir(location):
@@ -305,16 +364,20 @@ class TFRecordSource(Source):
                 f"tfrecord:{location}: no {labels_path}; point at a directory written by "
                 "tools/imagenet_to_tfrecord.py (rerun it if it was interrupted)"
             )
-        with tf.io.gfile.GFile(labels_path) as f:
-            labels = json.load(f)
-        self.label_offset = int(labels["label_offset"])
-        self.name = labels.get("dataset", "")  # "imagenet2012" for a converted ImageNet
-        self.class_names = tuple(c["synset"] for c in labels["classes"])
+        labels = _read_json(labels_path, "labels file")
         manifest_path = os.path.join(directory, tfrecord.MANIFEST_FILE)
         shards = {}
         if tf.io.gfile.exists(manifest_path):
-            with tf.io.gfile.GFile(manifest_path) as f:
-                shards = json.load(f).get("shards", {})
+            shards = _read_json(manifest_path, "manifest").get("shards", {})
+        try:
+            self.label_offset = int(labels["label_offset"])
+            self.name = labels.get("dataset", "")  # "imagenet2012" for a converted ImageNet
+            self.class_names = tuple(c["synset"] for c in labels["classes"])
+            self._list_shards(location, directory, labels, shards)
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{labels_path}: not this converter's labels file ({e!r})") from None
+
+    def _list_shards(self, location: str, directory: str, labels: dict, shards: dict) -> None:
         self.files, self.counts, self.class_counts = {}, {}, {}
         for split in (TRAIN, VALIDATION):
             if "{split}" in location:
@@ -325,16 +388,32 @@ class TFRecordSource(Source):
             if not files:
                 raise DataError(f"tfrecord:{location}: no {split} shards match {pattern}")
             self.files[split] = tuple(files)
-            self.counts[split] = sum(
-                shards[os.path.basename(f)]["records"]
-                if os.path.basename(f) in shards
-                else int(tf.data.TFRecordDataset(f).reduce(0, lambda n, _: n + 1))
-                for f in files
-            )
+            counts = []
+            for path in files:
+                entry = shards.get(os.path.basename(path))
+                if entry is None:
+                    counts.append(self._count(path))
+                    continue
+                # A truncated or replaced local shard (a stat each; remote ones are not checked).
+                if "://" not in path and os.path.getsize(path) != entry["bytes"]:
+                    raise DataError(
+                        f"tfrecord:{location}: {os.path.basename(path)} has "
+                        f"{os.path.getsize(path):,} bytes, {tfrecord.MANIFEST_FILE} says "
+                        f"{entry['bytes']:,} (truncated or replaced); convert again, or check "
+                        "the shards with the converter's --verify"
+                    )
+                counts.append(entry["records"])
+            self.counts[split] = sum(counts)
             written = labels["splits"].get(split, {})
             # The converter's per-class counts hold for exactly its set of shards.
             if "class_counts" in written and len(files) == written.get("shards"):
                 self.class_counts[split] = tuple(written["class_counts"])
+
+    def _count(self, path: str) -> int:
+        try:
+            return int(tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1))
+        except tf.errors.OpError as e:
+            raise DataError(f"tfrecord:{self.location}: {path}: unreadable ({e.message})") from None
 
     @property
     def info(self) -> DatasetInfo:
@@ -355,7 +434,8 @@ class TFRecordSource(Source):
         input_context: tf.distribute.InputContext | None = None,
         deterministic: bool = True,
     ) -> tf.data.Dataset:
-        """(encoded image, 0-based label) pairs of this pipeline's shards (read_files)."""
+        """(encoded image, 0-based label) pairs of this pipeline's shards (read_files), every
+        record checked before it is parsed."""
         files = self.files[split]
         pipelines = input_context.num_input_pipelines if input_context else 1
         if pipelines > len(files):
@@ -368,24 +448,83 @@ class TFRecordSource(Source):
                 pipelines,
                 pipelines,
             )
-        records = read_files(
-            files,
-            lambda path: tf.data.TFRecordDataset(path, buffer_size=8 << 20),
-            shuffle=shuffle,
-            seed=seed,
-            input_context=input_context,
-            deterministic=deterministic,
-        )
-        offset = self.label_offset
+
+        def records(path):
+            return (
+                tf.data.TFRecordDataset(path, buffer_size=8 << 20)
+                .enumerate()
+                .map(lambda index, record: (record, path, index))
+            )
+
         # One parse op per _PARSE_BATCH records instead of one map call per record; order is
         # unchanged. With the float32 resize (preprocess.resize_uint8) it took the evaluation
         # pipeline from 0.90x to 1.03x keras.utils.image_dataset_from_directory on 2 cores
         # (tools/benchmark_input.py, README "Input-pipeline speed").
         return (
-            records.batch(_PARSE_BATCH)
-            .map(lambda serialized: tfrecord.parse(serialized, offset))
+            read_files(
+                files,
+                records,
+                shuffle=shuffle,
+                seed=seed,
+                input_context=input_context,
+                deterministic=deterministic,
+            )
+            .batch(_PARSE_BATCH)
+            .map(self._checked_parse)
             .unbatch()
         )
+
+    def _checked_parse(self, serialized, paths, indices):
+        """Parses a batch of records after checking each one on the host; the records that
+        fail the check are left out (or stop the reading: `bad_records`)."""
+        keep = tf.numpy_function(self._check, [serialized, paths, indices], tf.bool, stateful=False)
+        keep.set_shape(serialized.shape)
+        # TensorFlow's parser never sees a damaged record: a well-formed stand-in takes its
+        # place, and is dropped with it.
+        encoded, labels = tfrecord.parse(
+            tf.where(keep, serialized, _STAND_IN_RECORD), self.label_offset
+        )
+        return tf.boolean_mask(encoded, keep), tf.boolean_mask(labels, keep)
+
+    def _check(self, serialized, paths, indices) -> np.ndarray:
+        keep = np.ones(len(serialized), dtype=bool)
+        for position, record in enumerate(serialized):
+            problem = tfrecord.check_example(record)
+            if problem is None:
+                continue
+            where = f"{os.path.basename(os.fsdecode(paths[position]))} record {indices[position]}"
+            if self.bad_records == "fail":
+                raise ValueError(f"{_DAMAGED} tfrecord:{self.location}: {where}: {problem}")
+            if (where, problem) not in self.skipped:  # Each epoch meets it again.
+                logging.warning("skipped %s of tfrecord:%s: %s", where, self.location, problem)
+                self.skipped.append((where, problem))
+            keep[position] = False
+        return keep
+
+    def explain(self, error: Exception) -> DataError | None:
+        message = getattr(error, "message", str(error))
+        if _DAMAGED in message:
+            line = message[message.index(_DAMAGED) + len(_DAMAGED) :].splitlines()[0]
+            return DataError(line.strip() + " (--config.data.bad_records=skip skips such records)")
+        if isinstance(error, tf.errors.DataLossError):
+            return DataError(f"tfrecord:{self.location}: {self._find_damage()}")
+        return None
+
+    def _find_damage(self) -> str:
+        """The first shard and record whose framing is damaged (read on the host, after
+        TensorFlow's reader stopped without saying which file)."""
+        for split in (TRAIN, VALIDATION):
+            for path in self.files[split]:
+                try:
+                    with tf.io.gfile.GFile(path, "rb") as f:
+                        for _ in tfrecord.read_records(f):
+                            pass
+                except ValueError as e:
+                    return (
+                        f"{os.path.basename(path)}: {e}; convert that split again, or restore "
+                        "the shard"
+                    )
+        return "a damaged record (TensorFlow: corrupted record); the converter's --verify finds it"
 
 
 def _first_line(error: Exception) -> str:
@@ -416,6 +555,7 @@ class TfdsSource(Source):
     """
 
     def __init__(self, name: str, *, data_dir: str = "", manual_dir: str = ""):
+        super().__init__()
         try:
             import tensorflow_datasets as tfds
         except ImportError as e:
@@ -517,6 +657,7 @@ class SyntheticSource(Source):
     JPEG_QUALITY = 90
 
     def __init__(self, num_classes: int, num_examples: int):
+        super().__init__()
         self.num_classes = num_classes
         self.num_examples = num_examples
 
@@ -566,6 +707,7 @@ def open_source(
     tfds_data_dir: str = "",
     tfds_manual_dir: str = "",
     max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS,
+    bad_records: str = "fail",
 ) -> Source:
     """Parses a `--config.data.source` value into a source object.
 
@@ -578,6 +720,7 @@ def open_source(
         ~/tensorflow_datasets).
       tfds_manual_dir: where manually downloaded files are (ImageNet's tar files).
       max_image_pixels: larger images of a folder source are skipped at listing.
+      bad_records: what a TFRecord source does with a damaged record: "skip" or "fail".
 
     Raises:
       DataError: an unknown kind of source, or one that cannot be read.
@@ -586,7 +729,8 @@ def open_source(
     if kind == "folder" and argument:
         return FolderSource(os.path.expanduser(argument), max_image_pixels)
     if kind == "tfrecord" and argument:
-        return TFRecordSource(argument if "://" in argument else os.path.expanduser(argument))
+        location = argument if "://" in argument else os.path.expanduser(argument)
+        return TFRecordSource(location, bad_records)
     if kind == "tfds" and argument:
         return TfdsSource(
             argument,

@@ -50,6 +50,12 @@ _INT_KEYS = (CHANNELS, LABEL, HEIGHT, WIDTH)
 _BYTES_KEYS = (ENCODED, FORMAT, SYNSET, TEXT, COLORSPACE, FILENAME)
 
 
+def _bytes(text: str) -> bytes:
+    """A name's bytes; names taken from a file system that are not UTF-8 (kept by Python as
+    surrogate escapes) keep their original bytes."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageRecord:
     """One image as stored: the encoded bytes and what the readers need to know about them."""
@@ -68,15 +74,15 @@ class ImageRecord:
     def features(self) -> dict[str, int | bytes]:
         return {
             ENCODED: self.encoded,
-            FORMAT: self.format.encode(),
+            FORMAT: _bytes(self.format),
             LABEL: self.label,
-            SYNSET: self.synset.encode(),
-            TEXT: self.text.encode(),
+            SYNSET: _bytes(self.synset),
+            TEXT: _bytes(self.text),
             HEIGHT: self.height,
             WIDTH: self.width,
             CHANNELS: self.channels,
-            COLORSPACE: self.colorspace.encode(),
-            FILENAME: self.filename.encode(),
+            COLORSPACE: _bytes(self.colorspace),
+            FILENAME: _bytes(self.filename),
         }
 
 
@@ -161,46 +167,93 @@ def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
         elif wire_type in (_I64, _I32):
             width = 8 if wire_type == _I64 else 4
             value, pos = data[pos : pos + width], pos + width
+            if len(value) != width:
+                raise ValueError("truncated protobuf field")
         else:
             raise ValueError(f"unsupported protobuf wire type {wire_type}")
         yield number, wire_type, value
 
 
-def _decode_feature(data: bytes) -> list[int] | list[bytes]:
+def _submessage(value: int | bytes, wire_type: int) -> bytes:
+    """A field this format nests (Features, map entries, lists, names, bytes): it must be
+    length-delimited, whatever damaged bytes claim."""
+    if wire_type != _LEN:
+        raise ValueError(f"protobuf wire type {wire_type} where a message belongs")
+    return value
+
+
+def _expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise ValueError(what)
+
+
+def _decode_feature(data: bytes) -> list[int] | list[bytes] | list[float]:
+    """The values of one tf.train.Feature: bytes_list (1), float_list (2) or int64_list (3).
+
+    As strict as TensorFlow's parser (tensorflow/core/util/example_proto_fast_parsing.cc): any
+    other field, or a value of the wrong wire type, makes the record damaged.
+    """
     values: list = []
-    for kind, _, payload in _fields(data):
-        for number, wire_type, value in _fields(payload):
-            if number != 1:
-                continue
+    for kind, kind_type, payload in _fields(data):
+        _expect(kind in (1, 2, 3), f"unknown feature kind {kind}")
+        for number, wire_type, value in _fields(_submessage(payload, kind_type)):
+            _expect(number == 1, f"unknown field {number} in a value list")
             if kind == 1:  # bytes_list
-                values.append(bytes(value))
-            elif kind == 3 and wire_type == _LEN:  # packed int64_list
+                values.append(bytes(_submessage(value, wire_type)))
+            elif kind == 2 and wire_type == _LEN:  # packed float_list
+                _expect(len(value) % 4 == 0, "packed float list of a wrong length")
+                values += [v for (v,) in struct.iter_unpack("<f", value)]
+            elif kind == 2:  # unpacked float_list
+                _expect(wire_type == _I32, f"protobuf wire type {wire_type} in a float list")
+                values.append(struct.unpack("<f", value)[0])
+            elif wire_type == _LEN:  # packed int64_list
                 pos = 0
                 while pos < len(value):
                     item, pos = _read_varint(value, pos)
                     values.append(item - (1 << 64) if item >= 1 << 63 else item)
-            elif kind == 3:  # unpacked int64_list
+            else:  # unpacked int64_list
+                _expect(wire_type == _VARINT, f"protobuf wire type {wire_type} in an int64 list")
                 values.append(value - (1 << 64) if value >= 1 << 63 else value)
     return values
 
 
 def decode_features(serialized: bytes) -> dict[str, list]:
-    """Every feature of a serialized tf.train.Example: key → list of ints or bytes."""
+    """Every feature of a serialized tf.train.Example: key → list of ints, floats or bytes.
+
+    Raises:
+      ValueError: the bytes are not a well-formed Example (any field of the wrong number or
+        wire type, a truncated or overlong length, a key that is not UTF-8).
+    """
     features: dict[str, list] = {}
-    for number, _, payload in _fields(serialized):
-        if number != 1:
-            continue
-        for entry_number, _, entry in _fields(payload):
-            if entry_number != 1:
-                continue
+    for number, wire_type, payload in _fields(serialized):
+        _expect(number == 1, f"unknown field {number} in an Example")
+        for entry_number, entry_type, entry in _fields(_submessage(payload, wire_type)):
+            _expect(entry_number == 1, f"unknown field {entry_number} in Features")
             key, value = "", b""
-            for part, _, content in _fields(entry):
+            for part, part_type, content in _fields(_submessage(entry, entry_type)):
+                _expect(part in (1, 2), f"unknown field {part} in a feature entry")
                 if part == 1:
-                    key = bytes(content).decode()
-                elif part == 2:
-                    value = bytes(content)
+                    key = bytes(_submessage(content, part_type)).decode()
+                else:
+                    value = bytes(_submessage(content, part_type))
             features[key] = _decode_feature(value)
     return features
+
+
+def check_example(serialized: bytes) -> str | None:
+    """Why a record is not an Example with one encoded image and one integer label (what the
+    input pipeline reads), or None. Never raises: this is the check that damaged records meet
+    before TensorFlow's parser does."""
+    try:
+        features = decode_features(bytes(serialized))
+    except (ValueError, UnicodeDecodeError) as e:
+        return str(e)
+    encoded, label = features.get(ENCODED, []), features.get(LABEL, [])
+    if len(encoded) != 1 or not isinstance(encoded[0], bytes):
+        return f"no single {ENCODED}"
+    if len(label) != 1 or not isinstance(label[0], int):
+        return f"no single integer {LABEL}"
+    return None
 
 
 def decode(serialized: bytes) -> ImageRecord:
@@ -213,7 +266,9 @@ def decode(serialized: bytes) -> ImageRecord:
     missing = [k for k in _INT_KEYS + _BYTES_KEYS if len(features.get(k, ())) != 1]
     if missing:
         raise ValueError(f"record lacks {', '.join(missing)}")
-    text = {k: features[k][0].decode() for k in _BYTES_KEYS if k != ENCODED}
+    text = {
+        k: features[k][0].decode("utf-8", "surrogateescape") for k in _BYTES_KEYS if k != ENCODED
+    }
     return ImageRecord(
         encoded=features[ENCODED][0],
         label=features[LABEL][0],

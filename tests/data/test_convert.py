@@ -366,3 +366,34 @@ def test_the_reference_converters_own_command_works_as_written(tmp_path, repo):
         refused = _cli(f"--raw_data_dir={raw}", f"--local_scratch_dir={out}", *upload, cwd=repo)
         errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
         assert refused.returncode == 2 and len(errors) == 1 and "writes locally" in errors[0]
+
+
+def test_a_damaged_record_is_skipped_in_training_and_stops_an_evaluation(tmp_path, run):
+    make_tree(tmp_path / "raw", per_class=4, validation="folders")
+    out, model_dir = tmp_path / "out", tmp_path / "model"
+    convert.convert(
+        str(tmp_path / "raw"), str(out), num_workers=1, train_shards=1, validation_shards=1
+    )
+    for shard in ("train-00000-of-00001", "validation-00000-of-00001"):
+        with open(out / shard, "rb") as f:
+            records = list(tfrecord.read_records(f))
+        records[1] = records[1][:20] + b"\xff" * 4 + records[1][24:]  # A damaged Example.
+        (out / shard).write_bytes(b"".join(tfrecord.frame(r) for r in records))
+    common = [
+        f"--model_dir={model_dir}",
+        f"--config.data.source=tfrecord:{out}",
+        "--config.model.name=resnet18",
+        "--config.model.width_multiplier=0.125",
+        "--config.data.image_size=32",
+        "--config.train.batch_size=4",
+        "--config.train.epochs=2",
+    ]
+    trained = run("official.train", *common, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["skipped_examples"] == 2 and metrics["eval_examples"] == 5
+    assert "skipped:      2 examples (first: " in trained.stdout
+    evaluated = run("official.evaluate", f"--model_dir={model_dir}")
+    errors = [line for line in evaluated.stderr.splitlines() if line.startswith("error: ")]
+    assert evaluated.returncode == 2 and len(errors) == 1, evaluated.stderr[-3000:]
+    assert "validation-00000-of-00001 record 1: " in errors[0]

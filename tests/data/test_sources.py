@@ -2,6 +2,13 @@
 TFDS and synthetic; sharding between input pipelines; and a source written against the
 interface alone runs through the whole pipeline."""
 
+import io
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -277,3 +284,88 @@ def test_folder_source_skips_decompression_bombs_by_name(tree):
     )
     allowed = sources.open_source(f"folder:{tree}", max_image_pixels=400_000_000)
     assert str(tree / "train" / "cat" / "bomb.png") not in dict(allowed.skipped)
+
+
+_FUZZ = """
+import io, json, os, random, sys
+from dataset_trees import make_tree
+import tensorflow as tf
+from official.data import convert, pipeline, preprocess, sources, tfrecord
+
+root, seed, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+make_tree(__import__("pathlib").Path(root) / "raw", per_class=4, validation="folders")
+out = os.path.join(root, "out")
+convert.convert(os.path.join(root, "raw"), out, num_workers=1, train_shards=1, stream=io.StringIO())
+shard = os.path.join(out, "train-00000-of-00001")
+with open(shard, "rb") as f:
+    good = list(tfrecord.read_records(f))
+rng, records, damaged = random.Random(seed), [], 0
+for i in range(count):
+    record = bytearray(good[i % len(good)])
+    for _ in range(rng.randint(1, 6)):
+        record[rng.randrange(len(record))] = rng.randrange(256)
+    if rng.random() < 0.3:
+        cut = rng.randrange(len(record)); del record[cut:cut + rng.randint(1, 20)]
+    records.append(bytes(record))
+    damaged += tfrecord.check_example(bytes(record)) is not None
+with open(shard, "wb") as f:  # Valid framing around damaged Examples.
+    f.write(b"".join(tfrecord.frame(r) for r in records))
+manifest = json.load(open(os.path.join(out, "manifest.json")))
+manifest["shards"]["train-00000-of-00001"].update(bytes=os.path.getsize(shard), records=count)
+json.dump(manifest, open(os.path.join(out, "manifest.json"), "w"))
+geometry = preprocess.Geometry(16, 0.875, "bilinear")
+source = sources.open_source("tfrecord:" + out, bad_records="skip")
+seen = sum(1 for _ in source.examples("train", shuffle=False, seed=0))
+print("skip", count, damaged, seen, len(source.skipped), source.skipped[0][0])
+failing = sources.open_source("tfrecord:" + out, bad_records="fail")
+try:
+    with sources.reading(failing):
+        for _ in pipeline.build_dataset(failing, split="train", batch_size=8, geometry=geometry):
+            pass
+except sources.DataError as e:
+    print("fail", e)
+"""
+
+
+def test_damaged_records_are_skipped_or_named_and_never_kill_the_process(tmp_path):
+    """Seeded byte mutations of real records, inside valid framing: the reading process never
+    dies; every damaged Example is skipped and named, or stops the reading in one line."""
+    tests = pathlib.Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", _FUZZ, str(tmp_path), "7", "300"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONPATH": f"{tests.parent}:{tests}:{tests / 'data'}"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]  # Negative: killed by a signal.
+    lines = {line.split()[0]: line.split(" ", 1)[1] for line in result.stdout.splitlines()}
+    count, damaged, seen, skipped, *first = lines["skip"].split()
+    assert int(damaged) > 100 and int(skipped) == int(damaged)
+    assert int(seen) == int(count) - int(damaged) and first[:2] == [
+        "train-00000-of-00001",
+        "record",
+    ]
+    assert re.match(
+        r"tfrecord:.*: train-00000-of-00001 record \d+: .*bad_records=skip", lines["fail"]
+    )
+
+
+def test_a_truncated_or_scrambled_shard_is_named(tmp_path):
+    make_tree(tmp_path / "raw", per_class=2, validation="folders")
+    out = tmp_path / "out"
+    convert.convert(str(tmp_path / "raw"), str(out), num_workers=1, stream=io.StringIO())
+    shard = out / "train-00001-of-00006"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+    with pytest.raises(sources.DataError, match="train-00001-of-00006 has .* bytes, manifest"):
+        sources.open_source(f"tfrecord:{out}")
+    scrambled = bytearray(data)
+    scrambled[len(data) // 2] ^= 0xFF  # Same size: only the checksum knows.
+    shard.write_bytes(bytes(scrambled))
+    source = sources.open_source(f"tfrecord:{out}")
+    geometry = preprocess.Geometry(16, 0.875, "bilinear")
+    named = pytest.raises(sources.DataError, match="train-00001-of-00006: record 0: data checksum")
+    with named, sources.reading(source):
+        for _ in pipeline.build_dataset(source, split="train", batch_size=4, geometry=geometry):
+            pass
