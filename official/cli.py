@@ -93,9 +93,19 @@ def define_config_flag():
         _fail_on_flag_error(e)
 
 
+def _print_file_names_as_given() -> None:
+    """File names that are not UTF-8 (legal on Linux, kept by Python as surrogate escapes) are
+    printed as their bytes, as `ls` does, instead of failing the command at its report under a
+    strict UTF-8 locale."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """Parses flags; any mistake (unknown or misspelt flag or field, wrong type, missing
     flagfile) exits with status 2 and one line naming it."""
+    _print_file_names_as_given()
     try:
         return flags.FLAGS(argv)
     except Exception as e:  # noqa: BLE001

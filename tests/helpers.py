@@ -57,3 +57,9 @@ def bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\x00"))
         + chunk(b"IEND", b"")
     )
+
+
+def images_and_labels(dataset) -> tuple[list, list]:
+    """The (images, labels) batches of a finite dataset, as NumPy arrays."""
+    batches = list(dataset.as_numpy_iterator())
+    return [b[0] for b in batches], [b[1] for b in batches]

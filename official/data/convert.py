@@ -86,7 +86,7 @@ def read_json(path: str) -> dict | None:
 def _listing_digest(examples: Iterable[tuple[str, int]]) -> str:
     digest = hashlib.sha256()
     for path, label in examples:
-        digest.update(f"{path}\t{label}\n".encode())
+        digest.update(f"{path}\t{label}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 

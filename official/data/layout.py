@@ -54,7 +54,7 @@ def _scan(directory: str, unreadable: list | None = None) -> tuple[list[str], li
 
     Names are taken as the file system gives them (not UTF-8 ones too: Python keeps their
     bytes as surrogate escapes). An entry that cannot even be inspected (a symbolic link loop,
-    a link to nowhere with an image extension, no permission) is left out and added to
+    a link to nowhere, no permission) is left out and added to
     `unreadable` as (path, reason).
     """
     folders, files = [], []
@@ -67,7 +67,7 @@ def _scan(directory: str, unreadable: list | None = None) -> tuple[list[str], li
             elif entry.is_file():
                 if image:
                     files.append(entry.name)
-            elif image and entry.is_symlink():
+            elif entry.is_symlink():  # Whatever its name: it may stand for a folder.
                 raise OSError(errno.ENOENT, "symbolic link to nothing")
         except OSError as e:
             if unreadable is not None:
@@ -177,11 +177,11 @@ def discover(
                 f"--raw_data_dir={raw_data_dir}: expected {root}/train/<class>/ folders of "
                 "images (or class folders directly under it with --validation_fraction)"
             )
-    classes = tuple(_subdirs(tree))
+    unreadable: list[tuple[str, str]] = []
+    classes = tuple(_scan(tree, unreadable)[0])
     if not classes:
         raise ConversionError(f"{tree}: no class folders (expected {tree}/<class>/<image>)")
     index = {name: i for i, name in enumerate(classes)}
-    unreadable: list[tuple[str, str]] = []
     train = _listing(root, tree, classes, index, unreadable)
     if not train:
         raise ConversionError(

@@ -36,6 +36,7 @@ TFDS_INSTALL_HINT = 'pip install "cnn-repro[tfds]"'
 # What the TFRecord source does with a record that is not a well-formed Example.
 BAD_RECORDS = ("skip", "fail")
 _DAMAGED = "damaged record:"
+_BROKEN_LINK = "symbolic link to nothing, or a loop"
 # A well-formed record that stands in for a damaged one inside a parse batch.
 _STAND_IN_RECORD = tfrecord.encode(
     tfrecord.ImageRecord(encoded=b"", label=0, synset="", text="", height=0, width=0, filename="")
@@ -250,6 +251,8 @@ class FolderSource(Source):
         for class_name in sorted(os.listdir(split_dir)):
             class_dir = os.path.join(split_dir, class_name)
             if not os.path.isdir(class_dir):
+                if os.path.islink(class_dir) and not os.path.exists(class_dir):
+                    self.skipped.append((class_dir, _BROKEN_LINK))
                 continue
             if class_name not in index:
                 raise DataError(
@@ -260,7 +263,7 @@ class FolderSource(Source):
                 path = os.path.join(class_dir, file_name)
                 if not os.path.isfile(path):
                     if os.path.islink(path) and not os.path.exists(path):
-                        self.skipped.append((path, "symbolic link to nothing, or a loop"))
+                        self.skipped.append((path, _BROKEN_LINK))
                     continue
                 fmt, problem = imagefile.check_file(path, self.max_image_pixels)
                 if problem is None and fmt not in imagefile.DECODABLE_FORMATS:

@@ -397,3 +397,38 @@ def test_a_damaged_record_is_skipped_in_training_and_stops_an_evaluation(tmp_pat
     errors = [line for line in evaluated.stderr.splitlines() if line.startswith("error: ")]
     assert evaluated.returncode == 2 and len(errors) == 1, evaluated.stderr[-3000:]
     assert "validation-00000-of-00001 record 1: " in errors[0]
+
+
+def test_non_utf8_names_are_converted_and_link_loops_skipped(tmp_path, repo):
+    # Linux names are bytes: a Latin-1 name is legal, converted, and its record keeps the very
+    # bytes of the name; links to themselves or to nothing are reported, the scan goes on.
+    make_tree(tmp_path / "raw", per_class=2)
+    train = tmp_path / "raw" / "train" / SYNSETS[0]
+    odd = os.fsencode(train) + b"/caf\xe9.JPEG"
+    with open(odd, "wb") as f:
+        f.write((train / f"{SYNSETS[0]}_0.JPEG").read_bytes())
+    loop = os.fsencode(train) + b"/l\xe9.JPEG"  # A link to itself, with a Latin-1 name.
+    os.symlink(loop, loop)
+    os.symlink("gone.JPEG", train / "dangling.JPEG")
+    os.symlink("loop", tmp_path / "raw" / "train" / "loop")  # A class folder that loops.
+    summary = convert.convert(str(tmp_path / "raw"), str(tmp_path / "out"), num_workers=1)
+    assert summary.records["train"] == 7
+    skipped = {os.path.basename(path) for path, _ in summary.skipped}
+    assert skipped == {"l\udce9.JPEG", "dangling.JPEG", "loop"}
+    names = [r.filename for r in read_output(tmp_path / "out")["train"]]
+    assert os.fsencode(names[names.index("caf\udce9.JPEG")]) == b"caf\xe9.JPEG"
+    report = convert.report(summary)
+    assert "train/loop: Too many levels of symbolic links" in report
+    assert f"train/{SYNSETS[0]}/dangling.JPEG: symbolic link to nothing" in report
+    # The command prints such a name as its bytes, even under a strict UTF-8 locale.
+    command = subprocess.run(
+        [sys.executable, "tools/imagenet_to_tfrecord.py", f"--raw_data_dir={tmp_path / 'raw'}"]
+        + [f"--output_dir={tmp_path / 'out'}"],
+        cwd=repo,
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        timeout=120,
+    )
+    assert command.returncode == 0, command.stderr[-2000:]
+    assert b"shards written this run: 0, reused from a previous run: 13" in command.stdout
+    assert b"/l\xe9.JPEG: Too many levels of symbolic links" in command.stdout

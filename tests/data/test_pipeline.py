@@ -2,6 +2,7 @@
 rare classes, re-sampling, caching (the sources are in test_sources.py)."""
 
 import numpy as np
+from helpers import images_and_labels
 
 from official.data import augment, mixing, pipeline, preprocess, sources
 
@@ -40,11 +41,6 @@ def test_training_batches_repeat_and_drop_remainder(tree):
     assert set(labels.tolist()) == {0, 1, 2}
 
 
-def _labels_and_pixels(ds):
-    batches = list(ds.as_numpy_iterator())
-    return [b[0] for b in batches], [b[1] for b in batches]
-
-
 def test_deterministic_switch_gives_the_same_batches_on_every_run(tree):
     def batches():
         source = sources.open_source(f"folder:{tree}")
@@ -67,7 +63,7 @@ def test_deterministic_switch_gives_the_same_batches_on_every_run(tree):
             seed=5,
             deterministic=True,
         )
-        return _labels_and_pixels(ds.take(6))
+        return images_and_labels(ds.take(6))
 
     first, second = batches(), batches()
     for a, b in zip(first[0] + first[1], second[0] + second[1]):

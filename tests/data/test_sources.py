@@ -13,17 +13,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from dataset_trees import make_tree
+from helpers import images_and_labels
 
 from official.data import convert, pipeline, preprocess, sources
 
 GEOMETRY_8 = preprocess.Geometry(8, 0.875, "bilinear")
 GEOMETRY_16 = preprocess.Geometry(16, 0.875, "bilinear")
 TRAINING = pipeline.Training(preprocessing=preprocess.TrainPreprocessing(), shuffle_buffer=100)
-
-
-def _labels_and_pixels(ds):
-    batches = list(ds.as_numpy_iterator())
-    return [b[0] for b in batches], [b[1] for b in batches]
 
 
 def test_folder_source_lists_classes_and_skips_bad_files_by_name(tree):
@@ -243,7 +239,7 @@ def test_tfds_source_reads_encoded_images_and_shards_records(tiny_tfds):
     assert info.class_names == ("ant", "bee", "cat") and info.name == "tiny_images"
     assert info.num_examples == {"train": 12, "validation": 6}  # "test" serves as validation
     ds = pipeline.build_dataset(source, split="validation", batch_size=4, geometry=GEOMETRY_16)
-    images, labels = _labels_and_pixels(ds)
+    images, labels = images_and_labels(ds)
     assert [len(x) for x in labels] == [4, 2] and images[0].dtype == np.uint8
     assert sorted(np.concatenate(labels).tolist()) == [0, 0, 1, 1, 2, 2]
     heights = []  # the image height identifies the example
@@ -369,3 +365,24 @@ def test_a_truncated_or_scrambled_shard_is_named(tmp_path):
     with named, sources.reading(source):
         for _ in pipeline.build_dataset(source, split="train", batch_size=4, geometry=geometry):
             pass
+
+
+def test_folder_source_reads_non_utf8_names_and_skips_link_loops(tree):
+    # Linux file names are bytes: a name that is not UTF-8 is legal and its image is read; a
+    # link to itself or to nothing is named in `skipped` instead of stopping the listing.
+    cat = tree / "train" / "cat"
+    odd = os.fsencode(cat) + b"/caf\xe9.jpg"  # Latin-1, not UTF-8.
+    with open(odd, "wb") as f:
+        f.write((cat / "0.jpg").read_bytes())
+    os.symlink("loop.jpg", cat / "loop.jpg")
+    os.symlink("gone.jpg", cat / "dangling.jpg")
+    os.symlink("dog", tree / "train" / "dog")  # A class folder that loops.
+    source = sources.open_source(f"folder:{tree}")
+    assert source.info.num_examples["train"] == 13
+    skipped = {os.path.basename(path): reason for path, reason in source.skipped}
+    loop = "symbolic link to nothing, or a loop"
+    assert skipped["loop.jpg"] == skipped["dangling.jpg"] == skipped["dog"] == loop
+    assert source.info.class_names == ("ant", "bee", "cat")
+    dataset = pipeline.build_dataset(source, split="train", batch_size=13, geometry=GEOMETRY_16)
+    _, labels = images_and_labels(dataset)
+    assert sorted(labels[0].tolist()) == [0] * 4 + [1] * 4 + [2] * 5

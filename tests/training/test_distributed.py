@@ -155,7 +155,8 @@ def test_two_local_workers_train_identically_and_only_the_chief_writes(tmp_path)
     ]
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
     chief, worker = tmp_path / "worker0", tmp_path / "worker1"
-    assert not worker.exists()  # Worker 1 wrote nothing, not even its model dir.
+    assert not worker.exists()  # Worker 1 wrote nothing, not even its model dir or a lock.
+    assert not (chief / "train.lock").exists()  # The chief held the run's lock, and let it go.
     metrics = json.loads((chief / "metrics.json").read_text())
     assert metrics["steps"] == 8 and metrics["weights_fingerprint"] == fingerprints[0]
     assert (chief / "checkpoints/ckpt-8.index").exists() and (chief / "config.json").exists()
