@@ -138,10 +138,10 @@ def encode(record: ImageRecord) -> bytes:
     return b"".join([_tag(1), _varint(sum(map(len, parts))), *parts])
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     value = shift = 0
     while True:
-        if pos >= len(data) or shift > 63:
+        if pos >= end or shift > 63:
             raise ValueError("malformed protobuf varint")
         byte = data[pos]
         value |= (byte & 0x7F) << shift
@@ -151,30 +151,45 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """(field number, wire type, value) of each field of one message."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
+# The records are walked by position: a length-delimited value is its (start, end) in the
+# whole record, so an image is never copied while its record is checked, and its position is
+# what the input pipeline cuts it out by.
+Span = tuple[int, int]
+
+
+def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int | Span]]:
+    """(field number, wire type, value or span) of each field of the message at data[start:end];
+    nothing may run past `end`."""
+    pos = start
+    while pos < end:
+        # Keys and most lengths are one byte: those are read without a call (the input
+        # pipeline walks every record it reads).
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _read_varint(data, pos, end)
         number, wire_type = key >> 3, key & 7
-        if wire_type == _VARINT:
-            value, pos = _read_varint(data, pos)
-        elif wire_type == _LEN:
-            length, pos = _read_varint(data, pos)
-            value, pos = data[pos : pos + length], pos + length
-            if len(value) != length:
-                raise ValueError("truncated protobuf field")
+        if wire_type == _LEN:
+            length = data[pos] if pos < end else 0x80
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = _read_varint(data, pos, end)
+            value, pos = (pos, pos + length), pos + length
+        elif wire_type == _VARINT:
+            value, pos = _read_varint(data, pos, end)
         elif wire_type in (_I64, _I32):
             width = 8 if wire_type == _I64 else 4
-            value, pos = data[pos : pos + width], pos + width
-            if len(value) != width:
-                raise ValueError("truncated protobuf field")
+            value, pos = (pos, pos + width), pos + width
         else:
             raise ValueError(f"unsupported protobuf wire type {wire_type}")
+        if pos > end:
+            raise ValueError("truncated protobuf field")
         yield number, wire_type, value
 
 
-def _submessage(value: int | bytes, wire_type: int) -> bytes:
+def _submessage(value: int | Span, wire_type: int) -> Span:
     """A field this format nests (Features, map entries, lists, names, bytes): it must be
     length-delimited, whatever damaged bytes claim."""
     if wire_type != _LEN:
@@ -182,39 +197,78 @@ def _submessage(value: int | bytes, wire_type: int) -> bytes:
     return value
 
 
-def _expect(condition: bool, what: str) -> None:
-    if not condition:
-        raise ValueError(what)
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _decode_feature(data: bytes) -> list[int] | list[bytes] | list[float]:
-    """The values of one tf.train.Feature: bytes_list (1), float_list (2) or int64_list (3).
+def _decode_feature(data: bytes, span: Span) -> list[int] | list[Span] | list[float]:
+    """The values of one tf.train.Feature: bytes_list (1, as spans), float_list (2) or
+    int64_list (3).
 
     As strict as TensorFlow's parser (tensorflow/core/util/example_proto_fast_parsing.cc): any
     other field, or a value of the wrong wire type, makes the record damaged.
     """
     values: list = []
-    for kind, kind_type, payload in _fields(data):
-        _expect(kind in (1, 2, 3), f"unknown feature kind {kind}")
-        for number, wire_type, value in _fields(_submessage(payload, kind_type)):
-            _expect(number == 1, f"unknown field {number} in a value list")
+    for kind, kind_type, payload in _fields(data, *span):
+        if kind not in (1, 2, 3):
+            raise ValueError(f"unknown feature kind {kind}")
+        for number, wire_type, value in _fields(data, *_submessage(payload, kind_type)):
+            if number != 1:
+                raise ValueError(f"unknown field {number} in a value list")
             if kind == 1:  # bytes_list
-                values.append(bytes(_submessage(value, wire_type)))
+                values.append(_submessage(value, wire_type))
             elif kind == 2 and wire_type == _LEN:  # packed float_list
-                _expect(len(value) % 4 == 0, "packed float list of a wrong length")
-                values += [v for (v,) in struct.iter_unpack("<f", value)]
+                first, last = value
+                if (last - first) % 4:
+                    raise ValueError("packed float list of a wrong length")
+                values += [struct.unpack_from("<f", data, p)[0] for p in range(first, last, 4)]
             elif kind == 2:  # unpacked float_list
-                _expect(wire_type == _I32, f"protobuf wire type {wire_type} in a float list")
-                values.append(struct.unpack("<f", value)[0])
+                if wire_type != _I32:
+                    raise ValueError(f"protobuf wire type {wire_type} in a float list")
+                values.append(struct.unpack_from("<f", data, value[0])[0])
             elif wire_type == _LEN:  # packed int64_list
-                pos = 0
-                while pos < len(value):
-                    item, pos = _read_varint(value, pos)
-                    values.append(item - (1 << 64) if item >= 1 << 63 else item)
+                pos, last = value
+                while pos < last:
+                    item, pos = _read_varint(data, pos, last)
+                    values.append(_signed(item))
             else:  # unpacked int64_list
-                _expect(wire_type == _VARINT, f"protobuf wire type {wire_type} in an int64 list")
-                values.append(value - (1 << 64) if value >= 1 << 63 else value)
+                if wire_type != _VARINT:
+                    raise ValueError(f"protobuf wire type {wire_type} in an int64 list")
+                values.append(_signed(value))
     return values
+
+
+def _features(data: bytes, wanted: frozenset[bytes] | None = None) -> dict[str, list]:
+    """The features of a serialized Example (all, or those whose keys are `wanted`): key →
+    list of ints, floats or spans of bytes. The structure leading to them is checked; the
+    contents of other features are not read, so they are not checked either.
+
+    Raises:
+      ValueError: the bytes are not a well-formed Example (any field of the wrong number or
+        wire type, a truncated or overlong length, a key that is not UTF-8).
+    """
+    features: dict[str, list] = {}
+    for number, wire_type, payload in _fields(data, 0, len(data)):
+        if number != 1:
+            raise ValueError(f"unknown field {number} in an Example")
+        for entry_number, entry_type, entry in _fields(data, *_submessage(payload, wire_type)):
+            if entry_number != 1:
+                raise ValueError(f"unknown field {entry_number} in Features")
+            key, value = (0, 0), (0, 0)
+            for part, part_type, content in _fields(data, *_submessage(entry, entry_type)):
+                if part not in (1, 2):
+                    raise ValueError(f"unknown field {part} in a feature entry")
+                if part == 1:
+                    key = _submessage(content, part_type)
+                else:
+                    value = _submessage(content, part_type)
+            name = data[key[0] : key[1]]
+            if wanted is None or name in wanted:
+                features[name.decode()] = _decode_feature(data, value)
+    return features
+
+
+_IMAGE_AND_LABEL = frozenset({ENCODED.encode(), LABEL.encode()})
 
 
 def decode_features(serialized: bytes) -> dict[str, list]:
@@ -224,35 +278,43 @@ def decode_features(serialized: bytes) -> dict[str, list]:
       ValueError: the bytes are not a well-formed Example (any field of the wrong number or
         wire type, a truncated or overlong length, a key that is not UTF-8).
     """
-    features: dict[str, list] = {}
-    for number, wire_type, payload in _fields(serialized):
-        _expect(number == 1, f"unknown field {number} in an Example")
-        for entry_number, entry_type, entry in _fields(_submessage(payload, wire_type)):
-            _expect(entry_number == 1, f"unknown field {entry_number} in Features")
-            key, value = "", b""
-            for part, part_type, content in _fields(_submessage(entry, entry_type)):
-                _expect(part in (1, 2), f"unknown field {part} in a feature entry")
-                if part == 1:
-                    key = bytes(_submessage(content, part_type)).decode()
-                else:
-                    value = bytes(_submessage(content, part_type))
-            features[key] = _decode_feature(value)
-    return features
+    return {
+        key: [serialized[v[0] : v[1]] if isinstance(v, tuple) else v for v in values]
+        for key, values in _features(serialized).items()
+    }
+
+
+def image_and_label(serialized: bytes) -> tuple[int, int, int]:
+    """(start, length of the encoded image within the record, label) of a record the input
+    pipeline reads: an Example with one encoded image and one integer label.
+
+    This is how the input pipeline reads records (official/data/sources.py): the whole record
+    is checked here, on the host, and the image is cut out by its position, so TensorFlow's
+    Example parser, which damaged records can crash, never runs.
+
+    Raises:
+      ValueError: why the record is not such an Example.
+    """
+    try:
+        features = _features(serialized, _IMAGE_AND_LABEL)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"a feature name that is not UTF-8 ({e.reason})") from None
+    encoded, label = features.get(ENCODED, []), features.get(LABEL, [])
+    if len(encoded) != 1 or not isinstance(encoded[0], tuple):
+        raise ValueError(f"no single {ENCODED}")
+    if len(label) != 1 or not isinstance(label[0], int):
+        raise ValueError(f"no single integer {LABEL}")
+    (first, last), (value,) = encoded[0], label
+    return first, last - first, value
 
 
 def check_example(serialized: bytes) -> str | None:
     """Why a record is not an Example with one encoded image and one integer label (what the
-    input pipeline reads), or None. Never raises: this is the check that damaged records meet
-    before TensorFlow's parser does."""
+    input pipeline reads), or None. Never raises."""
     try:
-        features = decode_features(bytes(serialized))
-    except (ValueError, UnicodeDecodeError) as e:
+        image_and_label(serialized)
+    except ValueError as e:
         return str(e)
-    encoded, label = features.get(ENCODED, []), features.get(LABEL, [])
-    if len(encoded) != 1 or not isinstance(encoded[0], bytes):
-        return f"no single {ENCODED}"
-    if len(label) != 1 or not isinstance(label[0], int):
-        return f"no single integer {LABEL}"
     return None
 
 
@@ -320,22 +382,3 @@ def read_records(stream: BinaryIO) -> Iterator[bytes]:
             raise ValueError(f"record {index}: data checksum mismatch")
         yield data
         index += 1
-
-
-def parse(serialized, label_offset: int = 0):
-    """TensorFlow op: serialized records → (encoded image bytes, int32 label - label_offset).
-
-    Used inside tf.data maps, on one record (scalar) or a batch of them (vector, one parse op
-    for the whole batch); `label_offset` is the converter's --label_offset (1 for
-    tensorflow/tpu's background-at-0 labels), so the labels come out 0-based.
-    """
-    import tensorflow as tf  # Only the reading side needs TensorFlow (see the module docstring).
-
-    parsed = tf.io.parse_example(
-        serialized,
-        {
-            ENCODED: tf.io.FixedLenFeature([], tf.string),
-            LABEL: tf.io.FixedLenFeature([], tf.int64),
-        },
-    )
-    return parsed[ENCODED], tf.cast(parsed[LABEL] - label_offset, tf.int32)

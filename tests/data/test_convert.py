@@ -350,6 +350,10 @@ def test_a_full_disk_leaves_no_partial_shard_and_the_rerun_resumes(tmp_path, mon
     monkeypatch.setattr(shards.tfrecord, "frame", frame)
     summary = convert.convert(str(tmp_path / "raw"), str(out), num_workers=1, train_shards=2)
     assert summary.shards_reused >= 1 and summary.records == {"train": 6, "validation": 6}
+    whole = tmp_path / "uninterrupted"
+    convert.convert(str(tmp_path / "raw"), str(whole), num_workers=1, train_shards=2)
+    shard_digests = {k: v for k, v in digests(out).items() if k != "manifest.json"}
+    assert shard_digests == {k: v for k, v in digests(whole).items() if k != "manifest.json"}
 
 
 def test_the_reference_converters_own_command_works_as_written(tmp_path, repo):

@@ -69,15 +69,45 @@ def test_framing_equals_tfrecordwriter_and_checksums_are_checked(tmp_path):
         list(tfrecord.read_records(io.BytesIO(data[:-3])))
 
 
-def test_parse_subtracts_the_label_offset():
-    encoded, label = tfrecord.parse(tf.constant(tfrecord.encode(RECORD)), label_offset=1)
-    assert encoded.numpy() == RECORD.encoded
-    assert label.dtype == tf.int32 and int(label) == 64
+def test_image_and_label_locate_what_tensorflows_parser_reads():
+    """The input pipeline cuts images out of records by the positions found here, instead of
+    running tf.io.parse_example (which damaged records can crash): on any well-formed record,
+    TensorFlow's own included, both must read the same image and label."""
+    example = tf.train.Example.FromString(tfrecord.encode(RECORD))
+    example.features.feature["image/object/bbox/xmin"].float_list.value.extend([0.5, 0.25])
+    example.features.feature["image/class/label"].int64_list.value[:] = [-7]
+    other = dataclasses.replace(RECORD, encoded=b"", label=0)
+    records = [
+        tfrecord.encode(RECORD),
+        tfrecord.encode(other),
+        example.SerializeToString(),  # TensorFlow's order of keys; floats; a negative label.
+    ]
+    parsed = tf.io.parse_example(
+        records,
+        {
+            "image/encoded": tf.io.FixedLenFeature([], tf.string),
+            "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+        },
+    )
+    for index, record in enumerate(records):
+        start, length, label = tfrecord.image_and_label(record)
+        assert record[start : start + length] == parsed["image/encoded"][index].numpy()
+        assert label == int(parsed["image/class/label"][index])
+    assert tfrecord.image_and_label(records[2])[2] == -7
 
 
-def test_parse_takes_a_batch_of_records():
-    other = dataclasses.replace(RECORD, encoded=b"other bytes", label=3)
-    batch = tf.constant([tfrecord.encode(RECORD), tfrecord.encode(other)])
-    encoded, label = tfrecord.parse(batch, label_offset=1)
-    assert encoded.numpy().tolist() == [RECORD.encoded, b"other bytes"]
-    assert label.numpy().tolist() == [64, 2]
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda f: f["image/encoded"].bytes_list.value.append(b"2nd"), "no single image/encoded"),
+        (lambda f: f["image/class/label"].ClearField("int64_list"), "no single integer"),
+        (lambda f: f["image/class/label"].float_list.value.append(1.0), "no single integer"),
+        (lambda f: f.pop("image/encoded"), "no single image/encoded"),
+    ],
+)
+def test_records_without_one_image_and_one_label_are_named(change, problem):
+    example = tf.train.Example.FromString(tfrecord.encode(RECORD))
+    change(example.features.feature)
+    assert problem in tfrecord.check_example(example.SerializeToString())
+    assert tfrecord.check_example(tfrecord.encode(RECORD)) is None
+    assert "truncated" in tfrecord.check_example(tfrecord.encode(RECORD)[:-5])
