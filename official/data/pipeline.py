@@ -151,6 +151,7 @@ def _encoded_examples(
         seed=seed,
         input_context=input_context,
         deterministic=ordered,
+        portable=bool(training and training.tf_data_service),
     )
     if cache:
         ds = source.encoded(ds, deterministic=ordered).cache()

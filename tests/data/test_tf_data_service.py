@@ -1,6 +1,7 @@
 """tf.data service: the training pipeline runs on service workers (loopback only, bounded)."""
 
 import io
+import json
 import select
 import socket
 import subprocess
@@ -11,11 +12,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from official.data import augment, pipeline, preprocess, sources
+from official.data import augment, convert, pipeline, preprocess, sources, tfrecord
 
 
-@pytest.fixture
-def images(tmp_path):
+def _write_images(tmp_path):
     for split in ("train", "validation"):
         for label in range(2):
             folder = tmp_path / split / f"c{label}"
@@ -26,7 +26,30 @@ def images(tmp_path):
                     buffer, format="JPEG"
                 )
                 (folder / f"{i}.jpg").write_bytes(buffer.getvalue())
+
+
+@pytest.fixture
+def images(tmp_path):
+    _write_images(tmp_path)
     return sources.open_source(f"folder:{tmp_path}")
+
+
+@pytest.fixture
+def records(tmp_path):
+    """The same images as TFRecords, one of them damaged (valid framing, broken Example)."""
+    _write_images(tmp_path / "raw")
+    out = tmp_path / "records"
+    convert.convert(str(tmp_path / "raw"), str(out), num_workers=1, stream=io.StringIO())
+    shard = sorted(out.glob("train-*"))[0]
+    with open(shard, "rb") as f:
+        kept = list(tfrecord.read_records(f))
+    damaged = bytearray(kept[0])
+    del damaged[10:30]
+    shard.write_bytes(b"".join(tfrecord.frame(r) for r in [bytes(damaged), *kept]))
+    manifest = json.loads((out / tfrecord.MANIFEST_FILE).read_text())
+    manifest["shards"][shard.name].update(bytes=shard.stat().st_size, records=len(kept) + 1)
+    (out / tfrecord.MANIFEST_FILE).write_text(json.dumps(manifest))
+    return sources.open_source(f"tfrecord:{out}", bad_records="skip")
 
 
 def _take(source, address, job, count=4):
@@ -85,8 +108,10 @@ def _start(repo, *args) -> subprocess.Popen:
     return process
 
 
-@pytest.mark.timeout(240)
-def test_servers_started_by_the_tool_in_other_processes(repo, images):
+@pytest.mark.timeout(300)
+def test_servers_started_by_the_tool_in_other_processes(repo, images, records):
+    """Workers in other processes get the pipeline as a graph: TFRecords are then read by
+    graph ops only (no Python function of the trainer runs there), damaged records skipped."""
     dispatcher_port, worker_port = _free_port(), _free_port()
     processes = []
     try:
@@ -100,6 +125,7 @@ def test_servers_started_by_the_tool_in_other_processes(repo, images):
             )
         )
         _take(images, f"grpc://127.0.0.1:{dispatcher_port}", "two-processes")
+        _take(records, f"grpc://127.0.0.1:{dispatcher_port}", "tfrecords", count=8)
     finally:
         for process in processes:
             process.kill()
