@@ -245,7 +245,7 @@ def choices() -> dict[str, tuple[str, ...]]:
 
     Data fields may also be "" (the model's reference, or off).
     """
-    from official.data import balance, preprocess, sources
+    from official.data import balance, example_reader, preprocess
     from official.training import optimizers, precision, schedules, strategy
 
     return {
@@ -253,7 +253,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "data.interpolation": preprocess.INTERPOLATIONS,
         "data.class_weights": balance.WEIGHTINGS,
         "data.resample": balance.RESAMPLINGS,
-        "data.bad_records": sources.BAD_RECORDS,
+        "data.bad_records": example_reader.BAD_RECORDS,
         "train.optimizer": optimizers.OPTIMIZERS,
         "train.second_stage_optimizer": optimizers.OPTIMIZERS,
         "train.lr_schedule": schedules.SCHEDULES,

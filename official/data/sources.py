@@ -27,18 +27,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from official.data import imagefile, tfrecord
+from official.data import example_reader, imagefile, tfrecord
 from official.data.catalog import TRAIN, VALIDATION
 from official.errors import UserError
 
 _VALIDATION_DIR_NAMES = ("validation", "val")
 TFDS_INSTALL_HINT = 'pip install "cnn-repro[tfds]"'
-# What the TFRecord source does with a record that is not a well-formed Example.
-BAD_RECORDS = ("skip", "fail")
-_DAMAGED = "damaged record:"
 _BROKEN_LINK = "symbolic link to nothing, or a loop"
-# TFRecords are read in batches of this many records (order unchanged).
-_READ_BATCH = 64
 
 
 class DataError(UserError, ValueError):
@@ -341,20 +336,15 @@ class TFRecordSource(Source):
     Paths go through tf.io.gfile, so DIR may be a gs:// bucket too.
 
     Damaged data is named, never a crash: a local shard whose size differs from the manifest
-    is refused when the source opens; every record is read on the host by the pure-Python
-    decoder of official/data/tfrecord.py (TensorFlow's Example parser is never used), and a
-    record that is not a well-formed Example with an image and a label of a known class is
-    skipped and listed in `skipped` (`bad_records="skip"`) or stops the reading with its shard
-    and index named ("fail"); a record whose framing checksum fails stops the reading, named
-    by `explain`. Pipelines for tf.data service workers read the records by graph ops instead
-    (`_read_portable`).
+    is refused when the source opens; records are read by official/data/example_reader.py,
+    which skips (`bad_records="skip"`) or stops at ("fail") a record that is not a well-formed
+    Example with an image and a label of a known class, naming its shard and index; a record
+    whose framing checksum fails stops the reading, named by `explain`.
     """
 
     def __init__(self, location: str, bad_records: str = "fail"):
-        if bad_records not in BAD_RECORDS:
-            raise ValueError(f"bad_records={bad_records!r}: choose one of {BAD_RECORDS}")
         super().__init__()
-        self.location, self.bad_records = location, bad_records
+        self.location = location
         if "{split}" in location:
             directory = os.path.dirname(location)
         elif tf.io.gfile.isdir(location):
@@ -382,6 +372,15 @@ class TFRecordSource(Source):
             self._list_shards(location, directory, labels, shards)
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{labels_path}: not this converter's labels file ({e!r})") from None
+        self.reader = example_reader.ExampleReader(
+            f"tfrecord:{location}",
+            image_key=tfrecord.ENCODED,
+            label_key=tfrecord.LABEL,
+            label_offset=self.label_offset,
+            num_classes=len(self.class_names),
+            bad_records=bad_records,
+            skipped=self.skipped,
+        )
 
     def _list_shards(self, location: str, directory: str, labels: dict, shards: dict) -> None:
         self.files, self.counts, self.class_counts = {}, {}, {}
@@ -442,7 +441,7 @@ class TFRecordSource(Source):
         portable: bool = False,
     ) -> tf.data.Dataset:
         """(encoded image, 0-based label) pairs of this pipeline's shards (read_files), every
-        record checked as it is read (`_read`, or `_read_portable` for other processes)."""
+        record checked as it is read."""
         files = self.files[split]
         pipelines = input_context.num_input_pipelines if input_context else 1
         if pipelines > len(files):
@@ -473,151 +472,12 @@ class TFRecordSource(Source):
             input_context=input_context,
             deterministic=deterministic,
         )
-        if portable:
-            return self._read_portable(ds, deterministic)
-        # One read op per _READ_BATCH records instead of one map call per record; order is
-        # unchanged. With the float32 resize (preprocess.resize_uint8) it took the evaluation
-        # pipeline from 0.90x to 1.03x keras.utils.image_dataset_from_directory on 2 cores
-        # (tools/benchmark_input.py, README "Input-pipeline speed").
-        return (
-            ds.batch(_READ_BATCH)
-            .map(self._read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-            .unbatch()
-        )
-
-    def _read(self, serialized, paths, indices):
-        """(encoded images, 0-based labels) of a batch of records, each checked on the host
-        first; the records that fail the check are left out (or stop the reading:
-        `bad_records`). TensorFlow's Example parser is not used: damaged records can crash it
-        (a segfault, not an error), so the host's decoder, which has walked the whole record,
-        gives each image's position and the images are cut out of the records."""
-        keep, starts, lengths, labels = tf.numpy_function(
-            self._check,
-            [serialized, paths, indices],
-            (tf.bool, tf.int64, tf.int64, tf.int32),
-            stateful=False,
-        )
-        for tensor in (keep, starts, lengths, labels):
-            tensor.set_shape(serialized.shape)
-        encoded = tf.strings.substr(serialized, starts, lengths)
-        # Nearly always every record is kept: then the images are not copied once more.
-        return tf.cond(
-            tf.reduce_all(keep),
-            lambda: (encoded, labels),
-            lambda: (tf.boolean_mask(encoded, keep), tf.boolean_mask(labels, keep)),
-        )
-
-    def _check(self, serialized, paths, indices) -> tuple[np.ndarray, ...]:
-        read = []  # (keep, image start, image length, 0-based label) of each record.
-        for position, record in enumerate(serialized):
-            try:
-                start, length, label = tfrecord.image_and_label(record)
-                if 0 <= label - self.label_offset < len(self.class_names):
-                    read.append((True, start, length, label - self.label_offset))
-                    continue
-                problem = (
-                    f"label {label} outside {self.label_offset}.."
-                    f"{self.label_offset + len(self.class_names) - 1}"
-                )
-            except ValueError as e:
-                problem = str(e)
-            where = f"{os.path.basename(os.fsdecode(paths[position]))} record {indices[position]}"
-            if self.bad_records == "fail":
-                raise ValueError(f"{_DAMAGED} tfrecord:{self.location}: {where}: {problem}")
-            if (where, problem) not in self.skipped:  # Each epoch meets it again.
-                logging.warning("skipped %s of tfrecord:%s: %s", where, self.location, problem)
-                self.skipped.append((where, problem))
-            read.append((False, 0, 0, 0))
-        keep, starts, lengths, labels = zip(*read)
-        return (
-            np.array(keep, bool),
-            np.array(starts, np.int64),
-            np.array(lengths, np.int64),
-            np.array(labels, np.int32),
-        )
-
-    def _read_portable(self, records: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
-        """`_read` in graph ops only, for tf.data service workers (they cannot run this
-        process's Python). Records are decoded by tf.io.decode_proto (`_decode_examples`),
-        which rejects damaged protobuf wire format with an error instead of crashing (none in
-        6,000 fuzzed records, where tf.io.parse_example crashed 3 times in 869). A batch that
-        fails is decoded again record by record, and a record that fails alone is damaged.
-        Damaged records are skipped (the worker logs them) or stop the reading with their shard
-        and index named, as `bad_records` says; the trainer's `skipped` does not list them.
-        Unlike `_read`, fields unknown to tf.train.Example are ignored, as protobuf does."""
-        location, num_classes, offset = self.location, len(self.class_names), self.label_offset
-
-        def try_to_decode(serialized):  # One element, (ok, image, label): empty when it failed.
-            return tf.data.Dataset.from_tensors(serialized).map(_decode_examples).ignore_errors()
-
-        def decoded(serialized, paths, indices):
-            one_by_one = (
-                tf.data.Dataset.from_tensor_slices(serialized)
-                .map(lambda record: record[None])
-                .flat_map(
-                    lambda record: (
-                        try_to_decode(record)
-                        .concatenate(
-                            tf.data.Dataset.from_tensors(
-                                ([False], [b""], tf.constant([-1], tf.int64))
-                            )
-                        )
-                        .take(1)
-                    )
-                )
-                .unbatch()
-                .batch(_READ_BATCH)
-            )
-            batch = try_to_decode(serialized).concatenate(one_by_one).take(1)  # lazily
-            return batch.map(lambda ok, images, labels: (ok, images, labels, paths, indices))
-
-        def checked(ok, images, labels, paths, indices):
-            labels -= offset
-            ok = ok & (labels >= 0) & (labels < num_classes)
-            names = tf.strings.join(
-                [
-                    tf.strings.regex_replace(paths, ".*/", ""),
-                    " record ",
-                    tf.strings.as_string(indices),
-                ]
-            )
-            problem = "not an Example with one encoded image and one label of a known class"
-            if self.bad_records == "fail":
-                first = tf.gather(names, tf.argmin(tf.cast(ok, tf.int32)))
-                message = tf.strings.join(
-                    [f"{_DAMAGED} tfrecord:{location}: ", first, ": " + problem]
-                )
-                with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(ok), [message])]):
-                    ok = tf.identity(ok)
-            else:
-                bad = tf.strings.reduce_join(tf.boolean_mask(names, ~ok), separator=", ")
-                tf.cond(
-                    tf.reduce_all(ok),
-                    tf.no_op,
-                    lambda: tf.print(f"skipped of tfrecord:{location} ({problem}):", bad),
-                )
-            return tf.boolean_mask(images, ok), tf.boolean_mask(tf.cast(labels, tf.int32), ok)
-
-        return (
-            records.batch(_READ_BATCH)
-            .interleave(
-                decoded,
-                cycle_length=4,
-                num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=deterministic,
-            )
-            .map(checked, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-            .unbatch()
-        )
+        return self.reader.read(ds, deterministic=deterministic, portable=portable)
 
     def explain(self, error: Exception) -> DataError | None:
-        message = getattr(error, "message", str(error))
-        if _DAMAGED in message:
-            start = message.index(_DAMAGED)
-            line = message[start + len(_DAMAGED) :].splitlines()[0].strip()
-            if message[start - 1 : start] == "[":  # as tf.debugging.Assert shows its data
-                line = line.removesuffix("]")
-            return DataError(line + " (--config.data.bad_records=skip skips such records)")
+        damaged = example_reader.explain_damaged(error)
+        if damaged is not None:
+            return DataError(damaged)
         if isinstance(error, tf.errors.DataLossError):
             return DataError(f"tfrecord:{self.location}: {self._find_damage()}")
         return None
@@ -637,52 +497,6 @@ class TFRecordSource(Source):
                         "the shard"
                     )
         return "a damaged record (TensorFlow: corrupted record); the converter's --verify finds it"
-
-
-def _decode_examples(records: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(ok, encoded image, label) of each serialized tf.train.Example in `records`, in graph
-    ops (tfrecord.image_and_label is the host's version): ok when the Example holds exactly
-    one image and one integer label. Fails with an error when any record's protobuf wire
-    format is damaged."""
-    batch = tf.shape(records)[0]
-
-    def first(values):  # The first value of each row; "" or 0 where there is none.
-        return tf.pad(values, [[0, 0], [0, 1]])[:, 0]
-
-    def field(messages, message_type, name, dtype):
-        sizes, (values,) = tf.io.decode_proto(
-            messages, f"tensorflow.{message_type}", [name], [dtype]
-        )
-        return sizes[:, 0], values
-
-    _, features = field(records, "Example", "features", tf.string)
-    counts, entries = field(first(features), "Features", "feature", tf.string)
-    present = tf.sequence_mask(counts, tf.shape(entries)[1])
-    owners = tf.boolean_mask(tf.broadcast_to(tf.range(batch)[:, None], tf.shape(entries)), present)
-    _, (keys, values) = tf.io.decode_proto(
-        tf.boolean_mask(entries, present),
-        "tensorflow.Features.FeatureEntry",
-        ["key", "value"],
-        [tf.string, tf.string],
-    )
-    keys, values = first(keys), first(values)
-
-    def single(key, list_field, list_type, dtype):
-        """(each record holds `key` once with one value, that value)."""
-        mine = tf.equal(keys, key)
-        owner = tf.boolean_mask(owners, mine)
-        _, lists = field(tf.boolean_mask(values, mine), "Feature", list_field, tf.string)
-        counts, items = field(first(lists), list_type, "value", dtype)
-        entries = tf.math.unsorted_segment_sum(tf.ones_like(owner), owner, batch)
-        values_ok = tf.math.unsorted_segment_min(tf.cast(counts == 1, tf.int32), owner, batch)
-        ok = (entries == 1) & (values_ok == 1)
-        position = tf.math.unsorted_segment_max(tf.range(tf.size(owner)), owner, batch)
-        position = tf.where(ok, position, tf.size(owner))  # to the padding: "" or 0
-        return ok, tf.gather(first(tf.pad(items, [[0, 1], [0, 0]])), position)
-
-    image_ok, images = single(tfrecord.ENCODED, "bytes_list", "BytesList", tf.string)
-    label_ok, labels = single(tfrecord.LABEL, "int64_list", "Int64List", tf.int64)
-    return image_ok & label_ok, images, labels
 
 
 def _first_line(error: Exception) -> str:
@@ -705,14 +519,18 @@ class TfdsSource(Source):
     """A TensorFlow Datasets image-classification dataset, read as encoded image bytes.
 
     The dataset is prepared on first use like `tfds.load` does (ImageNet from the two tar
-    files in its manual directory, see README "Data sources"). Images are read without
-    decoding (`tfds.decode.SkipDecoding`), so they take the same fused decode-and-crop path
-    as every other source. Input pipelines read disjoint record ranges
-    (`tfds.even_splits`); the evaluation split is "validation", or "test" when the dataset
-    has no validation split.
+    files in its manual directory, see README "Data sources"). Its prepared TFRecord files are
+    then read like the tfrecord: source's, by official/data/example_reader.py (TFDS's own
+    reader parses them with TensorFlow's Example parser, which damaged records can crash), so
+    images take the same fused decode-and-crop path as every other source and damaged records
+    are skipped or named by `bad_records`. Input pipelines read disjoint record ranges
+    (`tfds.even_splits`, resolved to TFDS's file instructions); the evaluation split is
+    "validation", or "test" when the dataset has no validation split.
     """
 
-    def __init__(self, name: str, *, data_dir: str = "", manual_dir: str = ""):
+    def __init__(
+        self, name: str, *, data_dir: str = "", manual_dir: str = "", bad_records: str = "fail"
+    ):
         super().__init__()
         try:
             import tensorflow_datasets as tfds
@@ -756,6 +574,22 @@ class TfdsSource(Source):
         self.counts = {
             ours: info.splits[theirs].num_examples for ours, theirs in self.splits.items()
         }
+        file_format = info.file_format or tfds.core.FileFormat.TFRECORD
+        if file_format != tfds.core.FileFormat.TFRECORD:
+            raise DataError(
+                f"tfds:{name} is prepared as {file_format.value} files in "
+                f"{self.builder.data_dir}; only TFRecord files are read (prepare it again with "
+                "TFDS's default file format)"
+            )
+        self.reader = example_reader.ExampleReader(
+            f"tfds:{name}",
+            image_key=self.image_key,
+            label_key=self.label_key,
+            label_offset=0,
+            num_classes=len(self.class_names),
+            bad_records=bad_records,
+            skipped=self.skipped,
+        )
 
     @property
     def info(self) -> DatasetInfo:
@@ -776,33 +610,50 @@ class TfdsSource(Source):
         deterministic: bool = True,
         portable: bool = False,
     ) -> tf.data.Dataset:
-        """(encoded image, label) pairs of this pipeline's share of the split's records."""
-        del portable  # TFDS reads with graph ops only.
-        tfds = self._tfds
+        """(encoded image, label) pairs of this pipeline's share of the split's records: its
+        files (and record ranges within them) in a fresh random order every epoch when
+        shuffling, read 16 at a time, else one after the other in TFDS's order."""
         tfds_split = self.splits[split]
         if input_context is not None and input_context.num_input_pipelines > 1:
-            tfds_split = tfds.even_splits(
+            tfds_split = self._tfds.even_splits(
                 tfds_split, n=input_context.num_input_pipelines, drop_remainder=False
             )[input_context.input_pipeline_id]
-        read_config = tfds.ReadConfig(
-            shuffle_seed=seed,
-            shuffle_reshuffle_each_iteration=True,
-            interleave_cycle_length=16 if shuffle else 1,
-            try_autocache=False,
-            options=deterministic_options(deterministic or not shuffle),
+        instructions = self.builder.info.splits[tfds_split].file_instructions
+        files = tf.data.Dataset.from_tensor_slices(
+            (
+                [i.filename for i in instructions],
+                tf.constant([i.skip for i in instructions], tf.int64),
+                tf.constant([i.take for i in instructions], tf.int64),
+            )
         )
-        ds = self.builder.as_dataset(
-            split=tfds_split,
-            shuffle_files=shuffle,
-            read_config=read_config,
-            decoders={self.image_key: tfds.decode.SkipDecoding()},
-        )
-        image_key, label_key = self.image_key, self.label_key
-        return ds.map(
-            lambda example: (example[image_key], tf.cast(example[label_key], tf.int32)),
+        if shuffle:
+            files = files.shuffle(len(instructions), seed=seed, reshuffle_each_iteration=True)
+
+        def records(path, skip, take):  # (record, its file, its index in the file)
+            return tf.data.Dataset.zip(
+                tf.data.TFRecordDataset(path, buffer_size=8 << 20).skip(skip).take(take),
+                tf.data.Dataset.from_tensors(path).repeat(),
+                tf.data.Dataset.range(skip, tf.int64.max),
+            )
+
+        ds = files.interleave(
+            records,
+            cycle_length=min(16, len(instructions)) if shuffle else 1,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=deterministic or not shuffle,
         )
+        return self.reader.read(ds, deterministic=deterministic or not shuffle, portable=portable)
+
+    def explain(self, error: Exception) -> DataError | None:
+        damaged = example_reader.explain_damaged(error)
+        if damaged is not None:
+            return DataError(damaged)
+        if isinstance(error, tf.errors.DataLossError):
+            return DataError(
+                f"tfds:{self.name}: a damaged file in {self.builder.data_dir} "
+                f"({_first_line(error)}); prepare the dataset again"
+            )
+        return None
 
 
 class SyntheticSource(Source):
@@ -882,7 +733,7 @@ def open_source(
         ~/tensorflow_datasets).
       tfds_manual_dir: where manually downloaded files are (ImageNet's tar files).
       max_image_pixels: larger images of a folder source are skipped at listing.
-      bad_records: what a TFRecord source does with a damaged record: "skip" or "fail".
+      bad_records: what TFRecord and TFDS sources do with a damaged record: "skip" or "fail".
 
     Raises:
       DataError: an unknown kind of source, or one that cannot be read.
@@ -898,6 +749,7 @@ def open_source(
             argument,
             data_dir=os.path.expanduser(tfds_data_dir) if tfds_data_dir else "",
             manual_dir=os.path.expanduser(tfds_manual_dir) if tfds_manual_dir else "",
+            bad_records=bad_records,
         )
     if kind == "synthetic" and not argument:
         return SyntheticSource(num_classes or 1000, synthetic_examples)

@@ -268,9 +268,6 @@ def _features(data: bytes, wanted: frozenset[bytes] | None = None) -> dict[str, 
     return features
 
 
-_IMAGE_AND_LABEL = frozenset({ENCODED.encode(), LABEL.encode()})
-
-
 def decode_features(serialized: bytes) -> dict[str, list]:
     """Every feature of a serialized tf.train.Example: key → list of ints, floats or bytes.
 
@@ -284,26 +281,29 @@ def decode_features(serialized: bytes) -> dict[str, list]:
     }
 
 
-def image_and_label(serialized: bytes) -> tuple[int, int, int]:
+def image_and_label(
+    serialized: bytes, image_key: str = ENCODED, label_key: str = LABEL
+) -> tuple[int, int, int]:
     """(start, length of the encoded image within the record, label) of a record the input
-    pipeline reads: an Example with one encoded image and one integer label.
+    pipeline reads: an Example with one encoded image and one integer label (under these
+    keys: TFDS's files name them "image" and "label").
 
-    This is how the input pipeline reads records (official/data/sources.py): the whole record
-    is checked here, on the host, and the image is cut out by its position, so TensorFlow's
-    Example parser, which damaged records can crash, never runs.
+    This is how the input pipeline reads records (official/data/example_reader.py): the whole
+    record is checked here, on the host, and the image is cut out by its position, so
+    TensorFlow's Example parser, which damaged records can crash, never runs.
 
     Raises:
       ValueError: why the record is not such an Example.
     """
     try:
-        features = _features(serialized, _IMAGE_AND_LABEL)
+        features = _features(serialized, frozenset({image_key.encode(), label_key.encode()}))
     except UnicodeDecodeError as e:
         raise ValueError(f"a feature name that is not UTF-8 ({e.reason})") from None
-    encoded, label = features.get(ENCODED, []), features.get(LABEL, [])
+    encoded, label = features.get(image_key, []), features.get(label_key, [])
     if len(encoded) != 1 or not isinstance(encoded[0], tuple):
-        raise ValueError(f"no single {ENCODED}")
+        raise ValueError(f"no single {image_key}")
     if len(label) != 1 or not isinstance(label[0], int):
-        raise ValueError(f"no single integer {LABEL}")
+        raise ValueError(f"no single integer {label_key}")
     (first, last), (value,) = encoded[0], label
     return first, last - first, value
 

@@ -12,9 +12,10 @@ import tarfile
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
-from official.data import pipeline, preprocess, sources
+from official.data import pipeline, preprocess, sources, tfrecord
 
 tfds = pytest.importorskip("tensorflow_datasets")
 constants = pytest.importorskip("tensorflow_datasets.core.constants")
@@ -161,6 +162,39 @@ def test_imagenet2012_from_manual_dir(tmp_path, offline, repo):
     again = sources.open_source("tfds:imagenet2012", tfds_data_dir=str(data_dir))
     assert again.info == info
     assert sorted(_read_split(again, "validation")[1]) == sorted(validation_labels.values())
+
+    # TFDS's files are read by our record reader, never by TensorFlow's Example parser: the
+    # graph-only reader of tf.data service workers gives the same examples, and a damaged
+    # record (valid framing) is skipped and named, or stops the reading in one line.
+    def examples(source, portable=False, split="validation"):
+        ds = source.examples(split, shuffle=False, seed=0, portable=portable)
+        return list(ds.as_numpy_iterator())
+
+    assert examples(again, portable=True) == examples(again)
+    shares = [
+        again.examples(
+            "train", shuffle=True, seed=0, input_context=tf.distribute.InputContext(2, i, 1)
+        )
+        for i in range(2)
+    ]
+    shares = [sorted(image for image, _ in share.as_numpy_iterator()) for share in shares]
+    assert sorted(shares[0] + shares[1]) == sorted(
+        image for image, _ in examples(again, split="train")
+    )
+    assert min(map(len, shares)) >= 1 and not set(shares[0]) & set(shares[1])
+    (shard,) = data_dir.glob("imagenet2012/*/imagenet2012-validation.tfrecord-*")
+    with open(shard, "rb") as f:
+        records = list(tfrecord.read_records(f))
+    shard.write_bytes(b"".join(tfrecord.frame(r) for r in [records[0][:-9], *records[1:]]))
+    skipping = sources.open_source(
+        "tfds:imagenet2012", tfds_data_dir=str(data_dir), bad_records="skip"
+    )
+    assert len(examples(skipping)) == len(examples(skipping, portable=True)) == NUM_VALIDATION - 1
+    assert [where for where, _ in skipping.skipped] == [f"{shard.name} record 0"]
+    failing = sources.open_source("tfds:imagenet2012", tfds_data_dir=str(data_dir))
+    named = f"tfds:imagenet2012: {shard.name} record 0: .*bad_records=skip"
+    with pytest.raises(sources.DataError, match=named), sources.reading(failing):
+        examples(failing)
 
 
 def test_an_empty_manual_dir_is_one_line_that_says_what_goes_there(tmp_path, offline):
