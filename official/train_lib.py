@@ -298,6 +298,7 @@ def _training_input(config: config_lib.Config, source: sources.Source, model_dir
         # Every trainer of one run (same model_dir) shares one tf.data service job.
         service_job_name="cnn-repro-"
         + hashlib.sha1(os.path.abspath(model_dir).encode()).hexdigest()[:12],
+        skip_undecodable=data.bad_records == "skip",
     )
     return training, weights
 

@@ -145,6 +145,7 @@ def pipelines(root: str) -> dict:
             seed=0,
         ),
         mixer=mixer,
+        skip_undecodable=defaults.bad_records == "skip",  # as training does by default
     )
     geometry = preprocess.Geometry(_SIZE, _CROP_FRACTION, "bilinear")
     readers = {

@@ -12,9 +12,11 @@ error; 3 crashes in 869 fuzzed records). Instead:
   workers (`portable`)      decoded by tf.io.decode_proto, which rejects damaged wire format
                             with an error instead of crashing (none in 6,000 fuzzed records).
 
-A record that is not an Example with one image and one integer label of a known class is
-skipped and listed in `skipped` (`bad_records="skip"`) or stops the reading with its file and
-index named ("fail"; `explain` turns that error into one line).
+A record that is not an Example with one image and one integer label of a known class, or
+(on the host) whose image's header says it cannot be decoded (official/data/imagefile.py: not
+an image, truncated, an unsupported format, above the pixel limit), is skipped and listed in
+`skipped` (`bad_records="skip"`) or stops the reading with its file and index named ("fail";
+`explain_damaged` turns that error into one line).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from official.data import tfrecord
+from official.data import imagefile, tfrecord
 
 # What a reader does with a record that is not a well-formed Example.
 BAD_RECORDS = ("skip", "fail")
@@ -43,6 +45,7 @@ class ExampleReader:
       label_offset: the label of the first class as stored (1 for tensorflow/tpu's ImageNet).
       num_classes: labels beyond the classes count as damaged.
       bad_records: "skip" or "fail".
+      max_image_pixels: images above this many pixels (by their headers) count as damaged.
       skipped: the source's list of (where, why) that skipped records are added to.
     """
 
@@ -55,6 +58,7 @@ class ExampleReader:
         label_offset: int,
         num_classes: int,
         bad_records: str,
+        max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS,
         skipped: list,
     ):
         if bad_records not in BAD_RECORDS:
@@ -62,6 +66,7 @@ class ExampleReader:
         self.name, self.image_key, self.label_key = name, image_key, label_key
         self.label_offset, self.num_classes = label_offset, num_classes
         self.bad_records, self.skipped = bad_records, skipped
+        self.max_image_pixels = max_image_pixels
 
     def read(
         self, records: tf.data.Dataset, *, deterministic: bool, portable: bool
@@ -105,13 +110,21 @@ class ExampleReader:
                 start, length, label = tfrecord.image_and_label(
                     record, self.image_key, self.label_key
                 )
-                if 0 <= label - self.label_offset < self.num_classes:
+                # The image's format, completeness and size, from its header: what would stop
+                # the decoder (or, for a bomb, the machine) later, named here.
+                problem = imagefile.decoding_problem(
+                    *imagefile.check(record, self.max_image_pixels, start, start + length)
+                )
+                if problem is not None:
+                    problem = f"image: {problem}"
+                elif not 0 <= label - self.label_offset < self.num_classes:
+                    problem = (
+                        f"label {label} outside {self.label_offset}.."
+                        f"{self.label_offset + self.num_classes - 1}"
+                    )
+                else:
                     read.append((True, start, length, label - self.label_offset))
                     continue
-                problem = (
-                    f"label {label} outside {self.label_offset}.."
-                    f"{self.label_offset + self.num_classes - 1}"
-                )
             except ValueError as e:
                 problem = str(e)
             where = f"{os.path.basename(os.fsdecode(paths[position]))} record {indices[position]}"

@@ -41,9 +41,25 @@ def sniff(header: bytes) -> str | None:
     return None
 
 
-def check(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[str | None, str | None]:
-    """Classifies image bytes held in memory (see `check_file`)."""
-    return _check(lambda offset, count: data[offset : offset + count], len(data), max_pixels)
+def check(
+    data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, start: int = 0, end: int | None = None
+) -> tuple[str | None, str | None]:
+    """Classifies image bytes held in memory, or `data[start:end]` without copying it (see
+    `check_file`)."""
+    end = len(data) if end is None else end
+
+    def read_at(offset: int, count: int) -> bytes:
+        return data[start + offset : min(start + offset + count, end)]
+
+    return _check(read_at, end - start, max_pixels)
+
+
+def decoding_problem(fmt: str | None, problem: str | None) -> str | None:
+    """Why the input pipeline cannot decode an image that `check` or `check_file` classified
+    as (fmt, problem), or None."""
+    if problem is None and fmt not in DECODABLE_FORMATS:
+        return f"{fmt} images are not supported"
+    return problem
 
 
 def check_file(

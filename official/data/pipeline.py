@@ -27,6 +27,8 @@ from official.data.sources import Source, deterministic_options
 _EXAMPLE_STREAM, _BATCH_STREAM, _RESAMPLE_STREAM = 0, 1, 2
 # Keeps the streams of different input pipelines (workers) apart.
 _PIPELINE_SEED_STRIDE = 1_000_003
+# Examples per error-isolating group when undecodable images are skipped (_decode_for_training).
+_DECODE_GROUP = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,8 @@ class Training:
       tf_data_service: "grpc://HOST:PORT" of a tf.data service dispatcher whose workers run
         the pipeline ("": run it here).
       service_job_name: the service job that every trainer of one run shares.
+      skip_undecodable: an image the decoder fails on (damage its header check cannot see) is
+        left out, with TensorFlow's warning in the log, instead of stopping the run.
     """
 
     preprocessing: preprocess.TrainPreprocessing
@@ -53,6 +57,7 @@ class Training:
     resampling_rates: Sequence[float] | None = None
     tf_data_service: str = ""
     service_job_name: str = "cnn-repro-train"
+    skip_undecodable: bool = False
 
 
 def build_dataset(
@@ -218,7 +223,22 @@ def _decode_for_training(
         return image, label
 
     ds = tf.data.Dataset.zip((ds, _seeds(seed, _EXAMPLE_STREAM)))
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    if not training.skip_undecodable:
+        return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    # A decoder error must drop only its image: errors are caught (ignore_errors) inside a
+    # small dataset per _DECODE_GROUP examples, so the reader's errors upstream (a damaged
+    # shard) still stop the run, named. Groups are prepared in parallel, in order if asked.
+    return ds.batch(_DECODE_GROUP).interleave(
+        lambda examples, seeds: (
+            tf.data.Dataset.from_tensor_slices((examples, seeds))
+            .map(prepare)
+            .ignore_errors(log_warning=True)
+        ),
+        cycle_length=tf.data.AUTOTUNE,
+        block_length=_DECODE_GROUP,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=ordered,
+    )
 
 
 def _augment_and_mix_batches(

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -29,7 +30,7 @@ from absl import logging
 
 from official.data import example_reader, imagefile, tfrecord
 from official.data.catalog import TRAIN, VALIDATION
-from official.errors import UserError
+from official.errors import UserError, tensorflow_words
 
 _VALIDATION_DIR_NAMES = ("validation", "val")
 TFDS_INSTALL_HINT = 'pip install "cnn-repro[tfds]"'
@@ -122,13 +123,23 @@ class Source(abc.ABC):
         return None
 
 
+# The ops that decode images (official/data/preprocess.py), as named in TensorFlow's errors.
+_DECODER_OPS = re.compile(r"\b(Decode(Jpeg|AndCropJpeg|Png|Gif|Bmp|Image)|ExtractJpegShape)\b")
+
+
 @contextlib.contextmanager
 def reading(source: Source):
-    """Turns an error that reading `source` raised into the source's one-line account of it."""
+    """Turns an error that reading `source` raised into the source's one-line account of it,
+    or, for an image the decoder failed on, a line saying so."""
     try:
         yield
     except tf.errors.OpError as e:
         explained = source.explain(e)
+        if explained is None and _DECODER_OPS.search(getattr(e, "message", "")):
+            explained = DataError(
+                f"an image of the data cannot be decoded ({tensorflow_words(e)}); training "
+                "skips such images with --config.data.bad_records=skip, evaluation stops"
+            )
         if explained is None:
             raise
         raise explained from None
@@ -259,9 +270,9 @@ class FolderSource(Source):
                     if os.path.islink(path) and not os.path.exists(path):
                         self.skipped.append((path, _BROKEN_LINK))
                     continue
-                fmt, problem = imagefile.check_file(path, self.max_image_pixels)
-                if problem is None and fmt not in imagefile.DECODABLE_FORMATS:
-                    problem = f"{fmt} images are not supported"
+                problem = imagefile.decoding_problem(
+                    *imagefile.check_file(path, self.max_image_pixels)
+                )
                 if problem is not None:
                     self.skipped.append((path, problem))
                     continue
@@ -342,7 +353,12 @@ class TFRecordSource(Source):
     whose framing checksum fails stops the reading, named by `explain`.
     """
 
-    def __init__(self, location: str, bad_records: str = "fail"):
+    def __init__(
+        self,
+        location: str,
+        bad_records: str = "fail",
+        max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS,
+    ):
         super().__init__()
         self.location = location
         if "{split}" in location:
@@ -379,6 +395,7 @@ class TFRecordSource(Source):
             label_offset=self.label_offset,
             num_classes=len(self.class_names),
             bad_records=bad_records,
+            max_image_pixels=max_image_pixels,
             skipped=self.skipped,
         )
 
@@ -529,7 +546,13 @@ class TfdsSource(Source):
     """
 
     def __init__(
-        self, name: str, *, data_dir: str = "", manual_dir: str = "", bad_records: str = "fail"
+        self,
+        name: str,
+        *,
+        data_dir: str = "",
+        manual_dir: str = "",
+        bad_records: str = "fail",
+        max_image_pixels: int = imagefile.MAX_IMAGE_PIXELS,
     ):
         super().__init__()
         try:
@@ -588,6 +611,7 @@ class TfdsSource(Source):
             label_offset=0,
             num_classes=len(self.class_names),
             bad_records=bad_records,
+            max_image_pixels=max_image_pixels,
             skipped=self.skipped,
         )
 
@@ -732,7 +756,8 @@ def open_source(
       tfds_data_dir: TFDS data directory ("" for TFDS's default, $TFDS_DATA_DIR or
         ~/tensorflow_datasets).
       tfds_manual_dir: where manually downloaded files are (ImageNet's tar files).
-      max_image_pixels: larger images of a folder source are skipped at listing.
+      max_image_pixels: larger images are damaged data: a folder source skips them at
+        listing, TFRecord and TFDS sources as they read them (by `bad_records`).
       bad_records: what TFRecord and TFDS sources do with a damaged record: "skip" or "fail".
 
     Raises:
@@ -743,13 +768,14 @@ def open_source(
         return FolderSource(os.path.expanduser(argument), max_image_pixels)
     if kind == "tfrecord" and argument:
         location = argument if "://" in argument else os.path.expanduser(argument)
-        return TFRecordSource(location, bad_records)
+        return TFRecordSource(location, bad_records, max_image_pixels)
     if kind == "tfds" and argument:
         return TfdsSource(
             argument,
             data_dir=os.path.expanduser(tfds_data_dir) if tfds_data_dir else "",
             manual_dir=os.path.expanduser(tfds_manual_dir) if tfds_manual_dir else "",
             bad_records=bad_records,
+            max_image_pixels=max_image_pixels,
         )
     if kind == "synthetic" and not argument:
         return SyntheticSource(num_classes or 1000, synthetic_examples)

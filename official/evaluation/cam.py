@@ -195,9 +195,7 @@ def draw_files(
         except OSError as e:
             yield Drawn(path, problem=e.strerror or str(e))
             continue
-        fmt, problem = imagefile.check(encoded, max_image_pixels)
-        if problem is None and fmt not in imagefile.DECODABLE_FORMATS:
-            problem = f"{fmt} images are not supported"
+        problem = imagefile.decoding_problem(*imagefile.check(encoded, max_image_pixels))
         if problem is not None:
             yield Drawn(path, problem=problem)
             continue

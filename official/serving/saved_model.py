@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from official import atomic
 from official.data import imagefile, preprocess
-from official.errors import UserError
+from official.errors import UserError, tensorflow_words
 from official.models import heads
 
 SERVING_SIGNATURE = "serving_default"
@@ -352,8 +352,4 @@ def describe_error(error: Exception) -> str:
     match = re.search(r"image_bytes\[\d+\]: ([^\]\n'\"]+)", message)
     if match:
         return match.group(1).strip()
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    # TensorFlow wraps the decoder's own words in where it happened: skip those lines.
-    context = ("Graph execution error", "Detected at node", "<stack traces", "File ", "[[")
-    useful = [line for line in lines if not line.startswith(context)]
-    return (useful or lines or ["unknown error"])[0]
+    return tensorflow_words(error)

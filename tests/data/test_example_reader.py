@@ -1,9 +1,11 @@
-"""The graph-only record decoder (for tf.data service workers) reads what the host's does."""
+"""Reading Example records: the host check, the graph-only decoder of tf.data service workers
+(which must read what the host reads), skipping or naming damaged records and images."""
 
 import pytest
 import tensorflow as tf
+from helpers import bomb_png, digit_pixels, encode
 
-from official.data import example_reader, tfrecord
+from official.data import example_reader, imagefile, tfrecord
 
 IMAGE, LABEL = "image/encoded", "image/class/label"
 
@@ -63,31 +65,43 @@ def test_damaged_wire_format_is_an_error_not_a_crash():
     assert "truncated" in tfrecord.check_example(damaged)
 
 
-@pytest.mark.parametrize("portable", [False, True])
-@pytest.mark.parametrize("bad_records", ["skip", "fail"])
-def test_reader_skips_or_names_records_outside_the_classes(portable, bad_records):
-    # Labels stored 1-based (tensorflow/tpu's ImageNet): 1..3 are the classes, 0 and 4 are not.
-    labels = [1, 4, 3, 0, 2]
-    records = [
-        _example(image__encoded=[b"i%d" % i], image__class__label=[v]) for i, v in enumerate(labels)
-    ]
-    skipped = []
-    reader = example_reader.ExampleReader(
+def _reader(bad_records, skipped, max_image_pixels=imagefile.MAX_IMAGE_PIXELS):
+    # Labels stored 1-based (tensorflow/tpu's ImageNet): 1..3 are the classes.
+    return example_reader.ExampleReader(
         "tfrecord:somewhere",
         image_key=IMAGE,
         label_key=LABEL,
         label_offset=1,
         num_classes=3,
         bad_records=bad_records,
+        max_image_pixels=max_image_pixels,
         skipped=skipped,
     )
-    triples = tf.data.Dataset.from_tensor_slices(
+
+
+def _triples(records):
+    return tf.data.Dataset.from_tensor_slices(
         (records, ["dir/shard-1"] * len(records), tf.range(len(records), dtype=tf.int64))
     )
-    read = reader.read(triples, deterministic=True, portable=portable)
+
+
+JPEGS = [encode(digit_pixels(i), "JPEG") for i in range(5)]
+
+
+@pytest.mark.parametrize("portable", [False, True])
+@pytest.mark.parametrize("bad_records", ["skip", "fail"])
+def test_reader_skips_or_names_records_outside_the_classes(portable, bad_records):
+    labels = [1, 4, 3, 0, 2]  # 0 and 4 are no class
+    records = [
+        _example(image__encoded=[JPEGS[i]], image__class__label=[v]) for i, v in enumerate(labels)
+    ]
+    skipped = []
+    read = _reader(bad_records, skipped).read(
+        _triples(records), deterministic=True, portable=portable
+    )
     if bad_records == "skip":
         got = list(read.as_numpy_iterator())
-        assert got == [(b"i0", 0), (b"i2", 2), (b"i4", 1)]
+        assert got == [(JPEGS[0], 0), (JPEGS[2], 2), (JPEGS[4], 1)]
         if not portable:  # Workers log what they skip; the trainer's list is this process's.
             assert [where for where, _ in skipped] == ["shard-1 record 1", "shard-1 record 3"]
             assert "label 4 outside 1..3" in skipped[0][1]
@@ -98,3 +112,34 @@ def test_reader_skips_or_names_records_outside_the_classes(portable, bad_records
     assert line.startswith("tfrecord:somewhere: shard-1 record 1: ")
     assert line.endswith("(--config.data.bad_records=skip skips such records)")
     assert "]" not in line
+
+
+def test_images_that_cannot_be_decoded_are_damaged_records():
+    """What the decoder would stop at later (or a bomb would exhaust memory with) is found from
+    the image's bytes as the record is read, and named like any damaged record."""
+    images = [
+        JPEGS[0],
+        b"not an image at all",
+        JPEGS[1][:-40],  # truncated: no end-of-image marker
+        bomb_png(),  # 20000x20000 pixels in a few hundred bytes
+        encode(digit_pixels(2), "WEBP"),  # an image, but not one TensorFlow decodes
+        encode(digit_pixels(3), "PNG"),
+    ]
+    records = [_example(image__encoded=[image], image__class__label=[1]) for image in images]
+    skipped = []
+    read = _reader("skip", skipped).read(_triples(records), deterministic=True, portable=False)
+    assert [image for image, _ in read.as_numpy_iterator()] == [images[0], images[5]]
+    assert dict(skipped) == {
+        "shard-1 record 1": "image: not an image (unrecognised content)",
+        "shard-1 record 2": "image: truncated JPEG (no end-of-image marker)",
+        "shard-1 record 3": (
+            "image: 20000x20000 pixels, above the limit of 89,478,485 (a decompression bomb?)"
+        ),
+        "shard-1 record 4": "image: webp images are not supported",
+    }
+    # The limit is the source's --config.data.max_image_pixels.
+    skipped = []
+    read = _reader("skip", skipped, max_image_pixels=500).read(
+        _triples(records[:1] + records[5:]), deterministic=True, portable=False
+    )
+    assert list(read.as_numpy_iterator()) == [] and len(skipped) == 2

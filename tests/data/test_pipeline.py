@@ -2,9 +2,12 @@
 rare classes, re-sampling, caching (the sources are in test_sources.py)."""
 
 import numpy as np
-from helpers import images_and_labels
+import pytest
+from helpers import encode, images_and_labels
 
-from official.data import augment, mixing, pipeline, preprocess, sources
+from official.data import augment, imagefile, mixing, pipeline, preprocess, sources
+
+GEOMETRY_16 = preprocess.Geometry(16, 0.875, "bilinear")
 
 
 def test_eval_sees_every_example_once_in_order(tree):
@@ -112,3 +115,52 @@ def test_eval_with_cache_sees_every_example_once(tree):
     for _ in range(2):  # the second pass reads from the cache
         labels = np.concatenate([labels for _, labels in ds.as_numpy_iterator()])
         assert labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def _undecodable_jpeg() -> bytes:
+    """A JPEG whose header passes every check short of decoding (format, size, end marker),
+    with a Huffman table no decoder accepts."""
+    jpeg = bytearray(encode(np.full((20, 20, 3), 128, np.uint8), "JPEG"))
+    table = jpeg.index(b"\xff\xc4")
+    jpeg[table + 5 : table + 21] = b"\xff" * 16  # 16 code-length counts that overflow
+    return bytes(jpeg)
+
+
+def test_undecodable_images_are_skipped_in_training_and_named_in_evaluation(tree):
+    broken = _undecodable_jpeg()
+    assert imagefile.check(broken) == ("jpeg", None)
+    (tree / "train" / "bee" / "broken.jpg").write_bytes(broken)
+    (tree / "validation" / "bee" / "broken.jpg").write_bytes(broken)
+    source = sources.open_source(f"folder:{tree}")
+    assert source.info.num_examples == {"train": 13, "validation": 7}
+
+    def first_batch(skip_undecodable):
+        training = pipeline.Training(
+            preprocessing=preprocess.TrainPreprocessing(),
+            shuffle_buffer=1,  # the files' order is shuffled, epochs stay apart
+            skip_undecodable=skip_undecodable,
+        )
+        ds = pipeline.build_dataset(
+            source,
+            split="train",
+            batch_size=12,
+            geometry=GEOMETRY_16,
+            training=training,
+            seed=1,
+            deterministic=True,
+        )
+        return list(ds.take(2))[0]  # two batches: 24 > 13 files, the broken one is read
+
+    images, labels = first_batch(skip_undecodable=True)  # the first epoch without it
+    assert sorted(labels.numpy().tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    np.testing.assert_array_equal(first_batch(skip_undecodable=True)[0], images)
+    undecodable = pytest.raises(
+        sources.DataError, match=r"^an image of the data cannot be decoded \("
+    )
+    with undecodable, sources.reading(source):
+        first_batch(skip_undecodable=False)
+    evaluation = pipeline.build_dataset(
+        source, split="validation", batch_size=4, geometry=GEOMETRY_16
+    )
+    with undecodable, sources.reading(source):
+        list(evaluation)

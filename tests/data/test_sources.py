@@ -287,7 +287,7 @@ def test_folder_source_skips_decompression_bombs_by_name(tree):
 _FUZZ = """
 import io, json, os, random, sys
 from dataset_trees import make_tree
-from official.data import convert, sources, tfrecord
+from official.data import convert, imagefile, sources, tfrecord
 
 root, seed, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 make_tree(__import__("pathlib").Path(root) / "raw", per_class=4, validation="folders")
@@ -304,8 +304,10 @@ for i in range(count):
     if rng.random() < 0.3:
         cut = rng.randrange(len(record)); del record[cut:cut + rng.randint(1, 20)]
     records.append(bytes(record))
-    try:  # Damaged: not an Example with one image and one label, or a label of no class.
-        damaged += not 0 <= tfrecord.image_and_label(bytes(record))[2] < 3
+    try:  # Damaged: not an Example with one image and one label of a class, or a bad image.
+        start, length, label = tfrecord.image_and_label(bytes(record))
+        image = imagefile.check(bytes(record), start=start, end=start + length)
+        damaged += imagefile.decoding_problem(*image) is not None or not 0 <= label < 3
     except ValueError:
         damaged += 1
 with open(shard, "wb") as f:  # Valid framing around damaged Examples.
@@ -317,13 +319,18 @@ source = sources.open_source("tfrecord:" + out, bad_records="skip")
 kept = list(source.examples("train", shuffle=False, seed=0).as_numpy_iterator())
 print("skip", count, damaged, len(kept), len(source.skipped), source.skipped[0][0])
 # The graph-only reader of tf.data service workers keeps the same records, and those that
-# only fields unknown to tf.train.Example made the host's stricter decoder refuse.
+# the host refused only for fields unknown to tf.train.Example or for their image bytes (which
+# service workers do not check).
 portable = list(source.examples("train", shuffle=False, seed=0, portable=True).as_numpy_iterator())
 extra = [p for p in portable if p not in kept]
 unknown = 0
 for record in records:
     problem = tfrecord.check_example(record)
-    unknown += problem is not None and problem.startswith("unknown field")
+    if problem is None:
+        start, length, _ = tfrecord.image_and_label(record)
+        image = imagefile.check(record, start=start, end=start + length)
+        problem = imagefile.decoding_problem(*image) and "image"
+    unknown += problem is not None and problem.startswith(("unknown field", "image"))
 print("portable", len(portable), all(k in portable for k in kept), len(extra), unknown)
 failing = sources.open_source("tfrecord:" + out, bad_records="fail")
 for portable in (False, True):
