@@ -5,7 +5,7 @@ Also exported: `port_keras_applications_weights` (start from keras.applications 
 """
 
 # Each family module registers its variants when imported.
-from official.models import efficientnet, inception, mobilenet, resnet, vgg  # noqa: F401
+from official.models import alexnet, efficientnet, inception, mobilenet, resnet, vgg  # noqa: F401
 from official.models.flops import count_flops
 from official.models.port import InputNormalization, port_keras_applications_weights
 
