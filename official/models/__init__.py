@@ -5,7 +5,15 @@ Also exported: `port_keras_applications_weights` (start from keras.applications 
 """
 
 # Each family module registers its variants when imported.
-from official.models import alexnet, efficientnet, inception, mobilenet, resnet, vgg  # noqa: F401
+from official.models import (  # noqa: F401
+    alexnet,
+    efficientnet,
+    inception,
+    lenet,
+    mobilenet,
+    resnet,
+    vgg,
+)
 from official.models.flops import count_flops
 from official.models.port import InputNormalization, port_keras_applications_weights
 

@@ -29,6 +29,8 @@ def _static(shape, layer) -> tuple[int, ...]:
 def layer_flops(call: graph.Call) -> int:
     """Multiply-adds of one layer call (0 for layers without a kernel)."""
     layer = call.layer
+    if hasattr(layer, "multiply_adds"):  # a model family's own layer (LeNet-5's C3, RBF)
+        return layer.multiply_adds(_static(call.outputs[0].shape, layer))
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         # Every output channel is one input channel convolved with a k×k filter.
         out = _static(call.outputs[0].shape, layer)

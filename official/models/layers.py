@@ -12,7 +12,18 @@ from collections.abc import Sequence
 import keras
 
 # Names accepted by every family's `activation` switch.
-ACTIVATIONS = ("relu", "relu6", "leaky_relu", "prelu", "elu", "swish", "silu", "hard_swish")
+ACTIVATIONS = (
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "prelu",
+    "elu",
+    "swish",
+    "silu",
+    "hard_swish",
+    "tanh",
+    "lecun_tanh",
+)
 # Names accepted by every family's `normalization` switch.
 NORMALIZATIONS = ("batch", "sync_batch", "group", "layer")
 # He et al. (arXiv 1502.01852 §2.2) with the fan-out variance, N(0, 2 / (k·k·c_out)): the
@@ -112,6 +123,8 @@ def activation_layer(kind: str, name: str, *, spatial: bool = True) -> keras.lay
         return keras.layers.PReLU(shared_axes=[1, 2] if spatial else None, name=name)
     if kind == "leaky_relu":
         return keras.layers.LeakyReLU(negative_slope=0.1, name=name)
+    if kind == "lecun_tanh":
+        return LeCunTanh(name=name)
     keras_name = {"swish": "silu", "hard_swish": "hard_silu"}.get(kind, kind)
     return keras.layers.Activation(keras_name, name=name)
 
@@ -518,6 +531,14 @@ def stochastic_depth(x, rate: float, name: str):
 
 
 @keras.saving.register_keras_serializable(package="official")
+class LeCunTanh(keras.layers.Layer):
+    """1.7159 · tanh(2x/3), LeNet-5's squashing function (LeCun et al. 1998, Appendix A): unit
+    variance outputs for unit variance inputs, and f(±1) = ±1."""
+
+    def call(self, inputs):
+        return 1.7159 * keras.ops.tanh(inputs * (2.0 / 3.0))
+
+
 class LocalResponseNormalization(keras.layers.Layer):
     """Cross-channel local response normalization (Krizhevsky et al. 2012 §3.3).
 

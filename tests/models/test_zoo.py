@@ -71,7 +71,7 @@ def test_builders_take_the_shared_switches():
         for spec in map(registry.get, registry.names())
         if spec.builder.__module__.startswith("official.models.")
     }
-    assert len(builders) == 9
+    assert len(builders) == 10
     for builder in builders:
         parameters = set(inspect.signature(builder).parameters)
         assert parameters >= COMMON_ARGUMENTS, builder.__name__
@@ -172,6 +172,8 @@ def test_registry_passes_each_variants_input_statistics():
         "swish",
         "silu",
         "hard_swish",
+        "tanh",
+        "lecun_tanh",
     )
 
 
