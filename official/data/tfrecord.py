@@ -308,16 +308,6 @@ def image_and_label(
     return first, last - first, value
 
 
-def check_example(serialized: bytes) -> str | None:
-    """Why a record is not an Example with one encoded image and one integer label (what the
-    input pipeline reads), or None. Never raises."""
-    try:
-        image_and_label(serialized)
-    except ValueError as e:
-        return str(e)
-    return None
-
-
 def decode(serialized: bytes) -> ImageRecord:
     """The ImageRecord of a serialized tf.train.Example.
 

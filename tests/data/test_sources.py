@@ -325,11 +325,12 @@ portable = list(source.examples("train", shuffle=False, seed=0, portable=True).a
 extra = [p for p in portable if p not in kept]
 unknown = 0
 for record in records:
-    problem = tfrecord.check_example(record)
-    if problem is None:
+    try:
         start, length, _ = tfrecord.image_and_label(record)
         image = imagefile.check(record, start=start, end=start + length)
         problem = imagefile.decoding_problem(*image) and "image"
+    except ValueError as e:
+        problem = str(e)
     unknown += problem is not None and problem.startswith(("unknown field", "image"))
 print("portable", len(portable), all(k in portable for k in kept), len(extra), unknown)
 failing = sources.open_source("tfrecord:" + out, bad_records="fail")

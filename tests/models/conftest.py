@@ -112,3 +112,12 @@ def keras_parity(
 @pytest.fixture
 def parity():
     return keras_parity
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    """Runs the test under Keras' mixed_bfloat16 policy, restoring the previous one after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    yield
+    keras.config.set_dtype_policy(previous)

@@ -99,14 +99,9 @@ def test_switches_features_and_heads():
 
 
 @pytest.mark.parametrize("name", sorted(TRAINABLE_PARAMS))
-def test_runs_under_mixed_bfloat16_with_float32_outputs(name):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        spec = registry.get(name)
-        model = spec.build(image_size=spec.min_resolution, width_multiplier=0.25, num_classes=5)
-        images = np.random.default_rng(0).uniform(0, 255, (2, *model.input_shape[1:]))
-        logits = model(images.astype("float32"), training=True)
-    finally:
-        keras.config.set_dtype_policy(previous)
+def test_runs_under_mixed_bfloat16_with_float32_outputs(name, mixed_bfloat16):
+    spec = registry.get(name)
+    model = spec.build(image_size=spec.min_resolution, width_multiplier=0.25, num_classes=5)
+    images = np.random.default_rng(0).uniform(0, 255, (2, *model.input_shape[1:]))
+    logits = model(images.astype("float32"), training=True)
     assert logits.dtype == "float32" and np.all(np.isfinite(np.asarray(logits)))

@@ -1,4 +1,3 @@
-import keras
 import numpy as np
 import pytest
 
@@ -76,7 +75,7 @@ def test_subsampling_rbf_grayscale_and_squashing():
 
 
 @pytest.mark.parametrize("name", sorted(LAYER_PARAMS))
-def test_switches_features_and_mixed_bfloat16(name):
+def test_switches_and_features(name):
     spec = registry.get(name)
     model = spec.build(num_classes=5, normalization="batch", activation="relu", dropout=0.3)
     kinds = {type(layer).__name__ for layer in model.layers}
@@ -88,14 +87,14 @@ def test_switches_features_and_mixed_bfloat16(name):
     assert [tuple(o.shape[1:]) for o in features.outputs] == [(28, 28, 6), (14, 14, 6), (5, 5, 16)]
     pooled = spec.build(include_top=False, pooling="max", image_size=None)
     assert pooled.output_shape == (None, 120 if name == "lenet5_1998" else 16)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        wide = spec.build(image_size=48, width_multiplier=0.5, classifier_activation="softmax")
-        images = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype("float32")
-        probabilities = wide(images, training=True)
-    finally:
-        keras.config.set_dtype_policy(previous)
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_PARAMS))
+def test_runs_under_mixed_bfloat16_with_float32_outputs(name, mixed_bfloat16):
+    spec = registry.get(name)
+    wide = spec.build(image_size=48, width_multiplier=0.5, classifier_activation="softmax")
+    images = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype("float32")
+    probabilities = wide(images, training=True)
     assert probabilities.dtype == "float32"
     np.testing.assert_allclose(np.asarray(probabilities).sum(axis=-1), 1.0, atol=1e-3)
     assert wide.get_layer("f6").units == 42

@@ -48,7 +48,7 @@ def test_ceil_mode_pooling_matches_pytorchs():
 
 
 @pytest.mark.parametrize("name", sorted(TRAINABLE_PARAMS))
-def test_switches_features_and_mixed_bfloat16(name):
+def test_switches_and_features(name):
     spec = registry.get(name)
     features = spec.build(image_size=64, features_only=True, width_multiplier=0.25)
     # PyTorch's sizes: conv1 (64 − k) // 2 + 1, then ceil((n − 3) / 2) + 1 per pooling.
@@ -58,13 +58,14 @@ def test_switches_features_and_mixed_bfloat16(name):
     assert pooled.output_shape == (None, 128)
     model = spec.build(image_size=64, width_multiplier=0.25, num_classes=3, normalization="batch")
     assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        model = spec.build(image_size=64, width_multiplier=0.25, classifier_activation="softmax")
-        images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
-        probabilities = model(images, training=True)
-    finally:
-        keras.config.set_dtype_policy(previous)
+
+
+@pytest.mark.parametrize("name", sorted(TRAINABLE_PARAMS))
+def test_runs_under_mixed_bfloat16_with_float32_outputs(name, mixed_bfloat16):
+    model = registry.get(name).build(
+        image_size=64, width_multiplier=0.25, classifier_activation="softmax"
+    )
+    images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    probabilities = model(images, training=True)
     assert probabilities.dtype == "float32"
     np.testing.assert_allclose(np.asarray(probabilities).sum(axis=-1), 1.0, atol=1e-3)

@@ -143,14 +143,6 @@ def test_heads_features_and_float32_outputs(name, mixed_bfloat16):
         assert sizes == sorted(sizes, reverse=True)
 
 
-@pytest.fixture
-def mixed_bfloat16():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    yield
-    keras.config.set_dtype_policy(previous)
-
-
 @pytest.mark.parametrize("name", ["inception_v1", "inception_v3"])
 def test_auxiliary_heads_are_float32_under_mixed_precision(name, mixed_bfloat16):
     model = small(name, image_size=96 if name == "inception_v3" else 224, aux_head=True)
