@@ -1,6 +1,7 @@
 """ResNet (He et al. arXiv 1512.03385) as one table and one builder, with the Bag-of-Tricks
-variants (He et al. arXiv 1812.01187 §4.1), SE-ResNet (Hu et al. arXiv 1709.01507) and
-dilation as switches of the same block function.
+variants (He et al. arXiv 1812.01187 §4.1), ResNeXt (Xie et al. arXiv 1611.05431), SE-ResNet,
+SE-ResNeXt and SENet-154 (Hu et al. arXiv 1709.01507) and dilation as switches of the same
+block function.
 
 Depths 18/34 use the basic block (two 3x3 convolutions), 50 and deeper the bottleneck block
 (1x1 → 3x3 → 1x1 with 4x expansion); table from arXiv 1512.03385 Table 1 (ResNet-200 from
@@ -14,6 +15,19 @@ Table 5 FLOPs and GluonCV's resnet50_v1b/c/d):
     longer ignores three quarters of its input (torchvision's "ResNet v1.5").
   * C: the 7x7 stem becomes three 3x3 convolutions (32, 32, 64 channels).
   * D: the projection shortcut averages 2x2 before its (now stride-1) 1x1 convolution.
+
+ResNeXt (arXiv 1611.05431 §3.3, Table 1) is the bottleneck network with its 3x3 convolution
+split into C groups (the cardinality) of d channels each for the first stage, doubling with the
+stage: width = floor(filters · d / 64) · C, as the authors' fb.resnet.torch code and
+torchvision. Its stride sits in the 3x3 convolution (variant B), as in the authors' code.
+
+SE-ResNet, SE-ResNeXt and SENet-154 follow the reference implementation the SENet authors'
+Caffe models were converted to (Cadene's pretrainedmodels `senet.py`): SE-ResNet keeps the
+stride in the first 1x1 (variant A), SE-ResNeXt moves it to the 3x3 (B). SENet-154 (the ILSVRC
+2017 winner, arXiv 1709.01507 §6.1 and Table 8) is a 64x4d SE-ResNeXt-152 with three changes:
+the first 1x1 of each bottleneck halves the grouped width, the stem is three 3x3 convolutions
+(64, 64, 128: a C stem of width 64), and the down-sampling projections are 3x3 convolutions;
+dropout 0.2 before the classifier.
 """
 
 from __future__ import annotations
@@ -45,8 +59,9 @@ DEPTHS = {
 }
 STAGE_FILTERS = (64, 128, 256, 512)
 BOTTLENECK_EXPANSION = 4
-# Bag of Tricks Figure 2b: the ResNet-C stem's three 3x3 convolutions.
-DEEP_STEM_FILTERS = (32, 32, 64)
+# Bag of Tricks Figure 2b: the ResNet-C stem's three 3x3 convolutions are (w, w, 2w), w = 32;
+# SENet-154 uses w = 64.
+DEEP_STEM_WIDTH = 32
 VARIANTS = ("a", "b", "c", "d")
 # SENet's reduction ratio r = 16 (arXiv 1709.01507 §6.1, Table 10).
 SE_RATIO = 1 / 16
@@ -78,6 +93,29 @@ def stage_dilations(output_stride: int) -> tuple[tuple[int, int], ...]:
     return tuple(result)
 
 
+@dataclasses.dataclass(frozen=True)
+class Bottleneck:
+    """The shape of a bottleneck's inner convolutions (ResNeXt's "C x d" template).
+
+    Attributes:
+      cardinality: groups of the 3x3 convolution (C; 1 for ResNet).
+      base_width: channels per group in the first stage (d; 64 for ResNet, whose width is then
+        the stage's filters).
+      reduce_fraction: width of the first 1x1 relative to the 3x3's (SENet-154: 0.5).
+      shortcut_kernel: kernel of the down-sampling projections (SENet-154: 3).
+    """
+
+    cardinality: int = 1
+    base_width: int = 64
+    reduce_fraction: float = 1.0
+    shortcut_kernel: int = 1
+
+    def width(self, filters: int) -> int:
+        """Channels of the grouped 3x3 convolution for a stage with `filters`."""
+        # At least one channel per group, so narrow test models keep their groups.
+        return max(1, filters * self.base_width // 64) * self.cardinality
+
+
 def _residual_block(
     x,
     *,
@@ -90,6 +128,7 @@ def _residual_block(
     zero_gamma: bool,
     variant: str,
     se_ratio: float,
+    bottleneck: Bottleneck,
 ):
     """One residual block, keras.applications naming (`_0_` shortcut, `_1_`.. branch)."""
     out_filters = filters * BOTTLENECK_EXPANSION if block == "bottleneck" else filters
@@ -105,19 +144,24 @@ def _residual_block(
                 strides, strides=strides, padding="same", name=name + "_0_pool"
             )(x)
             shortcut_strides = 1
+        # SENet-154's 3x3 projections apply only where the block down-samples.
+        kernel = bottleneck.shortcut_kernel if shortcut_strides != 1 else 1
         shortcut = layers.conv_norm_act(
-            shortcut, out_filters, 1, strides=shortcut_strides, name=name + "_0", **linear
+            shortcut, out_filters, kernel, strides=shortcut_strides, name=name + "_0", **linear
         )
     # ResNet-B and later: the stride is taken by the 3x3 convolution.
     stride_1x1, stride_3x3 = (strides, 1) if variant == "a" else (1, strides)
     if block == "bottleneck":
-        y = layers.conv_norm_act(x, filters, 1, strides=stride_1x1, name=name + "_1", **conv_kwargs)
+        width = bottleneck.width(filters)
+        reduced = max(1, int(width * bottleneck.reduce_fraction))
+        y = layers.conv_norm_act(x, reduced, 1, strides=stride_1x1, name=name + "_1", **conv_kwargs)
         y = layers.conv_norm_act(
             y,
-            filters,
+            width,
             3,
             strides=stride_3x3,
             dilation_rate=dilation,
+            groups=bottleneck.cardinality,
             name=name + "_2",
             **conv_kwargs,
         )
@@ -170,6 +214,11 @@ def resnet(
     features_only: bool = False,
     variant: str = "a",
     se_ratio: float = 0.0,
+    cardinality: int = 1,
+    base_width: int = 64,
+    reduce_fraction: float = 1.0,
+    shortcut_kernel: int = 1,
+    stem_width: int = DEEP_STEM_WIDTH,
     output_stride: int = 32,
     width_multiplier: float = 1.0,
     zero_gamma: bool = False,
@@ -196,6 +245,12 @@ def resnet(
         nothing in the basic block, whose first 3x3 already takes the stride.
       se_ratio: > 0 adds squeeze-excitation with this reduction to every block (SE-ResNet:
         1/16).
+      cardinality: groups of the bottleneck's 3x3 convolution (ResNeXt's C; 1 for ResNet).
+      base_width: channels per group in the first stage (ResNeXt's d; 64 for ResNet).
+      reduce_fraction: width of the bottleneck's first 1x1 relative to the 3x3 (SENet-154:
+        0.5).
+      shortcut_kernel: kernel of the down-sampling projections (SENet-154: 3).
+      stem_width: w of the C/D stem's (w, w, 2w) 3x3 convolutions (32; SENet-154: 64).
       output_stride: 32 (the paper), 16 or 8: later stages keep their resolution and use
         dilated 3x3 convolutions; the parameters do not change.
       width_multiplier: scales every stage's filters (and the stem).
@@ -213,6 +268,12 @@ def resnet(
         raise ValueError(f"unknown ResNet depth {depth}; choose one of {sorted(DEPTHS)}")
     layers.check_choice(variant, VARIANTS, "ResNet variant")
     table = DEPTHS[depth]
+    bottleneck = Bottleneck(cardinality, base_width, reduce_fraction, shortcut_kernel)
+    if table.block == "basic" and bottleneck != Bottleneck():
+        raise ValueError(
+            f"ResNet-{depth} uses basic blocks: cardinality, base_width, reduce_fraction and "
+            "shortcut_kernel apply to bottleneck depths (50 and deeper)"
+        )
     dilations = stage_dilations(output_stride)
     conv_kwargs = dict(
         activation=activation,
@@ -221,7 +282,7 @@ def resnet(
     inputs, x = layers.input_block(image_size, mean, std)
     if variant in ("c", "d"):
         # ResNet-C stem: three 3x3 convolutions, the first with stride 2 (Figure 2b).
-        for index, filters in enumerate(DEEP_STEM_FILTERS):
+        for index, filters in enumerate((stem_width, stem_width, 2 * stem_width)):
             x = layers.conv_norm_act(
                 x,
                 _scaled(filters, width_multiplier),
@@ -255,6 +316,7 @@ def resnet(
                 zero_gamma=zero_gamma,
                 variant=variant,
                 se_ratio=se_ratio,
+                bottleneck=bottleneck,
             )
         previous_dilation = dilation
         features.append(x)
@@ -290,3 +352,43 @@ for _depth in (50, 101, 152):
         default_resolution=224,
         kwargs={"depth": _depth, "se_ratio": SE_RATIO},
     )
+# ResNeXt "depth_Cxd" (arXiv 1611.05431 Tables 1 and 5; 101_32x8d and 101_64x4d as torchvision
+# and the authors' released models), with their SE versions (arXiv 1709.01507 Table 2, the
+# reference implementation's se_resnext50_32x4d / 101_32x4d / 101_64x4d).
+RESNEXTS = {
+    "50_32x4d": (50, 32, 4),
+    "101_32x4d": (101, 32, 4),
+    "101_32x8d": (101, 32, 8),
+    "101_64x4d": (101, 64, 4),
+}
+for _suffix, (_depth, _cardinality, _base_width) in RESNEXTS.items():
+    _kwargs = {"depth": _depth, "variant": "b", "cardinality": _cardinality}
+    _kwargs["base_width"] = _base_width
+    registry.register(
+        f"resnext{_suffix}", resnet, family="resnet", default_resolution=224, kwargs=_kwargs
+    )
+    if _suffix != "101_32x8d":
+        registry.register(
+            f"se_resnext{_suffix}",
+            resnet,
+            family="resnet",
+            default_resolution=224,
+            kwargs={**_kwargs, "se_ratio": SE_RATIO},
+        )
+registry.register(
+    "senet154",
+    resnet,
+    family="resnet",
+    default_resolution=224,
+    kwargs={
+        "depth": 152,
+        "variant": "c",
+        "stem_width": 64,
+        "cardinality": 64,
+        "base_width": 4,
+        "reduce_fraction": 0.5,
+        "shortcut_kernel": 3,
+        "se_ratio": SE_RATIO,
+        "dropout": 0.2,
+    },
+)
