@@ -51,6 +51,7 @@ _APPLICATIONS = (
     ("ResNet50/101/152", ("conv1_conv", "conv2_block1_1_conv"), "caffe"),
     ("VGG16/19", ("block1_conv1", "block5_pool"), "caffe"),
     ("InceptionV3", ("mixed0", "mixed10"), "tf"),
+    ("InceptionResNetV2", ("mixed_5b", "block35_1_conv", "conv_7b"), "tf"),
     ("MobileNet", ("conv_dw_1", "conv_pw_13"), "tf"),
     ("MobileNetV2", ("block_1_expand", "Conv_1"), "tf"),
     # MobileNetV3 rescales inside unless built with include_preprocessing=False.
@@ -207,6 +208,7 @@ def port_keras_applications_weights(src: keras.Model, dst: keras.Model) -> Input
 
     Supported pairs (source → registry name): EfficientNetB0..B7 → efficientnet_b0..b7;
     ResNet50/101/152 → resnet50/101/152; VGG16/19 → vgg16/19; InceptionV3 → inception_v3;
+    InceptionResNetV2 → inception_resnet_v2;
     MobileNet → mobilenet_v1; MobileNetV2 → mobilenet_v2; MobileNetV3Small/Large →
     mobilenet_v3_small/large. Both need the same class count and `include_top`; alpha and
     input size of the MobileNets must match their `width_multiplier` and `image_size`.

@@ -153,7 +153,9 @@ def _residual_block(
     stride_1x1, stride_3x3 = (strides, 1) if variant == "a" else (1, strides)
     if block == "bottleneck":
         width = bottleneck.width(filters)
-        reduced = max(1, int(width * bottleneck.reduce_fraction))
+        # Whole groups: the grouped 3x3 needs input channels divisible by the cardinality.
+        groups_in = max(1, round(width * bottleneck.reduce_fraction / bottleneck.cardinality))
+        reduced = groups_in * bottleneck.cardinality
         y = layers.conv_norm_act(x, reduced, 1, strides=stride_1x1, name=name + "_1", **conv_kwargs)
         y = layers.conv_norm_act(
             y,

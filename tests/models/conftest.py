@@ -25,6 +25,10 @@ APPLICATIONS = {
         keras.applications.InceptionV3,
         keras.applications.inception_v3.preprocess_input,
     ),
+    "inception_resnet_v2": (
+        keras.applications.InceptionResNetV2,
+        keras.applications.inception_resnet_v2.preprocess_input,
+    ),
     "mobilenet_v1": (keras.applications.MobileNet, keras.applications.mobilenet.preprocess_input),
     "mobilenet_v2": (
         keras.applications.MobileNetV2,

@@ -1,8 +1,10 @@
+import re
+
 import keras
 import numpy as np
 import pytest
 
-from official.models import count_flops, flops, graph, registry
+from official.models import count_flops, flops, graph, layers, registry
 
 # Inception v3: 23,817,352 trainable parameters, keras.applications InceptionV3 and TF-slim
 # (BN without a learned scale; 1,000 classes, no auxiliary head). With the auxiliary head:
@@ -118,3 +120,110 @@ def test_parity_with_keras_applications_inception_v3(parity):
     before, after, normalization = parity("inception_v3", 96, build_kwargs={"aux_head": True})
     assert before > 1e-2 and after < 1e-4
     assert normalization.mean == (127.5,) * 3 and normalization.std == (127.5,) * 3
+
+
+# BN-Inception: 11,295,240 parameters in the reference Caffe model as converted by Cadene's
+# pretrainedmodels and imgclsmob (`bninception`), whose convolutions carry biases in front of
+# every BN; ours has none (the BN's shift makes them redundant), one per BN channel. MACs:
+# imgclsmob lists 2,048.06 M (the paper gives none).
+INCEPTION_V2_CAFFE_PARAMS = 11_295_240
+# Inception v4: 42,679,816 in timm / Cadene / imgclsmob, whose BNs learn a scale that TF-slim's
+# (and ours) do not: one per BN channel. timm lists 12.3 GMACs at 299 px.
+INCEPTION_V4_AFFINE_PARAMS = 42_679_816
+# Inception-ResNet-v2: keras.applications InceptionResNetV2 (keras.io table: 55.9 M; its
+# count_params() is 55,873,736 with BN moving statistics), timm 13.2 GMACs.
+INCEPTION_RESNET_V2_PARAMS = 55_813_192
+INCEPTION_RESNET_V2_TOTAL = 55_873_736
+
+
+def _bn_channels(model):
+    return sum(
+        layer.moving_mean.shape[0]
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
+
+
+def test_inception_v2_follows_figure_5(trainable):
+    model = registry.get("inception_v2").build(image_size=224)
+    assert trainable(model) + _bn_channels(model) == INCEPTION_V2_CAFFE_PARAMS
+    assert count_flops(model) == pytest.approx(2.048e9, rel=0.01)
+    # Figure 5's output sizes: 28x28x256, 320, then 3c reduces to 14x14x576, 4e to 7x7x1024.
+    shapes = {n: model.get_layer(n).output.shape[1:] for n in ("inception_3a", "inception_3b")}
+    assert shapes == {"inception_3a": (28, 28, 256), "inception_3b": (28, 28, 320)}
+    assert model.get_layer("inception_3c").output.shape[1:] == (14, 14, 576)
+    assert model.get_layer("inception_4d").output.shape[1:] == (14, 14, 608)
+    assert model.get_layer("inception_4e").output.shape[1:] == (7, 7, 1056)
+    assert model.get_layer("inception_5b").output.shape[1:] == (7, 7, 1024)
+    names = {layer.name for layer in model.layers}
+    # 5x5 convolutions replaced by two 3x3; no LRN, no dropout; pass-through in 3c and 4e.
+    assert not any(isinstance(layer, layers.LocalResponseNormalization) for layer in model.layers)
+    assert "top_dropout" not in names and "inception_3c_1x1_conv" not in names
+    assert model.get_layer("inception_3c_double_3x3_2_conv").strides == (2, 2)
+    assert isinstance(model.get_layer("inception_5b_pool"), keras.layers.MaxPooling2D)
+    assert isinstance(model.get_layer("inception_5a_pool"), keras.layers.AveragePooling2D)
+
+
+@pytest.mark.slow
+def test_inception_v4_parameter_count_and_macs(trainable):
+    model = registry.get("inception_v4").build(image_size=299)
+    assert trainable(model) + _bn_channels(model) == INCEPTION_V4_AFFINE_PARAMS
+    assert count_flops(model) == pytest.approx(12.3e9, rel=0.01)
+    # Figure 9: 35x35x384 after the stem and Inception-A, 17x17x1024, 8x8x1536.
+    assert model.get_layer("mixed_5a").output.shape[1:] == (35, 35, 384)
+    assert model.get_layer("mixed_5e").output.shape[1:] == (35, 35, 384)
+    assert model.get_layer("mixed_6h").output.shape[1:] == (17, 17, 1024)
+    assert model.get_layer("mixed_7d").output.shape[1:] == (8, 8, 1536)
+    assert not any(
+        bn.scale for bn in model.layers if isinstance(bn, keras.layers.BatchNormalization)
+    )
+
+
+def test_inception_v4_modules_and_auxiliary_head():
+    model = registry.get("inception_v4").build(
+        image_size=75, width_multiplier=0.25, aux_head=True, num_classes=4
+    )
+    modules = [
+        layer.name for layer in model.layers if re.fullmatch(r"mixed_[567][b-h]", layer.name)
+    ]
+    counts = {
+        stage: sum(name.startswith(stage) for name in modules)
+        for stage in ("mixed_5", "mixed_6", "mixed_7")
+    }
+    # 4 x A, 7 x B, 3 x C (Figure 9).
+    assert counts["mixed_5"] == 4 and counts["mixed_6"] == 7 and counts["mixed_7"] == 3
+    assert model.get_layer("aux_pool").input.name == model.get_layer("mixed_6h").output.name
+    outputs = model(np.zeros((1, 75, 75, 3), "float32"))
+    assert outputs["logits"].shape == (1, 4) and outputs["aux_logits"].shape == (1, 4)
+
+
+def test_inception_resnet_v2_parity_with_keras_applications(parity):
+    before, after, normalization = parity("inception_resnet_v2", 75)
+    assert before > 1e-2 and after < 1e-4
+    assert normalization.mean == (127.5,) * 3 and normalization.std == (127.5,) * 3
+
+
+@pytest.mark.slow
+def test_inception_resnet_v2_count_macs_and_blocks(trainable):
+    model = registry.get("inception_resnet_v2").build(image_size=299)
+    assert trainable(model) == INCEPTION_RESNET_V2_PARAMS
+    assert model.count_params() == INCEPTION_RESNET_V2_TOTAL
+    assert count_flops(model) == pytest.approx(13.2e9, rel=0.01)
+    source = keras.applications.InceptionResNetV2(weights=None)
+    assert trainable(source) == INCEPTION_RESNET_V2_PARAMS
+    scales = {
+        kind: {
+            layer.scale
+            for layer in model.layers
+            if layer.name.startswith(kind + "_") and isinstance(layer, keras.layers.Rescaling)
+        }
+        for kind in ("block35", "block17", "block8")
+    }
+    # §3.3: residuals scaled by 0.17, 0.1, 0.2 (TF-slim); the last block8 is unscaled and linear.
+    assert scales == {"block35": {0.17}, "block17": {0.1}, "block8": {0.2}}
+    names = {layer.name for layer in model.layers}
+    assert {"block35_10", "block17_20", "block8_10"} <= names
+    assert "block8_10_scale" not in names and "block8_10_ac" not in names
+    up = model.get_layer("block17_1_conv")
+    assert up.use_bias and up.filters == model.get_layer("mixed_6a").output.shape[-1]
+    assert model.get_layer("conv_7b_conv").filters == 1536

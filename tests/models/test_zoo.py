@@ -38,6 +38,8 @@ REPRESENTATIVES = {
     "vgg11_bn": ("leaky_relu", "group"),
     "inception_v1": ("silu", "batch"),
     "inception_v3": ("relu6", "layer"),
+    "inception_v2": ("elu", "group"),
+    "inception_resnet_v2": ("hard_swish", "group"),
 }
 
 
@@ -71,7 +73,7 @@ def test_builders_take_the_shared_switches():
         for spec in map(registry.get, registry.names())
         if spec.builder.__module__.startswith("official.models.")
     }
-    assert len(builders) == 11
+    assert len(builders) == 13
     for builder in builders:
         parameters = set(inspect.signature(builder).parameters)
         assert parameters >= COMMON_ARGUMENTS, builder.__name__
@@ -120,7 +122,9 @@ def test_activation_normalization_and_initializer_switches(name):
 
 @pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
 def test_heads_features_and_float32_outputs(name, mixed_bfloat16):
-    size = 96 if name == "inception_v3" else 64
+    # TF-slim's Inception stems are unpadded: 75 px at least.
+    unpadded = registry.get(name).min_resolution > 32
+    size = 96 if unpadded else 64
     model = small(name, image_size=size, classifier_activation="softmax")
     probabilities = np.asarray(model(images(model)))
     assert model.output.dtype == "float32"
@@ -137,15 +141,15 @@ def test_heads_features_and_float32_outputs(name, mixed_bfloat16):
     features = small(name, image_size=size, features_only=True)
     sizes = [output.shape[1] for output in features.outputs]
     assert len(sizes) == 5
-    if name != "inception_v3":  # unpadded stem: 45, 20, 9, 4, 1 at 96 px
+    if not unpadded:  # (Inception v3 at 96 px: 45, 20, 9, 4, 1)
         assert sizes == [size // 2, size // 4, size // 8, size // 16, size // 32]
     else:
         assert sizes == sorted(sizes, reverse=True)
 
 
-@pytest.mark.parametrize("name", ["inception_v1", "inception_v3"])
+@pytest.mark.parametrize("name", ["inception_v1", "inception_v3", "inception_resnet_v2"])
 def test_auxiliary_heads_are_float32_under_mixed_precision(name, mixed_bfloat16):
-    model = small(name, image_size=96 if name == "inception_v3" else 224, aux_head=True)
+    model = small(name, image_size=224 if name == "inception_v1" else 96, aux_head=True)
     outputs = model(images(model, count=1))
     assert outputs["logits"].dtype == "float32" and outputs["aux_logits"].dtype == "float32"
 
