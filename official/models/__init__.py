@@ -7,6 +7,7 @@ Also exported: `port_keras_applications_weights` (start from keras.applications 
 # Each family module registers its variants when imported.
 from official.models import (  # noqa: F401
     alexnet,
+    densenet,
     efficientnet,
     inception,
     lenet,

@@ -9,7 +9,8 @@ converts exactly (the outputs then agree to float32 rounding):
   * Input preprocessing. Our models take 0..255 RGB pixels and normalize them in their first
     layer; keras.applications models expect their family's `preprocess_input` outside the
     model (ResNet, VGG: "caffe", BGR channel order minus the ImageNet mean; InceptionV3,
-    MobileNet, MobileNetV2: "tf", x / 127.5 - 1) or do it inside (EfficientNet: Rescaling +
+    MobileNet, MobileNetV2: "tf", x / 127.5 - 1; DenseNet: "torch", x / 255 minus the ImageNet
+    mean, divided by its standard deviation) or do it inside (EfficientNet: Rescaling +
     Normalization (+ the 1/sqrt(std) Rescaling of tensorflow/tensorflow#49930 when built with
     weights="imagenet"); MobileNetV3: Rescaling to [-1, 1]). The port composes both into one
     per-channel affine map, sets our input normalization's mean and std to it, and permutes
@@ -17,8 +18,8 @@ converts exactly (the outputs then agree to float32 rounding):
     exactly keras' `preprocess_input` + model on the same raw RGB image.
   * Convolution biases before BN (keras ResNets): BN(conv(x) + b) with moving mean m equals
     BN(conv(x)) with moving mean m - b, so the bias is folded into the BN.
-  * BN epsilon (keras ResNets use 1.001e-5, ours 1e-5): the moving variance is shifted so
-    that variance + epsilon is unchanged.
+  * BN epsilon (keras ResNets and DenseNets use 1.001e-5, ours 1e-5): the moving variance is
+    shifted so that variance + epsilon is unchanged.
   * 1x1 convolutions on a pooled 1x1 map (MobileNet classifiers) become dense kernels.
 
 The normalization constants the port sets are returned: they belong to the weights, so a
@@ -39,16 +40,28 @@ from official.models import graph, heads
 # keras.applications `imagenet_utils.preprocess_input` modes, as (channel permutation of the
 # RGB input, scale, offset) per model-input channel: model_input[i] = x[perm[i]]·a[i] + b[i].
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
+_IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+_IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 _EXTERNAL_MODES = {
     "caffe": ((2, 1, 0), np.ones(3), -_CAFFE_MEAN_BGR),
     "tf": ((0, 1, 2), np.full(3, 1 / 127.5), np.full(3, -1.0)),
+    # (x / 255 - mean) / std with the ImageNet statistics on the 0..1 scale.
+    "torch": (
+        (0, 1, 2),
+        1 / (255 * np.array(_IMAGENET_STDDEV_RGB)),
+        -np.array(_IMAGENET_MEAN_RGB) / np.array(_IMAGENET_STDDEV_RGB),
+    ),
     "none": ((0, 1, 2), np.ones(3), np.zeros(3)),
 }
 # Which keras.applications architecture a model is, by layer names its code fixes; and the
-# preprocessing its `preprocess_input` applies outside the model.
+# preprocessing its `preprocess_input` applies outside the model. ResNet and DenseNet share
+# their stem and block names (conv1_conv, conv2_block1_1_conv): each signature holds a name
+# only its own architecture has (ResNet's residual `_add`, DenseNet's `_concat` and
+# transitions), so no model matches both.
 _APPLICATIONS = (
     ("EfficientNetB0-B7", ("stem_conv", "block1a_dwconv", "top_conv"), "none"),
-    ("ResNet50/101/152", ("conv1_conv", "conv2_block1_1_conv"), "caffe"),
+    ("ResNet50/101/152", ("conv1_conv", "conv2_block1_1_conv", "conv2_block1_add"), "caffe"),
+    ("DenseNet121/169/201", ("conv1_conv", "conv2_block1_concat", "pool2_conv"), "torch"),
     ("VGG16/19", ("block1_conv1", "block5_pool"), "caffe"),
     ("InceptionV3", ("mixed0", "mixed10"), "tf"),
     ("InceptionResNetV2", ("mixed_5b", "block35_1_conv", "conv_7b"), "tf"),
@@ -60,7 +73,6 @@ _APPLICATIONS = (
 # Pre-activation ResNets and EfficientNetV2 share layer names with the above but not the
 # architecture: refuse them instead of failing later on a shape.
 _UNSUPPORTED = ("post_bn",)
-_IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 _WEIGHTED = (
     keras.layers.Conv2D,
     keras.layers.DepthwiseConv2D,
@@ -210,8 +222,9 @@ def port_keras_applications_weights(src: keras.Model, dst: keras.Model) -> Input
     ResNet50/101/152 → resnet50/101/152; VGG16/19 → vgg16/19; InceptionV3 → inception_v3;
     InceptionResNetV2 → inception_resnet_v2;
     MobileNet → mobilenet_v1; MobileNetV2 → mobilenet_v2; MobileNetV3Small/Large →
-    mobilenet_v3_small/large. Both need the same class count and `include_top`; alpha and
-    input size of the MobileNets must match their `width_multiplier` and `image_size`.
+    mobilenet_v3_small/large; DenseNet121/169/201 → densenet121/169/201. Both need the same
+    class count and `include_top`; alpha and input size of the MobileNets must match their
+    `width_multiplier` and `image_size`.
 
     Example:
       src = keras.applications.ResNet50(weights="resnet50_weights.h5")  # or "imagenet"

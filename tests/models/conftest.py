@@ -36,6 +36,9 @@ APPLICATIONS = {
     ),
     "mobilenet_v3_small": (keras.applications.MobileNetV3Small, None),
     "mobilenet_v3_large": (keras.applications.MobileNetV3Large, None),
+    "densenet121": (keras.applications.DenseNet121, keras.applications.densenet.preprocess_input),
+    "densenet169": (keras.applications.DenseNet169, keras.applications.densenet.preprocess_input),
+    "densenet201": (keras.applications.DenseNet201, keras.applications.densenet.preprocess_input),
 }
 
 
