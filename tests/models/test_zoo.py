@@ -40,6 +40,7 @@ REPRESENTATIVES = {
     "inception_v3": ("relu6", "layer"),
     "inception_v2": ("elu", "group"),
     "inception_resnet_v2": ("hard_swish", "group"),
+    "densenet121": ("prelu", "layer"),
 }
 
 
@@ -73,7 +74,7 @@ def test_builders_take_the_shared_switches():
         for spec in map(registry.get, registry.names())
         if spec.builder.__module__.startswith("official.models.")
     }
-    assert len(builders) == 13
+    assert len(builders) == 14
     for builder in builders:
         parameters = set(inspect.signature(builder).parameters)
         assert parameters >= COMMON_ARGUMENTS, builder.__name__
