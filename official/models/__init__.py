@@ -13,6 +13,7 @@ from official.models import (  # noqa: F401
     lenet,
     mobilenet,
     resnet,
+    shufflenet,
     squeezenet,
     vgg,
 )

@@ -29,6 +29,7 @@ def classifier_head(
     dropout: float = 0.0,
     classifier_activation: str | None = None,
     kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
+    classifier_bias: bool = True,
 ):
     """Pools the last feature map and applies the classifier.
 
@@ -45,6 +46,7 @@ def classifier_head(
       dropout: dropout rate before the classifier.
       classifier_activation: None or "linear" for logits, "softmax" for probabilities.
       kernel_initializer: initializer of the classifier kernel.
+      classifier_bias: give the classifier a bias (ShuffleNet v1's reference code has none).
 
     Returns:
       Logits or probabilities in float32 under any mixed-precision policy, or features.
@@ -58,7 +60,10 @@ def classifier_head(
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="top_dropout")(x)
     x = keras.layers.Dense(
-        num_classes, kernel_initializer=kernel_initializer, name=CLASSIFIER_LAYER
+        num_classes,
+        use_bias=classifier_bias,
+        kernel_initializer=kernel_initializer,
+        name=CLASSIFIER_LAYER,
     )(x)
     return output(x, classifier_activation)
 
@@ -88,7 +93,7 @@ def model_from_features(
         returns {"logits": main, "aux_logits": first, "aux_logits_2": second, ...}, the
         auxiliary outputs through `output` like the main one.
       **head_options: the other arguments of `classifier_head` (num_classes, include_top,
-        pooling, dropout, kernel_initializer).
+        pooling, dropout, kernel_initializer, classifier_bias).
 
     Returns:
       A keras.Model.
