@@ -41,6 +41,8 @@ REPRESENTATIVES = {
     "inception_v2": ("elu", "group"),
     "inception_resnet_v2": ("hard_swish", "group"),
     "densenet121": ("prelu", "layer"),
+    "shufflenet_v1_g3_1.0": ("relu6", "batch"),
+    "shufflenet_v2_1.0": ("silu", "group"),
 }
 
 
@@ -58,7 +60,18 @@ def images(model, count=2):
     return np.random.default_rng(0).uniform(0, 255, (count, size, size, 3)).astype("float32")
 
 
-@pytest.mark.parametrize("name", registry.names())
+# ShuffleNet v1's grid of 5 group counts x 4 widths: two of its names in the default suite (its
+# grouped convolutions compile through XLA on the CPU, 2-5 s per name), every name in `slow`.
+_DEFAULT_SHUFFLENET_V1 = ("shufflenet_v1_g3_1.0", "shufflenet_v1_g8_0.5")
+
+
+def _zoo_params():
+    for name in registry.names():
+        grid = name.startswith("shufflenet_v1_") and name not in _DEFAULT_SHUFFLENET_V1
+        yield pytest.param(name, marks=pytest.mark.slow) if grid else name
+
+
+@pytest.mark.parametrize("name", _zoo_params())
 def test_every_registered_model_runs_forward(name):
     model = small(name)
     logits = model(images(model), training=False)
@@ -74,7 +87,7 @@ def test_builders_take_the_shared_switches():
         for spec in map(registry.get, registry.names())
         if spec.builder.__module__.startswith("official.models.")
     }
-    assert len(builders) == 14
+    assert len(builders) == 16
     for builder in builders:
         parameters = set(inspect.signature(builder).parameters)
         assert parameters >= COMMON_ARGUMENTS, builder.__name__
