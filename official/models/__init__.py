@@ -14,6 +14,7 @@ from official.models import (  # noqa: F401
     resnet,
     squeezenet,
     vgg,
+    xception,
 )
 from official.models.flops import count_flops
 from official.models.port import InputNormalization, port_keras_applications_weights

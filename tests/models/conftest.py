@@ -32,6 +32,7 @@ APPLICATIONS = {
     ),
     "mobilenet_v3_small": (keras.applications.MobileNetV3Small, None),
     "mobilenet_v3_large": (keras.applications.MobileNetV3Large, None),
+    "xception": (keras.applications.Xception, keras.applications.xception.preprocess_input),
 }
 
 
