@@ -11,6 +11,7 @@ from official.models import (  # noqa: F401
     inception,
     lenet,
     mobilenet,
+    nasnet,
     resnet,
     squeezenet,
     vgg,

@@ -33,6 +33,11 @@ APPLICATIONS = {
     "mobilenet_v3_small": (keras.applications.MobileNetV3Small, None),
     "mobilenet_v3_large": (keras.applications.MobileNetV3Large, None),
     "xception": (keras.applications.Xception, keras.applications.xception.preprocess_input),
+    "nasnet_a_mobile": (
+        keras.applications.NASNetMobile,
+        keras.applications.nasnet.preprocess_input,
+    ),
+    "nasnet_a_large": (keras.applications.NASNetLarge, keras.applications.nasnet.preprocess_input),
 }
 
 
