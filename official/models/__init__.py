@@ -12,10 +12,12 @@ from official.models import (  # noqa: F401
     inception,
     lenet,
     mobilenet,
+    nasnet,
     resnet,
     shufflenet,
     squeezenet,
     vgg,
+    xception,
 )
 from official.models.flops import count_flops
 from official.models.port import InputNormalization, port_keras_applications_weights

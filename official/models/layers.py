@@ -245,6 +245,52 @@ def conv2d(
     )(x)
 
 
+def separable_conv2d(
+    x,
+    filters: int,
+    kernel_size: int | Sequence[int],
+    *,
+    strides: int = 1,
+    use_bias: bool = False,
+    padding: str = "same",
+    kernel_initializer: str | keras.initializers.Initializer = "he_normal",
+    name: str,
+):
+    """A depthwise-separable convolution as ONE layer: a k×k filter per input channel, then a
+    1x1 convolution, with nothing in between (keras SeparableConv2D, TF-slim
+    separable_conv2d with depth multiplier 1).
+
+    Xception and NASNet use this form: Chollet (arXiv 1610.02357 §4.7, Figure 10) finds that
+    no non-linearity between the depthwise and the pointwise step trains faster and better.
+    MobileNet's form, with normalization and activation after the depthwise step, is
+    `depthwise_separable`. Multiply-adds per output position: k²·C_in + C_in·C_out.
+
+    Args:
+      x: input tensor.
+      filters: output channels of the pointwise step.
+      kernel_size: depthwise kernel size.
+      strides: stride of the depthwise step.
+      use_bias: add a bias (after the pointwise step).
+      padding: see `conv2d`.
+      kernel_initializer: initializer of both kernels.
+      name: layer name; a padding layer, when needed, is named `name + "_pad"`.
+
+    Returns:
+      The output tensor.
+    """
+    x, keras_padding = _padded(x, kernel_size, strides, 1, padding, name)
+    return keras.layers.SeparableConv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=keras_padding,
+        use_bias=use_bias,
+        depthwise_initializer=kernel_initializer,
+        pointwise_initializer=kernel_initializer,
+        name=name,
+    )(x)
+
+
 def conv_norm_act(
     x,
     filters: int,

@@ -9,18 +9,21 @@ converts exactly (the outputs then agree to float32 rounding):
   * Input preprocessing. Our models take 0..255 RGB pixels and normalize them in their first
     layer; keras.applications models expect their family's `preprocess_input` outside the
     model (ResNet, VGG: "caffe", BGR channel order minus the ImageNet mean; InceptionV3,
-    MobileNet, MobileNetV2: "tf", x / 127.5 - 1; DenseNet: "torch", x / 255 minus the ImageNet
-    mean, divided by its standard deviation) or do it inside (EfficientNet: Rescaling +
-    Normalization (+ the 1/sqrt(std) Rescaling of tensorflow/tensorflow#49930 when built with
-    weights="imagenet"); MobileNetV3: Rescaling to [-1, 1]). The port composes both into one
-    per-channel affine map, sets our input normalization's mean and std to it, and permutes
-    the first convolution's input channels for BGR models. The ported model then computes
-    exactly keras' `preprocess_input` + model on the same raw RGB image.
+    Xception, NASNet, MobileNet, MobileNetV2: "tf", x / 127.5 - 1; DenseNet: "torch", x / 255
+    minus the ImageNet mean, divided by its standard deviation) or do it inside (EfficientNet:
+    Rescaling + Normalization (+ the 1/sqrt(std) Rescaling of tensorflow/tensorflow#49930 when
+    built with weights="imagenet"); MobileNetV3: Rescaling to [-1, 1]). The port composes both
+    into one per-channel affine map, sets our input normalization's mean and std to it, and
+    permutes the first convolution's input channels for BGR models. The ported model then
+    computes exactly keras' `preprocess_input` + model on the same raw RGB image.
   * Convolution biases before BN (keras ResNets): BN(conv(x) + b) with moving mean m equals
     BN(conv(x)) with moving mean m - b, so the bias is folded into the BN.
   * BN epsilon (keras ResNets and DenseNets use 1.001e-5, ours 1e-5): the moving variance is
     shifted so that variance + epsilon is unchanged.
   * 1x1 convolutions on a pooled 1x1 map (MobileNet classifiers) become dense kernels.
+
+A separable convolution (keras SeparableConv2D: Xception, NASNet) is one weighted layer with
+two kernels, depthwise then pointwise, copied in that order into the same kind of layer.
 
 The normalization constants the port sets are returned: they belong to the weights, so a
 training run that starts from ported weights must record them (as `--config.data.mean/std`)
@@ -65,6 +68,8 @@ _APPLICATIONS = (
     ("VGG16/19", ("block1_conv1", "block5_pool"), "caffe"),
     ("InceptionV3", ("mixed0", "mixed10"), "tf"),
     ("InceptionResNetV2", ("mixed_5b", "block35_1_conv", "conv_7b"), "tf"),
+    ("Xception", ("block1_conv1", "block14_sepconv2"), "tf"),
+    ("NASNetMobile/Large", ("stem_conv1", "reduction_conv_1_stem_1"), "tf"),
     ("MobileNet", ("conv_dw_1", "conv_pw_13"), "tf"),
     ("MobileNetV2", ("block_1_expand", "Conv_1"), "tf"),
     # MobileNetV3 rescales inside unless built with include_preprocessing=False.
@@ -76,6 +81,7 @@ _UNSUPPORTED = ("post_bn",)
 _WEIGHTED = (
     keras.layers.Conv2D,
     keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv2D,
     keras.layers.Dense,
     keras.layers.BatchNormalization,
 )
@@ -181,15 +187,48 @@ def _describe(call) -> str:
     return f"{call.layer.name} ({type(call.layer).__name__}, {shapes})"
 
 
-def _copy_kernel(source, target, kernel: np.ndarray, input_order: np.ndarray | None) -> None:
+def _kernels(layer) -> list:
+    """A weighted layer's kernels in a fixed order: a separable convolution has two (its
+    depthwise k×k filters, then its 1x1 pointwise kernel), every other layer one."""
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        return [layer.depthwise_kernel, layer.pointwise_kernel]
+    return [layer.kernel]
+
+
+def _reorder_inputs(kernels: list, order: np.ndarray) -> list:
+    """The kernels of the model's first layer with its input channels permuted (BGR → RGB).
+
+    Every kernel has its input channels on axis 2; a separable convolution's pointwise kernel
+    sees the depthwise outputs, channel c's `depth_multiplier` of them side by side, which
+    move with c.
+    """
+    first, *rest = kernels
+    reordered = [first[:, :, order, :]]
+    if rest:
+        (pointwise,) = rest
+        blocks = pointwise.reshape(1, 1, len(order), -1, pointwise.shape[-1])
+        reordered.append(blocks[:, :, order].reshape(pointwise.shape))
+    return reordered
+
+
+def _copy_kernels(source, target, input_order: np.ndarray | None) -> None:
+    kernels = [_numpy(kernel) for kernel in _kernels(source)]
     if input_order is not None:
-        kernel = kernel[:, :, input_order, :]
-    shape = tuple(target.kernel.shape)
-    if kernel.size != int(np.prod(shape)) or (kernel.ndim == len(shape) and kernel.shape != shape):
+        kernels = _reorder_inputs(kernels, input_order)
+    variables = _kernels(target)
+    if len(kernels) != len(variables):
         raise ValueError(
-            f"kernel of {source.name} {kernel.shape} does not fit {target.name} {shape}"
+            f"{source.name} has {len(kernels)} kernels, {target.name} {len(variables)}"
         )
-    target.kernel.assign(kernel.reshape(shape))
+    for kernel, variable in zip(kernels, variables):
+        shape = tuple(variable.shape)
+        if kernel.size != int(np.prod(shape)) or (
+            kernel.ndim == len(shape) and kernel.shape != shape
+        ):
+            raise ValueError(
+                f"kernel of {source.name} {kernel.shape} does not fit {target.name} {shape}"
+            )
+        variable.assign(kernel.reshape(shape))
 
 
 def _port_batch_norm(source, target, bias: np.ndarray | None) -> None:
@@ -220,11 +259,11 @@ def port_keras_applications_weights(src: keras.Model, dst: keras.Model) -> Input
 
     Supported pairs (source → registry name): EfficientNetB0..B7 → efficientnet_b0..b7;
     ResNet50/101/152 → resnet50/101/152; VGG16/19 → vgg16/19; InceptionV3 → inception_v3;
-    InceptionResNetV2 → inception_resnet_v2;
-    MobileNet → mobilenet_v1; MobileNetV2 → mobilenet_v2; MobileNetV3Small/Large →
-    mobilenet_v3_small/large; DenseNet121/169/201 → densenet121/169/201. Both need the same
-    class count and `include_top`; alpha and input size of the MobileNets must match their
-    `width_multiplier` and `image_size`.
+    InceptionResNetV2 → inception_resnet_v2; Xception → xception; NASNetMobile/Large →
+    nasnet_a_mobile/large; MobileNet → mobilenet_v1; MobileNetV2 → mobilenet_v2;
+    MobileNetV3Small/Large → mobilenet_v3_small/large; DenseNet121/169/201 →
+    densenet121/169/201. Both need the same class count and `include_top`; alpha and input
+    size of the MobileNets must match their `width_multiplier` and `image_size`.
 
     Example:
       src = keras.applications.ResNet50(weights="resnet50_weights.h5")  # or "imagenet"
@@ -290,7 +329,7 @@ def port_keras_applications_weights(src: keras.Model, dst: keras.Model) -> Input
         input_order = order if first_kernel else None
         first_kernel = False
         try:
-            _copy_kernel(source, target, _numpy(source.kernel), input_order)
+            _copy_kernels(source, target, input_order)
         except ValueError as e:
             raise ValueError(f"{mismatch} ({e})") from None
         bias = _numpy(source.bias) if source.use_bias else None

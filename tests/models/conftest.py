@@ -39,6 +39,12 @@ APPLICATIONS = {
     "densenet121": (keras.applications.DenseNet121, keras.applications.densenet.preprocess_input),
     "densenet169": (keras.applications.DenseNet169, keras.applications.densenet.preprocess_input),
     "densenet201": (keras.applications.DenseNet201, keras.applications.densenet.preprocess_input),
+    "xception": (keras.applications.Xception, keras.applications.xception.preprocess_input),
+    "nasnet_a_mobile": (
+        keras.applications.NASNetMobile,
+        keras.applications.nasnet.preprocess_input,
+    ),
+    "nasnet_a_large": (keras.applications.NASNetLarge, keras.applications.nasnet.preprocess_input),
 }
 
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from official.models import port_keras_applications_weights, registry
+from official.models import port, port_keras_applications_weights, registry
 from official.models.port import InputNormalization
 
 
@@ -80,3 +80,24 @@ def test_efficientnet_variance_quirk_is_reproduced_and_reported():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         port_keras_applications_weights(source, target)
+
+
+def test_separable_kernels_copy_with_reordered_input_channels():
+    # A SeparableConv2D first layer of a BGR source: the depthwise filters and the pointwise
+    # rows of each input channel (depth multiplier 2: two depthwise outputs per channel) move
+    # together, so the RGB copy on RGB input computes the source on BGR input.
+    inputs = keras.Input((8, 8, 3))
+    source = keras.layers.SeparableConv2D(4, 3, depth_multiplier=2, use_bias=False)
+    target = keras.layers.SeparableConv2D(4, 3, depth_multiplier=2, use_bias=False)
+    source(inputs), target(inputs)
+    rng = np.random.default_rng(0)
+    source.depthwise_kernel.assign(rng.normal(size=source.depthwise_kernel.shape))
+    source.pointwise_kernel.assign(rng.normal(size=source.pointwise_kernel.shape))
+    bgr_to_rgb = np.array([2, 1, 0])
+    port._copy_kernels(source, target, bgr_to_rgb)
+    rgb = rng.normal(size=(1, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(target(rgb), source(rgb[..., ::-1]), atol=1e-5)
+    plain = keras.layers.Conv2D(4, 3)
+    plain(inputs)
+    with pytest.raises(ValueError, match="has 2 kernels"):
+        port._copy_kernels(source, plain, None)
