@@ -43,6 +43,8 @@ REPRESENTATIVES = {
     "densenet121": ("prelu", "layer"),
     "shufflenet_v1_g3_1.0": ("relu6", "batch"),
     "shufflenet_v2_1.0": ("silu", "group"),
+    "xception": ("elu", "layer"),
+    "nasnet_a_mobile": ("leaky_relu", "batch"),
 }
 
 
@@ -61,14 +63,16 @@ def images(model, count=2):
 
 
 # ShuffleNet v1's grid of 5 group counts x 4 widths: two of its names in the default suite (its
-# grouped convolutions compile through XLA on the CPU, 2-5 s per name), every name in `slow`.
+# grouped convolutions compile through XLA on the CPU, 2-5 s per name), every name in `slow`;
+# NASNet-A Large (about 1,300 layers) too.
 _DEFAULT_SHUFFLENET_V1 = ("shufflenet_v1_g3_1.0", "shufflenet_v1_g8_0.5")
 
 
 def _zoo_params():
     for name in registry.names():
         grid = name.startswith("shufflenet_v1_") and name not in _DEFAULT_SHUFFLENET_V1
-        yield pytest.param(name, marks=pytest.mark.slow) if grid else name
+        slow = grid or name == "nasnet_a_large"
+        yield pytest.param(name, marks=pytest.mark.slow) if slow else name
 
 
 @pytest.mark.parametrize("name", _zoo_params())
@@ -87,7 +91,7 @@ def test_builders_take_the_shared_switches():
         for spec in map(registry.get, registry.names())
         if spec.builder.__module__.startswith("official.models.")
     }
-    assert len(builders) == 16
+    assert len(builders) == 18
     for builder in builders:
         parameters = set(inspect.signature(builder).parameters)
         assert parameters >= COMMON_ARGUMENTS, builder.__name__
@@ -136,9 +140,10 @@ def test_activation_normalization_and_initializer_switches(name):
 
 @pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
 def test_heads_features_and_float32_outputs(name, mixed_bfloat16):
-    # TF-slim's Inception stems are unpadded: 75 px at least.
-    unpadded = registry.get(name).min_resolution > 32
-    size = 96 if unpadded else 64
+    # Unpadded stems (TF-slim's Inception, Xception, NASNet) do not halve the size exactly;
+    # Inception v3 and Inception-ResNet-v2 need 75 px at least.
+    unpadded = name in ("inception_v3", "inception_resnet_v2", "xception", "nasnet_a_mobile")
+    size = 96 if registry.get(name).min_resolution > 64 else 64
     model = small(name, image_size=size, classifier_activation="softmax")
     probabilities = np.asarray(model(images(model)))
     assert model.output.dtype == "float32"
