@@ -51,6 +51,9 @@ setup(
             "ruff>=0.6",
             # Regenerates the bundled digits images in a test (tools/make_digits_dataset.py).
             "scikit-learn>=1.3",
+            # Real photos (skimage.data: a cat, a coffee cup, a rocket...) to check ported
+            # ImageNet weights on.
+            "scikit-image>=0.22",
             # The tfds: source and .tflite evaluation are tested too.
             *TFDS,
             *TFLITE,

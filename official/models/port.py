@@ -159,7 +159,8 @@ def _input_transform(model: keras.Model, mode: str, calls: list):
     return perm, scale, offset
 
 
-def _set_input_normalization(model: keras.Model, mean: np.ndarray, std: np.ndarray) -> None:
+def set_input_normalization(model: keras.Model, mean: np.ndarray, std: np.ndarray) -> None:
+    """Sets the model's input normalization layer to (x - mean) / std on the 0..255 scale."""
     layer = next(
         (layer for layer in model.layers if isinstance(layer, keras.layers.Normalization)), None
     )
@@ -231,25 +232,53 @@ def _copy_kernels(source, target, input_order: np.ndarray | None) -> None:
         variable.assign(kernel.reshape(shape))
 
 
-def _port_batch_norm(source, target, bias: np.ndarray | None) -> None:
-    mean = _numpy(source.moving_mean)
-    variance = _numpy(source.moving_variance) + source.epsilon - target.epsilon
+def set_batch_norm(
+    target,
+    *,
+    source_name: str,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    epsilon: float,
+    gamma: np.ndarray | None = None,
+    beta: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+) -> None:
+    """Sets a BN layer to compute exactly what a source BN with these values computes.
+
+    A bias of the convolution before the source BN is folded into the moving mean; a different
+    epsilon into the moving variance (so that variance + epsilon is unchanged). Shared by the
+    keras.applications port and the PyTorch port (official/models/torch_port.py).
+
+    Args:
+      target: our keras BatchNormalization layer.
+      source_name: the source layer's name, for messages.
+      mean, variance: the source's moving statistics.
+      epsilon: the source's epsilon.
+      gamma, beta: the source's scale and offset; None when it has none (ones, zeros).
+      bias: the bias of the convolution feeding the source BN, or None.
+
+    Raises:
+      ValueError: the statistics cannot be represented exactly (a variance below the epsilon
+        difference, a scale or offset the target does not learn).
+    """
+    variance = variance + epsilon - target.epsilon
     if bias is not None:
         mean = mean - bias
     if np.any(variance < 0):
         raise ValueError(
-            f"{source.name}: moving variance below the epsilon difference "
-            f"{source.epsilon - target.epsilon:g}; cannot port exactly"
+            f"{source_name}: moving variance below the epsilon difference "
+            f"{epsilon - target.epsilon:g}; cannot port exactly (build the model with "
+            f"norm_epsilon={epsilon:g})"
         )
-    gamma = _numpy(source.gamma) if source.scale else np.ones_like(mean)
+    gamma = np.ones_like(mean) if gamma is None else gamma
     if target.scale:
         target.gamma.assign(gamma)
     elif not np.allclose(gamma, 1):
-        raise ValueError(f"{target.name} has no scale (gamma) to take {source.name}'s")
+        raise ValueError(f"{target.name} has no scale (gamma) to take {source_name}'s")
     if target.center:
-        target.beta.assign(_numpy(source.beta) if source.center else np.zeros_like(mean))
-    elif source.center and not np.allclose(source.beta, 0):
-        raise ValueError(f"{target.name} has no offset (beta) to take {source.name}'s")
+        target.beta.assign(np.zeros_like(mean) if beta is None else beta)
+    elif beta is not None and not np.allclose(beta, 0):
+        raise ValueError(f"{target.name} has no offset (beta) to take {source_name}'s")
     target.moving_mean.assign(mean)
     target.moving_variance.assign(variance)
 
@@ -320,7 +349,16 @@ def port_keras_applications_weights(src: keras.Model, dst: keras.Model) -> Input
                 conv = produced_by.get(id(target_call.inputs[0]))
                 if conv is None or conv.layer is not pending_bias[0]:
                     raise ValueError(f"cannot fold the bias of {source.name}: no BN follows")
-            _port_batch_norm(source, target, None if pending_bias is None else pending_bias[1])
+            set_batch_norm(
+                target,
+                source_name=source.name,
+                mean=_numpy(source.moving_mean),
+                variance=_numpy(source.moving_variance),
+                epsilon=source.epsilon,
+                gamma=_numpy(source.gamma) if source.scale else None,
+                beta=_numpy(source.beta) if source.center else None,
+                bias=None if pending_bias is None else pending_bias[1],
+            )
             pending_bias = None
             continue
         if kinds[0] is not kinds[1] and kinds != (keras.layers.Conv2D, keras.layers.Dense):
@@ -339,5 +377,5 @@ def port_keras_applications_weights(src: keras.Model, dst: keras.Model) -> Input
             pending_bias = (target, bias)
     if pending_bias is not None:
         raise ValueError(f"the bias of {pending_bias[0].name} has no BN to fold into")
-    _set_input_normalization(dst, mean, std)
+    set_input_normalization(dst, mean, std)
     return InputNormalization(tuple(float(v) for v in mean), tuple(float(v) for v in std))

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from helpers import randomize
 
 from official.models import port_keras_applications_weights, registry
 
@@ -55,29 +56,6 @@ def count_trainable(model) -> int:
 @pytest.fixture
 def trainable():
     return count_trainable
-
-
-def randomize(model, seed: int = 0) -> None:
-    """Random BN statistics, scales, shifts and biases, so a port that drops or misplaces any
-    of them shows in the outputs (fresh models have zero means and biases, unit variances)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.2, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n))
-            if layer.scale:
-                layer.gamma.assign(rng.uniform(0.5, 1.2, n))
-            if layer.center:
-                layer.beta.assign(rng.normal(0, 0.2, n))
-        elif getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
-            layer.bias.assign(rng.normal(0, 0.2, layer.bias.shape))
-        elif isinstance(layer, keras.layers.Normalization) and hasattr(layer, "adapt_mean"):
-            # EfficientNet: the statistics keras' ImageNet weights carry (variance = std², as
-            # keras' own loader effectively applies with its 1/sqrt(std) correction).
-            layer.adapt_mean.assign([0.485, 0.456, 0.406])
-            layer.adapt_variance.assign(np.square([0.229, 0.224, 0.225]))
-            layer.finalize_state()
 
 
 def keras_parity(

