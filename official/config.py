@@ -39,12 +39,18 @@ class ModelConfig:
     # 1409.4842 §5; TF-slim trains Inception-v3 with 0.4); > 0 builds the model with its
     # `aux_head`; 0: no auxiliary head.
     aux_loss_weight: float = 0.0
-    # Start from trained weights: a run directory of this package or one of its checkpoints
-    # (`runs/x/checkpoints/ckpt-N`), or a keras.applications `.h5` weights file (then
-    # init_keras_application names its architecture). Layers whose shapes differ (the classifier
-    # when the class count changes) keep their fresh initialization. Ignored when resuming.
-    init_checkpoint: str = ""
-    init_keras_application: str = ""  # keras.applications constructor of an .h5, e.g. "ResNet50".
+    # Start from trained weights (README "Start from pretrained weights"): a run directory of
+    # this package or one of its checkpoints (`runs/x/checkpoints/ckpt-N`), a keras.applications
+    # `.h5`, a PyTorch `.pth` / `.pt` (torchvision, timm, lukemelas' EfficientNet-PyTorch) or a
+    # `.safetensors` file. Layers whose shapes differ (the classifier when the class count
+    # changes) keep their fresh initialization. Ignored when resuming.
+    init_weights: str = ""
+    # "": detected from the file's contents; or "run", "keras_h5", "torch", "safetensors".
+    init_weights_format: str = ""
+    # Layout of PyTorch weights ("torchvision", "timm", "lukemelas"); "": from their names.
+    init_weights_layout: str = ""
+    # keras.applications constructor of an .h5 (e.g. "ResNet50"); "": the model's counterpart.
+    init_keras_application: str = ""
 
 
 @dataclasses.dataclass
@@ -246,7 +252,8 @@ def choices() -> dict[str, tuple[str, ...]]:
     Data fields may also be "" (the model's reference, or off).
     """
     from official.data import balance, example_reader, preprocess
-    from official.training import optimizers, precision, schedules, strategy
+    from official.models import torch_port
+    from official.training import optimizers, precision, schedules, strategy, transfer
 
     return {
         "data.train_crop": preprocess.TRAIN_CROPS,
@@ -259,6 +266,8 @@ def choices() -> dict[str, tuple[str, ...]]:
         "train.lr_schedule": schedules.SCHEDULES,
         "runtime.distribution_strategy": strategy.STRATEGIES,
         "runtime.precision": precision.PRECISIONS,
+        "model.init_weights_format": ("", *transfer.WEIGHTS_FORMATS),
+        "model.init_weights_layout": ("", *torch_port.LAYOUTS),
     }
 
 
@@ -390,14 +399,22 @@ def validate(config: Config) -> None:
     )
     model = config.model
     _check(model.aux_loss_weight >= 0, "model.aux_loss_weight", model.aux_loss_weight, ">= 0")
-    is_h5 = model.init_checkpoint.endswith((".h5", ".hdf5"))
+    is_h5 = model.init_weights_format == "keras_h5" or (
+        not model.init_weights_format and model.init_weights.endswith((".h5", ".hdf5"))
+    )
     _check(
-        bool(model.init_keras_application) == is_h5,
+        not model.init_keras_application or is_h5,
         "model.init_keras_application",
         model.init_keras_application,
-        "the keras.applications name (e.g. ResNet50) exactly when --config.model.init_checkpoint "
-        "is an .h5 file",
+        "unset unless --config.model.init_weights is a keras.applications .h5 file",
     )
+    for field in ("init_weights_format", "init_weights_layout", "init_keras_application"):
+        _check(
+            not getattr(model, field) or model.init_weights,
+            f"model.{field}",
+            getattr(model, field),
+            "unset without --config.model.init_weights",
+        )
     runtime = config.runtime
     _check(runtime.log_every_steps > 0, "runtime.log_every_steps", runtime.log_every_steps, "> 0")
     _check(
@@ -521,7 +538,7 @@ def resolve(
         then replace the model's defaults; "" for datasets the catalog does not know.
       num_replicas: replicas in sync, which must divide the batch sizes.
       weights_normalization: (mean, std) that the initial weights were trained with
-        (`--config.model.init_checkpoint`); they belong to the weights, so they replace
+        (`--config.model.init_weights`); they belong to the weights, so they replace
         every other normalization.
 
     Returns:

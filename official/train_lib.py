@@ -33,7 +33,7 @@ import tensorflow as tf
 from absl import logging
 
 from official import config as config_lib
-from official import runs
+from official import runs, weights_lib
 from official.data import augment, balance, catalog, mixing, pipeline, preprocess, sources
 from official.models import heads, registry
 from official.serving import saved_model
@@ -145,61 +145,28 @@ def _source(config: config_lib.Config) -> sources.Source:
     return source
 
 
-@dataclasses.dataclass
-class _InitialWeights:
-    """Where a new run's weights come from (`--config.model.init_checkpoint`).
-
-    Attributes:
-      model: a model holding them, copied layer by layer into the new model; None when the
-        checkpoint is of the new model's own architecture (restored directly), or no initial
-        weights.
-      normalization: (mean, std) the weights were trained with, or None.
-    """
-
-    model: keras.Model | None = None
-    normalization: tuple | None = None
-
-
 def _initial_weights(
     config: config_lib.Config, spec: registry.ModelSpec, model_dir: str, resuming: bool
-) -> _InitialWeights:
+) -> weights_lib.Weights:
     """The weights a run starts from, built and loaded (read only when a run starts; a
     resumed run keeps the normalization its config.json recorded)."""
-    path = config.model.init_checkpoint
-    flag = f"--config.model.init_checkpoint={path}"
+    model_config = config.model
+    path = model_config.init_weights
     if not path:
-        return _InitialWeights()
+        return weights_lib.Weights()
     if resuming:  # The run recorded the normalization its initial weights brought.
         if not runs.is_run(model_dir):
-            return _InitialWeights()
+            return weights_lib.Weights()
         saved, _ = runs.load_config(model_dir)
-        return _InitialWeights(normalization=(saved.data.mean, saved.data.std))
-    if config.model.init_keras_application:
-        from official.models import port_keras_applications_weights as port
-
-        try:
-            application, top = transfer.keras_application(config.model.init_keras_application, path)
-        except ValueError as e:
-            raise config_lib.ConfigError(f"{flag}: {e}") from e
-        overrides = runs.model_overrides(config.model, spec)
-        # Convolutional weights do not depend on the input size: a headless application
-        # (no fixed input size) is ported at the architecture's reference resolution.
-        ported = spec.build(
-            image_size=application.input.shape[1] or spec.default_resolution,
-            include_top=top,
-            **({"num_classes": application.output.shape[-1]} if top else {}),
-            **{k: v for k, v in overrides.items() if k not in ("aux_head", "dropout")},
-        )
-        try:
-            normalization = port(application, ported)
-        except ValueError as e:
-            raise config_lib.ConfigError(f"{flag}: {e}") from e
-        return _InitialWeights(ported, (tuple(normalization.mean), tuple(normalization.std)))
-    run_dir, checkpoint = runs.locate(path)
-    if run_dir is None:
-        return _InitialWeights()  # A plain checkpoint of this very architecture.
-    trained = runs.load_trained_model(run_dir, checkpoint=checkpoint)
-    return _InitialWeights(trained.model, (trained.config.data.mean, trained.config.data.std))
+        return weights_lib.Weights(normalization=(saved.data.mean, saved.data.std))
+    return weights_lib.load(
+        path,
+        spec,
+        runs.model_overrides(model_config, spec),
+        file_format=model_config.init_weights_format,
+        layout=model_config.init_weights_layout,
+        keras_application=model_config.init_keras_application,
+    )
 
 
 def _resolve(config, spec, info, strategy, initial):
@@ -547,11 +514,11 @@ def _restore(checkpointer) -> bool:
         raise config_lib.ConfigError(f"--model_dir={checkpointer.model_dir}: {e}") from e
 
 
-def _initialize(config, trainer, initial: _InitialWeights, writer, make_dataset) -> None:
+def _initialize(config, trainer, initial: weights_lib.Weights, writer, make_dataset) -> None:
     """A new run starts from its initial weights; TensorBoard gets the model graph and a grid
     of augmented training images."""
-    path, model = config.model.init_checkpoint, trainer.model
-    flag = f"--config.model.init_checkpoint={path}"
+    path, model = config.model.init_weights, trainer.model
+    flag = f"--config.model.init_weights={path}"
     if path and initial.model is None:
         try:
             runs.restore_weights(model, path, ema=True)

@@ -134,3 +134,89 @@ def randomize(model, seed: int = 0) -> None:
             layer.adapt_mean.assign([0.485, 0.456, 0.406])
             layer.adapt_variance.assign(np.square([0.229, 0.224, 0.225]))
             layer.finalize_state()
+
+
+def torch_conv_kernel(kernel):
+    """Our (kh, kw, in, out) kernel as PyTorch stores it, (out, in, kh, kw), element by element."""
+    kh, kw, cin, cout = kernel.shape
+    out = np.empty((cout, cin, kh, kw), kernel.dtype)
+    for o in range(cout):
+        for i in range(cin):
+            out[o, i] = kernel[:, :, i, o]
+    return out
+
+
+def as_torchvision_resnet(model) -> dict:
+    """A torchvision-named, torchvision-ordered state dict holding our ResNet's weights (the
+    way a real torchvision checkpoint would hold them, for testing the port): each
+    block's `downsample` registered after its branch, as torchvision's Bottleneck does."""
+    import keras
+
+    weights = {}
+    for layer in model.layers:
+        if not layer.weights or layer.name == "input_normalization":
+            continue
+        name = layer.name
+        if name.startswith("conv1_"):
+            path = "conv1" if name.endswith("_conv") else "bn1"
+        elif name == "predictions":
+            path = "fc"
+        else:
+            stage, block, index, kind = name.split("_")
+            block_path = f"layer{int(stage[4:]) - 1}.{int(block[5:]) - 1}"
+            path = (
+                f"{block_path}.downsample.{0 if kind == 'conv' else 1}"
+                if index == "0"
+                else f"{block_path}.{'conv' if kind == 'conv' else 'bn'}{index}"
+            )
+        entries = {}
+        if isinstance(layer, keras.layers.BatchNormalization):
+            entries = {
+                "weight": layer.gamma.numpy(),
+                "bias": layer.beta.numpy(),
+                "running_mean": layer.moving_mean.numpy(),
+                # torchvision trains with epsilon 1e-5; ours is 1e-5 too.
+                "running_var": layer.moving_variance.numpy(),
+                "num_batches_tracked": np.array(7),
+            }
+        elif isinstance(layer, keras.layers.Dense):
+            entries = {"weight": layer.kernel.numpy().T, "bias": layer.bias.numpy()}
+        else:
+            entries = {"weight": torch_conv_kernel(layer.kernel.numpy())}
+        for key, value in entries.items():
+            weights[f"{path}.{key}"] = value
+    # torchvision's registration order: conv1..bn3, then downsample, within each block.
+    ordered = {}
+    for key in sorted(weights, key=lambda k: (_block_index(k), ".downsample." in k)):
+        ordered[key] = weights[key]
+    return ordered
+
+
+def _block_index(key):
+    if key.startswith(("conv1.", "bn1.")):
+        return (0, 0, 0 if key.startswith("conv1.") else 1)
+    if key.startswith("fc."):
+        return (99, 0, 0)
+    layer, block = key.split(".")[:2]
+    return (int(layer[5:]), int(block), 0)
+
+
+def write_safetensors(path, tensors: dict) -> None:
+    """A .safetensors file (8-byte little-endian header length, JSON header, raw bytes), as the
+    safetensors library writes one."""
+    import json
+    import struct
+
+    dtypes = {"float32": "F32", "float64": "F64", "int64": "I64"}
+    header, offset, chunks = {}, 0, []
+    for name, array in tensors.items():
+        data = np.ascontiguousarray(array).tobytes()
+        header[name] = {
+            "dtype": dtypes[str(array.dtype)],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        offset += len(data)
+        chunks.append(data)
+    encoded = json.dumps(header).encode()
+    pathlib.Path(path).write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks))

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
+from helpers import as_torchvision_resnet, randomize, write_safetensors
 from PIL import Image
 
 from official import config as config_lib
 from official import runs, train_lib
 from official.data import pipeline, sources
 from official.models import port_keras_applications_weights, registry
+from official.training import transfer
 
 
 def _config(**sections) -> config_lib.Config:
@@ -117,7 +119,7 @@ def test_zero_gamma_switch_reaches_the_model():
 def test_transfer_with_new_head_frozen_backbone_and_two_stages(ema_run, tmp_path):
     source_dir, _ = ema_run
     config = _config(
-        model={"num_classes": 3, "init_checkpoint": str(source_dir)},
+        model={"num_classes": 3, "init_weights": str(source_dir)},
         train={
             "epochs": 2,
             "optimizer": "adam",
@@ -208,8 +210,8 @@ def test_transfer_from_a_keras_applications_h5_file(tmp_path):
         model={
             "name": "mobilenet_v2",
             "num_classes": 4,
-            "init_checkpoint": str(weights_file),
-            "init_keras_application": "MobileNetV2",
+            # The architecture of the .h5 is the model's keras.applications counterpart.
+            "init_weights": str(weights_file),
         },
         data={"image_size": 32},
         train={"epochs": 2, "freeze_backbone_epochs": 1},
@@ -231,6 +233,41 @@ def test_transfer_from_a_keras_applications_h5_file(tmp_path):
             compared += 1
     assert compared > 200
     assert trained.get_layer("predictions").kernel.shape[-1] == 4
+
+
+def test_transfer_from_pytorch_weights_in_a_safetensors_file(tmp_path):
+    """A torchvision-layout state dict (a ResNet-18's, 10 classes) starts a 4-class run: the
+    format and layout are detected, the backbone is ported and frozen exactly, the head is
+    new, and the run records the ImageNet normalization torchvision's weights need."""
+    source = registry.get("resnet18").build(image_size=32, width_multiplier=0.25, num_classes=10)
+    randomize(source)
+    weights = as_torchvision_resnet(source)
+    path = tmp_path / "resnet18.safetensors"
+    write_safetensors(path, weights)
+    assert transfer.weights_format(str(path)) == "safetensors"
+    config = _config(
+        model={"name": "resnet18", "width_multiplier": 0.25, "init_weights": str(path)},
+        data={"image_size": 32},
+        train={"epochs": 2, "freeze_backbone_epochs": 1},
+        runtime={"summary_images": 0},
+    )
+    train_lib.run(config, str(tmp_path / "run"))
+    saved, _ = runs.load_config(str(tmp_path / "run"))
+    assert saved.data.mean == pytest.approx(registry.IMAGENET_MEAN)
+    assert saved.data.std == pytest.approx(registry.IMAGENET_STD)
+    after_freeze = str(tmp_path / "run" / "checkpoints" / "ckpt-4")
+    trained, *_ = runs.load_trained_model(str(tmp_path / "run"), checkpoint=after_freeze, ema=False)
+    np.testing.assert_array_equal(
+        trained.get_layer("conv2_block1_1_conv").kernel.numpy(),
+        source.get_layer("conv2_block1_1_conv").kernel.numpy(),
+    )
+    assert trained.get_layer("predictions").kernel.shape[-1] == 4
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not weights")
+    config.model.init_weights = str(bad)
+    with pytest.raises(config_lib.ConfigError, match=r"init_weights=.*notes.txt: .*not a run"):
+        train_lib.run(config, str(tmp_path / "run2"))
+    assert not (tmp_path / "run2").exists()
 
 
 def test_training_run_with_every_data_option(tmp_path, caplog):

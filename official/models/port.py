@@ -75,6 +75,23 @@ _APPLICATIONS = (
     # MobileNetV3 rescales inside unless built with include_preprocessing=False.
     ("MobileNetV3Small/Large", ("expanded_conv_1_expand", "conv_1"), "tf"),
 )
+# The keras.applications constructor of each registry model the port supports.
+KERAS_APPLICATIONS = {
+    **{f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)},
+    **{f"resnet{depth}": f"ResNet{depth}" for depth in (50, 101, 152)},
+    **{f"densenet{depth}": f"DenseNet{depth}" for depth in (121, 169, 201)},
+    "vgg16": "VGG16",
+    "vgg19": "VGG19",
+    "inception_v3": "InceptionV3",
+    "inception_resnet_v2": "InceptionResNetV2",
+    "xception": "Xception",
+    "nasnet_a_mobile": "NASNetMobile",
+    "nasnet_a_large": "NASNetLarge",
+    "mobilenet_v1": "MobileNet",
+    "mobilenet_v2": "MobileNetV2",
+    "mobilenet_v3_small": "MobileNetV3Small",
+    "mobilenet_v3_large": "MobileNetV3Large",
+}
 # Pre-activation ResNets and EfficientNetV2 share layer names with the above but not the
 # architecture: refuse them instead of failing later on a shape.
 _UNSUPPORTED = ("post_bn",)

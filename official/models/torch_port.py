@@ -37,6 +37,7 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
+from official.errors import UserError
 from official.models import graph, heads, registry
 from official.models.port import InputNormalization, set_batch_norm, set_input_normalization
 
@@ -112,7 +113,7 @@ LAYOUTS = {
 }
 
 
-class TorchPortError(ValueError):
+class TorchPortError(UserError, ValueError):
     """A state dict that does not fit the model; the message names what is left over."""
 
 

@@ -1,7 +1,9 @@
 """Starting a model from other weights: copy by layer name, keeping layers whose shapes differ.
 
 Used for transfer learning (a new classifier when the class count changes) and for starting
-from a keras.applications `.h5` file through the model zoo's port.
+from other frameworks' files through the model zoo's ports: a keras.applications `.h5`
+(official/models/port.py) or a PyTorch / safetensors state dict (official/models/torch_port.py).
+Which kind a file is comes from its contents (`weights_format`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import os
 
 import keras
 from absl import logging
+
+from official.models import state_dict, torch_port
 
 # The classifier layer of every family (official/models/heads.py), and the auxiliary
 # classifiers (official/models/inception.py: `aux_...`): trained alone while the backbone is
@@ -55,6 +59,78 @@ def copy_matching_weights(source, target) -> tuple[list[str], list[str]]:
     if not copied:
         raise ValueError(f"no layer of {source.name!r} matches {target.name!r}")
     return copied, skipped
+
+
+# What `--config.model.init_weights` can name: a run directory or one of its checkpoints, a
+# keras.applications HDF5 file, a PyTorch `torch.save` file, a safetensors file.
+WEIGHTS_FORMATS = ("run", "keras_h5", "torch", "safetensors")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def weights_format(path: str) -> str:
+    """The kind of weights `path` holds, from its contents (one of WEIGHTS_FORMATS).
+
+    Raises:
+      ValueError: no such file, or a file of none of the known kinds.
+    """
+    if os.path.isdir(path) or os.path.isfile(path + ".index"):
+        return "run"
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file or directory")
+    with open(path, "rb") as f:
+        head = f.read(len(_HDF5_SIGNATURE))
+    if head == _HDF5_SIGNATURE:
+        return "keras_h5"
+    try:
+        kind = state_dict.detect_format(path)
+    except state_dict.CheckpointError as e:
+        raise ValueError(
+            f"{path}: not a run, a checkpoint, a keras .h5, a PyTorch or a safetensors file ({e})"
+        ) from None
+    return "safetensors" if kind == "safetensors" else "torch"
+
+
+def classifier_outputs(weights: dict) -> int:
+    """The class count of a state dict: the outputs of its last weighted module (a linear
+    layer, or SqueezeNet's 1x1 convolution)."""
+    for name in reversed(list(weights)):
+        if name.endswith(".weight") and weights[name].ndim in (2, 4):
+            return int(weights[name].shape[0])
+    raise ValueError("no weighted layer in the state dict")
+
+
+def torch_model(path: str, spec, overrides: dict, *, file_format: str, layout: str):
+    """Our model (`spec` built with `overrides`) holding a PyTorch or safetensors file's
+    weights, and the input normalization they need.
+
+    Args:
+      path: the file.
+      spec: the registry spec of the architecture the weights are for.
+      overrides: builder arguments of the run (width, activation, ...; the classifier is built
+        with the file's class count).
+      file_format: "torch" or "safetensors".
+      layout: a key of torch_port.LAYOUTS, or "" to detect it from the names.
+
+    Raises:
+      ValueError: an unreadable file, or weights that do not fit the model (one line).
+    """
+    weights = state_dict.read(path, format=None if file_format == "torch" else "safetensors")
+    model = spec.build(
+        image_size=spec.default_resolution,
+        num_classes=classifier_outputs(weights),
+        **{k: v for k, v in overrides.items() if k not in ("aux_head", "dropout")},
+    )
+    normalization = torch_port.port_state_dict(
+        weights, model, layout=layout or None, family=spec.family
+    )
+    logging.info(
+        "ported %d tensors of %s (%s layout) into %s",
+        len(weights),
+        path,
+        layout or torch_port.detect_layout(weights),
+        spec.name,
+    )
+    return model, normalization
 
 
 def find_run(path: str) -> tuple[str | None, str | None]:

@@ -4,7 +4,14 @@ import keras
 import numpy as np
 import pytest
 import reference_nets
-from helpers import LITE0_WHEEL, randomize, real_photos, registry_file
+from helpers import (
+    LITE0_WHEEL,
+    as_torchvision_resnet,
+    randomize,
+    real_photos,
+    registry_file,
+    torch_conv_kernel,
+)
 
 from official.models import registry, state_dict, torch_port
 from official.models.torch_port import TorchPortError
@@ -15,70 +22,6 @@ from official.models.torch_port import TorchPortError
 EXPECTED_CLASSES = ({281, 282, 285}, {967, 968}, {657, 812})
 
 
-def _torch_conv(kernel):
-    """Our (kh, kw, in, out) kernel as PyTorch stores it, (out, in, kh, kw), element by element."""
-    kh, kw, cin, cout = kernel.shape
-    out = np.empty((cout, cin, kh, kw), kernel.dtype)
-    for o in range(cout):
-        for i in range(cin):
-            out[o, i] = kernel[:, :, i, o]
-    return out
-
-
-def _as_torchvision_resnet(model) -> dict:
-    """A torchvision-named, torchvision-ordered state dict holding our ResNet's weights: each
-    block's `downsample` registered after its branch, as torchvision's Bottleneck does."""
-    weights = {}
-    blocks = {}
-    for layer in model.layers:
-        if not layer.weights or layer.name == "input_normalization":
-            continue
-        name = layer.name
-        if name.startswith("conv1_"):
-            path = "conv1" if name.endswith("_conv") else "bn1"
-        elif name == "predictions":
-            path = "fc"
-        else:
-            stage, block, index, kind = name.split("_")
-            block_path = f"layer{int(stage[4:]) - 1}.{int(block[5:]) - 1}"
-            path = (
-                f"{block_path}.downsample.{0 if kind == 'conv' else 1}"
-                if index == "0"
-                else f"{block_path}.{'conv' if kind == 'conv' else 'bn'}{index}"
-            )
-            blocks.setdefault(block_path, [])
-        entries = {}
-        if isinstance(layer, keras.layers.BatchNormalization):
-            entries = {
-                "weight": layer.gamma.numpy(),
-                "bias": layer.beta.numpy(),
-                "running_mean": layer.moving_mean.numpy(),
-                # torchvision trains with epsilon 1e-5; ours is 1e-5 too.
-                "running_var": layer.moving_variance.numpy(),
-                "num_batches_tracked": np.array(7),
-            }
-        elif isinstance(layer, keras.layers.Dense):
-            entries = {"weight": layer.kernel.numpy().T, "bias": layer.bias.numpy()}
-        else:
-            entries = {"weight": _torch_conv(layer.kernel.numpy())}
-        for key, value in entries.items():
-            weights[f"{path}.{key}"] = value
-    # torchvision's registration order: conv1..bn3, then downsample, within each block.
-    ordered = {}
-    for key in sorted(weights, key=lambda k: (_block_index(k), ".downsample." in k)):
-        ordered[key] = weights[key]
-    return ordered
-
-
-def _block_index(key):
-    if key.startswith(("conv1.", "bn1.")):
-        return (0, 0, 0 if key.startswith("conv1.") else 1)
-    if key.startswith("fc."):
-        return (99, 0, 0)
-    layer, block = key.split(".")[:2]
-    return (int(layer[5:]), int(block), 0)
-
-
 def _images(size, count=2):
     return np.random.default_rng(3).uniform(0, 255, (count, size, size, 3)).astype("float32")
 
@@ -86,7 +29,7 @@ def _images(size, count=2):
 def test_resnet_state_dict_round_trip_with_downsample_order():
     source = registry.get("resnet50").build(image_size=64, width_multiplier=0.25, num_classes=7)
     randomize(source)
-    weights = _as_torchvision_resnet(source)
+    weights = as_torchvision_resnet(source)
     keys = list(weights)
     # As torchvision orders them: a block's downsample after its branch.
     assert keys.index("layer1.0.downsample.0.weight") > keys.index("layer1.0.bn3.running_var")
@@ -109,7 +52,7 @@ def test_flattened_dense_rows_follow_pytorchs_channel_first_order():
     weights = {}
     for layer in source.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            weights[f"{layer.name}.weight"] = _torch_conv(layer.kernel.numpy())
+            weights[f"{layer.name}.weight"] = torch_conv_kernel(layer.kernel.numpy())
             weights[f"{layer.name}.bias"] = layer.bias.numpy()
         elif isinstance(layer, keras.layers.Dense):
             kernel = layer.kernel.numpy()
@@ -136,7 +79,7 @@ def test_flattened_dense_rows_follow_pytorchs_channel_first_order():
 
 def test_mismatches_and_leftovers_are_named_in_one_line():
     model = registry.get("resnet18").build(image_size=32, width_multiplier=0.125, num_classes=5)
-    weights = _as_torchvision_resnet(model)
+    weights = as_torchvision_resnet(model)
     extra = {**weights, "extra_head.weight": np.zeros((5, 64), "float32")}
     with pytest.raises(
         TorchPortError, match=r"1 modules of the state dict are left over .*extra_head"
@@ -158,7 +101,7 @@ def test_mismatches_and_leftovers_are_named_in_one_line():
 
 def test_epsilon_difference_is_folded_or_refused():
     model = registry.get("resnet18").build(image_size=32, width_multiplier=0.125, num_classes=5)
-    weights = _as_torchvision_resnet(model)
+    weights = as_torchvision_resnet(model)
     bn = model.get_layer("conv1_bn")
     variance = weights["bn1.running_var"]
     # torchvision trains with epsilon 1e-5, as our ResNet: copied as is.
