@@ -234,6 +234,28 @@ def _compatible(module: _Module, layer) -> bool:
     return module.kind == "conv" or (module.kind == "linear" and layer.kernel.shape[:2] == (1, 1))
 
 
+def _check_bottleneck_stride(weights: Mapping[str, np.ndarray], calls: list) -> None:
+    """torchvision's and timm's bottleneck ResNets (and ResNeXts) stride their 3x3 convolution
+    ("ResNet v1.5", Bag of Tricks' ResNet-B); the same weights in a model striding its first
+    1x1 (the paper's ResNet-A, our `resnet50`) fit every shape and compute something else."""
+    if "layer2.0.conv3.weight" not in weights:
+        return
+    strided_1x1 = [
+        c.layer.name
+        for c in calls
+        if isinstance(c.layer, keras.layers.Conv2D)
+        and c.layer.name.endswith("_1_conv")
+        and c.layer.kernel_size == (1, 1)
+        and c.layer.strides != (1, 1)
+    ]
+    if strided_1x1:
+        raise TorchPortError(
+            f"the state dict's bottlenecks stride their 3x3 convolution (torchvision / timm, "
+            f"ResNet-B), the model its 1x1 ({strided_1x1[0]}): port into the `_b` variant "
+            "(e.g. resnet50_b) or a later one"
+        )
+
+
 def port_state_dict(
     weights: Mapping[str, np.ndarray],
     model: keras.Model,
@@ -266,6 +288,8 @@ def port_state_dict(
     modules = _reorder(_modules(weights), spec.first_in_block)
     main_output = heads.split_outputs(model.output)[0]
     calls = [c for c in graph.calls(model, outputs=main_output) if isinstance(c.layer, _WEIGHTED)]
+    if layout_name in ("torchvision", "timm"):
+        _check_bottleneck_stride(weights, calls)
     if spec.auxiliary:
         auxiliary = tuple(prefix + "." for prefix in spec.auxiliary)
         modules = [m for m in modules if not (m.path + ".").startswith(auxiliary)]

@@ -27,13 +27,17 @@ def _images(size, count=2):
 
 
 def test_resnet_state_dict_round_trip_with_downsample_order():
-    source = registry.get("resnet50").build(image_size=64, width_multiplier=0.25, num_classes=7)
+    # torchvision's ResNet-50 is ResNet-B (the stride in the 3x3): our resnet50_b.
+    source = registry.get("resnet50_b").build(image_size=64, width_multiplier=0.25, num_classes=7)
     randomize(source)
     weights = as_torchvision_resnet(source)
     keys = list(weights)
     # As torchvision orders them: a block's downsample after its branch.
     assert keys.index("layer1.0.downsample.0.weight") > keys.index("layer1.0.bn3.running_var")
-    target = registry.get("resnet50").build(image_size=64, width_multiplier=0.25, num_classes=7)
+    resnet_a = registry.get("resnet50").build(image_size=64, width_multiplier=0.25, num_classes=7)
+    with pytest.raises(TorchPortError, match=r"stride their 3x3 .* \(conv3_block1_1_conv\).*_b"):
+        torch_port.port_state_dict(weights, resnet_a, family="resnet")
+    target = registry.get("resnet50_b").build(image_size=64, width_multiplier=0.25, num_classes=7)
     normalization = torch_port.port_state_dict(weights, target, family="resnet")
     assert torch_port.detect_layout(weights) == "torchvision"
     assert normalization.mean == pytest.approx(registry.IMAGENET_MEAN)
