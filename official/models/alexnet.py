@@ -14,6 +14,11 @@ weird trick" (Krizhevsky arXiv 1404.5997): 64-192-384-256-256 channels, no LRN, 
 conv1, dropout before fc6 and fc7. Both end in an adaptive 6x6 average pooling, as
 torchvision's: at the reference sizes it is the identity (pool5 is 6x6), and it lets every
 input size at or above the minimum use the same fully-connected weights.
+
+Padding (the `padding` switch): the table gives each convolution's padding in pixels, as
+torchvision (and the paper's Caffe layers) do, and the max poolings pad nothing; that is
+PyTorch's arithmetic, so "torch" is None. TensorFlow's SAME has no counterpart for explicit
+amounts such as torchvision's padding=2 on conv1's 11x11/4 kernel: "tf" is refused.
 """
 
 from __future__ import annotations
@@ -124,6 +129,8 @@ def alexnet(
     activation: str = "relu",
     normalization: str | None = None,
     kernel_initializer: str = "he_uniform",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = registry.IMAGENET_STD,
 ) -> keras.Model:
@@ -147,6 +154,10 @@ def alexnet(
         which then replaces LRN, as batch normalization replaced it (arXiv 1502.03167 §4.2.1).
       kernel_initializer: see layers.KERNEL_INITIALIZERS (torchvision: Kaiming uniform; the
         paper: N(0, 0.01)).
+      padding: None or "torch" (the table's explicit padding, torchvision's); "tf" raises a
+        ValueError.
+      norm_epsilon: epsilon of the normalization layers when `normalization` is given (None:
+        BN_EPSILON, 1e-5).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale (1: mean subtraction only).
 
@@ -154,12 +165,18 @@ def alexnet(
       A keras.Model.
     """
     layers.check_choice(config, tuple(CONFIGS), "AlexNet configuration")
+    if layers.padding_rule(padding, "symmetric") != "symmetric":
+        raise ValueError(
+            "AlexNet pads by its table's explicit amounts (torchvision's, PyTorch arithmetic): "
+            "padding must be None or 'torch', not 'tf'"
+        )
     if include_top and pooling is not None:
         raise ValueError("AlexNet's top flattens the 6x6 map: pooling only applies without it")
     table = CONFIGS[config]
     if include_top and image_size is None:
         image_size = 227 if config == "2012" else 224
-    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, epsilon, kernel_initializer)
     initializer = norm["kernel_initializer"]
 
     def width(filters: int) -> int:  # a multiple of 8, so the two towers stay equal

@@ -18,6 +18,13 @@ DenseNet-161 (k = 48, 96 initial channels) is not in the paper: it comes from th
 ImageNet model release (liuzhuang13/DenseNet README) and torchvision. Layer order and names
 follow keras.applications' densenet.py (conv1_conv, conv2_block1_1_conv, pool2_conv, the
 final `bn`...), so its DenseNet121/169/201 weights port layer for layer (port.py).
+
+Padding (the `padding` switch): the 7x7/2 stem convolution and the 3x3/2 max pooling pad
+symmetrically, one pixel each side for the pooling, as torchvision and keras.applications
+("torch"); keras.applications pads the pooling with zeros, torchvision with −inf, the same
+after the default ReLU, so None equals "torch" for non-negative activations. "tf" pads both
+by TensorFlow's SAME rule. The transitions' 2x2/2 average pooling pads nothing under any
+setting (torchvision's AvgPool2d(2, 2)).
 """
 
 from __future__ import annotations
@@ -86,6 +93,8 @@ def densenet(
     activation: str = "relu",
     normalization: str | None = "batch",
     kernel_initializer: str = "he_normal",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = registry.IMAGENET_STD,
 ) -> keras.Model:
@@ -109,6 +118,10 @@ def densenet(
       normalization: normalization switch, see layers.NORMALIZATIONS; None drops every
         normalization layer (the convolutions then carry biases).
       kernel_initializer: see layers.KERNEL_INITIALIZERS (torchvision: Kaiming normal).
+      padding: None (keras.applications': symmetric, the stem pooling padded with zeros),
+        "torch" (symmetric, −inf: torchvision) or "tf" (TensorFlow's SAME); see the module
+        docstring.
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-5).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
@@ -123,7 +136,9 @@ def densenet(
     if not 0 < compression <= 1:
         raise ValueError(f"compression θ must be in (0, 1], got {compression}")
     growth_rate = _scaled(config.growth_rate, width_multiplier)
-    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "symmetric")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, epsilon, kernel_initializer)
 
     def norm_act(x, prefix: str):
         """The pre-activation of a convolution: BN → activation, `prefix_bn`, `prefix_relu`
@@ -135,7 +150,7 @@ def densenet(
                 prefix + separator + "bn",
                 channels=x.shape[-1],
                 momentum=BN_MOMENTUM,
-                epsilon=BN_EPSILON,
+                epsilon=epsilon,
             )(x)
         return layers.activation_layer(activation, prefix + separator + "relu")(x)
 
@@ -155,16 +170,17 @@ def densenet(
         _scaled(config.initial_features, width_multiplier),
         7,
         strides=2,
+        padding=rule,
         name="conv1",
         activation=activation,
         **norm,
     )
     features = [x]
     # keras.applications pads with zeros where PyTorch pads the pooling with -inf: the same
-    # after a ReLU (zeros never win); with a signed activation the border can win, as in
-    # ResNet here.
-    x = keras.layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    # after a ReLU (zeros never win); with a signed activation the border can win.
+    x = layers.pool2d(
+        x, "max", 3, strides=2, padding=rule, pad_with_zeros=padding is None, name="pool1"
+    )
     for block, repeats in enumerate(config.repeats):
         for index in range(repeats):
             prefix = f"conv{block + 2}_block{index + 1}"

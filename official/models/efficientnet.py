@@ -17,6 +17,11 @@ Where the paper is silent we follow tensorflow/tpu `efficientnet_model.py`: BN m
 and epsilon 1e-3, TF SAME padding, the SE width from the block's *input* channels, a
 stochastic-depth rate growing linearly with the block index, and fan-out He initialization.
 Layer names follow keras.applications (`stem_conv`, `block3a_expand_conv`, `top_conv`).
+
+Padding (the `padding` switch): the reference pads the stem and the strided depthwise
+convolutions by TensorFlow's SAME rule ("tf", also keras.applications' `correct_pad` and timm's
+`tf_efficientnet_*`). "torch" pads them symmetrically, as torchvision's and timm's PyTorch-native
+`efficientnet_*` (whose BN epsilon is PyTorch's 1e-5: pass norm_epsilon=1e-5 for those).
 """
 
 from __future__ import annotations
@@ -168,6 +173,8 @@ def efficientnet(
     activation: str | None = None,
     normalization: str = "batch",
     kernel_initializer: str = "he_normal_fan_out",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = registry.IMAGENET_STD,
 ) -> keras.Model:
@@ -197,6 +204,8 @@ def efficientnet(
       activation: activation switch (default swish, ReLU6 for Lite), see layers.ACTIVATIONS.
       normalization: normalization switch, see layers.NORMALIZATIONS.
       kernel_initializer: see layers.KERNEL_INITIALIZERS.
+      padding: None or "tf" (TensorFlow's SAME, the reference), or "torch" (symmetric).
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-3).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
@@ -208,7 +217,9 @@ def efficientnet(
     image_size = image_size or resolution
     width = width * width_multiplier
     activation = activation or ("relu6" if lite else "swish")
-    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "same")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, epsilon, kernel_initializer)
 
     inputs, x = layers.input_block(image_size, mean, std)
     stem_filters = STEM_FILTERS if lite else round_filters(STEM_FILTERS, width)
@@ -217,7 +228,7 @@ def efficientnet(
         stem_filters,
         3,
         strides=2,
-        padding="same",
+        padding=rule,
         name="stem",
         activation=activation,
         **norm,
@@ -250,6 +261,7 @@ def efficientnet(
                 se_filters=0 if lite else max(1, int(block_in * spec.se_ratio)),
                 drop_rate=stochastic_depth_rate * index / total_blocks,
                 zero_init=zero_gamma,
+                padding=rule,
                 **norm,
             )
             index += 1

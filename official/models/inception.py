@@ -18,11 +18,29 @@ without a learned scale after every convolution (epsilon 1e-3, momentum 0.9997),
 the 17x17 grid after `mixed7` (5x5/3 average pooling, 1x1 conv 128, 5x5 conv 768, linear 1x1
 classifier; §4 of the paper). Its stem and grid reductions are the ones of TF-slim, which
 differ in details from the paper's Table 1 (e.g. the first convolutions are unpadded).
+
+Padding (the `padding` switch of every builder here; the deliberately unpadded layers of
+TF-slim's stems and grid reductions, and the auxiliary heads, stay unpadded under every
+setting):
+  * Inception v3, v4 and Inception-ResNet-v2: the reference is TF-slim's SAME ("tf"). The
+    layers it pads are stride-1 convolutions (the same under both rules) and the 3x3/1
+    average poolings, which leave the padded cells out; "torch" counts them as zeros, as
+    torchvision's Inception3 (F.avg_pool2d(x, 3, 1, 1)). timm's Inception-v4 and
+    Inception-ResNet-v2 pool with count_include_pad=False: they take "tf".
+  * GoogLeNet and BN-Inception: the references are Caffe models (bvlc_googlenet; BN-Inception
+    as converted by Cadene's pretrainedmodels), which pad convolutions symmetrically and max
+    pool in ceil mode without padding; torchvision's GoogLeNet does the same. Ceil mode is
+    TensorFlow's SAME on even sizes (every grid of a 224 px input), so None pads convolutions
+    symmetrically and poolings by the SAME rule. "tf" pads both by the SAME rule; "torch" pads
+    both symmetrically, max poolings with −inf (PyTorch's MaxPool2d(3, 2, padding=1), which is
+    not torchvision's ceil mode) and BN-Inception's average poolings with counted zeros (as
+    Caffe and Cadene's port do, where None and "tf" leave them out).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import keras
@@ -80,6 +98,14 @@ def _concat(branches, name: str):
     return keras.layers.Concatenate(name=name)(branches)
 
 
+def _slim_pool(x, kind: str, *, name: str, rule: str, strides: int = 1):
+    """TF-slim's poolings in Inception v3, v4 and Inception-ResNet-v2: 3x3/1 average pooling
+    padded by `rule`, or unpadded 3x3 max pooling (the stems' and grid reductions')."""
+    if kind == "avg":
+        return layers.pool2d(x, "avg", 3, strides=1, padding=rule, name=name)
+    return layers.pool2d(x, "max", 3, strides=strides, padding="valid", name=name)
+
+
 def _googlenet_aux(x, *, name: str, num_classes: int, conv, width_multiplier: float):
     """GoogLeNet's auxiliary classifier (arXiv 1409.4842 §5)."""
     # 5x5/3 average pooling turns the 14x14 grid of a 224 input into 4x4; smaller inputs get a
@@ -109,6 +135,8 @@ def inception_v1(
     activation: str = "relu",
     normalization: str | None = None,
     kernel_initializer: str = "glorot_uniform",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = V1_STD,
 ) -> keras.Model:
@@ -132,6 +160,9 @@ def inception_v1(
       normalization: None (the paper: conv biases and LRN) or a normalization switch.
       kernel_initializer: the paper does not say; Caffe's reference bvlc_googlenet uses Xavier
         (glorot_uniform; its constant 0.2 bias initialization is not reproduced).
+      padding: None (symmetric convolutions, SAME max pooling: Caffe's and torchvision's
+        ceil mode on even sizes), "tf" or "torch"; see the module docstring.
+      norm_epsilon: epsilon of the normalization layers (None: BN_EPSILON, 1e-3).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale (1: mean subtraction only).
 
@@ -140,12 +171,25 @@ def inception_v1(
     """
     if aux_head and not include_top:
         raise ValueError("aux_head=True needs include_top=True")
-    norm = layers.norm_kwargs(normalization, V1_BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    conv_rule = layers.padding_rule(padding, "symmetric")
+    pool_rule = layers.padding_rule(padding, "same")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, V1_BN_MOMENTUM, epsilon, kernel_initializer)
 
     def conv(x, filters, kernel_size, *, name, strides=1):
         return layers.conv_norm_act(
-            x, filters, kernel_size, strides=strides, name=name, activation=activation, **norm
+            x,
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=conv_rule,
+            name=name,
+            activation=activation,
+            **norm,
         )
+
+    def max_pool(x, strides, name):
+        return layers.pool2d(x, "max", 3, strides=strides, padding=pool_rule, name=name)
 
     def lrn(x, name):
         if normalization:
@@ -160,13 +204,13 @@ def inception_v1(
     inputs, x = layers.input_block(image_size, mean, std)
     x = conv(x, width(64), 7, strides=2, name="conv1")
     features = [x]
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    x = max_pool(x, 2, "pool1")
     x = lrn(x, "pool1_lrn")
     x = conv(x, width(64), 1, name="conv2_reduce")
     x = conv(x, width(192), 3, name="conv2")
     x = lrn(x, "conv2_lrn")
     features.append(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
+    x = max_pool(x, 2, "pool2")
     aux_outputs = []
     for module in V1_MODULES:
         w = _widths(module, width_multiplier)
@@ -176,7 +220,7 @@ def inception_v1(
         branch2 = conv(branch2, w["conv3x3"], 3, name=prefix + "_3x3")
         branch3 = conv(x, w["reduce5x5"], 1, name=prefix + "_5x5_reduce")
         branch3 = conv(branch3, w["conv5x5"], 5, name=prefix + "_5x5")
-        branch4 = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=prefix + "_pool")(x)
+        branch4 = max_pool(x, 1, prefix + "_pool")
         branch4 = conv(branch4, w["pool_proj"], 1, name=prefix + "_pool_proj")
         x = _concat([branch1, branch2, branch3, branch4], prefix)
         if aux_head and module.name in V1_AUX_AFTER:
@@ -190,9 +234,7 @@ def inception_v1(
             aux_outputs.append(aux)
         if module.name in V1_POOL_AFTER:
             features.append(x)
-            x = keras.layers.MaxPooling2D(
-                3, strides=2, padding="same", name=module.name + "_pool_out"
-            )(x)
+            x = max_pool(x, 2, module.name + "_pool_out")
     features.append(x)
     return heads.model_from_features(
         inputs,
@@ -249,7 +291,7 @@ V3_MODULES = (
 V3_AUX_AFTER = "mixed7"
 
 
-def _v3_module(x, module: InceptionV3Module, conv, width):
+def _v3_module(x, module: InceptionV3Module, conv, width, pool):
     """One Inception v3 module; branch order as TF-slim (and keras.applications)."""
     w = [width(v) for v in module.widths]
     n = module.name
@@ -260,7 +302,7 @@ def _v3_module(x, module: InceptionV3Module, conv, width):
         b3 = conv(x, w[3], 1, name=n + "_3x3dbl_reduce")
         b3 = conv(b3, w[4], 3, name=n + "_3x3dbl_1")
         b3 = conv(b3, w[5], 3, name=n + "_3x3dbl_2")
-        b4 = keras.layers.AveragePooling2D(3, strides=1, padding="same", name=n + "_pool")(x)
+        b4 = pool(x, "avg", name=n + "_pool")
         b4 = conv(b4, w[6], 1, name=n + "_pool_proj")
         return _concat([b1, b2, b3, b4], n)
     if module.kind == "b":
@@ -268,7 +310,7 @@ def _v3_module(x, module: InceptionV3Module, conv, width):
         b2 = conv(x, w[1], 1, name=n + "_3x3dbl_reduce")
         b2 = conv(b2, w[2], 3, name=n + "_3x3dbl_1")
         b2 = conv(b2, w[3], 3, strides=2, padding="valid", name=n + "_3x3dbl_2")
-        b3 = keras.layers.MaxPooling2D(3, strides=2, name=n + "_pool")(x)
+        b3 = pool(x, "max", strides=2, name=n + "_pool")
         return _concat([b1, b2, b3], n)
     if module.kind == "c":
         outer, inner = w[0], w[1]
@@ -281,7 +323,7 @@ def _v3_module(x, module: InceptionV3Module, conv, width):
         b3 = conv(b3, inner, (1, 7), name=n + "_7x7dbl_2")
         b3 = conv(b3, inner, (7, 1), name=n + "_7x7dbl_3")
         b3 = conv(b3, outer, (1, 7), name=n + "_7x7dbl_4")
-        b4 = keras.layers.AveragePooling2D(3, strides=1, padding="same", name=n + "_pool")(x)
+        b4 = pool(x, "avg", name=n + "_pool")
         b4 = conv(b4, w[2], 1, name=n + "_pool_proj")
         return _concat([b1, b2, b3, b4], n)
     if module.kind == "d":
@@ -291,7 +333,7 @@ def _v3_module(x, module: InceptionV3Module, conv, width):
         b2 = conv(b2, w[2], (1, 7), name=n + "_7x7x3_1")
         b2 = conv(b2, w[2], (7, 1), name=n + "_7x7x3_2")
         b2 = conv(b2, w[2], 3, strides=2, padding="valid", name=n + "_7x7x3_3")
-        b3 = keras.layers.MaxPooling2D(3, strides=2, name=n + "_pool")(x)
+        b3 = pool(x, "max", strides=2, name=n + "_pool")
         return _concat([b1, b2, b3], n)
     # kind "e"
     b1 = conv(x, w[0], 1, name=n + "_1x1")
@@ -309,7 +351,7 @@ def _v3_module(x, module: InceptionV3Module, conv, width):
         ],
         n + "_3x3dbl_concat",
     )
-    b4 = keras.layers.AveragePooling2D(3, strides=1, padding="same", name=n + "_pool")(x)
+    b4 = pool(x, "avg", name=n + "_pool")
     b4 = conv(b4, w[4], 1, name=n + "_pool_proj")
     return _concat([b1, b2, b3, b4], n)
 
@@ -329,6 +371,8 @@ def inception_v3(
     activation: str = "relu",
     normalization: str = "batch",
     kernel_initializer: str = "he_normal",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = V3_MEAN,
     std: Sequence[float] | None = V3_STD,
 ) -> keras.Model:
@@ -350,6 +394,9 @@ def inception_v3(
       activation: activation switch, see layers.ACTIVATIONS.
       normalization: normalization switch, see layers.NORMALIZATIONS.
       kernel_initializer: TF-slim's variance_scaling_initializer is he_normal.
+      padding: None or "tf" (TF-slim's SAME), or "torch" (symmetric; the average poolings
+        count the padded zeros); see the module docstring.
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-3).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
@@ -358,9 +405,11 @@ def inception_v3(
     """
     if aux_head and not include_top:
         raise ValueError("aux_head=True needs include_top=True")
-    norm = layers.norm_kwargs(normalization, V3_BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "same")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, V3_BN_MOMENTUM, epsilon, kernel_initializer)
 
-    def conv(x, filters, kernel_size, *, name, strides=1, padding="same"):
+    def conv(x, filters, kernel_size, *, name, strides=1, padding=rule):
         return layers.conv_norm_act(
             x,
             filters,
@@ -382,16 +431,17 @@ def inception_v3(
     x = conv(x, width(32), 3, padding="valid", name="conv2a")
     x = conv(x, width(64), 3, name="conv2b")
     features = [x]
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    pool = functools.partial(_slim_pool, rule=rule)
+    x = pool(x, "max", strides=2, name="pool1")
     x = conv(x, width(80), 1, padding="valid", name="conv3b")
     x = conv(x, width(192), 3, padding="valid", name="conv4a")
     features.append(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool2")(x)
+    x = pool(x, "max", strides=2, name="pool2")
     aux_outputs = []
     for module in V3_MODULES:
         if module.kind in ("b", "d"):
             features.append(x)
-        x = _v3_module(x, module, conv, width)
+        x = _v3_module(x, module, conv, width, pool)
         if aux_head and module.name == V3_AUX_AFTER:
             aux_outputs.append(_slim_aux(x, num_classes=num_classes, conv=conv, width=width))
     features.append(x)
@@ -481,6 +531,8 @@ def inception_v2(
     activation: str = "relu",
     normalization: str = "batch",
     kernel_initializer: str = "he_normal",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = registry.IMAGENET_STD,
 ) -> keras.Model:
@@ -508,25 +560,37 @@ def inception_v2(
       activation: activation switch, see layers.ACTIVATIONS.
       normalization: normalization switch, see layers.NORMALIZATIONS.
       kernel_initializer: the paper does not say; he_normal as our other BN networks.
+      padding: None (symmetric convolutions, SAME pooling: the Caffe model's ceil mode on even
+        sizes), "tf" or "torch"; see the module docstring.
+      norm_epsilon: epsilon of every normalization layer (None: V2_BN_EPSILON, 1e-5).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
     Returns:
       A keras.Model.
     """
-    norm = layers.norm_kwargs(normalization, V2_BN_MOMENTUM, V2_BN_EPSILON, kernel_initializer)
+    conv_rule = layers.padding_rule(padding, "symmetric")
+    pool_rule = layers.padding_rule(padding, "same")
+    epsilon = layers.normalization_epsilon(norm_epsilon, V2_BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, V2_BN_MOMENTUM, epsilon, kernel_initializer)
 
     def conv(x, filters, kernel_size, *, name, strides=1):
         return layers.conv_norm_act(
-            x, filters, kernel_size, strides=strides, name=name, activation=activation, **norm
+            x,
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=conv_rule,
+            name=name,
+            activation=activation,
+            **norm,
         )
 
     def width(filters):
         return max(8, int(round(filters * width_multiplier)))
 
     def pool(x, kind, *, strides, name):
-        pooling_layer = {"avg": keras.layers.AveragePooling2D, "max": keras.layers.MaxPooling2D}
-        return pooling_layer[kind](3, strides=strides, padding="same", name=name)(x)
+        return layers.pool2d(x, kind, 3, strides=strides, padding=pool_rule, name=name)
 
     inputs, x = layers.input_block(image_size, mean, std)
     x = conv(x, width(64), 7, strides=2, name="conv1")
@@ -723,6 +787,8 @@ def inception_v4(
     activation: str = "relu",
     normalization: str = "batch",
     kernel_initializer: str = "he_normal",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = V3_MEAN,
     std: Sequence[float] | None = V3_STD,
 ) -> keras.Model:
@@ -762,6 +828,9 @@ def inception_v4(
       activation: activation switch, see layers.ACTIVATIONS.
       normalization: normalization switch, see layers.NORMALIZATIONS.
       kernel_initializer: TF-slim's variance_scaling_initializer is he_normal.
+      padding: None or "tf" (TF-slim's SAME), or "torch" (symmetric; the average poolings
+        count the padded zeros); see the module docstring.
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-3).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
@@ -770,9 +839,11 @@ def inception_v4(
     """
     if aux_head and not include_top:
         raise ValueError("aux_head=True needs include_top=True")
-    norm = layers.norm_kwargs(normalization, V4_BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "same")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, V4_BN_MOMENTUM, epsilon, kernel_initializer)
 
-    def conv(x, filters, kernel_size, *, name, strides=1, padding="same", act=activation):
+    def conv(x, filters, kernel_size, *, name, strides=1, padding=rule, act=activation):
         return layers.conv_norm_act(
             x,
             filters,
@@ -788,10 +859,7 @@ def inception_v4(
     def width(filters):
         return max(8, int(round(filters * width_multiplier)))
 
-    def pool(x, kind, *, name, strides=1):
-        if kind == "avg":
-            return keras.layers.AveragePooling2D(3, strides=1, padding="same", name=name)(x)
-        return keras.layers.MaxPooling2D(3, strides=strides, name=name)(x)
+    pool = functools.partial(_slim_pool, rule=rule)
 
     inputs, x = layers.input_block(image_size, mean, std)
     # The stems of TF-slim (Figure 3 for v4): 3x3/2, 3x3, 3x3 (299 → 147).

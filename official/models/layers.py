@@ -184,8 +184,53 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
-def _padded(x, kernel_size, strides: int, dilation_rate: int, padding: str, name: str):
-    """Applies the padding rule shared by every convolution; returns (x, keras padding)."""
+# Values of every builder's `padding` switch, and the rule of `conv2d` / `pool2d` each selects:
+# TensorFlow's SAME, or PyTorch's symmetric (k − 1)·d/2 on each side.
+PADDINGS = ("tf", "torch")
+_PADDING_RULES = {"tf": "same", "torch": "symmetric"}
+
+
+def padding_rule(padding: str | None, reference: str) -> str:
+    """The `conv2d` / `pool2d` padding rule a builder's `padding` switch selects.
+
+    Args:
+      padding: the switch: None (the family's reference), "tf" or "torch".
+      reference: the family's own rule, returned for None.
+
+    Returns:
+      "same" for "tf", "symmetric" for "torch", else `reference`.
+    """
+    if padding is None:
+        return reference
+    return _PADDING_RULES[check_choice(padding, PADDINGS, "padding")]
+
+
+def normalization_epsilon(norm_epsilon: float | None, reference: float) -> float:
+    """The epsilon of every normalization layer a builder makes: its `norm_epsilon` switch, or
+    the family's reference value for None.
+
+    Checkpoints carry moving variances for the epsilon they were trained with (PyTorch's
+    BatchNorm2d: 1e-5; TF-slim and Keras models: 1e-3); a port can fold the difference into the
+    moving variance only where that variance exceeds it, so a model built for foreign weights
+    takes the source's epsilon instead.
+    """
+    if norm_epsilon is None:
+        return reference
+    if not norm_epsilon > 0:
+        raise ValueError(f"norm_epsilon must be positive, got {norm_epsilon}")
+    return float(norm_epsilon)
+
+
+def window_padding(x, kernel_size, strides: int, dilation_rate: int, padding: str, name: str):
+    """Applies the padding rule shared by every convolution before a Keras layer.
+
+    "symmetric" pads (k − 1)·d/2 zeros on each side when the stride is above 1 (a padding
+    layer `name + "_pad"`) and uses Keras' "same" at stride 1, which is the same for odd
+    kernels; "same" is Keras' (TensorFlow's) SAME; "valid" pads nothing.
+
+    Returns:
+      (x, the padding argument of the Keras layer that follows).
+    """
     check_choice(padding, ("symmetric", "same", "valid"), "padding")
     if padding != "symmetric" or strides == 1:
         return x, "valid" if padding == "valid" else "same"
@@ -195,6 +240,115 @@ def _padded(x, kernel_size, strides: int, dilation_rate: int, padding: str, name
             padding=tuple((t // 2, t - t // 2) for t in totals), name=name + "_pad"
         )(x)
     return x, "valid"
+
+
+@keras.saving.register_keras_serializable(package="official")
+class WindowPadding2D(keras.layers.Layer):
+    """Pads height and width with a constant for a k×k window of stride s that follows with
+    VALID padding.
+
+    rule "same": TensorFlow's SAME amounts, total max((⌈n/s⌉ − 1)·s + k − n, 0) with the extra
+    cell at the bottom/right, computed from the size seen at run time (so a model built for any
+    size pads odd and even maps alike; keras.applications' `correct_pad` assumes even unknown
+    sizes); rule "symmetric": (k − 1)/2 on each side, PyTorch's padding=k//2 for odd kernels.
+    A value of −inf makes the padded cells lose every max (PyTorch's MaxPool2d); zeros are what
+    keras.applications pads its poolings with.
+    """
+
+    def __init__(self, kernel_size, strides: int, rule: str = "same", value: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = _pair(kernel_size)
+        self.strides = int(strides)
+        self.rule = check_choice(rule, ("same", "symmetric"), "padding rule")
+        self.value = float(value)
+
+    def _amounts(self, size, kernel):
+        """(before, after) for one axis; `size` an int or a scalar tensor."""
+        if self.rule == "symmetric":
+            return (kernel - 1) // 2, kernel - 1 - (kernel - 1) // 2
+        outputs = (size + self.strides - 1) // self.strides
+        if isinstance(size, int):
+            total = max((outputs - 1) * self.strides + kernel - size, 0)
+        else:
+            total = keras.ops.maximum((outputs - 1) * self.strides + kernel - size, 0)
+        return total // 2, total - total // 2
+
+    def call(self, inputs):
+        shape = keras.ops.shape(inputs)
+        pads = [
+            list(self._amounts(size, kernel))
+            for size, kernel in zip((shape[1], shape[2]), self.kernel_size)
+        ]
+        return keras.ops.pad(inputs, [[0, 0], pads[0], pads[1], [0, 0]], constant_values=self.value)
+
+    def compute_output_shape(self, input_shape):
+        sizes = [
+            None if size is None else size + sum(self._amounts(int(size), kernel))
+            for size, kernel in zip(input_shape[1:3], self.kernel_size)
+        ]
+        return (input_shape[0], *sizes, input_shape[3])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "rule": self.rule,
+            "value": self.value,
+        }
+
+
+def pool2d(
+    x,
+    kind: str,
+    pool_size: int,
+    *,
+    strides: int,
+    padding: str,
+    name: str,
+    pad_with_zeros: bool = False,
+    pad_name: str | None = None,
+):
+    """Max or average pooling with the padding rules of `conv2d`, the one place every family
+    pads a pooling.
+
+    Args:
+      x: input tensor.
+      kind: "max" or "avg".
+      pool_size: window size (odd where the rule pads).
+      strides: stride.
+      padding: "same": TensorFlow's SAME, whose padded cells take no part (max pooling never
+        picks them, average pooling does not count them); "symmetric": PyTorch's
+        MaxPool2d / AvgPool2d(k, s, padding=k//2), max pooling padded with −inf (padding never
+        wins, also after a signed activation), average pooling with zeros that are counted
+        (PyTorch's default count_include_pad=True); "valid": no padding.
+      name: name of the pooling layer.
+      pad_with_zeros: pad with zeros by the rule's amounts before a VALID pooling, as
+        keras.applications does (ZeroPadding2D before ResNet's and DenseNet's stem pooling,
+        `correct_pad` in NASNet's reduction cells): zeros can win a max pooling (after a ReLU
+        never more than the −inf rule) and are counted by average pooling.
+      pad_name: name of the padding layer, if any (default `name + "_pad"`).
+
+    Returns:
+      The output tensor.
+    """
+    check_choice(kind, ("max", "avg"), "pooling kind")
+    check_choice(padding, ("symmetric", "same", "valid"), "padding")
+    pooling = {"max": keras.layers.MaxPooling2D, "avg": keras.layers.AveragePooling2D}[kind]
+    pad_name = pad_name or name + "_pad"
+    keras_padding = "valid" if padding == "valid" else "same"
+    if padding == "symmetric" and (pad_with_zeros or kind == "avg"):
+        total = pool_size - 1
+        x = keras.layers.ZeroPadding2D((total // 2, total - total // 2), name=pad_name)(x)
+        keras_padding = "valid"
+    elif padding == "symmetric" and strides > 1:
+        x = WindowPadding2D(pool_size, strides, "symmetric", float("-inf"), name=pad_name)(x)
+        keras_padding = "valid"
+    elif padding == "same" and pad_with_zeros:
+        x = WindowPadding2D(pool_size, strides, "same", 0.0, name=pad_name)(x)
+        keras_padding = "valid"
+    # Left: "valid"; TF SAME; symmetric max pooling at stride 1, which is SAME for odd windows.
+    return pooling(pool_size, strides=strides, padding=keras_padding, name=name)(x)
 
 
 def conv2d(
@@ -224,14 +378,17 @@ def conv2d(
         stride is above 1, as tensorflow/tpu's `conv2d_fixed_padding` and PyTorch do, so the
         output does not depend on the input size being even; "same" is TensorFlow's SAME
         (extra row/column at the bottom/right; the padding of TF-slim, tensorflow/tpu
-        EfficientNet and keras.applications' MobileNets); "valid" pads nothing.
+        EfficientNet and keras.applications' MobileNets); "valid" pads nothing. A builder's
+        `padding` switch picks the first two: "torch" → "symmetric", "tf" → "same"
+        (`padding_rule`). Both give ⌈n/s⌉ outputs for odd kernels; they differ on even sizes at
+        stride 2, where SAME pads (k−1)/2 − 1 before and (k−1)/2 after.
       kernel_initializer: a Keras initializer or its name.
       name: layer name; a padding layer, when needed, is named `name + "_pad"`.
 
     Returns:
       The output tensor.
     """
-    x, keras_padding = _padded(x, kernel_size, strides, dilation_rate, padding, name)
+    x, keras_padding = window_padding(x, kernel_size, strides, dilation_rate, padding, name)
     return keras.layers.Conv2D(
         filters,
         kernel_size,
@@ -278,7 +435,7 @@ def separable_conv2d(
     Returns:
       The output tensor.
     """
-    x, keras_padding = _padded(x, kernel_size, strides, 1, padding, name)
+    x, keras_padding = window_padding(x, kernel_size, strides, 1, padding, name)
     return keras.layers.SeparableConv2D(
         filters,
         kernel_size,
@@ -453,7 +610,7 @@ def depthwise_separable(
     """
     pointwise_name = pointwise_name or name + "_pw"
     norm = dict(momentum=norm_momentum, epsilon=norm_epsilon)
-    x, keras_padding = _padded(x, kernel_size, strides, dilation_rate, padding, name)
+    x, keras_padding = window_padding(x, kernel_size, strides, dilation_rate, padding, name)
     x = keras.layers.DepthwiseConv2D(
         kernel_size,
         strides=strides,
@@ -502,6 +659,7 @@ def inverted_residual(
     se_gate: str = "sigmoid",
     drop_rate: float = 0.0,
     zero_init: bool = False,
+    padding: str = "same",
     normalization: str = "batch",
     norm_momentum: float = 0.99,
     norm_epsilon: float = 1e-3,
@@ -525,6 +683,8 @@ def inverted_residual(
       se_filters, se_activation, se_gate: squeeze-excitation, see `depthwise_separable`.
       drop_rate: stochastic-depth rate of the residual branch.
       zero_init: zero-init the projection's normalization scale when there is a skip.
+      padding: padding rule of the depthwise convolution, see `conv2d` ("same": the reference
+        MobileNets' and EfficientNet's).
       normalization, norm_momentum, norm_epsilon, kernel_initializer: as `conv_norm_act`.
 
     Returns:
@@ -556,6 +716,7 @@ def inverted_residual(
         se_activation=se_activation,
         se_gate=se_gate,
         zero_init=zero_init and skip,
+        padding=padding,
         **norm,
     )
     if not skip:

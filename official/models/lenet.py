@@ -15,6 +15,10 @@ connected) → 2x2 max pooling → FC 120 → FC 84 → FC classes, ReLU.
 Both read one grey channel, as the paper's 32x32 digits: the model turns its RGB input into
 luma (ITU-R BT.601 weights, no parameters), so it fits the RGB input pipeline and keeps the
 paper's parameter count.
+
+Padding (the `padding` switch): no layer pads (valid 5x5 convolutions, 2x2/2 subsampling and
+pooling, in the paper and in the common PyTorch and Keras layouts alike), so "tf", "torch" and
+None build the same model.
 """
 
 from __future__ import annotations
@@ -200,6 +204,8 @@ def lenet5(
     activation: str | None = None,
     normalization: str | None = None,
     kernel_initializer: str = "glorot_uniform",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = MEAN,
     std: Sequence[float] | None = STD,
 ) -> keras.Model:
@@ -222,6 +228,9 @@ def lenet5(
         lecun_tanh for 1998, relu for modern).
       normalization: None (the paper) or a normalization switch after each convolution.
       kernel_initializer: see layers.KERNEL_INITIALIZERS.
+      padding: None, "tf" or "torch": the same model (no layer pads).
+      norm_epsilon: epsilon of the normalization layers when `normalization` is given (None:
+        BN_EPSILON, 1e-5).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
@@ -229,6 +238,8 @@ def lenet5(
       A keras.Model.
     """
     layers.check_choice(config, tuple(CONFIGS), "LeNet-5 configuration")
+    layers.padding_rule(padding, "valid")  # checks the value; nothing pads
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
     if include_top and pooling is not None:
         raise ValueError("LeNet-5's top flattens the last map: pooling only applies without it")
     table = CONFIGS[config]
@@ -247,7 +258,7 @@ def lenet5(
                 name + "_bn",
                 channels=x.shape[-1],
                 momentum=BN_MOMENTUM,
-                epsilon=BN_EPSILON,
+                epsilon=epsilon,
             )(x)
         return layers.activation_layer(activation, name + "_act")(x)
 

@@ -10,6 +10,12 @@ TF SAME padding, classifier dropout 0.001 (v1, keep_prob 0.999) and 0.2 (v2, v3)
 counts rounded to multiples of 8 (`layers.make_divisible`). Kernels use fan-out He
 initialization (torchvision's MobileNets; TF-slim's fixed N(0, 0.09²) does not adapt to the
 layer size).
+
+Padding (the `padding` switch of all three builders): the reference pads the stem and every
+strided depthwise convolution by TensorFlow's SAME rule ("tf", TF-slim and keras.applications).
+"torch" pads them symmetrically, as torchvision's MobileNetV2 and V3, whose BN epsilons are
+1e-5 (V2, PyTorch's default) and 1e-3 (V3): build with norm_epsilon=1e-5 for torchvision's V2
+weights, whose small moving variances cannot absorb the difference from our 1e-3.
 """
 
 from __future__ import annotations
@@ -152,6 +158,8 @@ def mobilenet_v1(
     activation: str = "relu6",
     normalization: str = "batch",
     kernel_initializer: str = "he_normal_fan_out",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = MEAN,
     std: Sequence[float] | None = STD,
 ) -> keras.Model:
@@ -172,13 +180,17 @@ def mobilenet_v1(
       activation: activation switch, see layers.ACTIVATIONS.
       normalization: normalization switch, see layers.NORMALIZATIONS.
       kernel_initializer: see layers.KERNEL_INITIALIZERS.
+      padding: None or "tf" (TensorFlow's SAME, the reference), or "torch" (symmetric).
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-3).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
     Returns:
       A keras.Model.
     """
-    norm = layers.norm_kwargs(normalization, V1_BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "same")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, V1_BN_MOMENTUM, epsilon, kernel_initializer)
 
     def width(filters: int) -> int:
         # TF-slim mobilenet_v1 `depth`: max(int(d · α), min_depth=8).
@@ -190,7 +202,7 @@ def mobilenet_v1(
         width(V1_STEM_FILTERS),
         3,
         strides=2,
-        padding="same",
+        padding=rule,
         name="conv1",
         activation=activation,
         **norm,
@@ -208,6 +220,7 @@ def mobilenet_v1(
             pointwise_name=f"conv_pw_{index}",
             activation=activation,
             pointwise_activation=activation,
+            padding=rule,
             **norm,
         )
     features.append(x)
@@ -241,6 +254,8 @@ def mobilenet_v2(
     activation: str = "relu6",
     normalization: str = "batch",
     kernel_initializer: str = "he_normal_fan_out",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = MEAN,
     std: Sequence[float] | None = STD,
 ) -> keras.Model:
@@ -262,20 +277,24 @@ def mobilenet_v2(
       activation: activation switch, see layers.ACTIVATIONS.
       normalization: normalization switch, see layers.NORMALIZATIONS.
       kernel_initializer: see layers.KERNEL_INITIALIZERS.
+      padding: None or "tf" (TensorFlow's SAME, the reference), or "torch" (symmetric).
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-3).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
     Returns:
       A keras.Model.
     """
-    norm = layers.norm_kwargs(normalization, V2_V3_BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "same")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, V2_V3_BN_MOMENTUM, epsilon, kernel_initializer)
     inputs, x = layers.input_block(image_size, mean, std)
     x = layers.conv_norm_act(
         x,
         layers.make_divisible(V2_STEM_FILTERS * width_multiplier),
         3,
         strides=2,
-        padding="same",
+        padding=rule,
         name="stem",
         activation=activation,
         **norm,
@@ -297,6 +316,7 @@ def mobilenet_v2(
                 activation=activation,
                 drop_rate=stochastic_depth_rate * index / total_blocks,
                 zero_init=zero_gamma,
+                padding=rule,
                 **norm,
             )
             index += 1
@@ -337,6 +357,8 @@ def mobilenet_v3(
     activation: str | None = None,
     normalization: str = "batch",
     kernel_initializer: str = "he_normal_fan_out",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = MEAN,
     std: Sequence[float] | None = STD,
 ) -> keras.Model:
@@ -363,6 +385,8 @@ def mobilenet_v3(
         nonlinearity except the SE gate.
       normalization: normalization switch, see layers.NORMALIZATIONS.
       kernel_initializer: see layers.KERNEL_INITIALIZERS.
+      padding: None or "tf" (TensorFlow's SAME, the reference), or "torch" (symmetric).
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-3).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
@@ -370,7 +394,9 @@ def mobilenet_v3(
       A keras.Model.
     """
     layers.check_choice(size, tuple(V3_TABLES), "MobileNetV3 size")
-    norm = layers.norm_kwargs(normalization, V2_V3_BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "same")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, V2_V3_BN_MOMENTUM, epsilon, kernel_initializer)
     hard_swish = activation or "hard_swish"
     inputs, x = layers.input_block(image_size, mean, std)
     x = layers.conv_norm_act(
@@ -378,7 +404,7 @@ def mobilenet_v3(
         V3_STEM_FILTERS,
         3,
         strides=2,
-        padding="same",
+        padding=rule,
         name="stem",
         activation=hard_swish,
         **norm,
@@ -403,6 +429,7 @@ def mobilenet_v3(
             se_gate="hard_sigmoid",
             drop_rate=stochastic_depth_rate * index / len(table),
             zero_init=zero_gamma,
+            padding=rule,
             **norm,
         )
     features.append(x)

@@ -28,6 +28,14 @@ Where keras.applications differs from TF-slim the builder follows keras, whose I
 weights (converted from TF-slim's) port into it: its stride-2 pooling in reduction cells
 zero-pads the input (TF-slim pools with SAME padding, which ignores the padded cells); this
 changes only the last row and column of those poolings.
+
+Padding (the `padding` switch): None is keras.applications' model: separable convolutions and
+poolings padded by TensorFlow's SAME rule, the stride-2 poolings with zeros. "tf" is TF-slim's
+(SAME everywhere, the padded cells ignored by every pooling). "torch" pads every separable
+convolution and pooling symmetrically, max poolings with −inf and average poolings with counted
+zeros (PyTorch's defaults); the PyTorch ports of these weights (Cadene's pretrainedmodels, timm)
+emulate TensorFlow's SAME instead, so they take "tf". The stem convolution is unpadded and the
+factorized reduction's one-pixel shift stays under every setting.
 """
 
 from __future__ import annotations
@@ -115,35 +123,12 @@ MEAN = (127.5, 127.5, 127.5)
 STD = (127.5, 127.5, 127.5)
 
 
-class SameZeroPadding2D(keras.layers.Layer):
+def SameZeroPadding2D(kernel_size: int, strides: int, **kwargs) -> layers.WindowPadding2D:  # noqa: N802
     """Zero padding by TensorFlow's SAME rule for a k×k window with stride s, for a VALID
-    window after it: what keras.applications' `correct_pad` computes from a static size,
-    here also for inputs whose size is only known when the model runs."""
-
-    def __init__(self, kernel_size: int, strides: int, **kwargs):
-        super().__init__(**kwargs)
-        self.kernel_size, self.strides = kernel_size, strides
-
-    def _total(self, size):
-        outputs = (size + self.strides - 1) // self.strides
-        return keras.ops.maximum((outputs - 1) * self.strides + self.kernel_size - size, 0)
-
-    def call(self, inputs):
-        shape = keras.ops.shape(inputs)
-        pads = []
-        for size in (shape[1], shape[2]):
-            total = self._total(size)
-            pads.append([total // 2, total - total // 2])
-        return keras.ops.pad(inputs, [[0, 0], pads[0], pads[1], [0, 0]])
-
-    def compute_output_shape(self, input_shape):
-        sizes = [
-            None if size is None else size + int(self._total(size)) for size in input_shape[1:3]
-        ]
-        return (input_shape[0], *sizes, input_shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides}
+    window after it: what keras.applications' `correct_pad` computes from a static size, here
+    also for inputs whose size is only known when the model runs (the padding of the stride-2
+    poolings with padding=None, through `layers.pool2d(pad_with_zeros=True)`)."""
+    return layers.WindowPadding2D(kernel_size, strides, "same", 0.0, **kwargs)
 
 
 def nasnet(
@@ -164,6 +149,8 @@ def nasnet(
     activation: str = "relu",
     normalization: str | None = "batch",
     kernel_initializer: str = "he_normal_fan_out",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = MEAN,
     std: Sequence[float] | None = STD,
 ) -> keras.Model:
@@ -192,6 +179,9 @@ def nasnet(
         with biases instead).
       kernel_initializer: see layers.KERNEL_INITIALIZERS; TF-slim initializes with
         variance scaling over the fan-out (he_normal_fan_out).
+      padding: None (keras.applications'), "tf" (TF-slim's) or "torch" (symmetric); see the
+        module docstring.
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-3).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
@@ -203,7 +193,9 @@ def nasnet(
             f"penultimate_filters must be a multiple of {24 * FILTER_SCALING**2}, "
             f"got {penultimate_filters}"
         )
-    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "same")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, epsilon, kernel_initializer)
     initializer = norm["kernel_initializer"]
     filters = layers.make_divisible(
         penultimate_filters // 24 * width_multiplier, divisor=FILTER_SCALING**2
@@ -216,7 +208,7 @@ def nasnet(
         if normalization is None:
             return x
         return layers.normalization_layer(
-            normalization, name, channels=x.shape[-1], momentum=BN_MOMENTUM, epsilon=BN_EPSILON
+            normalization, name, channels=x.shape[-1], momentum=BN_MOMENTUM, epsilon=epsilon
         )(x)
 
     def conv1x1(x, width, name):
@@ -244,20 +236,22 @@ def nasnet(
                     kernel,
                     strides=strides if index == 1 else 1,
                     use_bias=normalization is None,
-                    padding="same",
+                    padding=rule,
                     kernel_initializer=initializer,
                     name=f"{name}_separable{index}",
                 )
                 x = normalize(x, f"{name}_separable{index}_bn")
             return x
-        pool = (
-            keras.layers.AveragePooling2D if kind.startswith("avg") else keras.layers.MaxPooling2D
+        # keras.applications zero-pads its stride-2 poolings (see the module docstring).
+        return layers.pool2d(
+            x,
+            kind[:3],
+            kernel,
+            strides=strides,
+            padding=rule,
+            pad_with_zeros=padding is None and strides > 1,
+            name=name,
         )
-        if strides == 1:
-            return pool(kernel, strides=1, padding="same", name=name)(x)
-        # keras.applications: zero padding, then VALID pooling (see the module docstring).
-        x = SameZeroPadding2D(kernel, strides, name=name + "_pad")(x)
-        return pool(kernel, strides=strides, padding="valid", name=name)(x)
 
     def adjust(x, stride, previous, previous_stride, width, name):
         """p matched to h: factorized reduction, 1x1 projection or nothing (TF-slim

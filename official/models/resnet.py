@@ -28,6 +28,19 @@ stride in the first 1x1 (variant A), SE-ResNeXt moves it to the 3x3 (B). SENet-1
 the first 1x1 of each bottleneck halves the grouped width, the stem is three 3x3 convolutions
 (64, 64, 128: a C stem of width 64), and the down-sampling projections are 3x3 convolutions;
 dropout 0.2 before the classifier.
+
+Padding (the `padding` switch): the reference is symmetric, (k − 1)/2 on each side of every
+strided convolution (tensorflow/tpu's `conv2d_fixed_padding`) and of the stem's 3x3/2 max
+pooling, as keras.applications and torchvision ("torch"). keras.applications pads that
+pooling with zeros where torchvision pads with −inf: the same after the default ReLU, so None
+equals "torch" for non-negative activations; a signed activation (PReLU, ELU, ...) needs
+"torch" for torchvision's weights. "tf" pads by TensorFlow's SAME rule instead (the extra
+row/column at the bottom/right on even sizes). ResNet-D's 2x2/2 average pooling keeps its one
+rule under every setting: TensorFlow's SAME, which is GluonCV's and timm's
+AvgPool2d(ceil_mode=True, count_include_pad=False) exactly. (tensorflow/tpu max pools the stem
+with SAME padding, and Cadene's SE-ResNets and SENet-154 in ceil mode without padding, which is
+the same on even sizes; both pad their convolutions symmetrically, a combination neither
+setting builds.)
 """
 
 from __future__ import annotations
@@ -140,9 +153,9 @@ def _residual_block(
         if variant == "d" and strides != 1:
             # Average the 2x2 neighbourhood instead of sampling one pixel of it (ResNet-D).
             # "same" pooling ignores the padding, as GluonCV's ceil_mode/count_include_pad=False.
-            shortcut = keras.layers.AveragePooling2D(
-                strides, strides=strides, padding="same", name=name + "_0_pool"
-            )(x)
+            shortcut = layers.pool2d(
+                x, "avg", strides, strides=strides, padding="same", name=name + "_0_pool"
+            )
             shortcut_strides = 1
         # SENet-154's 3x3 projections apply only where the block down-samples.
         kernel = bottleneck.shortcut_kernel if shortcut_strides != 1 else 1
@@ -227,6 +240,8 @@ def resnet(
     activation: str = "relu",
     normalization: str = "batch",
     kernel_initializer: str = "he_normal",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = registry.IMAGENET_STD,
 ) -> keras.Model:
@@ -260,6 +275,10 @@ def resnet(
       activation: activation switch, see layers.ACTIVATIONS.
       normalization: normalization switch, see layers.NORMALIZATIONS.
       kernel_initializer: "he_normal"/"kaiming_normal", "glorot_uniform"/"xavier_uniform", ...
+      padding: None (keras.applications': symmetric, the stem pooling padded with zeros),
+        "torch" (symmetric, the pooling padded with −inf: torchvision) or "tf" (TensorFlow's
+        SAME); see the module docstring.
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-5).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
@@ -277,9 +296,12 @@ def resnet(
             "shortcut_kernel apply to bottleneck depths (50 and deeper)"
         )
     dilations = stage_dilations(output_stride)
+    rule = layers.padding_rule(padding, "symmetric")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
     conv_kwargs = dict(
         activation=activation,
-        **layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer),
+        padding=rule,
+        **layers.norm_kwargs(normalization, BN_MOMENTUM, epsilon, kernel_initializer),
     )
     inputs, x = layers.input_block(image_size, mean, std)
     if variant in ("c", "d"):
@@ -299,8 +321,16 @@ def resnet(
             x, _scaled(64, width_multiplier), 7, strides=2, name="conv1", **conv_kwargs
         )
     features = [x]
-    x = keras.layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    x = layers.pool2d(
+        x,
+        "max",
+        3,
+        strides=2,
+        padding=rule,
+        pad_with_zeros=padding is None,  # keras.applications' ZeroPadding2D
+        name="pool1_pool",
+        pad_name="pool1_pad",
+    )
     previous_dilation = 1
     for stage, (filters, repeats) in enumerate(zip(STAGE_FILTERS, table.repeats)):
         stride, dilation = dilations[stage]

@@ -37,6 +37,12 @@ checkpoints.)
 Both versions take BN momentum 0.9 / epsilon 1e-5 (PyTorch's defaults) and the 3x3/2 max
 pooling with PyTorch's one-pixel padding (zero padding equals PyTorch's -inf padding because
 the input is a ReLU output).
+
+Padding (the `padding` switch): the references are PyTorch code, symmetric padding of the
+stem convolution, the stem max pooling, the strided depthwise convolutions and v1's 3x3/2
+average-pooled shortcut (zeros counted, count_include_pad=True): "torch". None pads the max
+pooling with zeros, the same as "torch"'s −inf after the default ReLU. "tf" pads all of them by
+TensorFlow's SAME rule (the shortcut's average then leaves the padded cells out).
 """
 
 from __future__ import annotations
@@ -169,17 +175,15 @@ def v2_channels(width: float, width_multiplier: float = 1.0) -> tuple[int, ...]:
     return tuple(layers.make_divisible(c * width_multiplier, 2) for c in V2_CHANNELS[width])
 
 
-def _depthwise_norm(x, *, strides: int, name: str, norm: dict):
+def _depthwise_norm(x, *, strides: int, name: str, norm: dict, padding: str):
     """3x3 depthwise convolution → normalization, no activation (v1 §3.2 after Xception; v2
-    Figure 3). PyTorch's one-pixel padding when strided, so any input size works."""
-    padding = "same"
-    if strides > 1:
-        x = keras.layers.ZeroPadding2D(1, name=name + "_pad")(x)
-        padding = "valid"
+    Figure 3). PyTorch's one-pixel padding when strided ("symmetric"), so any input size
+    works."""
+    x, keras_padding = layers.window_padding(x, 3, strides, 1, padding, name)
     x = keras.layers.DepthwiseConv2D(
         3,
         strides=strides,
-        padding=padding,
+        padding=keras_padding,
         use_bias=norm["normalization"] is None,
         depthwise_initializer=norm["kernel_initializer"],
         name=name + "_conv",
@@ -208,6 +212,7 @@ def _bottleneck_branch(
     groups: int = 1,
     shuffle_inverse: bool = False,
     output_activation: bool = False,
+    padding: str = "symmetric",
 ):
     """The residual branch of both versions: 1x1 (group) convolution → norm → act → [channel
     shuffle] → 3x3 depthwise (stride) → norm → 1x1 (group) convolution → norm → [act].
@@ -219,13 +224,14 @@ def _bottleneck_branch(
       groups: groups of the second 1x1 convolution, and of the channel shuffle when > 1 (v1).
       shuffle_inverse: see `ChannelShuffle`.
       output_activation: end with an activation (v2; v1 activates after adding the shortcut).
+      padding: padding rule of the strided depthwise convolution, see `layers.conv2d`.
     """
     x = layers.conv_norm_act(
         x, bottleneck, 1, groups=expand_groups, name=name + "_expand", activation=activation, **norm
     )
     if groups > 1:
         x = ChannelShuffle(groups, inverse=shuffle_inverse, name=name + "_shuffle")(x)
-    x = _depthwise_norm(x, strides=strides, name=name + "_dw", norm=norm)
+    x = _depthwise_norm(x, strides=strides, name=name + "_dw", norm=norm, padding=padding)
     return layers.conv_norm_act(
         x,
         filters,
@@ -237,15 +243,22 @@ def _bottleneck_branch(
     )
 
 
-def _stem(x, filters: int, *, activation: str, norm: dict):
+def _stem(x, filters: int, *, activation: str, norm: dict, padding: str | None):
     """3x3/2 convolution → norm → act, then 3x3/2 max pooling; returns both outputs (strides 2
-    and 4)."""
-    x = layers.conv_norm_act(x, filters, 3, strides=2, name="conv1", activation=activation, **norm)
-    pooled = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-    return x, keras.layers.MaxPooling2D(3, strides=2, name="pool1")(pooled)
+    and 4). `padding` is the builder's switch (None: the pooling padded with zeros)."""
+    rule = layers.padding_rule(padding, "symmetric")
+    x = layers.conv_norm_act(
+        x, filters, 3, strides=2, padding=rule, name="conv1", activation=activation, **norm
+    )
+    pooled = layers.pool2d(
+        x, "max", 3, strides=2, padding=rule, pad_with_zeros=padding is None, name="pool1"
+    )
+    return x, pooled
 
 
-def _v1_unit(x, filters, bottleneck, *, strides, groups, first, name, activation, norm, inverse):
+def _v1_unit(
+    x, filters, bottleneck, *, strides, groups, first, name, activation, norm, inverse, padding
+):
     """A ShuffleNet v1 unit (Figure 2b, or 2c when strided)."""
     branch = _bottleneck_branch(
         x,
@@ -258,26 +271,34 @@ def _v1_unit(x, filters, bottleneck, *, strides, groups, first, name, activation
         expand_groups=1 if first else groups,
         groups=groups,
         shuffle_inverse=inverse,
+        padding=padding,
     )
     if strides == 1:
         x = keras.layers.Add(name=name + "_add")([x, branch])
     else:
         # PyTorch's AvgPool2d(3, 2, padding=1) averages the zero padding too (count_include_pad).
-        shortcut = keras.layers.ZeroPadding2D(1, name=name + "_shortcut_pad")(x)
-        shortcut = keras.layers.AveragePooling2D(3, strides=2, name=name + "_shortcut_pool")(
-            shortcut
+        shortcut = layers.pool2d(
+            x,
+            "avg",
+            3,
+            strides=2,
+            padding=padding,
+            name=name + "_shortcut_pool",
+            pad_name=name + "_shortcut_pad",
         )
         x = keras.layers.Concatenate(name=name + "_concat")([shortcut, branch])
     return layers.activation_layer(activation, name + "_out")(x)
 
 
-def _v2_unit(x, filters, *, strides, name, activation, norm):
+def _v2_unit(x, filters, *, strides, name, activation, norm, padding):
     """A ShuffleNet v2 unit (Figure 3c, or 3d when strided); torchvision's branch1/branch2."""
     half = filters // 2
     if strides == 1:
         left, right = ChannelSplit(name=name + "_split")(x)
     else:
-        left = _depthwise_norm(x, strides=strides, name=name + "_branch1_dw", norm=norm)
+        left = _depthwise_norm(
+            x, strides=strides, name=name + "_branch1_dw", norm=norm, padding=padding
+        )
         left = layers.conv_norm_act(
             left, half, 1, name=name + "_branch1_project", activation=activation, **norm
         )
@@ -291,6 +312,7 @@ def _v2_unit(x, filters, *, strides, name, activation, norm):
         activation=activation,
         norm=norm,
         output_activation=True,
+        padding=padding,
     )
     x = keras.layers.Concatenate(name=name + "_concat")([left, right])
     return ChannelShuffle(2, name=name + "_shuffle")(x)
@@ -313,6 +335,8 @@ def shufflenet_v1(
     activation: str = "relu",
     normalization: str | None = "batch",
     kernel_initializer: str = "he_normal",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = registry.IMAGENET_STD,
 ) -> keras.Model:
@@ -340,6 +364,9 @@ def shufflenet_v1(
       normalization: normalization switch, see layers.NORMALIZATIONS, or None (biases).
       kernel_initializer: see layers.KERNEL_INITIALIZERS (megvii draws N(0, 1/fan-in
         channels), which none of the switches names; He normal is the ReLU default).
+      padding: None (the reference, symmetric; the stem pooling padded with zeros), "torch"
+        (symmetric, −inf) or "tf" (TensorFlow's SAME); see the module docstring.
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-5).
       mean: input mean on the 0..255 scale, or None for no input normalization (megvii's
         checkpoints take unnormalized BGR 0..255).
       std: input standard deviation on the 0..255 scale.
@@ -349,9 +376,11 @@ def shufflenet_v1(
     """
     layers.check_choice(shuffle_order, SHUFFLE_ORDERS, "channel shuffle order")
     stem_filters, stages = v1_channels(groups, width, width_multiplier)
-    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "symmetric")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, epsilon, kernel_initializer)
     inputs, x = layers.input_block(image_size, mean, std)
-    stem, x = _stem(x, stem_filters, activation=activation, norm=norm)
+    stem, x = _stem(x, stem_filters, activation=activation, norm=norm, padding=padding)
     features = [stem, x]
     for stage, ((filters, bottleneck), repeats) in enumerate(zip(stages, STAGE_REPEATS)):
         for index in range(repeats):
@@ -367,6 +396,7 @@ def shufflenet_v1(
                 activation=activation,
                 norm=norm,
                 inverse=shuffle_order == "megvii",
+                padding=rule,
             )
         features.append(x)
     return heads.model_from_features(
@@ -399,6 +429,8 @@ def shufflenet_v2(
     activation: str = "relu",
     normalization: str | None = "batch",
     kernel_initializer: str = "he_normal",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = registry.IMAGENET_STD,
 ) -> keras.Model:
@@ -423,6 +455,9 @@ def shufflenet_v2(
       activation: activation switch, see layers.ACTIVATIONS (ReLU in the paper).
       normalization: normalization switch, see layers.NORMALIZATIONS, or None (biases).
       kernel_initializer: see layers.KERNEL_INITIALIZERS.
+      padding: None (the reference, symmetric; the stem pooling padded with zeros), "torch"
+        (symmetric, −inf) or "tf" (TensorFlow's SAME); see the module docstring.
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-5).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
@@ -430,9 +465,11 @@ def shufflenet_v2(
       A keras.Model.
     """
     stem_filters, *stage_filters, last_filters = v2_channels(width, width_multiplier)
-    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "symmetric")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, epsilon, kernel_initializer)
     inputs, x = layers.input_block(image_size, mean, std)
-    stem, x = _stem(x, stem_filters, activation=activation, norm=norm)
+    stem, x = _stem(x, stem_filters, activation=activation, norm=norm, padding=padding)
     features = [stem, x]
     for stage, (filters, repeats) in enumerate(zip(stage_filters, STAGE_REPEATS)):
         for index in range(repeats):
@@ -443,6 +480,7 @@ def shufflenet_v2(
                 name=f"stage{stage + 2}_unit{index + 1}",
                 activation=activation,
                 norm=norm,
+                padding=rule,
             )
         features.append(x)
     if not features_only:

@@ -8,6 +8,11 @@ ReLU, global average pooling — no fully-connected layer. Layouts and max pooli
 PyTorch's ceil mode) follow torchvision's squeezenet.py (1,248,424 / 1,235,496 parameters);
 1.1 (from the authors' SqueezeNet v1.1 release) starts with a 3x3 convolution of 64 channels
 and pools earlier: 2.4x less computation at the same accuracy.
+
+Padding (the `padding` switch): the strided stem convolution is unpadded, the 3x3 expand
+convolutions pad one pixel at stride 1, and the max poolings run in PyTorch's ceil mode
+(`CeilMaxPooling2D`): torchvision's arithmetic, so "torch" is None. No TensorFlow reference
+exists (SAME pooling would give one more output on odd sizes): "tf" is refused.
 """
 
 from __future__ import annotations
@@ -88,6 +93,8 @@ def squeezenet(
     activation: str = "relu",
     normalization: str | None = None,
     kernel_initializer: str = "he_uniform",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = registry.IMAGENET_STD,
 ) -> keras.Model:
@@ -109,6 +116,9 @@ def squeezenet(
         keeps ReLU before its pooling, as torchvision's).
       normalization: None (the paper) or a normalization switch after each convolution.
       kernel_initializer: see layers.KERNEL_INITIALIZERS (torchvision: Kaiming uniform).
+      padding: None or "torch" (torchvision's); "tf" raises a ValueError.
+      norm_epsilon: epsilon of the normalization layers when `normalization` is given (None:
+        BN_EPSILON, 1e-5).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
@@ -116,8 +126,14 @@ def squeezenet(
       A keras.Model.
     """
     layers.check_choice(version, tuple(CONFIGS), "SqueezeNet version")
+    if layers.padding_rule(padding, "symmetric") != "symmetric":
+        raise ValueError(
+            "SqueezeNet pools in PyTorch's ceil mode (torchvision's, its only reference): "
+            "padding must be None or 'torch', not 'tf'"
+        )
     (stem_filters, stem_kernel), table = CONFIGS[version]
-    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, epsilon, kernel_initializer)
 
     def width(filters: int) -> int:
         return max(8, int(round(filters * width_multiplier)))

@@ -9,6 +9,10 @@ and FC-1000. Configuration A-LRN adds local response normalization after the fir
 after every convolution and keep its bias, as the reference implementation of those variants
 (torchvision's vgg*_bn) does, so the parameter counts match it. Kernels use Glorot
 initialization, which the paper's footnote found to work without pre-training.
+
+Padding (the `padding` switch): the 3x3 convolutions pad one pixel at stride 1 and the 2x2/2
+poolings pad nothing, the same arithmetic in TensorFlow and PyTorch, so "tf", "torch" and None
+build the same model (torchvision's and keras.applications' weights alike).
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ def vgg(
     activation: str = "relu",
     normalization: str | None = None,
     kernel_initializer: str = "glorot_uniform",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = STD,
 ) -> keras.Model:
@@ -96,6 +102,9 @@ def vgg(
       activation: activation switch, see layers.ACTIVATIONS.
       normalization: None (the paper) or a normalization switch (the `_bn` variants).
       kernel_initializer: see layers.KERNEL_INITIALIZERS.
+      padding: None, "tf" or "torch": the same model (nothing strided pads).
+      norm_epsilon: epsilon of the normalization layers when `normalization` is given (None:
+        BN_EPSILON, 1e-5, torchvision's vgg*_bn).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale (1: mean subtraction only).
 
@@ -108,7 +117,9 @@ def vgg(
     if include_top and image_size is None:
         image_size = 32 * FC_GRID
     table = CONFIGS[config]
-    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "symmetric")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, epsilon, kernel_initializer)
     initializer = norm["kernel_initializer"]  # Also the FC layers'.
 
     def width(filters: int) -> int:
@@ -125,11 +136,12 @@ def vgg(
                 name=f"block{stage}_conv{index}",
                 activation=activation,
                 use_bias=True,
+                padding=rule,
                 **norm,
             )
             if table.lrn and stage == 1 and index == 1:
                 x = layers.LocalResponseNormalization(name="block1_lrn")(x)
-        x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{stage}_pool")(x)
+        x = layers.pool2d(x, "max", 2, strides=2, padding="valid", name=f"block{stage}_pool")
         features.append(x)
     if features_only:
         return keras.Model(inputs, features, name=name)

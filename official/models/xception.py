@@ -16,6 +16,12 @@ reference implementation whose ImageNet weights port into this model layer by la
 stem convolutions are unpadded, the shortcut of each downsampling module takes the module's
 input before its first ReLU (the first module has no leading ReLU: the stem ends in one),
 batch normalization has epsilon 1e-3 and momentum 0.99, inputs are scaled to [-1, 1].
+
+Padding (the `padding` switch): the reference pads the entry and exit flows' 3x3/2 max
+poolings by TensorFlow's SAME rule ("tf"); the strided 1x1 shortcut convolutions need no
+padding and the stem stays unpadded under every setting. "torch" pads the poolings with one −inf
+pixel on each side, as Cadene's PyTorch port (timm's `legacy_xception`: MaxPool2d(3, 2, 1)),
+whose BN epsilon is PyTorch's 1e-5 (norm_epsilon=1e-5 for its weights).
 """
 
 from __future__ import annotations
@@ -81,6 +87,8 @@ def xception(
     activation: str = "relu",
     normalization: str | None = "batch",
     kernel_initializer: str = "glorot_uniform",
+    padding: str | None = None,
+    norm_epsilon: float | None = None,
     mean: Sequence[float] | None = MEAN,
     std: Sequence[float] | None = STD,
 ) -> keras.Model:
@@ -104,13 +112,18 @@ def xception(
         with biases instead).
       kernel_initializer: see layers.KERNEL_INITIALIZERS; the paper does not say, keras'
         default is Glorot uniform.
+      padding: None or "tf" (TensorFlow's SAME, the reference), or "torch" (symmetric, −inf);
+        see the module docstring.
+      norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-3).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
     Returns:
       A keras.Model.
     """
-    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, BN_EPSILON, kernel_initializer)
+    rule = layers.padding_rule(padding, "same")
+    epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
+    norm = layers.norm_kwargs(normalization, BN_MOMENTUM, epsilon, kernel_initializer)
 
     def width(filters: int) -> int:
         return max(8, int(round(filters * width_multiplier)))
@@ -131,7 +144,7 @@ def xception(
             name + "_bn",
             channels=x.shape[-1],
             momentum=BN_MOMENTUM,
-            epsilon=BN_EPSILON,
+            epsilon=epsilon,
         )(x)
 
     inputs, x = layers.input_block(image_size, mean, std)
@@ -170,9 +183,7 @@ def xception(
                     x = layers.activation_layer(activation, f"{prefix}_sepconv{index}_act")(x)
                 x = separable(x, filters, f"{prefix}_sepconv{index}")
             if module.downsample:
-                x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=prefix + "_pool")(
-                    x
-                )
+                x = layers.pool2d(x, "max", 3, strides=2, padding=rule, name=prefix + "_pool")
             x = keras.layers.Add(name=prefix + "_add")([x, shortcut])
     number += 1
     for index, filters in enumerate(HEAD_FILTERS, 1):

@@ -26,6 +26,8 @@ COMMON_ARGUMENTS = {
     "activation",
     "normalization",
     "kernel_initializer",
+    "padding",
+    "norm_epsilon",
 }
 RESIDUAL_FAMILIES = ("resnet", "efficientnet", "mobilenet_v2", "mobilenet_v3")
 # One variant per builder, with the switches it is tested with.
@@ -136,6 +138,111 @@ def test_activation_normalization_and_initializer_switches(name):
     assert np.all(np.isfinite(np.asarray(model(images(model), training=True))))
     with pytest.raises(ValueError, match="unknown activation 'gelu'"):
         small(name, activation="gelu")
+
+
+# What each builder's padding=None is (see its module docstring): "tf" (TensorFlow's SAME) or
+# "torch" (PyTorch's symmetric padding), which then builds the same model; None, neither (the
+# Caffe references' convolutions and ceil-mode pooling: GoogLeNet, BN-Inception;
+# keras.applications' zero-padded pooling: NASNet); "both": nothing that pads differs, so all
+# three build the same model. AlexNet and SqueezeNet refuse "tf". One representative per family
+# in the default suite, the other builders in `slow`.
+PADDING_REFERENCES = {
+    "resnet18": "torch",
+    "densenet121": "torch",
+    "shufflenet_v2_1.0": "torch",
+    "alexnet": "torch",
+    "squeezenet1_1": "torch",
+    "efficientnet_b0": "tf",
+    "mobilenet_v2": "tf",
+    "xception": "tf",
+    "inception_v1": None,
+    "nasnet_a_mobile": None,
+    "vgg11_bn": "both",
+    "lenet5": "both",
+}
+SLOW_PADDING_REFERENCES = {
+    "shufflenet_v1_g3_1.0": "torch",
+    "mobilenet_v1": "tf",
+    "mobilenet_v3_small": "tf",
+    "inception_v3": "tf",
+    "inception_resnet_v2": "tf",
+    "inception_v2": None,
+}
+
+
+def _padding_params():
+    yield from PADDING_REFERENCES.items()
+    for name, reference in SLOW_PADDING_REFERENCES.items():
+        yield pytest.param(name, reference, marks=pytest.mark.slow)
+
+
+def _relative_difference(first, second) -> float:
+    """The largest |difference| of two models' feature maps, relative to each map's scale."""
+    return max(
+        float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)) for a, b in zip(first, second)
+    )
+
+
+@pytest.mark.parametrize("name, reference", _padding_params())
+def test_padding_and_norm_epsilon_switches(name, reference):
+    spec = registry.get(name)
+    # An even size; 34 px where an unpadded stem would leave odd maps (where "tf" and "torch"
+    # pad alike) at 32. For time, NASNet with one normal cell per stack instead of four and
+    # DenseNet without its bottleneck convolutions (their padding is all in other layers).
+    size = 34 if spec.family in ("xception", "nasnet") else max(32, spec.min_resolution)
+    smaller = {"nasnet": {"cells": 1}, "densenet": {"bottleneck": False}}
+    options = dict(
+        image_size=size,
+        width_multiplier=0.25,
+        features_only=True,
+        normalization="batch",  # also where the family has none by default
+        norm_epsilon=1e-5,
+        **smaller.get(spec.family, {}),
+    )
+    models = {}
+    for padding in (None, "tf", "torch"):
+        if padding == "tf" and spec.family in ("alexnet", "squeezenet"):
+            with pytest.raises(ValueError, match="padding must be None or 'torch'"):
+                spec.build(padding=padding, **options)
+            continue
+        models[padding] = spec.build(padding=padding, **options)
+    with pytest.raises(ValueError, match="unknown padding 'same'"):
+        spec.build(padding="same", **options)
+    # norm_epsilon reaches every normalization layer (by default 1e-3 in EfficientNet,
+    # MobileNet, Inception v1/v3/v4, Xception and NASNet).
+    norms = [
+        layer for layer in models[None].layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert norms and all(layer.epsilon == 1e-5 for layer in norms)
+    # The same weights (matched by name: the padding layers have none) in every model.
+    base = models[None]
+    for model in models.values():
+        for layer in base.layers:
+            if layer.weights:
+                model.get_layer(layer.name).set_weights(layer.get_weights())
+    x = images(base, count=1)
+    outputs = {
+        padding: [np.asarray(o, "float64") for o in model(x, training=False)]
+        for padding, model in models.items()
+    }
+    differences = {
+        (a, b): _relative_difference(outputs[a], outputs[b])
+        for a, b in ((None, "tf"), (None, "torch"), ("tf", "torch"))
+        if a in outputs and b in outputs
+    }
+    equal = {
+        "tf": {(None, "tf")},
+        "torch": {(None, "torch")},
+        None: set(),
+        "both": set(differences),
+    }[reference]
+    for pair, difference in differences.items():
+        # Equal to float32 rounding, or changed well beyond it (the windows move by a pixel).
+        if pair in equal:
+            assert difference < 1e-5, (pair, difference)
+        else:
+            assert difference > 1e-2, (pair, difference)
+    keras.backend.clear_session()
 
 
 @pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
