@@ -35,6 +35,11 @@ class ModelConfig:
     zero_gamma: bool = False
     activation: str = ""  # "": the variant's activation.
     normalization: str = ""  # "": the variant's normalization ("batch", "sync_batch", ...).
+    # How strided convolutions and poolings pad: "tf" (TensorFlow SAME) or "torch" (PyTorch's
+    # symmetric k // 2); "": the family's reference. Weights from PyTorch set it (README "Start
+    # from pretrained weights").
+    padding: str = ""
+    norm_epsilon: float = 0.0  # BN epsilon; 0: the family's reference (PyTorch weights set it).
     # Weight of each auxiliary classifier's cross-entropy (Inception: GoogLeNet 0.3, arXiv
     # 1409.4842 §5; TF-slim trains Inception-v3 with 0.4); > 0 builds the model with its
     # `aux_head`; 0: no auxiliary head.
@@ -252,7 +257,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     Data fields may also be "" (the model's reference, or off).
     """
     from official.data import balance, example_reader, preprocess
-    from official.models import torch_port
+    from official.models import layers, torch_port
     from official.training import optimizers, precision, schedules, strategy, transfer
 
     return {
@@ -266,6 +271,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "train.lr_schedule": schedules.SCHEDULES,
         "runtime.distribution_strategy": strategy.STRATEGIES,
         "runtime.precision": precision.PRECISIONS,
+        "model.padding": ("", *layers.PADDINGS),
         "model.init_weights_format": ("", *transfer.WEIGHTS_FORMATS),
         "model.init_weights_layout": ("", *torch_port.LAYOUTS),
     }
@@ -399,6 +405,7 @@ def validate(config: Config) -> None:
     )
     model = config.model
     _check(model.aux_loss_weight >= 0, "model.aux_loss_weight", model.aux_loss_weight, ">= 0")
+    _check(model.norm_epsilon >= 0, "model.norm_epsilon", model.norm_epsilon, "> 0, or 0")
     is_h5 = model.init_weights_format == "keras_h5" or (
         not model.init_weights_format and model.init_weights.endswith((".h5", ".hdf5"))
     )
@@ -525,6 +532,7 @@ def resolve(
     dataset_name: str = "",
     num_replicas: int = 1,
     weights_normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+    weights_arithmetic: dict | None = None,
 ) -> tuple[Config, Derived]:
     """Fills "use the default" fields and computes the derived values.
 
@@ -540,6 +548,8 @@ def resolve(
       weights_normalization: (mean, std) that the initial weights were trained with
         (`--config.model.init_weights`); they belong to the weights, so they replace
         every other normalization.
+      weights_arithmetic: model fields the initial weights need ({"padding": "torch",
+        "norm_epsilon": 1e-5} for PyTorch weights); they replace the flags' values.
 
     Returns:
       (config with every default filled in, derived values).
@@ -555,6 +565,8 @@ def resolve(
         runtime=dataclasses.replace(config.runtime),
     )
     _fill_defaults(resolved, spec, dataset_name, weights_normalization)
+    for field, value in (weights_arithmetic or {}).items():
+        setattr(resolved.model, field, value)
     data, model, train = resolved.data, resolved.model, resolved.train
     model.num_classes = model.num_classes or num_classes
     if data.image_size < spec.min_resolution:

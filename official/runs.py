@@ -519,6 +519,10 @@ def model_overrides(model_config: config_lib.ModelConfig, spec: registry.ModelSp
         overrides["activation"] = model_config.activation
     if model_config.normalization:
         overrides["normalization"] = model_config.normalization
+    if model_config.padding:
+        overrides["padding"] = model_config.padding
+    if model_config.norm_epsilon > 0:
+        overrides["norm_epsilon"] = model_config.norm_epsilon
     if model_config.aux_loss_weight > 0:
         overrides["aux_head"] = True
         flags["aux_head"] = "aux_loss_weight"

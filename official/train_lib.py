@@ -158,7 +158,11 @@ def _initial_weights(
         if not runs.is_run(model_dir):
             return weights_lib.Weights()
         saved, _ = runs.load_config(model_dir)
-        return weights_lib.Weights(normalization=(saved.data.mean, saved.data.std))
+        arithmetic = {"padding": saved.model.padding, "norm_epsilon": saved.model.norm_epsilon}
+        return weights_lib.Weights(
+            normalization=(saved.data.mean, saved.data.std),
+            arithmetic={k: v for k, v in arithmetic.items() if v},
+        )
     return weights_lib.load(
         path,
         spec,
@@ -180,6 +184,7 @@ def _resolve(config, spec, info, strategy, initial):
         dataset_name=info.name,
         num_replicas=strategy.num_replicas_in_sync,
         weights_normalization=initial.normalization,
+        weights_arithmetic=initial.arithmetic,
     )
     logging.info("resolved config:\n%s", runs.config_json(config, derived))
     return config, derived

@@ -30,11 +30,15 @@ class Weights(NamedTuple):
         no weights at all.
       normalization: (mean, std) on the 0..255 scale the weights were trained with, or None.
       kind: the source's format (transfer.WEIGHTS_FORMATS), "" for none.
+      arithmetic: builder arguments the weights need the model to compute with, as model
+        config fields ({"padding": "torch", "norm_epsilon": 1e-5} for torchvision's weights);
+        empty when the model's own defaults are the weights'.
     """
 
     model: keras.Model | None = None
     normalization: tuple | None = None
     kind: str = ""
+    arithmetic: dict = {}
 
 
 def load(
@@ -70,12 +74,13 @@ def load(
     overrides = {k: v for k, v in overrides.items() if k not in ("aux_head", "dropout")}
     if kind in ("torch", "safetensors"):
         try:
-            model, normalization = transfer.torch_model(
+            model, normalization, arithmetic = transfer.torch_model(
                 path, spec, overrides, file_format=kind, layout=layout
             )
         except ValueError as e:  # CheckpointError and TorchPortError among them
             raise config_lib.ConfigError(f"{where}: {e}") from e
-        return Weights(model, (tuple(normalization.mean), tuple(normalization.std)), kind)
+        normalization = (tuple(normalization.mean), tuple(normalization.std))
+        return Weights(model, normalization, kind, arithmetic)
     if kind == "keras_h5":
         name = keras_application or port.KERAS_APPLICATIONS.get(spec.name, "")
         if not name:
@@ -152,6 +157,8 @@ def convert(
     config.model.num_classes = int(model.output.shape[-1])
     config.data.image_size = int(model.input.shape[1] or spec.default_resolution)
     config.data.mean, config.data.std = (tuple(map(float, v)) for v in loaded.normalization)
+    for field, value in loaded.arithmetic.items():
+        setattr(config.model, field, value)
     weights_file = f"{spec.name}.weights.h5"
     atomic.ensure_directory(os.path.dirname(os.path.abspath(out_dir)), "--out")
     with atomic.directory(out_dir) as scratch:
@@ -165,6 +172,7 @@ def convert(
         "num_classes": config.model.num_classes,
         "mean": config.data.mean,
         "std": config.data.std,
+        **loaded.arithmetic,
         "run_directory": out_dir,
         "keras_weights": os.path.join(out_dir, weights_file),
     }

@@ -255,6 +255,8 @@ def test_transfer_from_pytorch_weights_in_a_safetensors_file(tmp_path):
     saved, _ = runs.load_config(str(tmp_path / "run"))
     assert saved.data.mean == pytest.approx(registry.IMAGENET_MEAN)
     assert saved.data.std == pytest.approx(registry.IMAGENET_STD)
+    # PyTorch's arithmetic, recorded so that every rebuild (resume, evaluate, export) has it.
+    assert (saved.model.padding, saved.model.norm_epsilon) == ("torch", 1e-5)
     after_freeze = str(tmp_path / "run" / "checkpoints" / "ckpt-4")
     trained, *_ = runs.load_trained_model(str(tmp_path / "run"), checkpoint=after_freeze, ema=False)
     np.testing.assert_array_equal(

@@ -28,6 +28,7 @@ def test_convert_writes_a_run_every_command_starts_from(resnet18_file, tmp_path)
     summary = weights_lib.convert(str(path), "resnet18", str(out))
     assert summary["format"] == "safetensors" and summary["num_classes"] == 1000
     assert summary["mean"] == pytest.approx(registry.IMAGENET_MEAN)
+    assert (summary["padding"], summary["norm_epsilon"]) == ("torch", 1e-5)
     saved = json.loads((out / "config.json").read_text())["config"]
     assert saved["model"]["name"] == "resnet18" and saved["data"]["image_size"] == 224
     trained = runs.load_trained_model(str(out))

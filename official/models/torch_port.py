@@ -117,6 +117,13 @@ class TorchPortError(UserError, ValueError):
     """A state dict that does not fit the model; the message names what is left over."""
 
 
+def arithmetic(layout: str, family: str) -> dict:
+    """The builder arguments a model of `family` needs to compute what `layout`'s networks
+    compute: its padding and BN epsilon."""
+    spec = LAYOUTS[layout]
+    return {"padding": spec.padding_for(family), "norm_epsilon": spec.epsilon(family)}
+
+
 def detect_layout(weights: Mapping[str, np.ndarray]) -> str:
     """The layout a state dict's names belong to (lukemelas' `_conv_stem`, timm's `conv_stem` /
     `conv1.0` deep stem / `se.fc1`, else torchvision's)."""

@@ -101,7 +101,8 @@ def classifier_outputs(weights: dict) -> int:
 
 def torch_model(path: str, spec, overrides: dict, *, file_format: str, layout: str):
     """Our model (`spec` built with `overrides`) holding a PyTorch or safetensors file's
-    weights, and the input normalization they need.
+    weights, the input normalization they need, and the builder arguments the model must
+    compute with to reproduce the source ({"padding", "norm_epsilon"} of its layout).
 
     Args:
       path: the file.
@@ -115,22 +116,27 @@ def torch_model(path: str, spec, overrides: dict, *, file_format: str, layout: s
       ValueError: an unreadable file, or weights that do not fit the model (one line).
     """
     weights = state_dict.read(path, format=None if file_format == "torch" else "safetensors")
+    layout = layout or torch_port.detect_layout(weights)
+    arithmetic = torch_port.arithmetic(layout, spec.family)
     model = spec.build(
         image_size=spec.default_resolution,
         num_classes=classifier_outputs(weights),
-        **{k: v for k, v in overrides.items() if k not in ("aux_head", "dropout")},
+        # The source's arithmetic replaces the run's switches of the same names.
+        **{
+            **{k: v for k, v in overrides.items() if k not in ("aux_head", "dropout")},
+            **arithmetic,
+        },
     )
-    normalization = torch_port.port_state_dict(
-        weights, model, layout=layout or None, family=spec.family
-    )
+    normalization = torch_port.port_state_dict(weights, model, layout=layout, family=spec.family)
     logging.info(
-        "ported %d tensors of %s (%s layout) into %s",
+        "ported %d tensors of %s (%s layout) into %s (%s)",
         len(weights),
         path,
-        layout or torch_port.detect_layout(weights),
+        layout,
         spec.name,
+        arithmetic,
     )
-    return model, normalization
+    return model, normalization, arithmetic
 
 
 def find_run(path: str) -> tuple[str | None, str | None]:

@@ -6,6 +6,7 @@ import pytest
 import reference_nets
 from helpers import (
     LITE0_WHEEL,
+    MOBILENET_V2_WHEEL,
     as_torchvision_resnet,
     randomize,
     real_photos,
@@ -139,3 +140,37 @@ def test_real_efficientnet_lite0_weights_match_the_source_network(tmp_path):
     for predicted, classes in zip(top1, EXPECTED_CLASSES):
         assert predicted in classes
     np.testing.assert_array_equal(logits.argmax(axis=-1), top1)
+
+
+def test_real_torchvision_mobilenet_v2_weights_match_the_source_network(tmp_path):
+    """torchvision's MobileNetV2 pads its stride-2 convolutions symmetrically and trains with
+    BN epsilon 1e-5, where our (TF-slim) MobileNetV2 uses SAME padding and 1e-3: built with the
+    layout's arithmetic the port reproduces torchvision's network; with our defaults the same
+    weights move the logits by whole units and lose a photo's class."""
+    path = registry_file(tmp_path, *MOBILENET_V2_WHEEL)
+    weights = state_dict.read(path)
+    assert torch_port.detect_layout(weights) == "torchvision"
+    arithmetic = torch_port.arithmetic("torchvision", "mobilenet_v2")
+    assert arithmetic == {"padding": "torch", "norm_epsilon": 1e-5}
+    model = registry.get("mobilenet_v2").build(image_size=224, **arithmetic)
+    normalization = torch_port.port_state_dict(weights, model, family="mobilenet_v2")
+    photos = real_photos()
+    expected = reference_nets.mobilenet_v2_torchvision(
+        weights, reference_nets.normalize(photos, normalization.mean, normalization.std)
+    )
+    logits = np.asarray(model(photos.astype("float32"), training=False))
+    np.testing.assert_allclose(logits, expected, atol=1e-3)
+    top1 = expected.argmax(axis=-1)
+    for predicted, classes in zip(top1, EXPECTED_CLASSES):
+        assert predicted in classes
+    np.testing.assert_array_equal(logits.argmax(axis=-1), top1)
+    # With TensorFlow's SAME padding instead, the same weights compute something else.
+    same = registry.get("mobilenet_v2").build(image_size=224, padding="tf", norm_epsilon=1e-5)
+    torch_port.port_state_dict(weights, same, family="mobilenet_v2")
+    shifted = np.abs(np.asarray(same(photos.astype("float32"), training=False)) - expected).max()
+    assert shifted > 1.0
+    # In our default MobileNetV2 (SAME padding, epsilon 1e-3): refused, since some of its
+    # variances are below the epsilon difference (clamping them would be silently wrong).
+    default = registry.get("mobilenet_v2").build(image_size=224)
+    with pytest.raises(TorchPortError, match="moving variance below the epsilon difference"):
+        torch_port.port_state_dict(weights, default, family="mobilenet_v2")
