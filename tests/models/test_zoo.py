@@ -86,6 +86,18 @@ def test_every_registered_model_runs_forward(name):
     keras.backend.clear_session()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", registry.names())
+def test_every_registered_model_trains_a_step_under_mixed_bfloat16(name, mixed_bfloat16):
+    """A forward pass in training mode (BN batch statistics, dropout) in bfloat16 compute:
+    float32 logits without NaN or Inf."""
+    model = small(name)
+    logits = model(images(model), training=True)
+    assert logits.shape == (2, 5) and logits.dtype == "float32"
+    assert np.all(np.isfinite(np.asarray(logits)))
+    keras.backend.clear_session()
+
+
 def test_builders_take_the_shared_switches():
     # Tests elsewhere may register their own tiny models: only the zoo's families count here.
     builders = {
