@@ -64,17 +64,19 @@ def images(model, count=2):
     return np.random.default_rng(0).uniform(0, 255, (count, size, size, 3)).astype("float32")
 
 
-# ShuffleNet v1's grid of 5 group counts x 4 widths: two of its names in the default suite (its
-# grouped convolutions compile through XLA on the CPU, 2-5 s per name), every name in `slow`;
-# NASNet-A Large (about 1,300 layers) too.
-_DEFAULT_SHUFFLENET_V1 = ("shufflenet_v1_g3_1.0", "shufflenet_v1_g8_0.5")
-
-
 def _zoo_params():
+    """Every registered name; in the default suite only one per builder (its representative,
+    or its first name), the others in `slow`: they are rows of the same table (the zoo has
+    about 160 names, 2-5 s each on 2 cores)."""
+    default = set(REPRESENTATIVES)
+    covered = {registry.get(name).builder for name in default}
     for name in registry.names():
-        grid = name.startswith("shufflenet_v1_") and name not in _DEFAULT_SHUFFLENET_V1
-        slow = grid or name == "nasnet_a_large"
-        yield pytest.param(name, marks=pytest.mark.slow) if slow else name
+        builder = registry.get(name).builder
+        if builder not in covered:
+            default.add(name)
+            covered.add(builder)
+    for name in registry.names():
+        yield name if name in default else pytest.param(name, marks=pytest.mark.slow)
 
 
 @pytest.mark.parametrize("name", _zoo_params())
