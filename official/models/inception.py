@@ -88,10 +88,39 @@ BN_EPSILON = 1e-3
 
 def _widths(module, width_multiplier: float):
     return {
-        field.name: max(8, int(round(getattr(module, field.name) * width_multiplier)))
+        field.name: _channels(width_multiplier)(getattr(module, field.name))
         for field in dataclasses.fields(module)
         if field.name != "name"
     }
+
+
+def _channels(width_multiplier: float):
+    """Scales a layer's channels by the width multiplier (at least 8), for small runs."""
+
+    def width(filters: int) -> int:
+        return max(8, int(round(filters * width_multiplier)))
+
+    return width
+
+
+def _slim_conv(activation: str, norm: dict, rule: str):
+    """TF-slim's convolution as Inception v3, v4 and Inception-ResNet-v2 use it: BN without a
+    learned scale (a linear layer follows every ReLU), then the activation."""
+
+    def conv(x, filters, kernel_size, *, name, strides=1, padding=rule):
+        return layers.conv_norm_act(
+            x,
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            name=name,
+            activation=activation,
+            norm_scale=False,
+            **norm,
+        )
+
+    return conv
 
 
 def _concat(branches, name: str):
@@ -198,8 +227,7 @@ def inception_v1(
         # and beta 0.75 with Caffe's convention k = 1 and alpha divided by the window size.
         return layers.LocalResponseNormalization(size=5, k=1.0, alpha=1e-4 / 5, name=name)(x)
 
-    def width(filters):
-        return max(8, int(round(filters * width_multiplier)))
+    width = _channels(width_multiplier)
 
     inputs, x = layers.input_block(image_size, mean, std)
     x = conv(x, width(64), 7, strides=2, name="conv1")
@@ -409,21 +437,8 @@ def inception_v3(
     epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
     norm = layers.norm_kwargs(normalization, V3_BN_MOMENTUM, epsilon, kernel_initializer)
 
-    def conv(x, filters, kernel_size, *, name, strides=1, padding=rule):
-        return layers.conv_norm_act(
-            x,
-            filters,
-            kernel_size,
-            strides=strides,
-            padding=padding,
-            name=name,
-            activation=activation,
-            norm_scale=False,
-            **norm,
-        )
-
-    def width(filters):
-        return max(8, int(round(filters * width_multiplier)))
+    conv = _slim_conv(activation, norm, rule)
+    width = _channels(width_multiplier)
 
     inputs, x = layers.input_block(image_size, mean, std)
     # TF-slim stem: Conv2d_1a_3x3 .. MaxPool_5a_3x3 (299 → 35).
@@ -586,8 +601,7 @@ def inception_v2(
             **norm,
         )
 
-    def width(filters):
-        return max(8, int(round(filters * width_multiplier)))
+    width = _channels(width_multiplier)
 
     def pool(x, kind, *, strides, name):
         return layers.pool2d(x, kind, 3, strides=strides, padding=pool_rule, name=name)
@@ -843,21 +857,8 @@ def inception_v4(
     epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
     norm = layers.norm_kwargs(normalization, V4_BN_MOMENTUM, epsilon, kernel_initializer)
 
-    def conv(x, filters, kernel_size, *, name, strides=1, padding=rule, act=activation):
-        return layers.conv_norm_act(
-            x,
-            filters,
-            kernel_size,
-            strides=strides,
-            padding=padding,
-            name=name,
-            activation=act,
-            norm_scale=False,
-            **norm,
-        )
-
-    def width(filters):
-        return max(8, int(round(filters * width_multiplier)))
+    conv = _slim_conv(activation, norm, rule)
+    width = _channels(width_multiplier)
 
     pool = functools.partial(_slim_pool, rule=rule)
 

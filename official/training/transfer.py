@@ -107,8 +107,8 @@ def torch_model(path: str, spec, overrides: dict, *, file_format: str, layout: s
     Args:
       path: the file.
       spec: the registry spec of the architecture the weights are for.
-      overrides: builder arguments of the run (width, activation, ...; the classifier is built
-        with the file's class count).
+      overrides: builder arguments of the run (width, activation, ...; no head switches: the
+        classifier is built with the file's class count).
       file_format: "torch" or "safetensors".
       layout: a key of torch_port.LAYOUTS, or "" to detect it from the names.
 
@@ -122,10 +122,7 @@ def torch_model(path: str, spec, overrides: dict, *, file_format: str, layout: s
         image_size=spec.default_resolution,
         num_classes=classifier_outputs(weights),
         # The source's arithmetic replaces the run's switches of the same names.
-        **{
-            **{k: v for k, v in overrides.items() if k not in ("aux_head", "dropout")},
-            **arithmetic,
-        },
+        **{**overrides, **arithmetic},
     )
     normalization = torch_port.port_state_dict(weights, model, layout=layout, family=spec.family)
     logging.info(
