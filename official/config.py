@@ -182,6 +182,10 @@ class TrainConfig:
     # epochs, then everything.
     freeze_backbone_epochs: float = 0.0
     backbone_lr_multiplier: float = 1.0  # The backbone's learning rate relative to the head's.
+    # Keep the backbone's BN layers in inference mode (pretrained statistics, frozen scale and
+    # shift) for the whole run: fine-tuning with small batches (Keras' transfer-learning guide;
+    # Detectron's FrozenBatchNorm).
+    freeze_batch_norm: bool = False
     # Two stages in one run: the last `second_stage_epochs` use `second_stage_optimizer` with its
     # own rate (e.g. Adam first, then SGD to fine-tune; Keskar & Socher arXiv 1712.07628).
     second_stage_epochs: float = 0.0

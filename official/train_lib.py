@@ -302,6 +302,7 @@ def _trainer(config, derived, strategy, policy: str, make_dataset, class_weights
                 head_layers=transfer.head_layer_names(model),
                 lr_multiplier=train.backbone_lr_multiplier,
                 freeze_steps=derived.freeze_backbone_steps,
+                freeze_batch_norm=train.freeze_batch_norm,
             ),
             ema=average,
             measure_input_wait=not config.runtime.deterministic,

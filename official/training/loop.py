@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -188,11 +189,16 @@ class Backbone:
       head_layers: names of the classifier layers; every other layer is the backbone.
       lr_multiplier: the backbone's learning rate relative to the head's.
       freeze_steps: steps that train only the head, backbone BN in inference mode.
+      freeze_batch_norm: the backbone's BN layers stay in inference mode for the whole run,
+        their scale and shift not trained: small fine-tuning batches then neither replace the
+        pretrained statistics nor feed the unfrozen network statistics unlike those its head
+        was first trained on.
     """
 
     head_layers: Sequence[str] = (heads.CLASSIFIER_LAYER,)
     lr_multiplier: float = 1.0
     freeze_steps: int = 0
+    freeze_batch_norm: bool = False
 
 
 class Trainer:
@@ -250,10 +256,19 @@ class Trainer:
         head_layers = [layer for layer in model.layers if layer.name in head_names]
         self.head_variables = [v for layer in head_layers for v in layer.trainable_weights]
         head_ids = {id(v) for v in self.head_variables}
-        self.variables = list(model.trainable_variables)
         self.backbone_layers = [
             layer for layer in model.layers if layer not in head_layers and layer.weights
         ]
+        # A non-trainable Keras BN layer runs in inference mode (moving statistics, no updates).
+        self.frozen_batch_norms = [
+            layer
+            for layer in self.backbone_layers
+            if backbone.freeze_batch_norm and isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        for layer in self.frozen_batch_norms:
+            layer.trainable = False
+        frozen_ids = {id(v) for layer in self.frozen_batch_norms for v in layer.weights}
+        self.variables = [v for v in model.trainable_variables if id(v) not in frozen_ids]
         self._backbone_ids = {id(v) for v in self.variables if id(v) not in head_ids}
         # Statistics the forward pass updates on each replica (BN moving mean and variance).
         # Keras 3 keeps one copy per replica and lets them drift apart; the loop averages them
@@ -305,11 +320,10 @@ class Trainer:
         return steps
 
     def _set_backbone_frozen(self, frozen: bool) -> None:
-        # A non-trainable Keras BN layer runs in inference mode (moving statistics, no updates).
         if self._frozen is frozen:
             return
         for layer in self.backbone_layers:
-            layer.trainable = not frozen
+            layer.trainable = not frozen and layer not in self.frozen_batch_norms
         self._frozen = frozen
 
     def train_steps(self, num_steps: int, stop: bool = False) -> tuple[np.ndarray, float]:

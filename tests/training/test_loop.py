@@ -193,6 +193,34 @@ def test_frozen_backbone_trains_only_the_head_with_bn_in_inference_mode():
     )
 
 
+def test_frozen_batch_norm_keeps_statistics_scale_and_shift_after_unfreezing():
+    images, labels = tiny.batches(image_size=8)
+    trainer = tiny.make_trainer(
+        _one_device(),
+        lambda: tiny.tiny_cnn(num_classes=3, image_size=8),
+        images,
+        labels,
+        batch_size=8,
+        backbone=loop.Backbone(
+            head_layers=transfer.head_layer_names(tiny.tiny_cnn(num_classes=3, image_size=8)),
+            freeze_steps=1,
+            freeze_batch_norm=True,
+        ),
+    )
+    model = trainer.model
+    batch_norm = model.get_layer("block1_bn")
+    before = {w.path: w.numpy() for w in model.weights}
+    trainer.train_steps(1)
+    trainer.train_steps(2)  # Unfrozen: every layer but BN trains.
+    after = {w.path: w.numpy() for w in model.weights}
+    for path in ("moving_mean", "moving_variance", "gamma", "beta"):
+        key = f"block1_bn/{path}"
+        np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+    assert not batch_norm.trainable
+    assert not np.allclose(after["block1_conv/kernel"], before["block1_conv/kernel"])
+    assert len(trainer.variables) == len(model.trainable_variables)
+
+
 def test_loss_adds_auxiliary_and_distillation_terms():
     images, labels = tiny.batches(image_size=8)
     keras.utils.set_random_seed(7)
