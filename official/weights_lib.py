@@ -17,6 +17,7 @@ from absl import logging
 
 from official import atomic, runs
 from official import config as config_lib
+from official.data import layout
 from official.models import port, registry
 from official.training import transfer
 
@@ -112,6 +113,17 @@ def load(
     return Weights(trained.model, (trained.config.data.mean, trained.config.data.std), kind)
 
 
+IMAGENET_CLASSES = 1000
+
+
+def imagenet_labels() -> list[str] | None:
+    """ILSVRC 2012's synsets in label order (datasets/imagenet2012/synsets.txt), or None when
+    the bundled file is absent (an installed package without the repository's datasets/)."""
+    if not layout.IMAGENET_SYNSETS.is_file():
+        return None
+    return sorted(layout.read_synset_names(layout.IMAGENET_SYNSETS))
+
+
 def convert(
     path: str,
     model_name: str,
@@ -124,7 +136,10 @@ def convert(
     """Converts weights once into a run directory: `config.json` (the model, its class count,
     resolution and the normalization the weights need), `checkpoints/ckpt-0`, and
     `<model>.weights.h5` (Keras `save_weights` of our model, for use without this package's
-    commands). Written aside and renamed into place when complete.
+    commands); with 1,000 classes also `labels.txt`, ImageNet's synsets in sorted order (the
+    class order of every ImageNet checkpoint: torchvision's, timm's and keras.applications'
+    ImageFolder-style labels), so evaluate, export and predict take the run as it is. Written
+    aside and renamed into place when complete.
 
     Returns:
       A summary: model, source format, classes, normalization, files written.
@@ -160,9 +175,12 @@ def convert(
     for field, value in loaded.arithmetic.items():
         setattr(config.model, field, value)
     weights_file = f"{spec.name}.weights.h5"
+    labels = imagenet_labels() if config.model.num_classes == IMAGENET_CLASSES else None
     atomic.ensure_directory(os.path.dirname(os.path.abspath(out_dir)), "--out")
     with atomic.directory(out_dir) as scratch:
         runs.save_config(scratch, config, None)
+        if labels:
+            runs.save_labels(scratch, labels)
         runs.Checkpointer(scratch, model=model).save(0)
         model.save_weights(os.path.join(scratch, weights_file))
     summary = {
@@ -175,6 +193,7 @@ def convert(
         **loaded.arithmetic,
         "run_directory": out_dir,
         "keras_weights": os.path.join(out_dir, weights_file),
+        "labels": os.path.join(out_dir, runs.LABELS_FILE) if labels else None,
     }
     logging.info("converted %s into %s", path, out_dir)
     return summary

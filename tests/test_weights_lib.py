@@ -31,6 +31,11 @@ def test_convert_writes_a_run_every_command_starts_from(resnet18_file, tmp_path)
     assert (summary["padding"], summary["norm_epsilon"]) == ("torch", 1e-5)
     saved = json.loads((out / "config.json").read_text())["config"]
     assert saved["model"]["name"] == "resnet18" and saved["data"]["image_size"] == 224
+    # 1,000 classes: ImageNet's synsets in sorted order, so evaluate/export/predict take it.
+    labels = runs.read_labels(str(out))
+    assert summary["labels"] == str(out / "labels.txt")
+    assert len(labels) == 1000 and labels == sorted(labels)
+    assert labels[0] == "n01440764" and labels[281] == "n02123045"  # tench; tabby
     trained = runs.load_trained_model(str(out))
     images = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
     np.testing.assert_allclose(
