@@ -79,9 +79,15 @@ class DataConfig:
     train_crop: str = ""
     scale_jitter: tuple[int, ...] = (256, 512)  # VGG's S range for a 224 crop (scaled with size).
     random_flip: bool = True  # Random horizontal flip in training.
+    # Random vertical flip in training (independent of the horizontal one); for images without
+    # an up and down (aerial, microscopy), not ImageNet.
+    random_vertical_flip: bool = False
     # Brightness/contrast/saturation factors drawn from [1 - s, 1 + s] (0.4 in Bag of Tricks
     # arXiv 1812.01187 §2.1); 0: off.
     color_jitter: float = 0.0
+    # Hue turned by α·180°, α drawn from [-h, h] (MXNet's hue jitter; 0.4 reads Bag of Tricks
+    # §2.1's "hue ... [0.6, 1.4]" as MXNet would, official/data/preprocess.py); 0: off.
+    hue_jitter: float = 0.0
     pca_lighting: float = 0.0  # σ of AlexNet's PCA lighting noise (0.1 in the paper); 0: off.
     # Augmentations by name, run in a fixed order (official/data/augment.py): autoaugment,
     # randaugment, rotation, cutout, random_erasing, augmix. Comma-separated is accepted.
@@ -96,6 +102,9 @@ class DataConfig:
     rare_class_fraction: float = 0.0
     mixup_alpha: float = 0.0  # α of mixup's Beta(α, α) (arXiv 1710.09412; 0.2 for ImageNet).
     cutmix_alpha: float = 0.0  # α of CutMix's Beta(α, α) (arXiv 1905.04899; 1.0).
+    # β of RICAP's Beta(β, β) patch boundary (random image cropping and patching, arXiv
+    # 1811.09030; 0.3); 0: off. Not together with mixup or CutMix.
+    ricap_beta: float = 0.0
     mix_probability: float = 1.0  # Chance that a training batch is mixed.
     mix_switch_probability: float = 0.5  # With both enabled: chance of CutMix over mixup.
     # Per-class loss weights: "" (none), "inverse" (1 / n_c) or "effective_number" (Cui et
@@ -132,16 +141,33 @@ class TrainConfig:
     epochs: float = 90.0
     # "sgd" (momentum, optional Nesterov), "rmsprop" (TensorFlow 1 semantics: epsilon inside the
     # square root, mean square starting at 1, as the EfficientNet recipe), "adam", "adamw"
-    # (decoupled weight decay), "lars" (You et al. arXiv 1708.03888) or "lamb" (You et al.
-    # arXiv 1904.00962). README "Optimization" says how each one applies weight_decay.
+    # (decoupled weight decay), "lars" (You et al. arXiv 1708.03888), "lamb" (You et al.
+    # arXiv 1904.00962), "adagrad" (Duchi et al. 2011), "adadelta" (Zeiler arXiv 1212.5701),
+    # "adabound" or "amsbound" (Luo et al. arXiv 1902.09843: Adam, or AMSGrad, whose rate is
+    # clipped to bounds that close on final_learning_rate). README "Optimization" says how each
+    # one applies weight_decay.
     optimizer: str = "sgd"
     momentum: float = 0.9  # sgd, rmsprop, lars.
     nesterov: bool = False  # sgd, lars.
     rmsprop_decay: float = 0.9  # Decay of rmsprop's mean square (rho).
-    beta_1: float = 0.9  # adam, adamw, lamb.
-    beta_2: float = 0.999  # adam, adamw, lamb.
-    epsilon: float = 0.0  # 0: the optimizer's (rmsprop 1e-3, adam/adamw 1e-8, lamb 1e-6).
+    beta_1: float = 0.9  # adam, adamw, lamb, adabound, amsbound.
+    beta_2: float = 0.999  # adam, adamw, lamb, adabound, amsbound.
+    # 0: the optimizer's (rmsprop 1e-3, adam/adamw/adabound/amsbound 1e-8, lamb/adadelta 1e-6,
+    # adagrad 1e-7).
+    epsilon: float = 0.0
     lars_trust_coefficient: float = 0.001  # η of arXiv 1708.03888 Algorithm 1.
+    # adagrad: where the sum of squared gradients starts (TensorFlow's and Keras' 0.1; PyTorch,
+    # whose Adagrad the AdaBound paper compares with, starts at 0).
+    adagrad_initial_accumulator: float = 0.1
+    adadelta_decay: float = 0.95  # ρ of adadelta's running averages (arXiv 1212.5701 §4).
+    # adabound, amsbound: the SGD rate both bounds close on, per 256 images like
+    # base_learning_rate and scaled by the schedule as it is (the reference code's
+    # final_lr · lr / base_lr). The reference CIFAR-10 demo (batch 128: lr 1e-3, final_lr 0.1)
+    # is base_learning_rate 0.002 with final_learning_rate 0.2 here.
+    final_learning_rate: float = 0.1
+    # adabound, amsbound: γ, how fast the bounds close: [final (1 − 1/(γt + 1)), final (1 +
+    # 1/(γt))] at step t (arXiv 1902.09843 §4; reference code default 1e-3); 0: unbounded (Adam).
+    bound_gamma: float = 1e-3
     # Learning rate per 256 images; the run uses base × batch_size / 256 (linear scaling rule,
     # Goyal et al. arXiv 1706.02677 §2.1).
     base_learning_rate: float = 0.1
@@ -167,7 +193,11 @@ class TrainConfig:
     # Split each replica's batch into this many micro-batches whose gradients are summed before
     # one optimizer step (same effective batch, less activation memory).
     gradient_accumulation_steps: int = 1
-    label_smoothing: float = 0.0  # Szegedy et al. arXiv 1512.00567 §7.
+    label_smoothing: float = 0.0  # ε of label smoothing; 0: off.
+    # How ε is spread (official/training/losses.py): "all_classes" (ε/K on every class, the true
+    # one keeping 1 − ε + ε/K; Szegedy et al. arXiv 1512.00567 §7) or "wrong_classes" (1 − ε on
+    # the true class, ε/(K − 1) on each other one; Bag of Tricks arXiv 1812.01187 §5.2).
+    label_smoothing_formula: str = "all_classes"
     # Exponential moving average of the weights, used for evaluation and export (e.g. 0.9999 as
     # the EfficientNet recipe, Tan & Le arXiv 1905.11946 §5); 0: off.
     ema_decay: float = 0.0
@@ -262,7 +292,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     """
     from official.data import balance, example_reader, preprocess
     from official.models import layers, torch_port
-    from official.training import optimizers, precision, schedules, strategy, transfer
+    from official.training import losses, optimizers, precision, schedules, strategy, transfer
 
     return {
         "data.train_crop": preprocess.TRAIN_CROPS,
@@ -273,6 +303,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "train.optimizer": optimizers.OPTIMIZERS,
         "train.second_stage_optimizer": optimizers.OPTIMIZERS,
         "train.lr_schedule": schedules.SCHEDULES,
+        "train.label_smoothing_formula": losses.LABEL_SMOOTHING_FORMULAS,
         "runtime.distribution_strategy": strategy.STRATEGIES,
         "runtime.precision": precision.PRECISIONS,
         "model.padding": ("", *layers.PADDINGS),
@@ -295,7 +326,7 @@ def _validate_train(train: TrainConfig) -> None:
         train.label_smoothing,
         "in [0, 1)",
     )
-    for name in ("momentum", "rmsprop_decay", "beta_1", "beta_2", "ema_decay"):
+    for name in ("momentum", "rmsprop_decay", "adadelta_decay", "beta_1", "beta_2", "ema_decay"):
         value = getattr(train, name)
         _check(0 <= value < 1, f"train.{name}", value, "in [0, 1)")
     for name in (
@@ -311,6 +342,7 @@ def _validate_train(train: TrainConfig) -> None:
         "second_stage_epochs",
         "second_stage_base_learning_rate",
         "plateau_min_delta",
+        "adagrad_initial_accumulator",
     ):
         value = getattr(train, name)
         _check(value >= 0, f"train.{name}", value, ">= 0")
@@ -323,6 +355,13 @@ def _validate_train(train: TrainConfig) -> None:
         train.lars_trust_coefficient,
         "> 0",
     )
+    _check(
+        train.final_learning_rate > 0,
+        "train.final_learning_rate",
+        train.final_learning_rate,
+        "> 0 (the SGD rate AdaBound's bounds close on)",
+    )
+    _check(0 <= train.bound_gamma < 1, "train.bound_gamma", train.bound_gamma, "in [0, 1)")
     _check(
         train.gradient_accumulation_steps >= 1,
         "train.gradient_accumulation_steps",
@@ -499,6 +538,14 @@ def _validate_data(data: DataConfig) -> None:
     )
     _in_range(data, "mixup_alpha", 0.0, math.inf, ">= 0 (0: off)")
     _in_range(data, "cutmix_alpha", 0.0, math.inf, ">= 0 (0: off)")
+    _in_range(data, "ricap_beta", 0.0, math.inf, ">= 0 (0: off)")
+    _check(
+        not (data.ricap_beta and (data.mixup_alpha or data.cutmix_alpha)),
+        "data.ricap_beta",
+        data.ricap_beta,
+        "0 with --config.data.mixup_alpha or --config.data.cutmix_alpha (one batch mixing)",
+    )
+    _in_range(data, "hue_jitter", 0.0, 1.0, "in [0, 1] (α·180° of hue, α in [-h, h])")
     _in_range(data, "mix_probability", 0.0, 1.0, "in [0, 1]")
     _in_range(data, "mix_switch_probability", 0.0, 1.0, "in [0, 1]")
     _check(

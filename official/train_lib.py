@@ -247,6 +247,7 @@ def _training_input(config: config_lib.Config, source: sources.Source, model_dir
         num_classes=config.model.num_classes,
         mixup_alpha=data.mixup_alpha,
         cutmix_alpha=data.cutmix_alpha,
+        ricap_beta=data.ricap_beta,
         probability=data.mix_probability,
         switch_probability=data.mix_switch_probability,
     )
@@ -326,6 +327,7 @@ def _objective(config: config_lib.Config, class_weights) -> loop.Objective:
     return loop.Objective(
         num_classes=config.model.num_classes,
         label_smoothing=train.label_smoothing,
+        label_smoothing_formula=train.label_smoothing_formula,
         class_weights=class_weights,
         aux_loss_weight=config.model.aux_loss_weight,
         teacher=build_teacher(config) if train.distill_checkpoint else None,
@@ -411,6 +413,7 @@ def _optimization(config: config_lib.Config, derived: config_lib.Derived, model)
         end_learning_rate=train.min_learning_rate,
     )
     end = derived.second_stage_step or derived.total_steps
+    # (optimizer, epsilon, schedule, first step, base rate per 256 images).
     stages = [
         (
             train.optimizer,
@@ -423,6 +426,7 @@ def _optimization(config: config_lib.Config, derived: config_lib.Derived, model)
                 **common,
             ),
             0,
+            train.base_learning_rate,
         )
     ]
     if derived.second_stage_step:  # Its own schedule of the same kind, without warmup.
@@ -434,16 +438,24 @@ def _optimization(config: config_lib.Config, derived: config_lib.Derived, model)
             boundaries=[b - start for b in derived.lr_decay_steps if b > start],
             **common,
         )
-        stages.append((train.second_stage_optimizer, derived.second_stage_epsilon, second, start))
+        stages.append(
+            (
+                train.second_stage_optimizer,
+                derived.second_stage_epsilon,
+                second,
+                start,
+                train.second_stage_base_learning_rate,
+            )
+        )
     variables = list(model.trainable_variables)
     return [
         loop.Stage(
-            optimizer=_optimizer(name, epsilon, train, variables),
+            optimizer=_optimizer(name, epsilon, base_learning_rate, train, variables),
             learning_rate=_learning_rate(schedule, start, plateau),
             decay_rule=optimizers.DECAY_RULES[name],
             start_step=start,
         )
-        for name, epsilon, schedule, start in stages
+        for name, epsilon, schedule, start, base_learning_rate in stages
     ], plateau
 
 
@@ -458,7 +470,9 @@ def _learning_rate(schedule, offset: int, plateau) -> Callable:
     return rate
 
 
-def _optimizer(name: str, epsilon: float, train: config_lib.TrainConfig, variables):
+def _optimizer(
+    name: str, epsilon: float, base_learning_rate: float, train: config_lib.TrainConfig, variables
+):
     optimizer = optimizers.create_optimizer(
         name,
         momentum=train.momentum,
@@ -468,6 +482,11 @@ def _optimizer(name: str, epsilon: float, train: config_lib.TrainConfig, variabl
         beta_2=train.beta_2,
         epsilon=epsilon,
         trust_coefficient=train.lars_trust_coefficient,
+        adagrad_initial_accumulator=train.adagrad_initial_accumulator,
+        adadelta_rho=train.adadelta_decay,
+        final_learning_rate=train.final_learning_rate,
+        base_learning_rate=base_learning_rate,
+        bound_gamma=train.bound_gamma,
         weight_decay=train.weight_decay,
         no_bias_decay=train.no_bias_decay,
     )

@@ -134,9 +134,14 @@ def test_every_field_has_a_default():
         (
             "train",
             "optimizer",
-            "adagrad",
-            "--config.train.optimizer='adagrad': expected one of sgd",
+            "sgdw",
+            "--config.train.optimizer='sgdw': expected one of sgd",
         ),
+        ("train", "bound_gamma", 1.0, "--config.train.bound_gamma=1.0: expected in [0, 1)"),
+        ("train", "final_learning_rate", 0.0, "--config.train.final_learning_rate=0.0: expected"),
+        ("train", "adadelta_decay", 1.0, "--config.train.adadelta_decay=1.0: expected in [0, 1)"),
+        ("train", "adagrad_initial_accumulator", -1.0, "adagrad_initial_accumulator=-1.0: exp"),
+        ("train", "label_smoothing_formula", "k-1", "label_smoothing_formula='k-1': expected one"),
         ("train", "lr_schedule", "step", "--config.train.lr_decay_epochs=(): expected increasing"),
         ("train", "ema_decay", 1.0, "--config.train.ema_decay=1.0: expected in [0, 1)"),
         ("train", "second_stage_epochs", 5.0, "second_stage_base_learning_rate=0.0: expected > 0"),
@@ -186,6 +191,8 @@ def test_resolve_derives_the_training_schedule():
         ("scale_jitter", (512, 256), "--config.data.scale_jitter=(512, 256)"),
         ("color_jitter", 1.5, "--config.data.color_jitter=1.5: expected in [0, 1)"),
         ("mixup_alpha", -0.2, "--config.data.mixup_alpha=-0.2"),
+        ("ricap_beta", -0.3, "--config.data.ricap_beta=-0.3: expected >= 0"),
+        ("hue_jitter", 1.5, "--config.data.hue_jitter=1.5: expected in [0, 1]"),
         ("mix_probability", 2.0, "--config.data.mix_probability=2.0"),
         ("class_weights", "balanced", "--config.data.class_weights='balanced'"),
         ("class_weight_beta", 1.0, "--config.data.class_weight_beta=1.0"),
@@ -202,6 +209,18 @@ def test_validate_names_the_data_flag(field, value, expected):
     with pytest.raises(config_lib.ConfigError) as error:
         config_lib.validate(config)
     assert expected in str(error.value)
+
+
+def test_ricap_is_not_combined_with_mixup_or_cutmix():
+    config = config_lib.Config()
+    config.data.ricap_beta = 0.3
+    config_lib.validate(config)
+    for field in ("mixup_alpha", "cutmix_alpha"):
+        config = config_lib.Config()
+        config.data.ricap_beta = 0.3
+        setattr(config.data, field, 0.2)
+        with pytest.raises(config_lib.ConfigError, match="--config.data.ricap_beta=0.3"):
+            config_lib.validate(config)
 
 
 def test_deterministic_cannot_use_tf_data_service():
@@ -256,7 +275,7 @@ def test_choices_and_parameters_are_those_of_the_implementations():
     import tensorflow as tf
 
     from official.data import balance, preprocess
-    from official.training import optimizers, precision, schedules, strategy
+    from official.training import losses, optimizers, precision, schedules, strategy
 
     choices = config_lib.choices()
     defaults = config_lib.Config()
@@ -271,6 +290,15 @@ def test_choices_and_parameters_are_those_of_the_implementations():
         assert float(schedules.WarmupSchedule(0.1, 100, decay=name, boundaries=(50,))(10)) > 0
     assert set(schedules.DEFAULT_DECAY_RATE) <= set(choices["train.lr_schedule"])
     assert set(optimizers.DEFAULT_EPSILON) <= set(choices["train.optimizer"])
+    for formula in choices["train.label_smoothing_formula"]:
+        loss = losses.cross_entropy(
+            tf.constant([0]),
+            tf.zeros([1, 3]),
+            num_classes=3,
+            label_smoothing=0.1,
+            label_smoothing_formula=formula,
+        )
+        assert float(loss[0]) > 0
     image = tf.io.encode_jpeg(tf.zeros([20, 30, 3], tf.uint8))
     for crop in choices["data.train_crop"]:
         for method in choices["data.interpolation"]:

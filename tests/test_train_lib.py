@@ -292,7 +292,9 @@ def test_training_run_with_every_data_option(tmp_path, caplog):
     config.data.image_size = 32
     config.data.augment = ("rotation,random_erasing",)
     config.data.rare_class_fraction = 0.5
+    config.data.random_vertical_flip = True
     config.data.color_jitter = 0.4
+    config.data.hue_jitter = 0.4
     config.data.pca_lighting = 0.1
     config.data.mixup_alpha = 0.2
     config.data.cutmix_alpha = 1.0
@@ -301,6 +303,8 @@ def test_training_run_with_every_data_option(tmp_path, caplog):
     config.data.resample_exponent = 0.5
     config.train.batch_size = 8
     config.train.epochs = 2
+    config.train.label_smoothing = 0.1
+    config.train.label_smoothing_formula = "wrong_classes"
     config.runtime.log_every_steps = 1
     with caplog.at_level("INFO", logger="absl"):
         metrics = train_lib.run(config, str(tmp_path / "run"))

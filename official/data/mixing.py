@@ -1,7 +1,8 @@
-"""Batch mixing: mixup (Zhang et al. arXiv 1710.09412) and CutMix (Yun et al. arXiv 1905.04899).
+"""Batch mixing: mixup (Zhang et al. arXiv 1710.09412), CutMix (Yun et al. arXiv 1905.04899) and
+RICAP (random image cropping and patching, Takahashi et al. arXiv 1811.09030).
 
-Both pair each example with another of the same batch (a random permutation) and mix the
-one-hot labels with the same weight as the pixels, so every label row still sums to 1. The
+Each combines examples of the same batch (random permutations) and mixes the one-hot labels
+with the same weights as the pixels, so every label row still sums to 1. The
 mixing weight λ follows Beta(α, α), drawn as X / (X + Y) with X, Y ~ Gamma(α, 1) (the
 textbook construction; tensorflow/models#13490 drew it wrongly, which is why
 tests/data/test_mixing.py checks λ's distribution with a Kolmogorov-Smirnov test).
@@ -93,15 +94,62 @@ def cutmix(images, labels, seed, *, alpha: float):
     return mixed, mixed_labels, own_share
 
 
+def ricap(images, labels, seed, *, beta: float):
+    """Patches four crops of four images into one, labels mixed by the crops' areas.
+
+    Takahashi et al. arXiv 1811.09030 §3.1, as the authors' PyTorch code computes it (its loop
+    recurs in ports, e.g. pprp/captcha.Pytorch utils/randomCropPatch.py): a boundary point
+    (h, w) splits the image
+    into four rectangles, h = round(H·X) and w = round(W·Y) with X, Y ~ Beta(β, β); rectangle
+    k (top-left, top-right, bottom-left, bottom-right) is filled with a crop of its size cut at
+    a uniformly drawn position from image π_k(i), π_k an independent random permutation of the
+    batch per rectangle; one boundary and four crop positions per batch, as in the reference.
+    Image i's label becomes Σ_k (area_k / (H·W)) · label[π_k(i)].
+
+    Args:
+      images: uint8 (B, H, W, 3).
+      labels: float32 (B, K) one-hot or soft labels.
+      seed: shape-(2,) seed.
+      beta: β of Beta(β, β) (0.3 in the paper's experiments and the reference code).
+
+    Returns:
+      (uint8 images, float32 labels, the boundary (h, w) as int32 (2,)).
+    """
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 9))
+    shape = tf.shape(images)
+    batch_size, height, width = shape[0], shape[1], shape[2]
+    size = tf.cast(tf.stack([height, width]), tf.float32)
+    boundary = tf.cast(tf.math.round(size * sample_beta(beta, seeds[0], [2])), tf.int32)
+    top_height, left_width = boundary[0], boundary[1]
+    heights = (top_height, top_height, height - top_height, height - top_height)
+    widths = (left_width, width - left_width, left_width, width - left_width)
+    crops, mixed_labels = [], 0.0
+    for k in range(4):
+        partners = _partners(seeds[1 + k], batch_size)
+        position = tf.random.stateless_uniform([2], seeds[5 + k])
+        y = tf.cast(position[0] * tf.cast(height - heights[k] + 1, tf.float32), tf.int32)
+        x = tf.cast(position[1] * tf.cast(width - widths[k] + 1, tf.float32), tf.int32)
+        y = tf.minimum(y, height - heights[k])
+        x = tf.minimum(x, width - widths[k])
+        crops.append(tf.gather(images, partners)[:, y : y + heights[k], x : x + widths[k]])
+        area = tf.cast(heights[k] * widths[k], tf.float32) / tf.cast(height * width, tf.float32)
+        mixed_labels += area * tf.gather(labels, partners)
+    mixed = tf.concat([tf.concat(crops[:2], axis=2), tf.concat(crops[2:], axis=2)], axis=1)
+    mixed = tf.ensure_shape(mixed, images.shape)
+    return mixed, mixed_labels, boundary
+
+
 @dataclasses.dataclass(frozen=True)
 class Mixer:
-    """Mixup and/or CutMix on whole batches, with one-hot labels out.
+    """Mixup and/or CutMix, or RICAP, on whole batches, with one-hot labels out.
 
     Attributes:
       num_classes: K of the one-hot labels.
       mixup_alpha: α of mixup's Beta(α, α); 0 disables mixup (0.2 in arXiv 1710.09412 and
         Bag of Tricks §5.4 for ImageNet).
       cutmix_alpha: α of CutMix; 0 disables it (1.0, i.e. λ uniform, in arXiv 1905.04899).
+      ricap_beta: β of RICAP's boundary; 0 disables it (0.3 in arXiv 1811.09030). Used alone:
+        the configuration refuses it together with mixup or CutMix.
       probability: chance that a batch is mixed at all.
       switch_probability: with both enabled, chance that a mixed batch uses CutMix rather
         than mixup (timm's default 0.5).
@@ -110,11 +158,12 @@ class Mixer:
     num_classes: int
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
+    ricap_beta: float = 0.0
     probability: float = 1.0
     switch_probability: float = 0.5
 
     def __bool__(self) -> bool:
-        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0 or self.ricap_beta > 0
 
     def __call__(self, images, labels, seed):
         """uint8 images (B, H, W, 3), int labels (B,) → (uint8 images, float32 (B, K))."""
@@ -127,6 +176,8 @@ class Mixer:
         apply = tf.random.stateless_uniform([], apply_seed) < self.probability
 
         def mixed():
+            if self.ricap_beta > 0:
+                return ricap(images, targets, mix_seed, beta=self.ricap_beta)[:2]
             if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
                 use_cutmix = tf.random.stateless_uniform([], switch_seed) < self.switch_probability
                 return tf.cond(

@@ -1,7 +1,8 @@
 """The reference per-image preprocessing, in TensorFlow ops (no Python runs per image).
 
 Training: a random crop decoded straight from the JPEG bytes (Inception-style or VGG scale
-jittering), resize, horizontal flip, and optionally colour jitter and AlexNet PCA lighting.
+jittering), resize, horizontal flip, and optionally vertical flip, colour jitter, hue jitter and
+AlexNet PCA lighting.
 Evaluation: the centre crop. Images leave these functions as uint8 (size, size, 3): the
 per-image float normalization costs about 40 % of the pipeline's throughput on this machine
 (../shared/reference/perf-baseline.md §e), so it happens once per batch in the model's first
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from official.data import catalog
@@ -42,6 +44,12 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 
 # ITU-R BT.601 luma weights, as in PIL's "L" conversion and tf.image.rgb_to_grayscale.
 _LUMA = (0.299, 0.587, 0.114)
+# RGB → YIQ (NTSC): luma Y and the two chroma axes I, Q. The chroma rows to 4 decimals, which
+# sum to 0 (grey has no chroma); MXNet's HueJitterAug rounds them to 3, which do not.
+_RGB_TO_YIQ = np.array(
+    [[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]], np.float64
+)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,14 +83,18 @@ class TrainPreprocessing:
         whole image, for tiny images such as digits).
       scale_jitter: shorter-side range (S_min, S_max) of scale_jitter for a 224 output.
       random_flip: flip left-right with probability 1/2.
+      random_vertical_flip: flip upside down with probability 1/2 (independently).
       color_jitter: strength s of `color_jitter`; 0 disables it.
+      hue_jitter: strength h of `hue_jitter`; 0 disables it.
       pca_lighting: σ of `pca_lighting`; 0 disables it.
     """
 
     train_crop: str = "inception"
     scale_jitter: tuple[int, int] = SCALE_JITTER_RANGE
     random_flip: bool = True
+    random_vertical_flip: bool = False
     color_jitter: float = 0.0
+    hue_jitter: float = 0.0
     pca_lighting: float = 0.0
 
 
@@ -306,6 +318,42 @@ def color_jitter(image: tf.Tensor, seed: tf.Tensor, strength: float) -> tf.Tenso
     return _blend(_grayscale(image), image, factors[2])
 
 
+def hue_jitter(image: tf.Tensor, seed: tf.Tensor, strength: float) -> tf.Tensor:
+    """Turns the hue by α · 180°, α drawn from [-h, h]: a rotation of the chroma plane (I, Q)
+    of YIQ that keeps the luma Y.
+
+    The "approximate linear transformation" of MXNet's HueJitterAug (mx.image), except that
+    its YIQ coefficients are rounded less (4 decimals, the chroma rows summing to 0) and YIQ →
+    RGB is the exact inverse of RGB → YIQ rather than a rounding of it, so α = 0 is the
+    identity and grey stays grey (MXNet turns grey 100 into (100.03, 100.04, 99.72) at α = 0).
+
+    Bag of Tricks (arXiv 1812.01187 §2.1) scales "hue, saturation, and brightness with
+    coefficients uniformly drawn from [0.6, 1.4]". An angle has no scale; MXNet, the authors'
+    framework, takes one parameter h per property in CreateAugmenter, giving factors 1 ± h for
+    brightness/contrast/saturation and α ∈ [-h, h] for hue, so hue_jitter = 0.4 (with
+    color_jitter = 0.4) is that reading. GluonCV's ImageNet script (train_imagenet.py) jitters
+    brightness, contrast and saturation only: hue_jitter = 0. Applied after `color_jitter` and
+    before `pca_lighting`, as in CreateAugmenter.
+
+    Args:
+      image: float32 (H, W, 3) on 0..255.
+      seed: shape-(2,) int seed.
+      strength: h in [0, 1].
+
+    Returns:
+      float32 (H, W, 3), not clipped.
+    """
+    alpha = tf.random.stateless_uniform([], seed, minval=-strength, maxval=strength)
+    to_yiq = tf.constant(_RGB_TO_YIQ, tf.float32)
+    to_rgb = tf.constant(_YIQ_TO_RGB, tf.float32)
+    cos, sin = tf.cos(alpha * np.pi), tf.sin(alpha * np.pi)
+    rotation = tf.stack(
+        [tf.stack([1.0, 0.0, 0.0]), tf.stack([0.0, cos, -sin]), tf.stack([0.0, sin, cos])]
+    )
+    matrix = to_rgb @ rotation @ to_yiq
+    return tf.tensordot(image, matrix, axes=[[-1], [1]])
+
+
 def pca_lighting(image: tf.Tensor, seed: tf.Tensor, sigma: float) -> tf.Tensor:
     """AlexNet lighting noise: adds Σ_j α_j λ_j v_j to every pixel, α_j ~ N(0, σ).
 
@@ -364,11 +412,19 @@ def train_image(
     image = resize_uint8(image, image_size, geometry.interpolation)
     if preprocessing.random_flip:
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    if preprocessing.color_jitter or preprocessing.pca_lighting:
-        # One float pass for both, rounded back to uint8 once.
+    if preprocessing.random_vertical_flip:
+        # Its own seed folded from the flip's, so the seeds of the other choices stay as they were.
+        image = tf.image.stateless_random_flip_up_down(
+            image, tf.random.experimental.stateless_fold_in(flip_seed, 1)
+        )
+    if preprocessing.color_jitter or preprocessing.hue_jitter or preprocessing.pca_lighting:
+        # One float pass for all, rounded back to uint8 once.
         pixels = tf.cast(image, tf.float32)
         if preprocessing.color_jitter:
             pixels = color_jitter(pixels, color_seed, preprocessing.color_jitter)
+        if preprocessing.hue_jitter:
+            hue_seed = tf.random.experimental.stateless_fold_in(color_seed, 1)
+            pixels = hue_jitter(pixels, hue_seed, preprocessing.hue_jitter)
         if preprocessing.pca_lighting:
             pixels = pca_lighting(pixels, lighting_seed, preprocessing.pca_lighting)
         image = to_uint8(pixels)

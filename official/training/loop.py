@@ -144,6 +144,7 @@ class Objective:
     Attributes:
       num_classes: classifier outputs.
       label_smoothing: see losses.cross_entropy.
+      label_smoothing_formula: see losses.cross_entropy.
       class_weights: per-class weights of the training loss (official/data/balance.py);
         evaluation reports the unweighted loss. None: no weighting.
       aux_loss_weight: weight of each auxiliary head's cross-entropy.
@@ -154,6 +155,7 @@ class Objective:
 
     num_classes: int
     label_smoothing: float = 0.0
+    label_smoothing_formula: str = "all_classes"
     class_weights: Sequence[float] | None = None
     aux_loss_weight: float = 0.0
     teacher: Callable | None = None
@@ -396,6 +398,7 @@ class Trainer:
                 losses.cross_entropy,
                 num_classes=spec.num_classes,
                 label_smoothing=spec.label_smoothing,
+                label_smoothing_formula=spec.label_smoothing_formula,
                 class_weights=self.class_weights,
             )
             objective = loss(labels, logits)

@@ -1,5 +1,5 @@
-"""Optimizers by name, the two optimizers Keras lacks (TF1-style RMSprop, LARS, LAMB), and the
-weight-decay rule of each.
+"""Optimizers by name, the ones Keras lacks (TF1-style RMSprop, LARS, LAMB, AdaBound/AMSBound),
+and the weight-decay rule of each.
 
 The training loop (loop.py) applies updates itself: it all-reduces the gradients, clips them,
 adds coupled weight decay, and then calls each optimizer's `update_step(gradient, variable,
@@ -7,10 +7,11 @@ learning_rate)` once per variable, with the learning rate of the variable's grou
 optimizer here is only its update rule and slots; the rate always comes from the loop.
 
 Weight decay, per optimizer (`DECAY_RULES`):
-  "l2"        sgd, rmsprop, adam: the gradient of (weight_decay / 2) · ||w||² is added to each
-              decayed variable's gradient, so the penalty goes through momentum and adaptive
-              scaling like the data gradient (the ResNet references: TF Model Garden's l2 loss,
-              torchvision's SGD `weight_decay`).
+  "l2"        sgd, rmsprop, adam, adagrad, adadelta, adabound, amsbound: the gradient of
+              (weight_decay / 2) · ||w||² is added to each decayed variable's gradient, so the
+              penalty goes through momentum and adaptive scaling like the data gradient (the
+              ResNet references: TF Model Garden's l2 loss, torchvision's SGD `weight_decay`;
+              AdaBound's reference code Luolc/AdaBound adds `weight_decay · w` the same way).
   "decoupled" adamw: w ← w − learning_rate · weight_decay · w before the Adam step (Loshchilov &
               Hutter arXiv 1711.05101, with PyTorch's and Keras' convention that the factor is
               multiplied by the current learning rate).
@@ -30,11 +31,26 @@ DECAY_RULES = {
     "adamw": "decoupled",
     "lars": "optimizer",
     "lamb": "optimizer",
+    "adagrad": "l2",
+    "adadelta": "l2",
+    "adabound": "l2",
+    "amsbound": "l2",
 }
 OPTIMIZERS = tuple(DECAY_RULES)
 # Each optimizer's own epsilon (`--config.train.epsilon=0`): rmsprop as the EfficientNet recipe
-# (tensorflow/tpu), adam as Kingma & Ba arXiv 1412.6980 Algorithm 1, lamb as arXiv 1904.00962.
-DEFAULT_EPSILON = {"rmsprop": 1e-3, "adam": 1e-8, "adamw": 1e-8, "lamb": 1e-6}
+# (tensorflow/tpu), adam as Kingma & Ba arXiv 1412.6980 Algorithm 1, lamb as arXiv 1904.00962,
+# adagrad as Keras (PyTorch: 1e-10), adadelta as Zeiler arXiv 1212.5701 §4 (and PyTorch),
+# adabound/amsbound as their reference code (Luolc/AdaBound).
+DEFAULT_EPSILON = {
+    "rmsprop": 1e-3,
+    "adam": 1e-8,
+    "adamw": 1e-8,
+    "lamb": 1e-6,
+    "adagrad": 1e-7,
+    "adadelta": 1e-6,
+    "adabound": 1e-8,
+    "amsbound": 1e-8,
+}
 
 
 def is_decayed(variable, no_bias_decay: bool = True) -> bool:
@@ -260,6 +276,94 @@ class LAMB(_LayerwiseOptimizer):
         }
 
 
+class AdaBound(keras.optimizers.Optimizer):
+    """AdaBound and AMSBound (Luo et al. arXiv 1902.09843, Algorithms 2 and 3), as the authors'
+    reference code computes them (Luolc/AdaBound `adabound/adabound.py`).
+
+    Adam's per-coordinate rate is clipped to bounds that both converge to `final_learning_rate`
+    (the SGD rate the run ends with), so training moves from Adam towards SGD:
+
+      m ← β1·m + (1 − β1)·g,  v ← β2·v + (1 − β2)·g²  (AMSBound: v̂ ← max(v̂, v), used for v)
+      η = lr·√(1 − β2^t) / (1 − β1^t) / (√v + ε)
+      final = final_learning_rate · lr / base_learning_rate
+      w ← w − clip(η, final·(1 − 1/(γ·t + 1)), final·(1 + 1/(γ·t)))·m
+
+    Where the paper and the code differ, this follows the code: Adam's bias correction is kept
+    and there is no 1/√t factor. `final` follows the learning-rate schedule (the reference's
+    "workaround to apply lr decay": final_lr · lr / base_lr), so warmup, decay, plateau
+    reductions and the backbone multiplier scale both bounds as they scale lr. Only the ratio
+    final_learning_rate / base_learning_rate matters, so both may be given per 256 images.
+    γ = 0 leaves the rate unbounded (plain Adam).
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = DEFAULT_EPSILON["adabound"],
+        final_learning_rate: float = 0.1,
+        base_learning_rate: float = 0.001,
+        gamma: float = 1e-3,
+        amsbound: bool = False,
+        name: str = "adabound",
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.final_learning_rate = final_learning_rate
+        self.base_learning_rate = base_learning_rate
+        self.gamma = gamma
+        self.amsbound = amsbound
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._momentums = [self.add_variable_from_reference(v, "momentum") for v in var_list]
+        self._velocities = [self.add_variable_from_reference(v, "velocity") for v in var_list]
+        if self.amsbound:
+            self._max_velocities = [
+                self.add_variable_from_reference(v, "max_velocity") for v in var_list
+            ]
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        gradient = ops.cast(gradient, dtype)
+        step = ops.cast(self.iterations + 1, dtype)
+        m, v = self._momentums[index], self._velocities[index]
+        self.assign(m, self.beta_1 * m + (1 - self.beta_1) * gradient)
+        self.assign(v, self.beta_2 * v + (1 - self.beta_2) * ops.square(gradient))
+        if self.amsbound:
+            v_max = self._max_velocities[index]
+            self.assign(v_max, ops.maximum(v_max, v))
+            v = v_max
+        bias_correction_1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
+        bias_correction_2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
+        rate = lr * ops.sqrt(bias_correction_2) / bias_correction_1 / (ops.sqrt(v) + self.epsilon)
+        final = lr * (self.final_learning_rate / self.base_learning_rate)
+        gamma_t = ops.cast(self.gamma, dtype) * step
+        lower = final * (1 - 1 / (gamma_t + 1))
+        upper = final * (1 + 1 / gamma_t)  # +inf for γ = 0
+        self.assign_sub(variable, ops.clip(rate, lower, upper) * m)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "final_learning_rate": self.final_learning_rate,
+            "base_learning_rate": self.base_learning_rate,
+            "gamma": self.gamma,
+            "amsbound": self.amsbound,
+        }
+
+
 def create_optimizer(
     name: str,
     *,
@@ -270,13 +374,19 @@ def create_optimizer(
     beta_2: float = 0.999,
     epsilon: float | None = None,
     trust_coefficient: float = 0.001,
+    adagrad_initial_accumulator: float = 0.1,
+    adadelta_rho: float = 0.95,
+    final_learning_rate: float = 0.1,
+    base_learning_rate: float = 0.001,
+    bound_gamma: float = 1e-3,
     weight_decay: float = 0.0,
     no_bias_decay: bool = True,
 ) -> keras.optimizers.Optimizer:
     """An optimizer by name (one of OPTIMIZERS).
 
     The learning rate is not set here: the loop passes each step's rate to `update_step`.
-    `epsilon` None is the optimizer's own (DEFAULT_EPSILON).
+    `base_learning_rate` is the rate the schedule starts from, which AdaBound's bounds are
+    relative to (see AdaBound). `epsilon` None is the optimizer's own (DEFAULT_EPSILON).
     `weight_decay` and `no_bias_decay` are used only by the "optimizer" decay rule (lars, lamb);
     the loop applies the "l2" and "decoupled" rules itself.
     """
@@ -289,6 +399,27 @@ def create_optimizer(
     if name in ("adam", "adamw"):
         # adamw's decoupled decay is applied by the loop (DECAY_RULES), so both are Adam here.
         return keras.optimizers.Adam(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, name=name)
+    if name == "adagrad":
+        # Duchi et al. 2011 as Keras computes it: lr · g / √(Σg² + ε), the sum starting at
+        # `adagrad_initial_accumulator` (TensorFlow's 0.1; PyTorch starts at 0).
+        return keras.optimizers.Adagrad(
+            initial_accumulator_value=adagrad_initial_accumulator, epsilon=epsilon
+        )
+    if name == "adadelta":
+        # Zeiler arXiv 1212.5701 Algorithm 1, the step multiplied by the learning rate (1.0 is
+        # the paper's; PyTorch and Keras scale it the same way).
+        return keras.optimizers.Adadelta(rho=adadelta_rho, epsilon=epsilon)
+    if name in ("adabound", "amsbound"):
+        return AdaBound(
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            final_learning_rate=final_learning_rate,
+            base_learning_rate=base_learning_rate,
+            gamma=bound_gamma,
+            amsbound=name == "amsbound",
+            name=name,
+        )
     if name == "lars":
         return LARS(
             momentum=momentum,

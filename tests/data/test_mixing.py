@@ -76,3 +76,66 @@ def test_switch_and_probability():
             kinds.append("cutmix" if values <= {0, 255} else "mixup")
     assert 0.3 < kinds.count("cutmix") / len(kinds) < 0.7
     assert not mixing.Mixer(num_classes=2)
+
+
+def _coordinate_images(batch_size, height, width):
+    """Image b's pixel (y, x) holds (b, y, x), so every output pixel names its source."""
+    grids = np.meshgrid(np.arange(batch_size), np.arange(height), np.arange(width), indexing="ij")
+    return np.stack(grids, axis=-1).astype(np.uint8)
+
+
+def test_ricap_patches_crops_of_four_images_and_mixes_labels_by_area():
+    batch_size, height, width = 6, 12, 20
+    images = tf.constant(_coordinate_images(batch_size, height, width))
+    labels = tf.eye(batch_size)  # Image b is class b.
+    boundaries, offsets = set(), set()
+    ricap = tf.function(lambda seed: mixing.ricap(images, labels, seed, beta=0.3))
+    for i in range(25):
+        mixed, mixed_labels, boundary = ricap(tf.constant([3, i]))
+        mixed, mixed_labels = mixed.numpy(), mixed_labels.numpy()
+        h, w = boundary.numpy()
+        boundaries.add((h, w))
+        assert (
+            mixed.shape == (batch_size, height, width, 3) and 0 <= h <= height and 0 <= w <= width
+        )
+        np.testing.assert_allclose(mixed_labels.sum(axis=1), 1.0, atol=1e-6)
+        expected = np.zeros_like(mixed_labels)
+        # Top-left, top-right, bottom-left, bottom-right of the boundary (h, w).
+        for top, bottom, left, right in (
+            (0, h, 0, w),
+            (0, h, w, width),
+            (h, height, 0, w),
+            (h, height, w, width),
+        ):
+            if bottom == top or right == left:
+                continue
+            patch = mixed[:, top:bottom, left:right].astype(int)
+            sources = patch[:, 0, 0, 0]
+            # Each rectangle comes from one image per example, a permutation of the batch ...
+            assert np.all(patch[..., 0] == sources[:, None, None])
+            assert sorted(sources) == list(range(batch_size))
+            # ... and is an unscaled crop of it: source = output position + one offset, the
+            # same for the whole batch (one crop position per rectangle, as the reference).
+            dy = patch[..., 1] - np.arange(top, bottom)[None, :, None]
+            dx = patch[..., 2] - np.arange(left, right)[None, None, :]
+            assert np.all(dy == dy[0, 0, 0]) and np.all(dx == dx[0, 0, 0])
+            offsets.add((dy[0, 0, 0], dx[0, 0, 0]))
+            area = (bottom - top) * (right - left) / (height * width)
+            expected[np.arange(batch_size), sources] += area
+        np.testing.assert_allclose(mixed_labels, expected, atol=1e-6)
+    assert len(boundaries) > 10 and len(offsets) > 10  # Random boundaries and crop positions.
+
+
+def test_ricap_in_tf_data_label_weights_equal_pixel_shares():
+    mixer = mixing.Mixer(num_classes=2, ricap_beta=0.3)
+    assert mixer
+    shares = []
+    for images, labels in _mixed(mixer, 40):
+        assert images.shape == (2, 16, 16, 3) and images.dtype == np.uint8
+        np.testing.assert_allclose(labels.sum(axis=1), 1.0, atol=1e-6)
+        for example in range(2):
+            white_share = np.mean(images[example, :, :, 0] == 255)
+            np.testing.assert_allclose(labels[example, 1], white_share, atol=1e-6)
+        shares.append(labels[0, 1])
+    shares = np.array(shares)
+    assert np.mean((shares > 0) & (shares < 1)) > 0.2  # Many batches are truly mixed.

@@ -150,3 +150,76 @@ def test_train_image_jpeg_and_png_give_same_shape():
             preprocessing=preprocess.TrainPreprocessing(),
         )
         assert out.shape == (32, 32, 3) and out.dtype == tf.uint8
+
+
+def test_vertical_flip_is_a_switch_independent_of_the_horizontal_flip():
+    pixels = np.random.default_rng(2).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    encoded = tf.constant(_jpeg(pixels))
+    geometry = preprocess.Geometry(32, 0.875, "bilinear")
+
+    def image(seed, **switches):
+        options = preprocess.TrainPreprocessing(train_crop="resize", **switches)
+        return preprocess.train_image(
+            encoded, tf.constant([4, seed]), geometry=geometry, preprocessing=options
+        ).numpy()
+
+    plain = image(0, random_flip=False)
+    outcomes = {
+        "none": plain,
+        "vertical": plain[::-1],
+        "horizontal": plain[:, ::-1],
+        "both": plain[::-1, ::-1],
+    }
+    seen = []
+    for seed in range(24):
+        flipped = image(seed, random_flip=True, random_vertical_flip=True)
+        seen += [name for name, value in outcomes.items() if np.array_equal(flipped, value)]
+        # Off, the switch leaves the horizontal flip's images as they were.
+        unchanged = image(seed, random_flip=True)
+        assert np.array_equal(unchanged, plain) or np.array_equal(unchanged, plain[:, ::-1])
+    assert len(seen) == 24 and set(seen) == set(outcomes)
+
+
+# RGB → YIQ and MXNet HueJitterAug's rounded YIQ → RGB, transcribed from mx.image.
+_TYIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.321], [0.211, -0.523, 0.311]])
+_MXNET_ITYIQ = np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.107, 1.705]])
+# The same transform to 4 decimals, whose chroma rows sum to 0 (grey has no chroma).
+_NTSC_YIQ = np.array([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]])
+
+
+def _mxnet_hue(image, alpha):
+    """MXNet's HueJitterAug.__call__ for a given α: src · (ityiq · bt · tyiq)ᵀ."""
+    u, w = np.cos(alpha * np.pi), np.sin(alpha * np.pi)
+    bt = np.array([[1.0, 0.0, 0.0], [0.0, u, -w], [0.0, w, u]])
+    return image @ (_MXNET_ITYIQ @ bt @ _TYIQ).T
+
+
+def test_hue_jitter_rotates_chroma_as_mxnet_and_keeps_luma():
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 255, (5, 6, 3))
+    image[0, 0] = 90.0  # a grey pixel
+    strength = 0.4
+    angles = []
+    for seed in range(40):
+        out = preprocess.hue_jitter(
+            tf.constant(image, tf.float32), tf.constant([1, seed]), strength
+        )
+        out = out.numpy().astype(np.float64)
+        yiq_in, yiq_out = image @ _NTSC_YIQ.T, out @ _NTSC_YIQ.T
+        np.testing.assert_allclose(yiq_out[..., 0], yiq_in[..., 0], atol=1e-3)  # luma kept
+        np.testing.assert_allclose(out[0, 0], 90.0, atol=1e-3)  # grey stays grey
+        # One rotation of the (I, Q) plane for every pixel, by at most strength · 180°.
+        chroma_in = yiq_in[..., 1] + 1j * yiq_in[..., 2]
+        chroma_out = yiq_out[..., 1] + 1j * yiq_out[..., 2]
+        turn = chroma_out[1:] / chroma_in[1:]
+        np.testing.assert_allclose(np.abs(turn), 1.0, atol=1e-4)
+        angle = np.angle(turn).mean()
+        np.testing.assert_allclose(np.angle(turn), angle, atol=1e-4)
+        assert abs(angle) <= strength * np.pi + 1e-4
+        angles.append(angle)
+        # MXNet's augmenter at that angle gives the same image, up to its rounded inverse.
+        np.testing.assert_allclose(out, _mxnet_hue(image, angle / np.pi), atol=1.5)
+    # α is drawn from the whole of [-h, h].
+    assert min(angles) < -0.7 * strength * np.pi and max(angles) > 0.7 * strength * np.pi
+    unchanged = preprocess.hue_jitter(tf.constant(image, tf.float32), tf.constant([1, 0]), 0.0)
+    np.testing.assert_allclose(unchanged, image, atol=1e-3)  # strength 0 is the identity

@@ -87,3 +87,44 @@ def test_class_weights_multiply_hard_and_target_weighted_soft_losses():
     )
     expected = _cross_entropy(smoothed, logits) * (soft @ weights)  # weights of the raw target
     np.testing.assert_allclose(loss, expected, rtol=1e-6)
+
+
+def test_label_smoothing_over_the_wrong_classes_uses_k_minus_1():
+    # Bag of Tricks arXiv 1812.01187 §5.2: q_y = 1 − ε, q_i = ε / (K − 1) for i ≠ y.
+    logits = np.array([[2.0, 0.0, -1.0, 0.5]], np.float32)
+    epsilon, k = 0.2, 4
+    log_softmax = logits[0] - np.log(np.exp(logits[0]).sum())
+    for formula, targets in (
+        ("wrong_classes", [0.8, 0.2 / 3, 0.2 / 3, 0.2 / 3]),
+        ("all_classes", [0.85, 0.05, 0.05, 0.05]),  # 1 − ε + ε/K and ε/K
+    ):
+        loss = losses.cross_entropy(
+            tf.constant([0]),
+            tf.constant(logits),
+            num_classes=k,
+            label_smoothing=epsilon,
+            label_smoothing_formula=formula,
+        )
+        assert float(loss[0]) == pytest.approx(-(np.array(targets) * log_softmax).sum(), rel=1e-6)
+    # A mixed target is smoothed as the same mixture of smoothed one-hot targets.
+    soft = np.array([[0.7, 0.3, 0.0, 0.0]], np.float32)
+    smoothed = 0.7 * np.array([0.8, 0.2 / 3, 0.2 / 3, 0.2 / 3]) + 0.3 * np.array(
+        [0.2 / 3, 0.8, 0.2 / 3, 0.2 / 3]
+    )
+    assert smoothed.sum() == pytest.approx(1.0)
+    loss = losses.cross_entropy(
+        tf.constant(soft),
+        tf.constant(logits),
+        num_classes=k,
+        label_smoothing=epsilon,
+        label_smoothing_formula="wrong_classes",
+    )
+    assert float(loss[0]) == pytest.approx(-(smoothed * log_softmax).sum(), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown label smoothing formula 'k-1'"):
+        losses.cross_entropy(
+            tf.constant([0]),
+            tf.constant(logits),
+            num_classes=k,
+            label_smoothing=epsilon,
+            label_smoothing_formula="k-1",
+        )

@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tiny
 
 from official import runs
@@ -28,7 +29,6 @@ FLAGS = [
     "--config.data.image_size=16",
     "--config.train.batch_size=8",  # 12 steps per epoch
     "--config.train.epochs=2",
-    "--config.train.optimizer=adam",
     "--config.train.base_learning_rate=0.05",
     "--config.train.warmup_epochs=1",
     "--config.train.ema_decay=0.9",
@@ -39,11 +39,19 @@ FLAGS = [
     "--config.runtime.summary_images=0",
 ]
 TOTAL_STEPS = 24
+# The optimizers whose slots must survive the interruptions. AMSBound (slow suite) adds its own
+# state: the running maximum of v, and bounds that depend on the restored step count (γ = 0.5
+# narrows them within these 24 steps).
+OPTIMIZERS = {
+    "adam": ["--config.train.optimizer=adam"],
+    "amsbound": ["--config.train.optimizer=amsbound", "--config.train.bound_gamma=0.5"],
+}
 
 
-def _start(model_dir: pathlib.Path) -> subprocess.Popen:
+def _start(model_dir: pathlib.Path, optimizer: str) -> subprocess.Popen:
+    flags = [*FLAGS, *OPTIMIZERS[optimizer]]
     return subprocess.Popen(
-        [sys.executable, str(TESTS / "tiny.py"), f"--model_dir={model_dir}", *FLAGS],
+        [sys.executable, str(TESTS / "tiny.py"), f"--model_dir={model_dir}", *flags],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"},
         stdout=subprocess.PIPE,
@@ -83,12 +91,13 @@ def _weights(model_dir: pathlib.Path, ema: bool):
     return model.get_weights()
 
 
-def test_sigterm_then_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("optimizer", ["adam", pytest.param("amsbound", marks=pytest.mark.slow)])
+def test_sigterm_then_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, optimizer):
     reference_dir, interrupted_dir = tmp_path / "reference", tmp_path / "interrupted"
-    reference = _start(reference_dir)  # Runs alongside the interrupted sequence.
+    reference = _start(reference_dir, optimizer)  # Runs alongside the interrupted sequence.
     try:
         # 1. SIGTERM (preemption) once the first periodic checkpoint exists.
-        first = _start(interrupted_dir)
+        first = _start(interrupted_dir, optimizer)
         _wait_for_checkpoint_after(first, interrupted_dir, 0)
         first.send_signal(signal.SIGTERM)
         _, err = _finish(first)
@@ -98,7 +107,7 @@ def test_sigterm_then_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
         assert runs.latest_checkpoint(str(interrupted_dir)).endswith(f"ckpt-{stopped}")
 
         # 2. Rerun; SIGKILL as soon as it has written a checkpoint of its own.
-        second = _start(interrupted_dir)
+        second = _start(interrupted_dir, optimizer)
         killed_after = _wait_for_checkpoint_after(second, interrupted_dir, stopped)
         second.send_signal(signal.SIGKILL)
         _, err = _finish(second)
@@ -106,7 +115,7 @@ def test_sigterm_then_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
         assert f"restored {interrupted_dir}/checkpoints/ckpt-{stopped}" in err
 
         # 3. Rerun to the end.
-        third = _start(interrupted_dir)
+        third = _start(interrupted_dir, optimizer)
         _, err = _finish(third)
         assert third.returncode == 0, err[-3000:]
         resumed_from = int(err.split(f"restored {interrupted_dir}/checkpoints/ckpt-")[1].split()[0])
