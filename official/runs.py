@@ -33,6 +33,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 from absl import logging
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from official import atomic
 from official import config as config_lib
@@ -265,8 +266,16 @@ def best_checkpoint(model_dir: str) -> str | None:
 
 
 def saved_objects(checkpoint: str) -> set[str]:
-    """Top-level names of the objects in a checkpoint ("model", "ema", "optimizer", ...)."""
-    return {name.split("/", 1)[0] for name, _ in tf.train.list_variables(checkpoint)}
+    """Top-level names of the objects in a checkpoint ("model", "ema", "optimizer", ...).
+
+    Read from the checkpoint's object graph, not from its variable names: a variable reachable
+    from two objects is named after one of them only (a model whose weights are all trainable
+    has them named under "optimizer/"), yet both objects were saved.
+    """
+    reader = tf.train.load_checkpoint(checkpoint)
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return {child.local_name for child in graph.nodes[0].children}
 
 
 def has_ema(checkpoint: str) -> bool:
