@@ -44,6 +44,10 @@ class ModelConfig:
     # 1409.4842 §5; TF-slim trains Inception-v3 with 0.4); > 0 builds the model with its
     # `aux_head`; 0: no auxiliary head.
     aux_loss_weight: float = 0.0
+    # Filter pruning (Li et al. arXiv 1608.08710): the fraction of filters removed from each
+    # prunable convolution, one per stage or one for all (official/models/filter_pruning.py);
+    # (): none. `python -m official.prune_filters` writes a pruned run to start from.
+    filter_prune_fractions: tuple[float, ...] = ()
     # Start from trained weights (README "Start from pretrained weights"): a run directory of
     # this package or one of its checkpoints (`runs/x/checkpoints/ckpt-N`), a keras.applications
     # `.h5`, a PyTorch `.pth` / `.pt` (torchvision, timm, lukemelas' EfficientNet-PyTorch) or a

@@ -39,7 +39,7 @@ from official import atomic
 from official import config as config_lib
 from official.data import preprocess, sources
 from official.errors import UserError
-from official.models import heads, registry
+from official.models import filter_pruning, heads, registry
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = "train.lock"
@@ -552,7 +552,7 @@ def build_model(config: config_lib.Config) -> keras.Model:
     """
     spec = registry.get(config.model.name)
     try:
-        return spec.build(
+        model = spec.build(
             num_classes=config.model.num_classes,
             image_size=config.data.image_size,
             mean=config.data.mean,
@@ -561,6 +561,14 @@ def build_model(config: config_lib.Config) -> keras.Model:
         )
     except ValueError as e:
         raise config_lib.ConfigError(f"--config.model.name={spec.name}: {e}") from e
+    fractions = config.model.filter_prune_fractions
+    if not fractions:
+        return model
+    # The filter-pruned architecture (which filters survive only matters to the weights).
+    try:
+        return filter_pruning.prune_filters(model, fractions).model
+    except ValueError as e:
+        raise config_lib.ConfigError(f"--config.model.filter_prune_fractions: {e}") from e
 
 
 def open_source(
