@@ -99,11 +99,10 @@ def main(argv: list[str]) -> None:
     before, after = result["before"], result["after"]
     stages = ", ".join(f"{name} {fraction:g}" for name, fraction in result["stages"].items())
     print(f"pruned:       {stages}")
-    for key, unit in (("params", ""), ("macs", ""), ("latency_ms", " ms")):
+    for key, form in (("params", "{:,}"), ("macs", "{:,}"), ("latency_ms", "{:.1f} ms")):
         change = 100 * (1 - after[key] / before[key])
-        print(
-            f"{key + ':':<13} {before[key]:,.6g}{unit} → {after[key]:,.6g}{unit} (−{change:.1f}%)"
-        )
+        values = f"{form.format(before[key])} → {form.format(after[key])}"
+        print(f"{key + ':':<13} {values} (−{change:.1f}%)")
     print(f"written:      {_OUT.value}")
     print(
         "fine-tune:    python -m official.train <your flags> "
