@@ -44,6 +44,10 @@ class ModelConfig:
     # 1409.4842 §5; TF-slim trains Inception-v3 with 0.4); > 0 builds the model with its
     # `aux_head`; 0: no auxiliary head.
     aux_loss_weight: float = 0.0
+    # Filter pruning (Li et al. arXiv 1608.08710): the fraction of filters removed from each
+    # prunable convolution, one per stage or one for all (official/models/filter_pruning.py);
+    # (): none. `python -m official.prune_filters` writes a pruned run to start from.
+    filter_prune_fractions: tuple[float, ...] = ()
     # Start from trained weights (README "Start from pretrained weights"): a run directory of
     # this package or one of its checkpoints (`runs/x/checkpoints/ckpt-N`), a keras.applications
     # `.h5`, a PyTorch `.pth` / `.pt` (torchvision, timm, lukemelas' EfficientNet-PyTorch) or a
@@ -225,6 +229,25 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class PruneConfig:
+    """Magnitude pruning during training (Zhu & Gupta arXiv 1710.01878; training/pruning.py).
+
+    The sparsity of each pruned kernel rises from initial_sparsity at begin_epochs to
+    target_sparsity at end_epochs along s_t = s_f + (s_i − s_f)(1 − (t − t0)/(nΔt))³ (§3),
+    the masks being recomputed every frequency_steps; after end_epochs they stay fixed.
+    """
+
+    target_sparsity: float = 0.0  # s_f, the fraction of zero weights at the end; 0: off.
+    initial_sparsity: float = 0.0  # s_i, at the first pruning step.
+    begin_epochs: float = 0.0  # t0.
+    end_epochs: float = 0.0  # t0 + nΔt; 0: train.epochs (leave some epochs to recover).
+    frequency_steps: int = 100  # Δt, steps between mask updates (tfmot's default).
+    # Kernels to prune (training/pruning.py KINDS): "conv" (every Conv2D but the first, and
+    # pointwise kernels), "dense", "first_conv", "depthwise". Comma-separated is accepted.
+    layers: tuple[str, ...] = ("conv", "dense")
+
+
+@dataclasses.dataclass
 class RuntimeConfig:
     """Devices, precision, logging, evaluation and checkpoints."""
 
@@ -258,6 +281,7 @@ class Config:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    prune: PruneConfig = dataclasses.field(default_factory=PruneConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
 
@@ -279,6 +303,8 @@ class Derived:
     second_stage_step: int = 0  # First step of the second stage; 0: one stage.
     second_stage_learning_rate: float = 0.0  # second_stage_base_learning_rate × batch / 256.
     second_stage_epsilon: float = 0.0  # The second optimizer's own epsilon.
+    prune_begin_step: int = 0  # First mask update (prune.begin_epochs).
+    prune_end_step: int = 0  # Last mask update, where prune.target_sparsity is reached.
 
 
 class ConfigError(UserError, ValueError):
@@ -419,6 +445,49 @@ def _validate_train(train: TrainConfig) -> None:
         )
 
 
+def _validate_prune(prune: PruneConfig, epochs: float) -> None:
+    """The pruning fields (official/training/pruning.py)."""
+    from official.training import pruning
+
+    _check(
+        0 <= prune.target_sparsity < 1,
+        "prune.target_sparsity",
+        prune.target_sparsity,
+        "in [0, 1) (0: no pruning)",
+    )
+    _check(
+        0 <= prune.initial_sparsity <= prune.target_sparsity or not prune.target_sparsity,
+        "prune.initial_sparsity",
+        prune.initial_sparsity,
+        f"in [0, --config.prune.target_sparsity={prune.target_sparsity}]",
+    )
+    end = prune.end_epochs or epochs
+    _check(
+        0 <= prune.begin_epochs < epochs,
+        "prune.begin_epochs",
+        prune.begin_epochs,
+        f">= 0 and < --config.train.epochs={epochs}",
+    )
+    _check(
+        prune.end_epochs == 0 or prune.begin_epochs <= end <= epochs,
+        "prune.end_epochs",
+        prune.end_epochs,
+        f"in [--config.prune.begin_epochs={prune.begin_epochs}, --config.train.epochs={epochs}]"
+        ", or 0 for the end of training",
+    )
+    _check(prune.frequency_steps >= 1, "prune.frequency_steps", prune.frequency_steps, ">= 1")
+    try:
+        kinds = pruning.parse_kinds(prune.layers)
+    except ValueError as e:
+        raise ConfigError(f"--config.prune.layers={prune.layers!r}: {e}") from None
+    _check(
+        bool(kinds) or not prune.target_sparsity,
+        "prune.layers",
+        prune.layers,
+        "at least one of " + ", ".join(pruning.KINDS),
+    )
+
+
 def validate(config: Config) -> None:
     """Raises ConfigError, naming the flag, for values no run can use."""
     for flag, valid in choices().items():
@@ -428,6 +497,7 @@ def validate(config: Config) -> None:
             continue
         _check(value in valid, flag, value, "one of " + ", ".join(valid))
     _validate_train(config.train)
+    _validate_prune(config.prune, config.train.epochs)
     _check(config.data.image_size >= 0, "data.image_size", config.data.image_size, ">= 0")
     _check(
         0 <= config.data.crop_fraction <= 1,
@@ -613,6 +683,7 @@ def resolve(
         model=dataclasses.replace(config.model),
         data=dataclasses.replace(config.data),
         train=dataclasses.replace(config.train),
+        prune=dataclasses.replace(config.prune),
         runtime=dataclasses.replace(config.runtime),
     )
     _fill_defaults(resolved, spec, dataset_name, weights_normalization)
@@ -673,6 +744,8 @@ def resolve(
             if train.second_stage_optimizer != train.optimizer
             else train.epsilon
         ),
+        prune_begin_step=steps(resolved.prune.begin_epochs),
+        prune_end_step=steps(resolved.prune.end_epochs),
     )
     return resolved, derived
 
@@ -681,7 +754,7 @@ def _fill_defaults(config: Config, spec, dataset_name: str, weights_normalizatio
     """Replaces "the model's / the dataset's / the implementation's own" values (0, "", ())
     by what they stand for, in place."""
     from official.data import augment
-    from official.training import optimizers, schedules
+    from official.training import optimizers, pruning, schedules
 
     data, train = config.data, config.train
     data.image_size = data.image_size or spec.default_resolution
@@ -695,6 +768,8 @@ def _fill_defaults(config: Config, spec, dataset_name: str, weights_normalizatio
         data.mean, data.std = (tuple(float(v) for v in values) for values in weights_normalization)
     data.augment = augment.parse_names(data.augment)
     data.deterministic = data.deterministic or config.runtime.deterministic
+    config.prune.layers = pruning.parse_kinds(config.prune.layers)
+    config.prune.end_epochs = config.prune.end_epochs or train.epochs
     train.epsilon = train.epsilon or optimizers.DEFAULT_EPSILON.get(train.optimizer, 0.0)
     train.lr_decay_rate = train.lr_decay_rate or schedules.DEFAULT_DECAY_RATE.get(
         train.lr_schedule, 0.0

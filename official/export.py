@@ -55,7 +55,9 @@ def main(argv: list[str]) -> None:
             calibration_examples=_CALIBRATION.value,
             model_name=_MODEL_NAME.value,
         )
+    size, compressed = export_lib.export_size(path)
     print(f"exported:     {path}")
+    print(f"size:         {size:,} bytes ({compressed:,} bytes gzip-compressed)")
 
 
 def run() -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 
 import numpy as np
@@ -12,6 +13,7 @@ from official import config as config_lib
 from official import runs
 from official.data import preprocess, sources
 from official.serving import saved_model, tflite
+from official.training import pruning
 
 FORMATS = ("saved_model", "tflite")
 
@@ -70,6 +72,8 @@ def export(
         )
     model, config, _, path = runs.load_trained_model(model_dir, checkpoint=checkpoint)
     runs.read_labels(model_dir)  # A clear error when labels.txt is missing.
+    # A pruned run: its masks folded into the kernels; the export has plain layers and zeros.
+    sparsities = pruning.strip(model, path)
     data, geometry = config.data, runs.geometry(config)
     metadata = {
         "model": config.model.name,
@@ -85,6 +89,8 @@ def export(
         "max_image_pixels": data.max_image_pixels,
         "tensorflow": tf.__version__,
     }
+    if sparsities:
+        metadata["pruned_kernel_sparsity"] = sparsities
     common = dict(
         export_dir=export_dir,
         labels_path=runs.labels_path(model_dir),
@@ -108,3 +114,20 @@ def export(
     return tflite.export_tflite(
         model, quantization=quantization, representative_images=representative, **common
     )
+
+
+def export_size(path: str) -> tuple[int, int]:
+    """(bytes, gzip bytes) of an export (a .tflite file or a SavedModel directory, file by
+    file): what a pruned model saves once compressed, its zeros being stored densely."""
+    files = (
+        [path]
+        if os.path.isfile(path)
+        else [os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
+    )
+    size = compressed = 0
+    for name in files:
+        with open(name, "rb") as f:
+            content = f.read()
+        size += len(content)
+        compressed += len(gzip.compress(content, compresslevel=9, mtime=0))
+    return size, compressed

@@ -33,12 +33,13 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 from absl import logging
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from official import atomic
 from official import config as config_lib
 from official.data import preprocess, sources
 from official.errors import UserError
-from official.models import heads, registry
+from official.models import filter_pruning, heads, registry
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = "train.lock"
@@ -265,8 +266,16 @@ def best_checkpoint(model_dir: str) -> str | None:
 
 
 def saved_objects(checkpoint: str) -> set[str]:
-    """Top-level names of the objects in a checkpoint ("model", "ema", "optimizer", ...)."""
-    return {name.split("/", 1)[0] for name, _ in tf.train.list_variables(checkpoint)}
+    """Top-level names of the objects in a checkpoint ("model", "ema", "optimizer", ...).
+
+    Read from the checkpoint's object graph, not from its variable names: a variable reachable
+    from two objects is named after one of them only (a model whose weights are all trainable
+    has them named under "optimizer/"), yet both objects were saved.
+    """
+    reader = tf.train.load_checkpoint(checkpoint)
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return {child.local_name for child in graph.nodes[0].children}
 
 
 def has_ema(checkpoint: str) -> bool:
@@ -543,7 +552,7 @@ def build_model(config: config_lib.Config) -> keras.Model:
     """
     spec = registry.get(config.model.name)
     try:
-        return spec.build(
+        model = spec.build(
             num_classes=config.model.num_classes,
             image_size=config.data.image_size,
             mean=config.data.mean,
@@ -552,6 +561,14 @@ def build_model(config: config_lib.Config) -> keras.Model:
         )
     except ValueError as e:
         raise config_lib.ConfigError(f"--config.model.name={spec.name}: {e}") from e
+    fractions = config.model.filter_prune_fractions
+    if not fractions:
+        return model
+    # The filter-pruned architecture (which filters survive only matters to the weights).
+    try:
+        return filter_pruning.prune_filters(model, fractions).model
+    except ValueError as e:
+        raise config_lib.ConfigError(f"--config.model.filter_prune_fractions: {e}") from e
 
 
 def open_source(

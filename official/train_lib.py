@@ -42,6 +42,7 @@ from official.training import (
     loop,
     optimizers,
     precision,
+    pruning,
     schedules,
     summaries,
     transfer,
@@ -306,9 +307,34 @@ def _trainer(config, derived, strategy, policy: str, make_dataset, class_weights
                 freeze_batch_norm=train.freeze_batch_norm,
             ),
             ema=average,
+            pruner=_pruner(config, derived, strategy, model, average),
             measure_input_wait=not config.runtime.deterministic,
         )
     return trainer, plateau
+
+
+def _pruner(config, derived, strategy, model, average) -> pruning.Pruner | None:
+    """Magnitude pruning of the model and its EMA copy (in scope), or None without it."""
+    prune = config.prune
+    if prune.target_sparsity <= 0:
+        return None
+    schedule = pruning.Schedule(
+        target_sparsity=prune.target_sparsity,
+        initial_sparsity=prune.initial_sparsity,
+        begin_step=derived.prune_begin_step,
+        end_step=derived.prune_end_step,
+        frequency=prune.frequency_steps,
+    )
+    try:
+        return pruning.Pruner(
+            model,
+            schedule=schedule,
+            kinds=prune.layers,
+            strategy=strategy,
+            shadows=(average.average_model,) if average is not None else (),
+        )
+    except ValueError as e:
+        raise config_lib.ConfigError(f"--config.prune.layers={','.join(prune.layers)}: {e}") from e
 
 
 def _model(config: config_lib.Config, strategy: tf.distribute.Strategy):
@@ -522,6 +548,7 @@ def _checkpointer(config, model_dir, strategy, trainer: loop.Trainer, plateau):
         best_top1=trainer.best_top1,
         loss_scale=trainer.gradients.loss_scale,
         plateau=plateau,
+        pruning=trainer.pruner.masks if trainer.pruner is not None else None,
         rng=rng_states or None,
         iterator=trainer.inputs.iterator if save_input else None,
     )

@@ -219,6 +219,8 @@ class Trainer:
       backbone: the classifier layers, and the backbone's rate multiplier and frozen steps.
       ema: an ema.ExponentialMovingAverage, whose average model evaluation then uses; None:
         evaluation uses `model`.
+      pruner: a pruning.Pruner whose masks are updated and applied after every step (to the
+        model and its EMA copy); None: no pruning.
       measure_input_wait: time each step's wait for its batch (tf.timestamp, which op
         determinism forbids: turn it off then).
     """
@@ -235,6 +237,7 @@ class Trainer:
         gradients: Gradients = Gradients(),
         backbone: Backbone = Backbone(),
         ema=None,
+        pruner=None,
         measure_input_wait: bool = True,
     ):
         self.strategy = strategy
@@ -246,6 +249,7 @@ class Trainer:
         self.gradients = gradients
         self.backbone = backbone
         self.ema = ema
+        self.pruner = pruner
         self.eval_model = ema.average_model if ema is not None else model
         self.measure_input_wait = measure_input_wait
         self.class_weights = (
@@ -386,6 +390,10 @@ class Trainer:
             if self.gradients.loss_scale is not None:
                 self.gradients.loss_scale.update(finite)
             self.step.assign_add(1)
+            if self.pruner is not None:
+                # After the optimizer and the EMA, so both hold the masked kernels (Zhu & Gupta
+                # arXiv 1710.01878 §3: pruned weights stay zero).
+                self.pruner.prune(self.step)
             totals += statistics
         return totals, wait
 
@@ -682,6 +690,10 @@ def _log_train(trainer, summaries, progress, step, totals, seconds, wait, num_st
         values["skipped_steps"] = float(totals[_NONFINITE])
         shown["loss_scale"] = values["loss_scale"]
     summaries.scalars("train", step, values)
+    if trainer.pruner is not None:
+        sparsities = trainer.pruner.sparsities()
+        summaries.scalars("train", step, {f"sparsity/{k}": v for k, v in sparsities.items()})
+        shown["sparsity"] = round(sparsities["total"], 3)
     progress.update(step, force=True, **shown)
 
 
