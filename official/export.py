@@ -5,7 +5,10 @@ variables/, assets/labels.txt and assets.extra/tf_serving_warmup_requests; `serv
 takes encoded image bytes and runs the model's own eval preprocessing in the graph,
 `predict_images` takes preprocessed float images. --format=tflite writes
 OUT/<version>/model.tflite (--quantization=float) or model_int8.tflite (--quantization=int8,
-calibrated on --calibration_examples training images). The weights are the run's latest
+calibrated on --calibration_examples training images). --format=packed writes
+OUT/<version>/weights.packed.npz: a binary network's binary kernels as 1 bit per weight plus one
+scale per output channel, every other weight float32, with export.json to rebuild the model
+(`official.serving.packed.load_model`). The weights are the run's latest
 checkpoint (its EMA weights when the run kept them) unless --checkpoint names another. Every
 export is written to a temporary directory and renamed to its version number when complete.
 The wiring is official/export_lib.py.

@@ -12,10 +12,11 @@ import tensorflow as tf
 from official import config as config_lib
 from official import runs
 from official.data import preprocess, sources
-from official.serving import saved_model, tflite
+from official.models import registry
+from official.serving import packed, saved_model, tflite
 from official.training import pruning
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "packed")
 
 
 def serving_module(model_dir: str, checkpoint: str | None = None, top_k: int = 5):
@@ -65,7 +66,8 @@ def export(
     calibration_examples: int = 200,
     model_name: str = "",
 ) -> str:
-    """Exports a run; returns the version directory (SavedModel) or the .tflite path."""
+    """Exports a run; returns the version directory (SavedModel), the .tflite path or the
+    packed weights' path (binary networks: 1 bit per binary weight, official/serving/packed.py)."""
     if export_format not in FORMATS:
         raise saved_model.ExportError(
             f"--format={export_format!r}: choose one of {', '.join(FORMATS)}"
@@ -98,6 +100,24 @@ def export(
         metadata=metadata,
         version=version,
     )
+    if export_format == "packed":
+        overrides = runs.model_overrides(config.model, registry.get(config.model.name))
+        overrides.pop("aux_head", None)  # The export has the main output only.
+        builder_arguments = {
+            "num_classes": config.model.num_classes,
+            "image_size": geometry.image_size,
+            "mean": list(data.mean),
+            "std": list(data.std),
+            **overrides,
+        }
+        return packed.export(
+            model,
+            export_dir=export_dir,
+            labels_path=runs.labels_path(model_dir),
+            metadata=metadata,
+            builder_arguments=builder_arguments,
+            version=version,
+        )
     if export_format == "saved_model":
         return saved_model.export_saved_model(
             model,

@@ -11,6 +11,22 @@ RECIPES = sorted(
 )
 # The smallest input each recipe's model takes quickly (Inception-v3 needs 75 px).
 SMALL_SIZE = {"inception_v3_imagenet.flags": 80}
+# Full-width binary networks (16 binary layers to trace, or AlexNet's 62 M weights): their
+# two-step runs are in the slow suite; tests/serving/test_packed.py trains a tiny binary net.
+SLOW_RECIPES = {
+    "birealnet18_imagenet.flags",
+    "xnor_resnet18_imagenet.flags",
+    "bwn_resnet18_imagenet.flags",
+    "xnor_alexnet_imagenet.flags",
+    "bwn_alexnet_imagenet.flags",
+}
+
+
+def _two_step_params():
+    for recipe in RECIPES:
+        if recipe != "quickstart.flags":
+            marks = [pytest.mark.slow] if recipe in SLOW_RECIPES else []
+            yield pytest.param(recipe, marks=marks)
 
 
 def test_recipes_exist():
@@ -29,7 +45,7 @@ def test_recipe_header_says_command_source_expectation_and_time(recipe):
     assert "Time:" in header or "minutes" in header
 
 
-@pytest.mark.parametrize("recipe", [r for r in RECIPES if r != "quickstart.flags"])
+@pytest.mark.parametrize("recipe", _two_step_params())
 def test_recipe_runs_two_steps(run, tmp_path, recipe):
     size = SMALL_SIZE.get(recipe, 64)
     result = run(

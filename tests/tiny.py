@@ -1,18 +1,22 @@
 """A tiny registered model for training-engine tests, fast to trace.
 
 Importing this module registers `tiny_cnn` (two conv-BN-ReLU blocks and the shared classifier
-head, optionally an auxiliary head). Run as a script, it is `python -m official.train` with that
+head, optionally an auxiliary head) and `tiny_xnor_cnn` (its second block an XNOR-Net binary
+convolution, official/models/binary.py). Run as a script, it is `python -m official.train` with that
 model available: `python tests/tiny.py --model_dir=... --config.model.name=tiny_cnn`.
 """
 
+import functools
 import os
 import sys
 
 import keras
 
+from official.models import binary as binary_lib
 from official.models import heads, layers, registry
 
 NAME = "tiny_cnn"
+BINARY_NAME = "tiny_xnor_cnn"
 
 
 def tiny_cnn(
@@ -27,16 +31,19 @@ def tiny_cnn(
     zero_gamma: bool = False,
     normalization: str = "batch",
     aux_head: bool = False,
+    binary: str | None = None,
     mean=registry.IMAGENET_MEAN,
     std=registry.IMAGENET_STD,
 ):
-    """conv 3x3/2 → BN → ReLU → conv 3x3/2 → BN (zero_gamma) → ReLU → head [+ aux head]."""
+    """conv 3x3/2 → BN → ReLU → conv 3x3/2 → BN (zero_gamma) → ReLU → head [+ aux head];
+    `binary` makes the second block a binary one (binary.conv_norm_act)."""
     width = max(4, int(8 * width_multiplier))
     inputs, x = layers.input_block(image_size, mean, std)
     common = dict(normalization=normalization, kernel_initializer="he_normal")
     x = layers.conv_norm_act(x, width, 3, strides=2, name="block1", **common)
     features = x
-    x = layers.conv_norm_act(
+    conv = functools.partial(binary_lib.conv_norm_act, binary=binary) if binary else None
+    x = (conv or layers.conv_norm_act)(
         x, 2 * width, 3, strides=2, zero_init=zero_gamma, name="block2", **common
     )
     logits = heads.classifier_head(
@@ -52,6 +59,14 @@ def tiny_cnn(
 
 if NAME not in registry.names():
     registry.register(NAME, tiny_cnn, family="tiny", default_resolution=32, min_resolution=8)
+    registry.register(
+        BINARY_NAME,
+        tiny_cnn,
+        family="tiny",
+        default_resolution=32,
+        min_resolution=8,
+        kwargs={"binary": "xnor"},
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Prints the model zoo, or converts weights for one model.
 
 `python -m official.models [NAME ...]`: for every registered model (or the names given,
-including `efficientnet_phi<φ>`): trainable parameters and multiply-adds at its default
+including `efficientnet_phi<φ>`): trainable parameters, how many of them are binary (1-bit
+kernels of binary networks, official/models/binary.py), and multiply-adds at its default
 resolution with 1,000 classes, the default resolution, and the eval crop (center-crop
 fraction, the resize it implies, interpolation). Building every model takes a few minutes on 2
 cores; progress goes to stderr.
@@ -29,24 +30,26 @@ flags.DEFINE_string("format", "", "Force the file format: keras_h5, torch, safet
 flags.DEFINE_string("layout", "", "Force the PyTorch layout: torchvision, timm, lukemelas.")
 flags.DEFINE_string("keras_application", "", "keras.applications constructor of an .h5.")
 
-COLUMNS = ("name", "family", "params", "GMACs", "resolution", "eval crop")
+COLUMNS = ("name", "family", "params", "binary", "GMACs", "resolution", "eval crop")
 
 
 def rows(names: list[str]):
     """Yields one table row per model name."""
     import keras
 
-    from official.models import count_flops, registry
+    from official.models import binary, count_flops, registry
 
     for name in names:
         spec = registry.get(name)
         model = spec.build(image_size=spec.default_resolution, num_classes=1000)
         params = sum(math.prod(weight.shape) for weight in model.trainable_weights)
+        binary_params = binary.parameter_split(model).binary
         resize = round(spec.default_resolution / spec.crop_fraction)
         yield (
             name,
             spec.family,
             f"{params:,}",
+            f"{binary_params:,}",
             f"{count_flops(model) / 1e9:.3f}",
             str(spec.default_resolution),
             f"{spec.crop_fraction:.3f} ({resize}→{spec.default_resolution}, {spec.interpolation})",

@@ -19,6 +19,14 @@ Padding (the `padding` switch): the table gives each convolution's padding in pi
 torchvision (and the paper's Caffe layers) do, and the max poolings pad nothing; that is
 PyTorch's arithmetic, so "torch" is None. TensorFlow's SAME has no counterpart for explicit
 amounts such as torchvision's padding=2 on conv1's 11x11/4 kernel: "tf" is refused.
+
+The binary AlexNets of XNOR-Net (Rastegari et al. arXiv 1603.05279 §4.1; "xnor_alexnet",
+"bwn_alexnet") are the `binary` switch on the "xnor" row: the 2012 channels in one tower
+(96-256-384-384-256, as the authors' Torch model and larq zoo's XNORNet), conv1 padded by 2 at
+224 px, batch normalization instead of LRN and no dropout. Every layer but the first
+convolution and the classifier is binary (§4: "we keep the first and last layer real"); each
+binary layer is XNOR-Net's block, BN → binarize → binary convolution → ReLU (Figure 3) for
+"xnor", and convolution → BN → ReLU with binary weights for "bwn" (official/models/binary.py).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from collections.abc import Sequence
 
 import keras
 
+from official.models import binary as binary_lib
 from official.models import heads, layers, registry
 
 # Inputs are only mean-subtracted in the paper (§2).
@@ -80,9 +89,22 @@ CONFIGS = {
         ),
         dropout_before=("fc6", "fc7"),
     ),
+    # XNOR-Net's AlexNet (arXiv 1603.05279 §4.1; allenai/XNOR-Net's Torch model): BN in place
+    # of LRN, no dropout.
+    "xnor": AlexNetConfig(
+        convs=(
+            Conv(96, 11, stride=4, padding=2, pool=True),
+            Conv(256, 5, padding=2, pool=True),
+            Conv(384, 3),
+            Conv(384, 3),
+            Conv(256, 3, pool=True),
+        ),
+        dropout_before=(),
+    ),
 }
 
 
+@keras.saving.register_keras_serializable(package="official")
 class AdaptiveAveragePooling2D(keras.layers.Layer):
     """Average pooling to a fixed output grid, with PyTorch's AdaptiveAvgPool2d bins (bin i
     of n over a length L spans floor(i·L/n) to ceil((i+1)·L/n)); needs static spatial sizes."""
@@ -131,6 +153,7 @@ def alexnet(
     kernel_initializer: str = "he_uniform",
     padding: str | None = None,
     norm_epsilon: float | None = None,
+    binary: str | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = registry.IMAGENET_STD,
 ) -> keras.Model:
@@ -158,6 +181,8 @@ def alexnet(
         ValueError.
       norm_epsilon: epsilon of the normalization layers when `normalization` is given (None:
         BN_EPSILON, 1e-5).
+      binary: None (real-valued) or a key of binary.MODES: conv2..conv5, fc6 and fc7 become
+        binary (XNOR-Net §4); needs a `normalization`.
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale (1: mean subtraction only).
 
@@ -185,19 +210,25 @@ def alexnet(
     inputs, x = layers.input_block(image_size, mean, std)
     features = []
     for index, conv in enumerate(table.convs, start=1):
-        if conv.padding:
-            x = keras.layers.ZeroPadding2D(conv.padding, name=f"conv{index}_pad")(x)
-        x = layers.conv_norm_act(
-            x,
-            width(conv.filters),
-            conv.kernel,
-            strides=conv.stride,
-            groups=conv.groups,
-            padding="valid",
-            name=f"conv{index}",
-            activation=activation,
-            **norm,
-        )
+        common = dict(strides=conv.stride, groups=conv.groups, activation=activation, **norm)
+        if binary is not None and index > 1:
+            # A binary convolution pads after binarizing (binary.py); these paddings are all
+            # (k − 1)/2, the "symmetric" rule.
+            x = binary_lib.conv_norm_act(
+                x,
+                width(conv.filters),
+                conv.kernel,
+                binary=binary,
+                padding="symmetric" if conv.padding else "valid",
+                name=f"conv{index}",
+                **common,
+            )
+        else:
+            if conv.padding:
+                x = keras.layers.ZeroPadding2D(conv.padding, name=f"conv{index}_pad")(x)
+            x = layers.conv_norm_act(
+                x, width(conv.filters), conv.kernel, padding="valid", name=f"conv{index}", **common
+            )
         if index == 1:
             features.append(x)
         if conv.lrn and normalization is None:
@@ -214,9 +245,22 @@ def alexnet(
     for fc in ("fc6", "fc7", "predictions"):
         if fc in table.dropout_before:
             x = keras.layers.Dropout(dropout, name=f"{fc}_dropout")(x)
-        units = num_classes if fc == "predictions" else width(FC_FILTERS)
-        x = keras.layers.Dense(units, kernel_initializer=initializer, name=fc)(x)
-        if fc != "predictions":
+        if fc == "predictions":
+            x = keras.layers.Dense(num_classes, kernel_initializer=initializer, name=fc)(x)
+        elif binary is not None:
+            x = binary_lib.dense_norm_act(
+                x,
+                width(FC_FILTERS),
+                binary=binary,
+                name=fc,
+                activation=activation,
+                normalization=normalization,
+                norm_momentum=BN_MOMENTUM,
+                norm_epsilon=epsilon,
+                kernel_initializer=initializer,
+            )
+        else:
+            x = keras.layers.Dense(width(FC_FILTERS), kernel_initializer=initializer, name=fc)(x)
             x = layers.activation_layer(activation, fc + "_relu", spatial=False)(x)
     return keras.Model(inputs, heads.output(x, classifier_activation), name=name)
 
@@ -239,3 +283,13 @@ registry.register(
     std=STD_2012,
     kwargs={"config": "2012"},
 )
+# XNOR-Net's binary AlexNets (arXiv 1603.05279 Table 1; see the module docstring).
+for _binary in ("xnor", "bwn"):
+    registry.register(
+        f"{_binary}_alexnet",
+        alexnet,
+        family="alexnet",
+        default_resolution=224,
+        min_resolution=63,  # pool5 needs a 3x3 map
+        kwargs={"config": "xnor", "binary": _binary, "normalization": "batch", "dropout": 0.0},
+    )

@@ -746,6 +746,7 @@ class LeCunTanh(keras.layers.Layer):
         return 1.7159 * keras.ops.tanh(inputs * (2.0 / 3.0))
 
 
+@keras.saving.register_keras_serializable(package="official")
 class LocalResponseNormalization(keras.layers.Layer):
     """Cross-channel local response normalization (Krizhevsky et al. 2012 §3.3).
 

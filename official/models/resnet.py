@@ -41,15 +41,28 @@ AvgPool2d(ceil_mode=True, count_include_pad=False) exactly. (tensorflow/tpu max 
 with SAME padding, and Cadene's SE-ResNets and SENet-154 in ceil mode without padding, which is
 the same on even sizes; both pad their convolutions symmetrically, a combination neither
 setting builds.)
+
+Binary ResNets (the `binary` switch, official/models/binary.py; basic blocks only): every
+3x3 convolution of the residual branches is binary, the stem, the 1x1 shortcut projections and
+the classifier stay real (XNOR-Net arXiv 1603.05279 §4 keeps the first and last layers real;
+real projections as Bi-Real Net and larq zoo). "bwn" (Binary-Weight-Network, §3.1) binarizes
+the weights only, in the real network's order. "xnor" (§3.2) binarizes inputs too, each
+convolution as XNOR-Net's block BN → sign (with K) → binary convolution → ReLU (Figure 3).
+"bireal" is Bi-Real Net (Liu et al. arXiv 1808.00278 §3, larq zoo `birealnet.py`, the
+authors' PyTorch code): sign → binary convolution → BN with an identity shortcut around each
+convolution, the down-sampling shortcut an average pooling 2x2/2 before the 1x1 projection
+(ResNet-D's), and no ReLU anywhere (the stem neither).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import keras
 
+from official.models import binary as binary_lib
 from official.models import heads, layers, registry
 
 
@@ -142,16 +155,21 @@ def _residual_block(
     variant: str,
     se_ratio: float,
     bottleneck: Bottleneck,
+    binary: str | None = None,
 ):
     """One residual block, keras.applications naming (`_0_` shortcut, `_1_`.. branch)."""
     out_filters = filters * BOTTLENECK_EXPANSION if block == "bottleneck" else filters
     activation = conv_kwargs["activation"]
     linear = {**conv_kwargs, "activation": None}
+    mode = binary_lib.mode(binary) if binary else None
+    # The branch's convolutions; binary networks keep the shortcut projections real.
+    conv = functools.partial(binary_lib.conv_norm_act, binary=binary) if mode else None
     shortcut = x
     if strides != 1 or x.shape[-1] != out_filters:
         shortcut_strides = strides
-        if variant == "d" and strides != 1:
-            # Average the 2x2 neighbourhood instead of sampling one pixel of it (ResNet-D).
+        if (variant == "d" or (mode and mode.shortcut_per_conv)) and strides != 1:
+            # Average the 2x2 neighbourhood instead of sampling one pixel of it (ResNet-D; also
+            # Bi-Real Net's down-sampling shortcut, larq zoo and the authors' PyTorch code).
             # "same" pooling ignores the padding, as GluonCV's ceil_mode/count_include_pad=False.
             shortcut = layers.pool2d(
                 x, "avg", strides, strides=strides, padding="same", name=name + "_0_pool"
@@ -185,16 +203,23 @@ def _residual_block(
             y, out_filters, 1, zero_init=zero_gamma, name=last_name, **linear
         )
     else:
-        y = layers.conv_norm_act(
+        conv = conv or layers.conv_norm_act
+        per_conv = mode is not None and mode.shortcut_per_conv
+        y = conv(
             x,
             filters,
             3,
             strides=strides,
             dilation_rate=dilation,
             name=name + "_1",
-            **conv_kwargs,
+            **(linear if per_conv else conv_kwargs),
         )
-        last = layers.conv_norm_act(
+        if per_conv:
+            # Bi-Real Net (arXiv 1808.00278 §3.1): a real-valued shortcut around each binary
+            # convolution keeps the real activations that the next sign would discard.
+            y = keras.layers.Add(name=name + "_1_add")([shortcut, y])
+            shortcut = y
+        last = conv(
             y,
             out_filters,
             3,
@@ -213,6 +238,8 @@ def _residual_block(
             kernel_initializer=conv_kwargs["kernel_initializer"],
         )
     y = keras.layers.Add(name=name + "_add")([shortcut, last])
+    if mode is not None and not mode.activations:
+        return y
     return layers.activation_layer(activation, name + "_out")(y)
 
 
@@ -242,6 +269,7 @@ def resnet(
     kernel_initializer: str = "he_normal",
     padding: str | None = None,
     norm_epsilon: float | None = None,
+    binary: str | None = None,
     mean: Sequence[float] | None = registry.IMAGENET_MEAN,
     std: Sequence[float] | None = registry.IMAGENET_STD,
 ) -> keras.Model:
@@ -279,6 +307,9 @@ def resnet(
         "torch" (symmetric, the pooling padded with −inf: torchvision) or "tf" (TensorFlow's
         SAME); see the module docstring.
       norm_epsilon: epsilon of every normalization layer (None: BN_EPSILON, 1e-5).
+      binary: None (real-valued), or a key of binary.MODES ("bwn", "xnor", "bireal"): the
+        convolutions of the residual branches become binary; the stem, the shortcut
+        projections and the classifier stay real, as in the papers (see the module docstring).
       mean: input mean on the 0..255 scale, or None for no input normalization.
       std: input standard deviation on the 0..255 scale.
 
@@ -295,6 +326,10 @@ def resnet(
             f"ResNet-{depth} uses basic blocks: cardinality, base_width, reduce_fraction and "
             "shortcut_kernel apply to bottleneck depths (50 and deeper)"
         )
+    if binary is not None and table.block != "basic":
+        raise ValueError(
+            f"binary={binary!r}: the binary networks are defined on basic blocks (depth 18, 34)"
+        )
     dilations = stage_dilations(output_stride)
     rule = layers.padding_rule(padding, "symmetric")
     epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
@@ -303,6 +338,10 @@ def resnet(
         padding=rule,
         **layers.norm_kwargs(normalization, BN_MOMENTUM, epsilon, kernel_initializer),
     )
+    # Bi-Real Net's stem has no ReLU (larq zoo birealnet.py): its only nonlinearity is the sign.
+    stem_kwargs = conv_kwargs
+    if binary is not None and not binary_lib.mode(binary).activations:
+        stem_kwargs = {**conv_kwargs, "activation": None}
     inputs, x = layers.input_block(image_size, mean, std)
     if variant in ("c", "d"):
         # ResNet-C stem: three 3x3 convolutions, the first with stride 2 (Figure 2b).
@@ -313,12 +352,12 @@ def resnet(
                 3,
                 strides=2 if index == 0 else 1,
                 name=f"conv1{'abc'[index]}",
-                **conv_kwargs,
+                **stem_kwargs,
             )
     else:
         # Stem: 7x7/2 convolution (arXiv 1512.03385 Table 1, conv1).
         x = layers.conv_norm_act(
-            x, _scaled(64, width_multiplier), 7, strides=2, name="conv1", **conv_kwargs
+            x, _scaled(64, width_multiplier), 7, strides=2, name="conv1", **stem_kwargs
         )
     features = [x]
     x = layers.pool2d(
@@ -349,6 +388,7 @@ def resnet(
                 variant=variant,
                 se_ratio=se_ratio,
                 bottleneck=bottleneck,
+                binary=binary,
             )
         previous_dilation = dilation
         features.append(x)
@@ -407,6 +447,12 @@ for _suffix, (_depth, _cardinality, _base_width) in RESNEXTS.items():
             default_resolution=224,
             kwargs={**_kwargs, "se_ratio": SE_RATIO},
         )
+# Binary ResNet-18s (official/models/binary.py): binary weights with real activations (BWN)
+# and XNOR-Net (arXiv 1603.05279 Table 2), and Bi-Real Net (arXiv 1808.00278 Table 4).
+BINARY_RESNETS = {"bwn_resnet18": "bwn", "xnor_resnet18": "xnor", "birealnet18": "bireal"}
+for _name, _binary in BINARY_RESNETS.items():
+    _kwargs = {"depth": 18, "binary": _binary}
+    registry.register(_name, resnet, family="resnet", default_resolution=224, kwargs=_kwargs)
 registry.register(
     "senet154",
     resnet,

@@ -317,9 +317,10 @@ def test_model_table_command(run, capsys):
     result = run("official.models", "resnet18", "efficientnet_phi0.5", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["name", "family", "params", "GMACs", "resolution", "eval", "crop"]
+    header = ["name", "family", "params", "binary", "GMACs", "resolution", "eval", "crop"]
+    assert lines[0].split() == header
     resnet18 = lines[1].split()
-    assert resnet18[:5] == ["resnet18", "resnet", "11,689,512", "1.814", "224"]
+    assert resnet18[:6] == ["resnet18", "resnet", "11,689,512", "0", "1.814", "224"]
     assert "0.875 (256→224, bilinear)" in lines[1]
     assert lines[2].startswith("efficientnet_phi0.5") and "bicubic" in lines[2]
     with pytest.raises(SystemExit) as exit_status:
