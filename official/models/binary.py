@@ -103,6 +103,22 @@ def binarize_kernel(kernel, quantizer: str = "xnor"):
     return alpha * ste_sign(kernel)
 
 
+@keras.saving.register_keras_serializable(package="official")
+class LatentWeightClip(keras.constraints.Constraint):
+    """Clips latent weights to [−limit, limit] after every update (Hubara et al. arXiv
+    1602.02830 Algorithm 1, larq's `weight_clip`): where |W| > 1 the STE cancels W's gradient,
+    so an unclipped weight that leaves [−1, 1] would never come back."""
+
+    def __init__(self, limit: float = 1.0):
+        self.limit = float(limit)
+
+    def __call__(self, w):
+        return ops.clip(w, -self.limit, self.limit)
+
+    def get_config(self):
+        return {"limit": self.limit}
+
+
 class _Binarized:
     """What BinaryConv2D and BinaryDense share: the quantizer settings and their config."""
 
@@ -164,6 +180,7 @@ class BinaryConv2D(_Binarized, keras.layers.Conv2D):
         # The kernel is read in float32 (α and sign(W) from the latent weights, not from their
         # bfloat16 rounding); call() casts the inputs and the binary kernel to the compute dtype.
         kwargs.setdefault("autocast", False)
+        kwargs.setdefault("kernel_constraint", LatentWeightClip())
         super().__init__(*args, padding="valid" if padding == "symmetric" else padding, **kwargs)
         self.binary_padding = padding
         self._init_binary(input_quantizer, kernel_quantizer, input_scaling)
@@ -230,6 +247,7 @@ class BinaryDense(_Binarized, keras.layers.Dense):
         **kwargs,
     ):
         kwargs.setdefault("autocast", False)
+        kwargs.setdefault("kernel_constraint", LatentWeightClip())
         super().__init__(*args, **kwargs)
         self._init_binary(input_quantizer, kernel_quantizer, input_scaling)
 

@@ -477,11 +477,16 @@ class Trainer:
             if id(variable) in self._backbone_ids and multiplier != 1:
                 rate = learning_rate * multiplier
             decay = decoupled and optimizers.is_decayed(variable, rule.no_bias_decay)
+            # A weight's constraint (e.g. binary nets' latent clip) after each update, as
+            # Keras' own optimizer.apply does.
+            constraint = getattr(variable, "constraint", None)
 
-            def update(var, grad, rate, decay=decay):
+            def update(var, grad, rate, decay=decay, constraint=constraint):
                 if decay:
                     var.assign_sub(var * tf.cast(rule.weight_decay * rate, var.dtype))
                 stage.optimizer.update_step(grad, var, rate)
+                if constraint is not None:
+                    var.assign(constraint(var))
 
             self.strategy.extended.update(
                 variable.value, update, args=(gradient, rate), group=False

@@ -221,6 +221,25 @@ def test_frozen_batch_norm_keeps_statistics_scale_and_shift_after_unfreezing():
     assert len(trainer.variables) == len(model.trainable_variables)
 
 
+def test_weight_constraints_hold_after_every_step():
+    # Binary layers clip their latent weights to [-1, 1] (Hubara et al. Algorithm 1); the
+    # loop applies a weight's constraint after its update as Keras' optimizer.apply does.
+    images, labels = tiny.batches(image_size=8)
+    trainer = tiny.make_trainer(
+        _one_device(),
+        lambda: tiny.tiny_cnn(num_classes=3, image_size=8, binary="bwn"),
+        images,
+        labels,
+        batch_size=8,
+        rate=1000.0,
+    )
+    kernel = trainer.model.get_layer("block2_conv").kernel
+    assert kernel.constraint is not None
+    trainer.train_steps(2)
+    values = np.abs(kernel.numpy())
+    assert values.max() == 1.0 and (values == 1.0).mean() > 0.1
+
+
 def test_loss_adds_auxiliary_and_distillation_terms():
     images, labels = tiny.batches(image_size=8)
     keras.utils.set_random_seed(7)
