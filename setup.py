@@ -39,6 +39,8 @@ setup(
         "google-crc32c>=1.5",
         # The PredictionLog protos of the SavedModel export's TF Serving warm-up file.
         "tensorflow-serving-api>=2.17",
+        # The trade-off tool's scatter plot (official/tradeoff.py).
+        "matplotlib>=3.7",
     ],
     extras_require={
         "tfds": TFDS,
@@ -67,6 +69,7 @@ setup(
             "cnn-repro-export=official.export:run",
             "cnn-repro-predict=official.predict:run",
             "cnn-repro-cam=official.cam:run",
+            "cnn-repro-tradeoff=official.tradeoff:run",
         ],
     },
     classifiers=[

@@ -122,17 +122,18 @@ class TFLiteClassifier:
 
     Args:
       path: the .tflite file.
+      num_threads: CPU threads of the interpreter (None: LiteRT's default).
 
     Raises:
       TFLiteError: missing or invalid file, or no `predict_images` signature.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, num_threads: int | None = None):
         if not os.path.isfile(path):
             raise TFLiteError(f"--tflite={path}: no such file")
         interpreter_class = _interpreter_class()
         try:
-            self.interpreter = interpreter_class(model_path=path)
+            self.interpreter = interpreter_class(model_path=path, num_threads=num_threads)
             self.runner = self.interpreter.get_signature_runner(saved_model.IMAGES_SIGNATURE)
         except (ValueError, RuntimeError) as e:
             raise TFLiteError(f"--tflite={path}: {str(e).splitlines()[0]}") from None
