@@ -11,6 +11,8 @@ RECIPES = sorted(
 )
 # The smallest input each recipe's model takes quickly (Inception-v3 needs 75 px).
 SMALL_SIZE = {"inception_v3_imagenet.flags": 80}
+# The fine-tuning recipe's frozen phase must end within the one epoch: one step each.
+EXTRA_FLAGS = {"finetune.flags": ("--config.train.freeze_backbone_epochs=0.5",)}
 # Full-width binary networks (16 binary layers to trace, or AlexNet's 62 M weights): their
 # two-step runs are in the slow suite; tests/serving/test_packed.py trains a tiny binary net.
 SLOW_RECIPES = {
@@ -61,6 +63,7 @@ def test_recipe_runs_two_steps(run, tmp_path, recipe):
         "--config.train.second_stage_epochs=0",
         "--config.runtime.summary_images=0",
         "--config.runtime.log_every_steps=1",
+        *EXTRA_FLAGS.get(recipe, ()),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
