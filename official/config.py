@@ -56,7 +56,8 @@ class ModelConfig:
     init_weights: str = ""
     # "": detected from the file's contents; or "run", "keras_h5", "torch", "safetensors".
     init_weights_format: str = ""
-    # Layout of PyTorch weights ("torchvision", "timm", "lukemelas"); "": from their names.
+    # Layout of PyTorch weights ("torchvision", "timm", "timm_tf" for timm's `tf_` models,
+    # "lukemelas"); "": from their names (timm_tf is never detected: its names are timm's).
     init_weights_layout: str = ""
     # keras.applications constructor of an .h5 (e.g. "ResNet50"); "": the model's counterpart.
     init_keras_application: str = ""

@@ -27,7 +27,11 @@ flags.DEFINE_string("convert", "", "Weights file to convert (.h5, .pth/.pt, .saf
 flags.DEFINE_string("model", "", "Registry name of the architecture the weights are for.")
 flags.DEFINE_string("out", "", "New directory to write the converted run into.")
 flags.DEFINE_string("format", "", "Force the file format: keras_h5, torch, safetensors.")
-flags.DEFINE_string("layout", "", "Force the PyTorch layout: torchvision, timm, lukemelas.")
+flags.DEFINE_string(
+    "layout",
+    "",
+    "Force the PyTorch layout: torchvision, timm, timm_tf (timm's tf_ models), lukemelas.",
+)
 flags.DEFINE_string("keras_application", "", "keras.applications constructor of an .h5.")
 
 COLUMNS = ("name", "family", "params", "binary", "GMACs", "resolution", "eval crop")

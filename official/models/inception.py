@@ -9,7 +9,8 @@ classifiers on inception 4a and 4d (§5: 5x5/3 average pooling, 1x1 convolution 
 filters, a 1024-unit fully-connected layer, 70% dropout, linear classifier). Its input is only
 mean-subtracted (Table 1 note). `inception_v1_bn` adds batch normalization after every
 convolution and drops the LRN (as Ioffe & Szegedy arXiv 1502.03167 §4.2.1 recommend); unlike
-torchvision's and TF-slim's GoogLeNets it keeps the paper's 5x5 kernels.
+torchvision's and TF-slim's GoogLeNets it keeps the paper's 5x5 kernels
+(`inception_v1_torchvision` is torchvision's: `third_branch_kernel=3`, `last_pool_size=2`).
 
 Inception v3 follows the authors' reference implementation (TF-slim `nets/inception_v3.py`),
 which keras.applications ports and whose 23.8M-parameter count is the published one: BN
@@ -103,9 +104,10 @@ def _channels(width_multiplier: float):
     return width
 
 
-def _slim_conv(activation: str, norm: dict, rule: str):
+def _slim_conv(activation: str, norm: dict, rule: str, norm_scale: bool = False):
     """TF-slim's convolution as Inception v3, v4 and Inception-ResNet-v2 use it: BN without a
-    learned scale (a linear layer follows every ReLU), then the activation."""
+    learned scale (a linear layer follows every ReLU), then the activation; `norm_scale` gives
+    the BN its scale (torchvision's Inception-v3)."""
 
     def conv(x, filters, kernel_size, *, name, strides=1, padding=rule):
         return layers.conv_norm_act(
@@ -116,7 +118,7 @@ def _slim_conv(activation: str, norm: dict, rule: str):
             padding=padding,
             name=name,
             activation=activation,
-            norm_scale=False,
+            norm_scale=norm_scale,
             **norm,
         )
 
@@ -160,6 +162,8 @@ def inception_v1(
     classifier_activation: str | None = None,
     features_only: bool = False,
     aux_head: bool = False,
+    third_branch_kernel: int = 5,
+    last_pool_size: int = 3,
     width_multiplier: float = 1.0,
     activation: str = "relu",
     normalization: str | None = None,
@@ -184,6 +188,11 @@ def inception_v1(
       aux_head: add the two auxiliary classifiers; the model then returns
         {"logits": main, "aux_logits": on 4a, "aux_logits_2": on 4d} (the paper weighs each
         auxiliary loss by 0.3).
+      third_branch_kernel: kernel of each module's third branch (the paper's 5x5);
+        torchvision's GoogLeNet uses 3 (googlenet.py: "kernel_size=3 instead of
+        kernel_size=5 is a known bug", kept for its released weights).
+      last_pool_size: window of the 3x3/2 max pooling before inception 5a; torchvision's
+        GoogLeNet pools 2x2/2 there (`maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)`).
       width_multiplier: scales every layer's channels (not in the paper; for small runs).
       activation: activation switch, see layers.ACTIVATIONS.
       normalization: None (the paper: conv biases and LRN) or a normalization switch.
@@ -217,8 +226,8 @@ def inception_v1(
             **norm,
         )
 
-    def max_pool(x, strides, name):
-        return layers.pool2d(x, "max", 3, strides=strides, padding=pool_rule, name=name)
+    def max_pool(x, strides, name, size=3):
+        return layers.pool2d(x, "max", size, strides=strides, padding=pool_rule, name=name)
 
     def lrn(x, name):
         if normalization:
@@ -247,7 +256,7 @@ def inception_v1(
         branch2 = conv(x, w["reduce3x3"], 1, name=prefix + "_3x3_reduce")
         branch2 = conv(branch2, w["conv3x3"], 3, name=prefix + "_3x3")
         branch3 = conv(x, w["reduce5x5"], 1, name=prefix + "_5x5_reduce")
-        branch3 = conv(branch3, w["conv5x5"], 5, name=prefix + "_5x5")
+        branch3 = conv(branch3, w["conv5x5"], third_branch_kernel, name=prefix + "_5x5")
         branch4 = max_pool(x, 1, prefix + "_pool")
         branch4 = conv(branch4, w["pool_proj"], 1, name=prefix + "_pool_proj")
         x = _concat([branch1, branch2, branch3, branch4], prefix)
@@ -262,7 +271,9 @@ def inception_v1(
             aux_outputs.append(aux)
         if module.name in V1_POOL_AFTER:
             features.append(x)
-            x = max_pool(x, 2, module.name + "_pool_out")
+            last = module.name == V1_POOL_AFTER[-1]
+            size = last_pool_size if last else 3
+            x = max_pool(x, 2, module.name + "_pool_out", size=size)
     features.append(x)
     return heads.model_from_features(
         inputs,
@@ -395,6 +406,7 @@ def inception_v3(
     classifier_activation: str | None = None,
     features_only: bool = False,
     aux_head: bool = False,
+    norm_scale: bool = False,
     width_multiplier: float = 1.0,
     activation: str = "relu",
     normalization: str = "batch",
@@ -418,6 +430,9 @@ def inception_v3(
         Conv2d_2b_3x3, Conv2d_4a_3x3, Mixed_5d, Mixed_6e and Mixed_7c).
       aux_head: add the auxiliary classifier on `mixed7`; the model then returns
         {"logits": main, "aux_logits": auxiliary} (TF-slim weighs its loss by 0.4).
+      norm_scale: give every BN a learned scale, as torchvision's Inception3 (its
+        BasicConv2d's `nn.BatchNorm2d(out_channels, eps=0.001)` is affine); TF-slim's has
+        none (False).
       width_multiplier: scales every layer's channels (not in the paper; for small runs).
       activation: activation switch, see layers.ACTIVATIONS.
       normalization: normalization switch, see layers.NORMALIZATIONS.
@@ -437,7 +452,7 @@ def inception_v3(
     epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
     norm = layers.norm_kwargs(normalization, V3_BN_MOMENTUM, epsilon, kernel_initializer)
 
-    conv = _slim_conv(activation, norm, rule)
+    conv = _slim_conv(activation, norm, rule, norm_scale)
     width = _channels(width_multiplier)
 
     inputs, x = layers.input_block(image_size, mean, std)
@@ -969,6 +984,39 @@ registry.register(
     min_resolution=75,
     mean=V3_MEAN,
     std=V3_STD,
+)
+# torchvision's GoogLeNet (torchvision/models/googlenet.py, the weights of
+# `googlenet(weights=...)`): BN (epsilon 1e-3) after every convolution and no LRN, 3x3
+# kernels in the "5x5" branch, a 2x2/2 pooling before 5a, dropout 0.2, and inputs in [-1, 1]
+# (`transform_input=True` with its weights). Ceil-mode max pooling is the SAME rule on even
+# grids (any input size divisible by 32).
+registry.register(
+    "inception_v1_torchvision",
+    inception_v1,
+    family="inception",
+    default_resolution=224,
+    mean=V3_MEAN,
+    std=V3_STD,
+    kwargs={
+        "normalization": "batch",
+        "third_branch_kernel": 3,
+        "last_pool_size": 2,
+        "dropout": 0.2,
+    },
+)
+# torchvision's Inception3 (torchvision/models/inception.py): TF-slim's network with a learned
+# BN scale and dropout 0.5; inputs in [-1, 1] (`transform_input=True` with its weights). Its
+# 3x3/1 average poolings count the padded zeros (F.avg_pool2d(x, 3, 1, 1)): the torchvision
+# layout builds it with padding="torch".
+registry.register(
+    "inception_v3_torchvision",
+    inception_v3,
+    family="inception",
+    default_resolution=299,
+    min_resolution=75,
+    mean=V3_MEAN,
+    std=V3_STD,
+    kwargs={"norm_scale": True, "dropout": 0.5},
 )
 registry.register(
     "inception_v2",

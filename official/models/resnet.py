@@ -424,6 +424,16 @@ for _depth in (50, 101, 152):
         default_resolution=224,
         kwargs={"depth": _depth, "se_ratio": SE_RATIO},
     )
+    # timm's seresnet50/101/152 put the same SE modules on its ResNet, which strides the 3x3
+    # (ResNet-B; timm/models/resnet.py `Bottleneck`: conv2 has the stride): their weights
+    # compute the same only in this variant.
+    registry.register(
+        f"se_resnet{_depth}_b",
+        resnet,
+        family="resnet",
+        default_resolution=224,
+        kwargs={"depth": _depth, "variant": "b", "se_ratio": SE_RATIO},
+    )
 # ResNeXt "depth_Cxd" (arXiv 1611.05431 Tables 1 and 5; 101_32x8d and 101_64x4d as torchvision
 # and the authors' released models), with their SE versions (arXiv 1709.01507 Table 2, the
 # reference implementation's se_resnext50_32x4d / 101_32x4d / 101_64x4d).

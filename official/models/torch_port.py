@@ -52,16 +52,37 @@ _WEIGHTED = (
 )
 
 
+_IMAGENET = (registry.IMAGENET_MEAN, registry.IMAGENET_STD)
+# torchvision's GoogLeNet and Inception-v3 weights are built with `transform_input=True`
+# (torchvision/models/googlenet.py and inception.py: `_ovewrite_named_param(kwargs,
+# "transform_input", True)` when weights are given), which maps ImageNet-normalized inputs to
+# (x / 255 − 0.5) / 0.5: on the 0..255 scale, mean and std 127.5. timm's `tf_` EfficientNets
+# take the same (their pretrained_cfg: mean = std = 0.5).
+_MINUS_ONE_TO_ONE = ((127.5,) * 3, (127.5,) * 3)
+
+
+def _lookup(table: Mapping[str, object], model: str, family: str):
+    """A layout table's entry for a registry model: the longest key its name starts with, else
+    its family's, else "*"."""
+    named = [key for key in table if key != "*" and model.startswith(key)]
+    if named:
+        return table[max(named, key=len)]
+    return table.get(family, table["*"])
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """What a reference implementation's state dicts need besides their order.
 
+    The tables are keyed by registry-name prefix or family ("*": the default; the longest
+    matching key wins, so "mobilenet_v3" overrides "mobilenet").
+
     Attributes:
-      name: "torchvision", "timm" or "lukemelas".
+      name: a key of LAYOUTS.
       description: where its checkpoints come from.
-      bn_epsilon: the BN epsilon of its networks, by registry family ("*": the default).
-      padding: how its convolutions pad, by family ("*": default): "torch" or "tf".
-      mean, std: its input normalization on the 0..255 RGB scale; None: the model's own.
+      bn_epsilon: the BN epsilon of its networks.
+      padding: how its convolutions pad: "torch" or "tf"; "": the model's own rule.
+      normalization: its input (mean, std) on the 0..255 RGB scale; None: the model's own.
       first_in_block: module names registered after the modules they precede in the forward
         pass; each is moved before the first module of its block (the path before it).
       auxiliary: path prefixes of auxiliary classifiers, dropped (and named) when the target
@@ -72,33 +93,60 @@ class Layout:
     description: str
     bn_epsilon: Mapping[str, float]
     padding: Mapping[str, str]
-    mean: tuple[float, float, float] | None = registry.IMAGENET_MEAN
-    std: tuple[float, float, float] | None = registry.IMAGENET_STD
+    normalization: Mapping[str, tuple | None] = dataclasses.field(
+        default_factory=lambda: {"*": _IMAGENET}
+    )
     first_in_block: tuple[str, ...] = ()
     auxiliary: tuple[str, ...] = ()
 
-    def epsilon(self, family: str) -> float:
-        return self.bn_epsilon.get(family, self.bn_epsilon["*"])
+    def epsilon(self, model: str, family: str) -> float:
+        return _lookup(self.bn_epsilon, model, family)
 
-    def padding_for(self, family: str) -> str:
-        return self.padding.get(family, self.padding["*"])
+    def padding_for(self, model: str, family: str) -> str:
+        return _lookup(self.padding, model, family)
+
+    def normalization_for(self, model: str, family: str) -> tuple | None:
+        return _lookup(self.normalization, model, family)
 
 
 LAYOUTS = {
     "torchvision": Layout(
         "torchvision",
         "torchvision.models (PyTorch's own ImageNet weights)",
-        # torchvision/models/inception.py and mobilenetv3.py build their BNs with eps=0.001.
-        bn_epsilon={"*": 1e-5, "inception": 1e-3, "mobilenet_v3": 1e-3},
-        padding={"*": "torch"},
+        bn_epsilon={
+            "*": 1e-5,
+            # torchvision/models/googlenet.py and inception.py (BasicConv2d) and
+            # mobilenetv3.py build their BNs with eps=0.001; efficientnet.py B5-B7 (and V2)
+            # with eps=0.001, B0-B4 with PyTorch's default 1e-5.
+            "inception": 1e-3,
+            "mobilenet_v3": 1e-3,
+            "efficientnet_b5": 1e-3,
+            "efficientnet_b6": 1e-3,
+            "efficientnet_b7": 1e-3,
+        },
+        # torchvision's GoogLeNet max-pools in ceil mode (MaxPool2d(3, 2, ceil_mode=True)):
+        # the model's own rule (SAME pooling, symmetric convolutions), not "torch"'s
+        # MaxPool2d(3, 2, padding=1).
+        padding={"*": "torch", "inception_v1": ""},
+        normalization={"*": _IMAGENET, "inception_v1": None, "inception_v3": None},
         first_in_block=("downsample",),
         auxiliary=("AuxLogits", "aux1", "aux2"),
     ),
     "timm": Layout(
         "timm",
-        "timm (pytorch-image-models); `tf_` models are TensorFlow ports with SAME padding",
+        "timm (pytorch-image-models) models without the `tf_` prefix",
         bn_epsilon={"*": 1e-5},
         padding={"*": "torch"},
+        first_in_block=("downsample",),
+    ),
+    "timm_tf": Layout(
+        "timm_tf",
+        "timm's `tf_` models: TensorFlow checkpoints converted (SAME padding, BN epsilon "
+        "1e-3, inputs in [-1, 1]); their names are those of the `timm` layout, so name this "
+        "layout explicitly",
+        bn_epsilon={"*": 1e-3},
+        padding={"*": "tf"},
+        normalization={"*": _MINUS_ONE_TO_ONE},
         first_in_block=("downsample",),
     ),
     "lukemelas": Layout(
@@ -107,8 +155,7 @@ LAYOUTS = {
         "checkpoints converted: SAME padding, BN epsilon 1e-3)",
         bn_epsilon={"*": 1e-3},
         padding={"*": "tf"},
-        mean=None,
-        std=None,
+        normalization={"*": None},
     ),
 }
 
@@ -117,11 +164,16 @@ class TorchPortError(UserError, ValueError):
     """A state dict that does not fit the model; the message names what is left over."""
 
 
-def arithmetic(layout: str, family: str) -> dict:
-    """The builder arguments a model of `family` needs to compute what `layout`'s networks
-    compute: its padding and BN epsilon."""
+def arithmetic(layout: str, family: str, model: str = "") -> dict:
+    """The builder arguments registry model `model` of `family` needs to compute what
+    `layout`'s networks compute: its padding (left out where the model's own rule is the
+    source's) and BN epsilon."""
     spec = LAYOUTS[layout]
-    return {"padding": spec.padding_for(family), "norm_epsilon": spec.epsilon(family)}
+    padding = spec.padding_for(model, family)
+    return {
+        **({"padding": padding} if padding else {}),
+        "norm_epsilon": spec.epsilon(model, family),
+    }
 
 
 def detect_layout(weights: Mapping[str, np.ndarray]) -> str:
@@ -197,9 +249,11 @@ def _reorder(modules: list[_Module], first_in_block: tuple[str, ...]) -> list[_M
 
 def _flatten_order(call) -> np.ndarray | None:
     """For a dense layer fed by a Flatten of an (H, W, C) map with H·W > 1: the PyTorch input
-    row (c·H·W + h·W + w) each of our rows ((h·W + w)·C + c) takes."""
-    source = call.inputs[0]
-    producer = source._keras_history[0]
+    row (c·H·W + h·W + w) each of our rows ((h·W + w)·C + c) takes. A dropout between them
+    (torchvision's AlexNet: `Dropout` before `Linear(256 * 6 * 6, 4096)`) keeps the order."""
+    producer = call.inputs[0]._keras_history[0]
+    while isinstance(producer, keras.layers.Dropout):
+        producer = producer.input._keras_history[0]
     if not isinstance(producer, keras.layers.Flatten):
         return None
     height, width, channels = producer.input.shape[1:]
@@ -269,6 +323,7 @@ def port_state_dict(
     *,
     layout: str | None = None,
     family: str = "*",
+    name: str | None = None,
     epsilon: float | None = None,
 ) -> InputNormalization:
     """Copies a PyTorch state dict into the same architecture built here.
@@ -276,10 +331,12 @@ def port_state_dict(
     Args:
       weights: name → array, in the file's order (`state_dict.read`).
       model: our model, built for the weights: the same class count and `include_top`, and the
-        layout's padding and BN epsilon (`build_for_layout` does that).
+        layout's padding and BN epsilon (`arithmetic` gives them).
       layout: a key of LAYOUTS; None: detected from the names.
-      family: the model's registry family (selects the layout's epsilon).
-      epsilon: the source's BN epsilon; None: the layout's for the family.
+      family: the model's registry family (selects the layout's epsilon and normalization).
+      name: the model's registry name (the same, where the layout has a row for it); None:
+        `model.name`, which the registry builds with.
+      epsilon: the source's BN epsilon; None: the layout's for the model.
 
     Returns:
       The input normalization now set in `model` (the layout's, or the model's own).
@@ -300,7 +357,8 @@ def port_state_dict(
     if spec.auxiliary:
         auxiliary = tuple(prefix + "." for prefix in spec.auxiliary)
         modules = [m for m in modules if not (m.path + ".").startswith(auxiliary)]
-    epsilon = spec.epsilon(family) if epsilon is None else epsilon
+    name = model.name if name is None else name
+    epsilon = spec.epsilon(name, family) if epsilon is None else epsilon
     pending_bias = None
     position = 0
     for call in calls:
@@ -351,7 +409,8 @@ def port_state_dict(
             f"{len(left)} modules of the state dict are left over after {model.name}'s last "
             f"layer: {', '.join(left[:5])}{', ...' if len(left) > 5 else ''}"
         )
-    if spec.mean is None:  # the model's own normalization (or none)
+    normalization = spec.normalization_for(name, family)
+    if normalization is None:  # the model's own normalization (or none)
         layer = next((x for x in model.layers if isinstance(x, keras.layers.Normalization)), None)
         if layer is None:
             mean, std = np.zeros(3), np.ones(3)
@@ -359,6 +418,6 @@ def port_state_dict(
             mean = np.asarray(layer.input_mean, dtype=np.float64)
             std = np.sqrt(np.asarray(layer.input_variance, dtype=np.float64))
     else:
-        mean, std = np.asarray(spec.mean), np.asarray(spec.std)
+        mean, std = (np.asarray(v, dtype=np.float64) for v in normalization)
         set_input_normalization(model, mean, std)
     return InputNormalization(tuple(float(v) for v in mean), tuple(float(v) for v in std))

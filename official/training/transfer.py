@@ -117,14 +117,16 @@ def torch_model(path: str, spec, overrides: dict, *, file_format: str, layout: s
     """
     weights = state_dict.read(path, format=None if file_format == "torch" else "safetensors")
     layout = layout or torch_port.detect_layout(weights)
-    arithmetic = torch_port.arithmetic(layout, spec.family)
+    arithmetic = torch_port.arithmetic(layout, spec.family, spec.name)
     model = spec.build(
-        image_size=spec.default_resolution,
         num_classes=classifier_outputs(weights),
-        # The source's arithmetic replaces the run's switches of the same names.
-        **{**overrides, **arithmetic},
+        # The source's arithmetic replaces the run's switches of the same names; the reference
+        # resolution unless the caller asks for another (tools/verify_torch_port.py).
+        **{"image_size": spec.default_resolution, **overrides, **arithmetic},
     )
-    normalization = torch_port.port_state_dict(weights, model, layout=layout, family=spec.family)
+    normalization = torch_port.port_state_dict(
+        weights, model, layout=layout, family=spec.family, name=spec.name
+    )
     logging.info(
         "ported %d tensors of %s (%s layout) into %s (%s)",
         len(weights),

@@ -16,6 +16,13 @@ INCEPTION_V3_AUX_PARAMS = 27_161_264 - 18_112
 # GoogLeNet: 6,998,552, the Caffe reference model bvlc_googlenet (as listed, e.g., in the model
 # table of HewlettPackard/dlcookbook-dlbs), which follows arXiv 1409.4842 Table 1 with biases.
 INCEPTION_V1_PARAMS = 6_998_552
+# torchvision's GoogLeNet and Inception3 without their auxiliary heads (sum(p.numel()) of
+# googlenet / inception_v3(aux_logits=False)): BN after every convolution (no conv biases),
+# 3x3 kernels in GoogLeNet's "5x5" branch; Inception3's BN scales are the 17,216 TF-slim lacks.
+TORCHVISION_PARAMS = {
+    "inception_v1_torchvision": 6_624_904,
+    "inception_v3_torchvision": INCEPTION_V3_PARAMS + 17_216,
+}
 # arXiv 1409.4842 Table 1, "ops" column (millions of multiply-adds at 224 px).
 GOOGLENET_OPS = {
     "conv2": 360e6,
@@ -227,3 +234,16 @@ def test_inception_resnet_v2_count_macs_and_blocks(trainable):
     up = model.get_layer("block17_1_conv")
     assert up.use_bias and up.filters == model.get_layer("mixed_6a").output.shape[-1]
     assert model.get_layer("conv_7b_conv").filters == 1536
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "inception_v1_torchvision",
+        pytest.param("inception_v3_torchvision", marks=pytest.mark.slow),
+    ],
+)
+def test_torchvision_rows_parameter_counts(name, trainable):
+    spec = registry.get(name)
+    model = spec.build(image_size=spec.default_resolution)
+    assert trainable(model) == TORCHVISION_PARAMS[name]

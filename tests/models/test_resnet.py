@@ -29,6 +29,8 @@ TRAINABLE_PARAMS = {
     "se_resnet50": 28_088_024,
     "se_resnet101": 49_326_872,
     "se_resnet152": 66_821_848,
+    # timm's seresnet50 (the same SE modules on its ResNet-B: only the stride moves).
+    "se_resnet50_b": 28_088_024,
     # ResNeXt: torchvision's resnext50_32x4d / resnext101_32x8d / resnext101_64x4d; 101_32x4d
     # as imgclsmob's resnext101_32x4d and Cadene's pretrainedmodels. SE-ResNeXt and SENet-154:
     # Cadene's pretrainedmodels (the SENet authors' Caffe models converted; its README lists
