@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import tempfile
 
 from absl import app, flags
 
@@ -74,15 +73,10 @@ def prune_run(
         model=dataclasses.replace(config.model, filter_prune_fractions=tuple(fractions)),
     )
     atomic.ensure_directory(os.path.dirname(os.path.abspath(out)), "--out")
-    scratch = tempfile.mkdtemp(prefix=atomic.TEMPORARY_PREFIX, dir=os.path.dirname(out) or ".")
-    try:
+    with atomic.directory(out) as scratch:
         runs.save_config(scratch, pruned_config, None)
         shutil.copy(runs.labels_path(model_dir), runs.labels_path(scratch))
         runs.Checkpointer(scratch, model=pruned.model).save(0)
-        os.rename(scratch, out)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
     return result
 
 

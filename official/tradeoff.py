@@ -120,6 +120,14 @@ class Entry:
     run_dir: str | None = None
     width_multiplier: float = 0.0
 
+    @property
+    def label(self) -> str:
+        """What the tables call it: the model name, and a run's directory name (two runs of one
+        architecture, e.g. dense and pruned, are two rows)."""
+        if self.run_dir is None:
+            return self.model_name
+        return f"{os.path.basename(os.path.normpath(self.run_dir))} ({self.model_name})"
+
 
 def _family(spec) -> str:
     """The registry family, with the binary mode of a binary variant ("resnet/bwn"), so a
@@ -504,7 +512,7 @@ def measure(
                 packed_path = os.path.join(scratch, packed.FILE_NAME)
                 packed_bytes = packed.save(model, packed_path)["file_bytes"]
             common = {
-                "model": entry.model_name,
+                "model": entry.label,
                 "infer_img_size": entry.image_size,
                 "infer_batch_size": batch_size,
                 "param_count": round(params / 1e6, 4),
@@ -525,7 +533,7 @@ def measure(
             batch = rng.uniform(0, 255, (batch_size, size, size, 3)).astype(np.float32)
             for mode in modes:
                 if progress is not None:
-                    progress.update(done, force=True, model=entry.model_name, mode=mode)
+                    progress.update(done, force=True, model=entry.label, mode=mode)
                 try:
                     prepared = _PREPARE[mode](built)
                     latency = time_calls(prepared.forward, one, repeats, _WARMUP_CALLS)
@@ -534,7 +542,7 @@ def measure(
                     # A conversion or runtime that cannot take this model (TFLite's int8
                     # kernels reject some binary networks' quantized kernels): the row says so.
                     error = tensorflow_words(e)
-                    logging.warning("%s in %s: not measured (%s)", entry.model_name, mode, error)
+                    logging.warning("%s in %s: not measured (%s)", entry.label, mode, error)
                     rows.append({**common, "mode": mode, "error": error})
                     done += 1
                     continue
@@ -555,7 +563,7 @@ def measure(
                 )
                 done += 1
                 if progress is not None:
-                    progress.update(done, model=entry.model_name, mode=mode)
+                    progress.update(done, model=entry.label, mode=mode)
         del built, model
         keras.backend.clear_session()
     return rows

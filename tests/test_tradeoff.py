@@ -57,11 +57,12 @@ def test_tradeoff_of_a_registry_name_and_a_run(trained_run, trained_metrics, tmp
     header, table = _read_csv(out / tradeoff.CSV_FILE)
     assert tuple(header[: len(tradeoff.TIMM_COLUMNS)]) == tradeoff.TIMM_COLUMNS
     assert tuple(header) == tradeoff.COLUMNS
+    run_label = f"{trained_run.name} (resnet18)"  # A run's row names the run.
     assert [(r["model"], r["mode"]) for r in table] == [
         ("resnet18", "keras_float32"),
         ("resnet18", "tflite_float"),
-        ("resnet18", "keras_float32"),
-        ("resnet18", "tflite_float"),
+        (run_label, "keras_float32"),
+        (run_label, "tflite_float"),
     ]
     untrained = registry.get("resnet18").build(num_classes=10, image_size=32, width_multiplier=0.25)
     trained = runs.load_trained_model(str(trained_run)).model

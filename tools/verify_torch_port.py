@@ -9,7 +9,7 @@ torch). Each reference architecture is built there with seeded random weights (n
 downloaded), its state dict ported into the matching registry model as
 `--config.model.init_weights` does, and the logits of both compared on the same images: one
 line per model, a summary, and a non-zero exit if any port does not reproduce its source
-(official/models/torch_verify.py). `--write_manifest=PATH` also writes the state-dict keys and
+(official/torch_verify.py). `--write_manifest=PATH` also writes the state-dict keys and
 shapes the tests port without torch (tests/models/data/torch_manifests.json).
 """
 
@@ -17,8 +17,7 @@ import sys
 
 from absl import app, flags
 
-from official import cli
-from official.models import torch_verify
+from official import cli, torch_verify
 
 _TORCH_PYTHON = flags.DEFINE_string(
     "torch_python", "", "A Python interpreter with torch, torchvision and timm."

@@ -1,4 +1,4 @@
-"""Reference logits from real torchvision / timm networks, for official/models/torch_verify.py.
+"""Reference logits from real torchvision / timm networks, for official/torch_verify.py.
 
 Run by path with a Python that has torch (and torchvision / timm): it imports nothing of this
 package, so the package never needs torch and this file never needs the package. For each job

@@ -1,5 +1,5 @@
 """The PyTorch ports against the real torchvision / timm architectures
-(official/models/torch_verify.py).
+(official/torch_verify.py).
 
 Without torch: `data/torch_manifests.json` holds each reference's state-dict modules and
 shapes in file order, as `tools/verify_torch_port.py --write_manifest` wrote them from the real
@@ -16,7 +16,8 @@ import keras
 import numpy as np
 import pytest
 
-from official.models import registry, torch_port, torch_verify
+from official import torch_verify
+from official.models import registry, torch_port
 from official.models.torch_port import TorchPortError
 from official.training import transfer
 

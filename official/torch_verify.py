@@ -3,7 +3,7 @@
 The port (official/models/torch_port.py) matches a state dict's modules to our layers by
 position; whether a torchvision or timm architecture computes what the registry model it is
 ported into computes can only be shown by running both. `verify` does that with a Python that
-has torch (never this package's: `torch_reference_script.py` runs in it by path, imports
+has torch (never this package's: `models/torch_reference_script.py` runs in it by path, imports
 nothing of ours, builds each reference architecture with seeded random weights and BN
 statistics, and writes its state dict and its logits on seeded images), then ports each state
 dict the way `--config.model.init_weights` does (weights_lib.load: the layout's arithmetic,
@@ -30,7 +30,9 @@ from official import atomic
 from official.errors import UserError
 from official.models import registry
 
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_reference_script.py")
+SCRIPT = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "models", "torch_reference_script.py"
+)
 # Logits agree when max |ours − source| is below this fraction of the source logits' standard
 # deviation (float32 through 20–120 layers of random weights: 1e-6 to 1e-4 in practice; a wrong
 # epsilon, padding or layer order gives 1e-2 and more).
