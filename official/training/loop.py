@@ -285,6 +285,11 @@ class Trainer:
             if strategy.num_replicas_in_sync > 1
             else []
         )
+        self._synchronized_batch_norm = any(
+            getattr(layer, "synchronized", False)
+            for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization)
+        )
         if backbone.freeze_steps and not self.head_variables:
             raise ValueError(f"no classifier layer named {list(head_names)} to train alone")
         with strategy.scope():
@@ -440,7 +445,11 @@ class Trainer:
             size = tf.shape(images)[0] // count
             gradients = [tf.zeros(v.shape, v.dtype) for v in variables]
             statistics = tf.zeros([_NUM_STATS], tf.float32)
-            for index in tf.range(count):
+            # Synchronized BN all-reduces inside the forward pass, which tf.distribute cannot
+            # do inside a while loop (merge_call in control flow): unroll the micro-batches
+            # then (one traced forward/backward per micro-batch), else loop in the graph.
+            micro_batches = range(count) if self._synchronized_batch_norm else tf.range(count)
+            for index in micro_batches:
                 part = slice(index * size, (index + 1) * size)
                 micro_gradients, micro_statistics = self._gradients(
                     images[part], labels[part], variables
