@@ -221,6 +221,11 @@ class TrainConfig:
     # shift) for the whole run: fine-tuning with small batches (Keras' transfer-learning guide;
     # Detectron's FrozenBatchNorm).
     freeze_batch_norm: bool = False
+    # Retrain only the later network stages: the layers of the first N (name prefixes in graph
+    # order: ResNet conv1, conv2, ...; VGG block1, ...; official/training/transfer.py `stages`)
+    # are frozen for the whole run, their BN in inference mode (Yosinski et al. arXiv 1411.1792
+    # §2: the first n layers copied and frozen). 0: none.
+    freeze_stages: int = 0
     # Two stages in one run: the last `second_stage_epochs` use `second_stage_optimizer` with its
     # own rate (e.g. Adam first, then SGD to fine-tune; Keskar & Socher arXiv 1712.07628).
     second_stage_epochs: float = 0.0
@@ -417,6 +422,7 @@ def _validate_train(train: TrainConfig) -> None:
     )
     _check(train.lr_power > 0, "train.lr_power", train.lr_power, "> 0")
     _check(train.plateau_patience >= 1, "train.plateau_patience", train.plateau_patience, ">= 1")
+    _check(train.freeze_stages >= 0, "train.freeze_stages", train.freeze_stages, ">= 0")
     _check(
         train.distill_temperature > 0,
         "train.distill_temperature",

@@ -27,8 +27,9 @@ _CROPS = flags.DEFINE_enum("crops", "ten", evaluate_lib.CROPS, "multi_crop: ten-
 _SCALES = flags.DEFINE_list(
     "scales",
     [],
-    "Test scales Q (shorter side, px). Defaults: grid S,1.5S,2S; multi_scale S-32,S,S+32; "
-    "dense S; S = image_size / crop_fraction.",
+    "Test scales Q (shorter side, px). Defaults: grid S,1.5S,2S; multi_scale S-d,S,S+d with "
+    "d = 32 (S/8 for S < 256, none below the model's minimum size); dense S; "
+    "S = image_size / crop_fraction.",
 )
 _FLIP = flags.DEFINE_boolean("flip", True, "dense/multi_scale: average with the mirror image.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest).")

@@ -24,8 +24,11 @@ RESULTS_DIR = "evaluation"
 # VGG's test scales Q = {256, 384, 512} for 224 crops trained at S = 256 (arXiv 1409.1556
 # §4.3), i.e. S, 1.5 S and 2 S of the reference resize size.
 GRID_SCALE_FACTORS = (1.0, 1.5, 2.0)
-# Multi-scale test scales around a fixed training scale S: {S − 32, S, S + 32} (§4.2).
-MULTI_SCALE_OFFSETS = (-32, 0, 32)
+# Multi-scale test scales around a fixed training scale S: {S − 32, S, S + 32} (§4.2, for
+# S = 256 and 384). Below VGG's smallest S the step shrinks with S (S/8), so that a 32 px run
+# is tested at {28, 32, 36} rather than at an impossible {0, 32, 64}.
+MULTI_SCALE_STEP = 32
+MULTI_SCALE_REFERENCE = 256
 # Images per batch when the run records no evaluation batch size.
 DEFAULT_BATCH_SIZE = 64
 
@@ -65,14 +68,23 @@ def _check_options(model_dir: str | None, options: Options) -> None:
         _fail("cam_misclassified", options.cam_misclassified, "needs a single Keras model")
 
 
-def default_scales(options: Options, geometry: preprocess.Geometry) -> tuple[int, ...]:
+def default_scales(
+    options: Options, geometry: preprocess.Geometry, min_resolution: int
+) -> tuple[int, ...]:
+    """The test scales Q: --scales, else the mode's default around S = resize_size.
+
+    Default multi-scale scales below the model's minimum input size are raised to it (and
+    duplicates dropped): a model trained at its minimum resolution is tested at S and above.
+    """
     size = geometry.resize_size
     if options.scales:
         return tuple(options.scales)
     if options.mode == "multi_crop":
         return tuple(int(round(size * f)) for f in GRID_SCALE_FACTORS)
     if options.mode == "multi_scale":
-        return tuple(size + offset for offset in MULTI_SCALE_OFFSETS)
+        step = int(round(MULTI_SCALE_STEP * min(1.0, size / MULTI_SCALE_REFERENCE)))
+        scales = (max(size - step, min_resolution), size, size + step)
+        return tuple(dict.fromkeys(scales))
     return (size,)
 
 
@@ -241,7 +253,7 @@ def run(model_dir: str | None, options: Options) -> dict:
         _fail("split", options.split, "choose one of " + ", ".join(source.info.num_examples))
     batch_size = options.batch_size or (derived.eval_batch_size if derived else DEFAULT_BATCH_SIZE)
     geometry = runs.geometry(config)
-    scales = default_scales(options, geometry)
+    scales = default_scales(options, geometry, registry.get(config.model.name).min_resolution)
     settings = dataclasses.asdict(geometry)
     with sources.reading(source):
         probabilities, labels, model, checkpoint = _posteriors(

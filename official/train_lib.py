@@ -305,6 +305,7 @@ def _trainer(config, derived, strategy, policy: str, make_dataset, class_weights
                 lr_multiplier=train.backbone_lr_multiplier,
                 freeze_steps=derived.freeze_backbone_steps,
                 freeze_batch_norm=train.freeze_batch_norm,
+                freeze_stages=train.freeze_stages,
             ),
             ema=average,
             pruner=_pruner(config, derived, strategy, model, average),

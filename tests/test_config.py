@@ -147,6 +147,7 @@ def test_every_field_has_a_default():
         ("train", "second_stage_epochs", 5.0, "second_stage_base_learning_rate=0.0: expected > 0"),
         ("train", "distill_teacher", "resnet50", "the teacher's weights for --config.train.dis"),
         ("train", "freeze_backbone_epochs", 90.0, "freeze_backbone_epochs=90.0: expected < "),
+        ("train", "freeze_stages", -1, "--config.train.freeze_stages=-1: expected >= 0"),
         ("model", "init_keras_application", "ResNet50", "unset unless --config.model.init_weig"),
         ("model", "init_weights_format", "pickle", "init_weights_format='pickle': expected one"),
         ("model", "init_weights_layout", "timm", "expected unset without --config.model.init_w"),

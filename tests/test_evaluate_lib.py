@@ -11,7 +11,7 @@ import tensorflow as tf
 from helpers import REPO, run_module
 
 from official import evaluate_lib, runs
-from official.data import sources
+from official.data import preprocess, sources
 from official.evaluation import modes
 
 
@@ -120,8 +120,12 @@ def test_dense_and_multi_crop_through_the_run_config(trained_run, image_folder, 
             assert [row["file"] for row in csv.DictReader(f)] == [
                 str(p) for p in sorted(image_folder[1], key=lambda p: (p.parent.name, p.name))
             ]
+    # Multi-scale around S = 32: S ± S/8, the smaller one raised to ResNet's 32 px minimum.
+    multi = evaluate_lib.run(str(trained_run), evaluate_lib.Options(mode="multi_scale", **common))
+    assert multi["settings"]["scales"] == [32, 36] and multi["examples"] == 6
+    assert multi["name"].startswith("multi_scale_32-36_ckpt-")
     errors = [
-        (dict(mode="multi_scale"), "--scales='0,32,64': test scale 0 is below"),
+        (dict(mode="multi_scale", scales=(0, 32, 64)), "--scales='0,32,64': test scale 0 is"),
         (dict(mode="dense", tflite="x.tflite"), "evaluated with --mode=center only"),
         (dict(mode="ensemble", ensemble=str(trained_run)), "at least two"),
         (dict(source="folder:/no/such/dir"), "folder:/no/such/dir: no such directory"),
@@ -129,6 +133,24 @@ def test_dense_and_multi_crop_through_the_run_config(trained_run, image_folder, 
     for options, message in errors:
         with pytest.raises(ValueError, match=re.escape(message)):
             evaluate_lib.run(str(trained_run), evaluate_lib.Options(**{**common, **options}))
+
+
+@pytest.mark.parametrize(
+    "image_size, crop_fraction, min_resolution, expected",
+    [
+        (224, 0.875, 32, (224, 256, 288)),  # VGG's S = 256 (arXiv 1409.1556 §4.2)...
+        (384, 1.0, 32, (352, 384, 416)),  # ...and S = 384: S ± 32.
+        (64, 1.0, 32, (56, 64, 72)),  # Smaller S: S ± S/8.
+        (32, 1.0, 8, (28, 32, 36)),
+        (32, 1.0, 32, (32, 36)),  # None below the model's minimum.
+    ],
+)
+def test_default_multi_scale_scales_follow_the_training_scale(
+    image_size, crop_fraction, min_resolution, expected
+):
+    geometry = preprocess.Geometry(image_size, crop_fraction, "bilinear")
+    options = evaluate_lib.Options(mode="multi_scale")
+    assert evaluate_lib.default_scales(options, geometry, min_resolution) == expected
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from PIL import Image
 from official import config as config_lib
 from official import runs, train_lib
 from official.data import pipeline, sources
+from official.errors import UserError
 from official.models import port_keras_applications_weights, registry
 from official.training import transfer
 
@@ -157,6 +158,13 @@ def test_transfer_with_new_head_frozen_backbone_and_two_stages(ema_run, tmp_path
         if "iterations" in key
     }
     assert sorted(int(v) for v in iterations.values()) == [4, 4]
+
+
+def test_freeze_stages_reaches_the_trainer_and_too_many_write_nothing(tmp_path):
+    config = _config(train={"freeze_stages": 3})
+    with pytest.raises(UserError, match=r"^--config.train.freeze_stages=3: tiny_cnn "):
+        train_lib.run(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
 
 def test_distillation_from_a_run_and_an_auxiliary_head(ema_run, tmp_path):

@@ -35,7 +35,7 @@ from absl import logging
 from official.errors import UserError
 from official.models import heads
 from official.progress import Progress
-from official.training import distill, losses, optimizers
+from official.training import distill, losses, optimizers, transfer
 from official.training import strategy as strategy_lib
 
 # Order of the per-step statistics summed over replicas and steps.
@@ -195,12 +195,17 @@ class Backbone:
         their scale and shift not trained: small fine-tuning batches then neither replace the
         pretrained statistics nor feed the unfrozen network statistics unlike those its head
         was first trained on.
+      freeze_stages: the first this many stages (transfer.stages) are frozen for the whole
+        run, their BN in inference mode: only the later stages and the head retrain, as when
+        fine-tuning the upper layers only (Yosinski et al. arXiv 1411.1792 §2; Keras'
+        transfer-learning guide).
     """
 
     head_layers: Sequence[str] = (heads.CLASSIFIER_LAYER,)
     lr_multiplier: float = 1.0
     freeze_steps: int = 0
     freeze_batch_norm: bool = False
+    freeze_stages: int = 0
 
 
 class Trainer:
@@ -265,15 +270,27 @@ class Trainer:
         self.backbone_layers = [
             layer for layer in model.layers if layer not in head_layers and layer.weights
         ]
-        # A non-trainable Keras BN layer runs in inference mode (moving statistics, no updates).
-        self.frozen_batch_norms = [
+        # Layers frozen for the whole run. A non-trainable Keras BN layer runs in inference
+        # mode (moving statistics, no updates).
+        network_stages = transfer.stages(model, backbone.head_layers)
+        if backbone.freeze_stages > len(network_stages):
+            raise UserError(
+                f"--config.train.freeze_stages={backbone.freeze_stages}: {model.name} has "
+                f"{len(network_stages)} stages before its classifier "
+                f"({', '.join(network_stages)})"
+            )
+        self.always_frozen = [
+            layer
+            for name in list(network_stages)[: backbone.freeze_stages]
+            for layer in network_stages[name]
+        ] + [
             layer
             for layer in self.backbone_layers
             if backbone.freeze_batch_norm and isinstance(layer, keras.layers.BatchNormalization)
         ]
-        for layer in self.frozen_batch_norms:
+        for layer in self.always_frozen:
             layer.trainable = False
-        frozen_ids = {id(v) for layer in self.frozen_batch_norms for v in layer.weights}
+        frozen_ids = {id(v) for layer in self.always_frozen for v in layer.weights}
         self.variables = [v for v in model.trainable_variables if id(v) not in frozen_ids]
         self._backbone_ids = {id(v) for v in self.variables if id(v) not in head_ids}
         # Statistics the forward pass updates on each replica (BN moving mean and variance).
@@ -284,6 +301,11 @@ class Trainer:
             [w for w in model.non_trainable_weights if "float" in str(w.dtype)]
             if strategy.num_replicas_in_sync > 1
             else []
+        )
+        self._synchronized_batch_norm = any(
+            getattr(layer, "synchronized", False)
+            for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization)
         )
         if backbone.freeze_steps and not self.head_variables:
             raise ValueError(f"no classifier layer named {list(head_names)} to train alone")
@@ -329,7 +351,7 @@ class Trainer:
         if self._frozen is frozen:
             return
         for layer in self.backbone_layers:
-            layer.trainable = not frozen and layer not in self.frozen_batch_norms
+            layer.trainable = not frozen and layer not in self.always_frozen
         self._frozen = frozen
 
     def train_steps(self, num_steps: int, stop: bool = False) -> tuple[np.ndarray, float]:
@@ -440,7 +462,11 @@ class Trainer:
             size = tf.shape(images)[0] // count
             gradients = [tf.zeros(v.shape, v.dtype) for v in variables]
             statistics = tf.zeros([_NUM_STATS], tf.float32)
-            for index in tf.range(count):
+            # Synchronized BN all-reduces inside the forward pass, which tf.distribute cannot
+            # do inside a while loop (merge_call in control flow): unroll the micro-batches
+            # then (one traced forward/backward per micro-batch), else loop in the graph.
+            micro_batches = range(count) if self._synchronized_batch_norm else tf.range(count)
+            for index in micro_batches:
                 part = slice(index * size, (index + 1) * size)
                 micro_gradients, micro_statistics = self._gradients(
                     images[part], labels[part], variables

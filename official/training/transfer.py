@@ -13,7 +13,7 @@ import os
 import keras
 from absl import logging
 
-from official.models import state_dict, torch_port
+from official.models import filter_pruning, state_dict, torch_port
 
 # The classifier layer of every family (official/models/heads.py), and the auxiliary
 # classifiers (official/models/inception.py: `aux_...`): trained alone while the backbone is
@@ -29,6 +29,18 @@ def head_layer_names(model) -> list[str]:
         for layer in model.layers
         if layer.weights and (layer.name == CLASSIFIER_LAYER or layer.name.startswith(AUX_PREFIX))
     ]
+
+
+def stages(model, head_layers) -> dict[str, list]:
+    """The model's stages in graph order: its weighted layers but the classifier's, grouped by
+    the name prefix before the first "_" (filter_pruning.stage_of: keras.applications names,
+    "conv3_block1_1_conv" → conv3 = He et al.'s conv3_x, "block3_conv2" → VGG's block3)."""
+    head = set(head_layers)
+    grouped: dict[str, list] = {}
+    for layer in model.layers:
+        if layer.weights and layer.name not in head:
+            grouped.setdefault(filter_pruning.stage_of(layer), []).append(layer)
+    return grouped
 
 
 def copy_matching_weights(source, target) -> tuple[list[str], list[str]]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 TESTS = pathlib.Path(__file__).resolve().parents[1]
@@ -54,6 +55,29 @@ MIRRORED_VS_ONE_DEVICE = textwrap.dedent(
     print("max_weight_change", max(float(np.abs(x - y).max()) for x, y in zip(a, initial)))
     print("statistics", ta.tolist(), tb.tolist())
 
+    # Synchronized BN with gradient accumulation (its all-reduce cannot run in a graph loop, so
+    # loop.py unrolls the micro-batches). Replica r's micro-batch m of each 16 examples is
+    # [8r + 4m, 8r + 4m + 4); one device accumulating over the same global micro-batches
+    # ({0-3, 8-11}, then {4-7, 12-15}: same BN statistics) must reach the same weights.
+    order = np.concatenate(
+        [np.r_[i : i + 4, i + 8 : i + 12, i + 4 : i + 8, i + 12 : i + 16] for i in (0, 16, 32)]
+    )
+    accumulated = {}
+    for name, strategy, data in [
+        ("one_device", tf.distribute.OneDeviceStrategy("/cpu:0"), (images[order], labels[order])),
+        ("mirrored", mirrored, (images, labels)),
+    ]:
+        trainer = tiny.make_trainer(
+            strategy, build, *data, batch_size=16, optimizer="sgd", rate=0.2,
+            initial_weights=initial, gradients=loop.Gradients(accumulation_steps=2),
+        )
+        totals, _ = trainer.train_steps(3)
+        accumulated[name] = ([w.numpy() for w in trainer.model.weights], totals)
+    (a, ta), (b, tb) = accumulated["one_device"], accumulated["mirrored"]
+    print("accumulated_weight_difference", max(float(np.abs(x - y).max()) for x, y in zip(a, b)))
+    print("accumulated_weight_change", max(float(np.abs(x - y).max()) for x, y in zip(a, initial)))
+    print("accumulated_loss", float(ta[0] / ta[3]), float(tb[0] / tb[3]), int(tb[3]))
+
     # Mirrored + bfloat16 + per-replica BN: two steps train; the loop keeps the replicas'
     # BN moving statistics equal (their average), as on one device.
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -89,6 +113,13 @@ def test_mirrored_replicas_reach_the_one_device_weights():
     assert float(values["max_weight_difference"][0]) <= 1e-5  # ...to the same weights.
     assert float(values["bfloat16_mirrored_loss"][0]) > 0
     assert values["bn_copies_equal"] == ["True", "True"]
+    # Synchronized BN + gradient accumulation on 2 replicas trains (3 steps of 16 examples)...
+    one_device_loss, mirrored_loss, examples = values["accumulated_loss"]
+    assert int(examples) == 48 and np.isfinite(float(mirrored_loss))
+    assert float(values["accumulated_weight_change"][0]) > 1e-2
+    # ...exactly as one device accumulating over the same micro-batches.
+    assert float(values["accumulated_weight_difference"][0]) <= 1e-5
+    assert abs(float(one_device_loss) - float(mirrored_loss)) <= 1e-5
 
 
 def _free_ports(count: int) -> list[int]:

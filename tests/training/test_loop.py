@@ -11,6 +11,7 @@ import tensorflow as tf
 import tiny
 
 from official import runs
+from official.errors import UserError
 from official.training import ema, loop, precision, summaries, transfer
 
 
@@ -219,6 +220,53 @@ def test_frozen_batch_norm_keeps_statistics_scale_and_shift_after_unfreezing():
     assert not batch_norm.trainable
     assert not np.allclose(after["block1_conv/kernel"], before["block1_conv/kernel"])
     assert len(trainer.variables) == len(model.trainable_variables)
+
+
+def test_frozen_stages_stay_fixed_in_inference_mode_while_the_later_ones_train():
+    images, labels = tiny.batches(image_size=8)
+    build = lambda: tiny.tiny_cnn(num_classes=3, image_size=8)  # noqa: E731
+    head = transfer.head_layer_names(build())
+    assert {k: [x.name for x in v] for k, v in transfer.stages(build(), head).items()} == {
+        "block1": ["block1_conv", "block1_bn"],
+        "block2": ["block2_conv", "block2_bn"],
+    }
+    trainer = tiny.make_trainer(
+        _one_device(),
+        build,
+        images,
+        labels,
+        batch_size=8,
+        backbone=loop.Backbone(head_layers=head, freeze_stages=1, freeze_steps=1),
+    )
+    model = trainer.model
+    before = {w.path: w.numpy() for w in model.weights}
+    trainer.train_steps(1)  # Head only...
+    trainer.train_steps(2)  # ...then every stage but the first.
+    after = {w.path: w.numpy() for w in model.weights}
+    frozen = [path for path in before if path.startswith("block1_")]
+    assert len(frozen) == 5  # kernel, gamma, beta, moving mean and variance
+    for path in frozen:  # BN in inference mode: its moving statistics are not updated either.
+        np.testing.assert_array_equal(after[path], before[path], err_msg=path)
+    for path in ("block2_conv/kernel", "block2_bn/gamma", "block2_bn/moving_mean"):
+        assert not np.allclose(after[path], before[path]), path
+    assert not np.allclose(after["predictions/kernel"], before["predictions/kernel"])
+    assert not model.get_layer("block1_conv").trainable and model.get_layer("block2_bn").trainable
+    # block2's kernel, gamma and beta; the classifier's kernel and bias.
+    assert len(trainer.variables) == len(model.trainable_variables) == 5
+
+    with pytest.raises(UserError) as error:
+        tiny.make_trainer(
+            _one_device(),
+            build,
+            images,
+            labels,
+            batch_size=8,
+            backbone=loop.Backbone(head_layers=head, freeze_stages=3),
+        )
+    assert str(error.value) == (
+        "--config.train.freeze_stages=3: tiny_cnn has 2 stages before its classifier "
+        "(block1, block2)"
+    )
 
 
 def test_weight_constraints_hold_after_every_step():
