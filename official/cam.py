@@ -1,7 +1,8 @@
 """Class activation maps of image files: `python -m official.cam --model_dir=DIR IMAGE...`.
 
-Writes one PNG per image: the heat map of the top class over the image the model sees (its eval
-preprocessing), with the class named above it. CAM (Zhou et al. arXiv 1512.04150) for models
+Writes one PNG per image: the image the model sees (its eval preprocessing), the heat map of
+its top class with a colour bar, and the heat over the image, side by side, with the top-3
+classes and their probabilities above them. CAM (Zhou et al. arXiv 1512.04150) for models
 ending in global average pooling, Grad-CAM (Selvaraju et al. arXiv 1610.02391) otherwise. A
 missing or unreadable file is reported by name and the others are still drawn (exit status 1).
 The drawing is official/evaluation/cam.py.

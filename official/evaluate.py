@@ -1,7 +1,7 @@
 """Evaluates a training run: `python -m official.evaluate --model_dir=DIR [--mode=...]`.
 
 Data, model and preprocessing come from the run's config.json unless overridden. Reports top-1
-and top-5 accuracy/error, per-class accuracy, a confusion matrix (CSV and TensorBoard image)
+and top-5 accuracy/error, per-class accuracy, a confusion matrix (CSV, PNG and TensorBoard image)
 and the expected calibration error, and writes them as JSON under DIR/evaluation/.
 
 Modes: center (reference single crop), multi_crop (--crops=ten, or grid: VGG's 5×5 crops and
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> None:
         f"({results['examples']} images)"
     )
     print(f"results:      {results['results_file']}")
-    print(f"confusion:    {results['confusion_csv']}")
+    print(f"confusion:    {results['confusion_csv']}, {results['confusion_png']}")
     print(f"predictions:  {results['predictions_csv']}")
     if results["misclassified_cam"]:
         print(f"CAM overlays: {os.path.dirname(results['misclassified_cam'][0])}")

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import REPO, run_module
+from PIL import Image
 
 from official import evaluate_lib, runs
 from official.data import preprocess, sources
-from official.evaluation import modes
+from official.evaluation import figures, modes
 
 
 def _tensorboard_tags(directory) -> dict:
@@ -47,6 +48,15 @@ def test_center_reproduces_the_training_run_and_writes_everything(
     rows = list(csv.reader((out / f"{name}_confusion.csv").open()))
     matrix = np.array([[int(v) for v in row[1:]] for row in rows[1:]])
     assert matrix.sum() == 359 and np.trace(matrix) == round(results["top1"] * 359)
+    # The same matrix as a picture: exactly the CSV's counts drawn, coloured by row share.
+    png = out / f"{name}_confusion.png"
+    assert results["confusion_png"] == str(png)
+    with Image.open(png) as picture:
+        assert picture.size == figures.CONFUSION_SIZE
+        drawn = np.asarray(picture)
+    names = [row[0] for row in rows[1:]]
+    assert np.array_equal(drawn, figures.pixels(figures.confusion_figure(matrix, names, name)))
+    assert drawn.std() > 20
     predictions = list(csv.DictReader((out / f"{name}_predictions.csv").open()))
     assert len(predictions) == 359 and predictions[0]["file"].startswith("datasets/digits/")
     hits = sum(p["class_1"] == p["label"] for p in predictions)
@@ -55,15 +65,28 @@ def test_center_reproduces_the_training_run_and_writes_everything(
     # The worst mistakes as CAM overlays, in PNG files and in TensorBoard.
     assert len(results["misclassified_cam"]) == 3
     for path in results["misclassified_cam"]:
-        with open(path, "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as picture:
+            assert picture.format == "PNG" and picture.size == figures.CAM_SIZE
+            assert np.asarray(picture).std() > 20
     tags = _tensorboard_tags(out)
     assert tags[f"{name}/top1"][0] == step
-    assert f"{name}/confusion_matrix" in tags and f"{name}/misclassified_cam" in tags
+    # Image summaries: [width, height, PNG...] strings, one PNG per image.
+    sizes = {
+        "confusion_matrix": (figures.CONFUSION_SIZE, 1),
+        "per_class_accuracy": (figures.BARS_SIZE, 1),
+        "misclassified_cam": (figures.CAM_SIZE, 3),
+    }
+    for tag, (size, count) in sizes.items():
+        strings = tags[f"{name}/{tag}"][1].tensor.string_val
+        assert (int(strings[0]), int(strings[1])) == size, tag
+        assert len(strings) == 2 + count and strings[2].startswith(b"\x89PNG"), tag
 
     # Re-evaluating the same checkpoint gives the same numbers (and files). In-process, from
     # the repository root like the command above (the run's data source is a relative path).
-    files = {p: (out / p).read_bytes() for p in (f"{name}.json", f"{name}_predictions.csv")}
+    files = {
+        p: (out / p).read_bytes()
+        for p in (f"{name}.json", f"{name}_predictions.csv", f"{name}_confusion.png")
+    }
     monkeypatch.chdir(REPO)
     evaluate_lib.run(str(trained_run), evaluate_lib.Options(cam_misclassified=3))
     for path, content in files.items():

@@ -9,9 +9,10 @@ Grad-CAM (Selvaraju et al. arXiv 1610.02391 §3, eq. 1-2) for any other head: th
 A^k of the last spatial layer are weighted by the spatially averaged gradient of the class
 score, α_k^c = mean_{x,y} ∂y^c/∂A^k(x, y), and L^c = ReLU(Σ_k α_k^c A^k).
 
-Overlays are drawn with Pillow (a jet-like colour map on the image, the class named above it);
-no plotting library is needed. `draw_files` serves `official.cam`, `draw_mistakes`
-`official.evaluate --cam_misclassified`.
+Each map is drawn as three panels side by side (official/evaluation/figures.py: the image, the
+heat map in a perceptual colour map with its colour bar, the heat over the image), with the
+top classes and their probabilities above them. `draw_files` serves `official.cam`,
+`draw_mistakes` `official.evaluate --cam_misclassified`.
 """
 
 from __future__ import annotations
@@ -23,19 +24,13 @@ from collections.abc import Iterator, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageDraw, ImageFont
 
-from official import atomic
 from official.data import imagefile, preprocess
 from official.errors import UserError
-from official.evaluation import metrics, modes
+from official.evaluation import figures, metrics, modes
 from official.models import heads
 
 METHODS = ("auto", "cam", "grad_cam")
-# Overlays of small inputs (e.g. 32 px digits) are enlarged to this side to stay readable.
-MIN_DISPLAY_SIDE = 224
-HEAT_OPACITY = 0.5
-CAPTION_HEIGHT = 20
 
 
 @dataclasses.dataclass
@@ -127,40 +122,6 @@ class ActivationMapper:
         return ActivationMaps(scaled, classes, probabilities, self.method)
 
 
-def colormap(values: np.ndarray) -> np.ndarray:
-    """[0, 1] → RGB uint8 along a jet-like ramp (blue, cyan, yellow, red)."""
-    values = np.clip(values, 0.0, 1.0)[..., None]
-    red = np.clip(1.5 - np.abs(4.0 * values - 3.0), 0.0, 1.0)
-    green = np.clip(1.5 - np.abs(4.0 * values - 2.0), 0.0, 1.0)
-    blue = np.clip(1.5 - np.abs(4.0 * values - 1.0), 0.0, 1.0)
-    return np.round(255.0 * np.concatenate([red, green, blue], axis=-1)).astype(np.uint8)
-
-
-def overlay(image: np.ndarray, heat: np.ndarray, caption: str) -> Image.Image:
-    """The heat map blended over the image, enlarged to MIN_DISPLAY_SIDE if smaller, with a
-    caption strip above it."""
-    height, width = image.shape[:2]
-    scale = max(1.0, MIN_DISPLAY_SIDE / min(height, width))
-    size = (int(round(width * scale)), int(round(height * scale)))
-    picture = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize(size, Image.BILINEAR)
-    heat_picture = Image.fromarray(colormap(heat)).resize(size, Image.BILINEAR)
-    blended = Image.blend(picture.convert("RGB"), heat_picture, HEAT_OPACITY)
-    canvas = Image.new("RGB", (size[0], size[1] + CAPTION_HEIGHT), (0, 0, 0))
-    canvas.paste(blended, (0, CAPTION_HEIGHT))
-    ImageDraw.Draw(canvas).text(
-        (4, 4), caption, fill=(255, 255, 255), font=ImageFont.load_default()
-    )
-    return canvas
-
-
-def save_png(picture: Image.Image, path: str) -> str:
-    """Writes a PNG (atomically), creating its directory."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with atomic.open_file(path, "wb") as f:
-        picture.save(f, format="PNG")
-    return path
-
-
 @dataclasses.dataclass(frozen=True)
 class Drawn:
     """One image file of `draw_files`: the PNG written and the top class, or why not."""
@@ -203,15 +164,20 @@ def draw_files(
         maps = mapper(image[None].astype(np.float32))
         top = int(maps.classes[0])
         probability = float(maps.probabilities[0, top])
-        caption = f"{class_names[top]} ({probability:.2f}) {maps.method}"
         stem = os.path.splitext(os.path.basename(path))[0]
         name, count = f"{stem}_cam.png", 1
         while name in written_names:  # Same file name in different folders.
             count += 1
             name = f"{stem}_{count}_cam.png"
         written_names.add(name)
-        picture = overlay(image, maps.maps[0], caption)
-        written = save_png(picture, os.path.join(output_dir, name))
+        figure = figures.cam_figure(
+            image,
+            maps.maps[0],
+            figures.top_classes(maps.probabilities[0], class_names),
+            title=f"{os.path.basename(path)}: {class_names[top]} ({probability:.2f})",
+            method=maps.method,
+        )
+        written = figures.save_png(figures.pixels(figure), os.path.join(output_dir, name))
         yield Drawn(path, written, class_names[top], probability)
 
 
@@ -251,13 +217,21 @@ def draw_mistakes(
     maps = ActivationMapper(model)(images.astype(np.float32), predicted)
     paths, pictures = [], []
     for rank, (index, image, heat, guess) in enumerate(zip(indices, images, maps.maps, predicted)):
-        caption = (
-            f"predicted {class_names[guess]} ({probabilities[index, guess]:.2f}), "
-            f"true {class_names[labels[index]]}"
+        title = (
+            f"example {index}: predicted {class_names[guess]} "
+            f"({probabilities[index, guess]:.2f}), true {class_names[labels[index]]}"
         )
-        picture = overlay(image, heat, caption)
+        picture = figures.pixels(
+            figures.cam_figure(
+                image,
+                heat,
+                figures.top_classes(probabilities[index], class_names),
+                title=title,
+                method=maps.method,
+            )
+        )
         paths.append(
-            save_png(picture, os.path.join(directory, f"{rank + 1:03d}_example{index}.png"))
+            figures.save_png(picture, os.path.join(directory, f"{rank + 1:03d}_example{index}.png"))
         )
-        pictures.append(np.asarray(picture))
+        pictures.append(picture)
     return paths, np.stack(pictures)

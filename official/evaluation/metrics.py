@@ -132,18 +132,3 @@ def confusion_csv(matrix: np.ndarray, class_names: list[str] | tuple[str, ...]) 
     for name, row in zip(class_names, matrix):
         writer.writerow([name, *(int(v) for v in row)])
     return buffer.getvalue()
-
-
-def confusion_image(matrix: np.ndarray, max_side: int = 512) -> np.ndarray:
-    """A row-normalized confusion matrix as an RGB uint8 picture (white = 0, dark blue = 1).
-
-    Each cell is a square of max(1, max_side // K) pixels, so 10 classes give 510×510 pixels
-    and ImageNet's 1000 one pixel per cell.
-    """
-    totals = np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    share = matrix / totals
-    white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
-    picture = white + share[..., None] * (blue - white)
-    cell = max(1, max_side // max(1, len(matrix)))
-    picture = np.repeat(np.repeat(picture, cell, axis=0), cell, axis=1)
-    return np.round(picture).astype(np.uint8)

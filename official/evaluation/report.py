@@ -2,9 +2,11 @@
 
   <name>.json                 every metric, the checkpoint, data and preprocessing used
   <name>_confusion.csv        confusion matrix (rows: true class, columns: predicted)
+  <name>_confusion.png        the same, coloured by row share, with counts (figures.py)
   <name>_predictions.csv      per example: file, label, top-5 classes and probabilities
   <name>_misclassified/*.png  CAM overlays of the worst mistakes (cam.draw_mistakes)
-  events.out.tfevents.*       the same scalars, the confusion matrix and the CAM overlays
+  events.out.tfevents.*       the same scalars, the confusion matrix, a bar chart of the
+                              per-class accuracy and the CAM overlays, as images
 
 `name` says the mode, its scales and the checkpoint (e.g. `center_ckpt-330`). Nothing in them
 depends on the time of the run: evaluating the same checkpoint again writes the same files.
@@ -20,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from official import atomic
-from official.evaluation import metrics
+from official.evaluation import figures, metrics
 
 TOP_K_WRITTEN = 5
 
@@ -62,9 +64,15 @@ def write_results(
     matrix = summary.pop("confusion_matrix")
     paths = {
         "confusion_csv": os.path.join(directory, f"{name}_confusion.csv"),
+        "confusion_png": os.path.join(directory, f"{name}_confusion.png"),
         "predictions_csv": os.path.join(directory, f"{name}_predictions.csv"),
     }
     atomic.write_text(paths["confusion_csv"], metrics.confusion_csv(matrix, class_names))
+    confusion_picture = figures.pixels(figures.confusion_figure(matrix, class_names, name))
+    figures.save_png(confusion_picture, paths["confusion_png"])
+    accuracy_picture = figures.pixels(
+        figures.per_class_accuracy_figure(metrics.per_class_accuracy(matrix), class_names, name)
+    )
     atomic.write_text(
         paths["predictions_csv"],
         predictions_csv(probabilities, labels, class_names, example_names),
@@ -74,7 +82,8 @@ def write_results(
     with writer.as_default(step=step):
         for key in ("top1", "top5", "ece", "nll", "mean_per_class_accuracy"):
             tf.summary.scalar(f"{name}/{key}", results[key])
-        tf.summary.image(f"{name}/confusion_matrix", metrics.confusion_image(matrix)[None])
+        tf.summary.image(f"{name}/confusion_matrix", confusion_picture[None])
+        tf.summary.image(f"{name}/per_class_accuracy", accuracy_picture[None])
         if overlays is not None and len(overlays):
             tf.summary.image(f"{name}/misclassified_cam", overlays, max_outputs=len(overlays))
     writer.close()

@@ -5,7 +5,7 @@ import pytest
 from helpers import bomb_png, digit_pixels, encode, run_module
 from PIL import Image
 
-from official.evaluation import cam
+from official.evaluation import cam, figures
 
 keras = pytest.importorskip("keras")
 
@@ -77,16 +77,31 @@ def test_cam_needs_global_average_pooling():
         cam.ActivationMapper(_red_detector("flatten"), "cam")
 
 
-def test_overlay_is_enlarged_with_a_caption():
-    heat = np.linspace(0, 1, 32 * 32).reshape(32, 32)
-    picture = cam.overlay(np.zeros((32, 32, 3), np.uint8), heat, "7 (0.93)")
-    assert picture.size == (224, 224 + cam.CAPTION_HEIGHT)
-    pixels = np.asarray(picture)
-    assert pixels[: cam.CAPTION_HEIGHT].max() > 200  # white caption text on black
-    assert pixels[-1, -1, 0] > pixels[-1, -1, 2]  # hot (red) where the heat is 1
-    assert pixels[cam.CAPTION_HEIGHT, 0, 2] > pixels[cam.CAPTION_HEIGHT, 0, 0]  # cold: blue
-    colours = cam.colormap(np.array([0.0, 0.5, 1.0]))
-    assert colours[0].tolist() == [0, 0, 128] and colours[2].tolist() == [128, 0, 0]
+def test_planted_pattern_is_the_hot_spot_of_the_drawn_overlay():
+    """The figure's overlay panel, as drawn on screen, is brightest (its centre) on the planted
+    square."""
+    image = _planted_image()
+    maps = cam.ActivationMapper(_red_detector("gap"))(image[None].astype(np.float32), np.array([0]))
+    figure = figures.cam_figure(
+        image, maps.maps[0], [("red", 0.9), ("grey", 0.1)], title="red", method=maps.method
+    )
+    picture = figures.pixels(figure)
+    overlay_axis = [axis for axis in figure.axes if axis.get_title() == "overlay"][0]
+    box = overlay_axis.get_window_extent()
+    top, left = picture.shape[0] - box.y1, box.x0
+    inset = 3  # inside the frame
+    panel = picture[
+        int(top) + inset : int(picture.shape[0] - box.y0) - inset,
+        int(left) + inset : int(box.x1) - inset,
+    ].sum(axis=-1)
+    row, column = np.argwhere(panel >= 0.95 * panel.max()).mean(axis=0)  # the hot spot
+    scale = box.height / SIZE
+    row, column = (
+        (row + int(top) + inset - top) / scale,
+        (column + int(left) + inset - left) / scale,
+    )
+    assert SQUARE[0].start <= row < SQUARE[0].stop
+    assert SQUARE[1].start <= column < SQUARE[1].stop
 
 
 def test_cam_command_writes_overlays_and_names_bad_files(trained_run, tmp_path):
@@ -111,4 +126,5 @@ def test_cam_command_writes_overlays_and_names_bad_files(trained_run, tmp_path):
     written = out / "four_cam.png"
     assert f"-> {written}" in result.stdout
     with Image.open(written) as picture:
-        assert picture.size == (224, 224 + cam.CAPTION_HEIGHT)  # 32 px input, enlarged
+        assert picture.size == figures.CAM_SIZE
+        assert np.asarray(picture).std() > 20

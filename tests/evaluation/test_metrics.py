@@ -61,11 +61,6 @@ def test_summary_confusion_matrix_and_per_class_accuracy():
         metrics.summarize(probabilities, labels, ["ant", "bee"])
 
 
-def test_confusion_csv_and_image():
+def test_confusion_csv():
     matrix = np.array([[3, 1], [0, 4]])
     assert metrics.confusion_csv(matrix, ["a", "b"]) == "true \\ predicted,a,b\na,3,1\nb,0,4\n"
-    picture = metrics.confusion_image(matrix, max_side=20)
-    assert picture.shape == (20, 20, 3) and picture.dtype == np.uint8
-    assert picture[0, 0].tolist() != picture[0, 19].tolist()  # 0.75 vs 0.25 of row 0
-    assert picture[10, 0].tolist() == [255, 255, 255]  # 0 → white
-    assert picture[19, 19].tolist() == [8, 48, 107]  # 1 → dark blue
