@@ -69,6 +69,7 @@ setup(
             "cnn-repro-export=official.export:run",
             "cnn-repro-predict=official.predict:run",
             "cnn-repro-cam=official.cam:run",
+            "cnn-repro-features=official.features:run",
             "cnn-repro-tradeoff=official.tradeoff:run",
         ],
     },

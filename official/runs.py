@@ -589,9 +589,17 @@ def open_source(
 
 
 def geometry(config: config_lib.Config) -> preprocess.Geometry:
-    """The input geometry of a resolved config: size, evaluation crop, resize method."""
-    data = config.data
-    return preprocess.Geometry(data.image_size, data.crop_fraction, data.interpolation)
+    """The input geometry of a run's config: size, evaluation crop, resize method.
+
+    A field a config leaves at "the model's reference" (0, "") is the model's: a trained run
+    records every value, a converted one (`weights_lib.convert`) only the resolution.
+    """
+    data, spec = config.data, registry.get(config.model.name)
+    return preprocess.Geometry(
+        data.image_size or spec.default_resolution,
+        data.crop_fraction or spec.crop_fraction,
+        data.interpolation or spec.interpolation,
+    )
 
 
 class TrainedModel(NamedTuple):

@@ -113,6 +113,21 @@ def load(
     return Weights(trained.model, (trained.config.data.mean, trained.config.data.std), kind)
 
 
+def run_config(spec: registry.ModelSpec, loaded: Weights) -> config_lib.Config:
+    """The configuration that rebuilds `loaded.model` as the weights need it: the model, its
+    outputs (class count, or feature channels without a classifier), the resolution, and
+    the normalization and arithmetic of the weights."""
+    model = loaded.model
+    config = config_lib.Config()
+    config.model.name = spec.name
+    config.model.num_classes = int(model.output.shape[-1])
+    config.data.image_size = int(model.input.shape[1] or spec.default_resolution)
+    config.data.mean, config.data.std = (tuple(map(float, v)) for v in loaded.normalization)
+    for field, value in loaded.arithmetic.items():
+        setattr(config.model, field, value)
+    return config
+
+
 IMAGENET_CLASSES = 1000
 
 
@@ -167,13 +182,7 @@ def convert(
             f"--convert={path}: the weights have no classifier (a 'notop' file); converting "
             "needs the whole network"
         )
-    config = config_lib.Config()
-    config.model.name = spec.name
-    config.model.num_classes = int(model.output.shape[-1])
-    config.data.image_size = int(model.input.shape[1] or spec.default_resolution)
-    config.data.mean, config.data.std = (tuple(map(float, v)) for v in loaded.normalization)
-    for field, value in loaded.arithmetic.items():
-        setattr(config.model, field, value)
+    config = run_config(spec, loaded)
     weights_file = f"{spec.name}.weights.h5"
     labels = imagenet_labels() if config.model.num_classes == IMAGENET_CLASSES else None
     atomic.ensure_directory(os.path.dirname(os.path.abspath(out_dir)), "--out")

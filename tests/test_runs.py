@@ -213,3 +213,21 @@ def test_resume_passes_over_a_truncated_checkpoint(tmp_path, caplog):
     assert path.endswith("ckpt-1") and "ckpt-2 cannot be read" in caplog.text
     for got, want in zip(restored.get_weights(), at_step_1):
         np.testing.assert_array_equal(got, want)
+
+
+def test_geometry_takes_the_models_reference_for_what_a_converted_run_leaves_unset():
+    """A converted run (weights_lib.convert) records only the resolution; its evaluation crop
+    and resize method are the model's."""
+    config = config_lib.Config()
+    config.model.name = "efficientnet_lite0"
+    config.data.image_size = 240
+    spec = registry.get("efficientnet_lite0")
+    geometry = runs.geometry(config)
+    assert (geometry.image_size, geometry.crop_fraction, geometry.interpolation) == (
+        240,
+        spec.crop_fraction,
+        spec.interpolation,
+    )
+    config.data.crop_fraction, config.data.interpolation = 1.0, "area"
+    assert runs.geometry(config).crop_fraction == 1.0
+    assert runs.geometry(config).interpolation == "area"
