@@ -415,7 +415,8 @@ def plot(ladder: Ladder, rows: list[dict], path: str) -> str:
     figure, (left, right) = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(rows) + 4), 4.5))
     top1 = [row["top1_mean"] for row in rows]
     errors = [row["top1_std"] or 0.0 for row in rows]
-    left.bar(x, top1, yerr=errors, capsize=4, color="tab:blue")
+    spread = any(row["top1_std"] != "" for row in rows)
+    left.bar(x, top1, yerr=errors if spread else None, capsize=4, color="tab:blue")
     low = min(t - e for t, e in zip(top1, errors))
     high = max(t + e for t, e in zip(top1, errors))
     margin = max(0.5, 0.15 * (high - low))
