@@ -39,7 +39,8 @@ setup(
         "google-crc32c>=1.5",
         # The PredictionLog protos of the SavedModel export's TF Serving warm-up file.
         "tensorflow-serving-api>=2.17",
-        # The trade-off tool's scatter plot (official/tradeoff.py).
+        # The trade-off tool's scatter plot (official/tradeoff.py), the ablation bar chart
+        # (official/ablate.py).
         "matplotlib>=3.7",
     ],
     extras_require={
@@ -71,6 +72,7 @@ setup(
             "cnn-repro-cam=official.cam:run",
             "cnn-repro-features=official.features:run",
             "cnn-repro-tradeoff=official.tradeoff:run",
+            "cnn-repro-ablate=official.ablate:run",
         ],
     },
     classifiers=[
