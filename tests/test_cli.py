@@ -48,7 +48,7 @@ def test_flag_errors(run, args, expected):
         ),
         (["--config.data.source=imagenet"], "--config.data.source='imagenet': expected"),
         (["--config.model.name=resnet51"], "unknown model 'resnet51'"),
-        (["--config.train.optimizer=adagrad"], "--config.train.optimizer='adagrad'"),
+        (["--config.train.optimizer=nadam"], "--config.train.optimizer='nadam'"),
         (
             ["--config.model.name=resnet18", "--config.data.image_size=8"],
             "--config.data.image_size=8: resnet18 needs at least 32",
