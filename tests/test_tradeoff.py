@@ -95,7 +95,7 @@ def test_tradeoff_of_a_registry_name_and_a_run(trained_run, trained_metrics, tmp
     markdown = (out / tradeoff.MARKDOWN_FILE).read_text().splitlines()
     assert markdown[0].startswith("| model | mode |")
     assert [line.split(" | ")[:2] for line in markdown[2:6]] == [
-        ["| resnet18", mode] for mode in modes * 2
+        [f"| {name}", mode] for name in ("resnet18", run_label) for mode in modes
     ]
     png = out / tradeoff.PLOT_FILE
     if importlib.util.find_spec("matplotlib"):
