@@ -43,10 +43,11 @@ uniform random pixels for an untrained build). Every mode runs for every entry; 
 one row per entry and mode.
 
 Written to --out (each file complete or not at all, official/atomic.py): tradeoff.csv (timm's
-benchmark-infer column names first, then ours), tradeoff.md (a Markdown table), and
-tradeoff.png (accuracy, or parameters when some entry has no accuracy, against batch-1
-latency; marker area proportional to peak memory, one colour per family) when matplotlib is
-installed.
+benchmark-infer column names first, then ours), tradeoff.md (a Markdown table, then the chart
+as text, which a README can hold without a picture file), and tradeoff.png (accuracy, or
+parameters when some entry has no accuracy, against batch-1 latency, logarithmic when it spans
+more than 20×; marker area proportional to peak memory, one colour per family, one marker shape
+per mode) when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -613,12 +614,78 @@ def markdown_table(rows: list[dict]) -> str:
         "largest set of live activations of a batch-1 forward pass in graph order), not "
         "measured; top-1 only from a run's metrics.json."
     )
+    chart = text_scatter(rows)
+    if chart:
+        lines += ["", "```text", chart.rstrip("\n"), "```"]
+    return "\n".join(lines) + "\n"
+
+
+# One marker shape per runtime mode, so a run's rows in several modes share a colour (its family)
+# and a label, and differ in shape.
+_MODE_MARKERS = {
+    "keras_float32": "o",
+    "keras_bfloat16": "s",
+    "saved_model": "^",
+    "tflite_float": "D",
+    "tflite_int8": "v",
+}
+# Latencies spanning more than this ratio are drawn on a logarithmic axis (binary networks in
+# Keras and int8 TFLite differ by 100×; on a linear axis the fast ones collapse into one dot).
+_LOG_LATENCY_RATIO = 20.0
+# Vertical label offsets (points) tried in turn until a label clears the ones already placed.
+_LABEL_OFFSETS = [0.0] + [sign * 10.0 * k for k in range(1, 12) for sign in (-1, 1)]
+
+
+def _y_value(row: dict, accuracy: bool) -> float:
+    return row["top1"] if accuracy else row["params"] / 1e6
+
+
+def _short_label(row: dict) -> str:
+    """The run's directory name (or the registry name): the mode is the marker's shape."""
+    return row["model"].split(" (", 1)[0]
+
+
+def text_scatter(rows: list[dict], width: int = 64, height: int = 14) -> str:
+    """The plot as text for a Markdown code block (a README needs no picture file): y = top-1
+    (or parameters), x = batch-1 latency (logarithmic when it spans > 20×), each point a letter
+    explained below the chart; points that fall into one character cell share it ("*")."""
+    rows = [row for row in rows if not row["error"]]
+    if not rows:
+        return ""
+    accuracy = all(row["top1"] != "" for row in rows)
+    xs = [row["latency_p50_ms"] for row in rows]
+    ys = [_y_value(row, accuracy) for row in rows]
+    log_x = max(xs) / max(min(xs), 1e-9) > _LOG_LATENCY_RATIO
+    scale_x = (lambda v: math.log10(max(v, 1e-9))) if log_x else (lambda v: v)
+    x_low, x_high = scale_x(min(xs)), scale_x(max(xs))
+    y_low, y_high = min(ys), max(ys)
+    grid = [[" "] * width for _ in range(height)]
+    legend = []
+    for index, (row, x, y) in enumerate(zip(rows, xs, ys)):
+        mark = chr(ord("a") + index) if index < 26 else "#"
+        column = round((scale_x(x) - x_low) / ((x_high - x_low) or 1.0) * (width - 1))
+        line = height - 1 - round((y - y_low) / ((y_high - y_low) or 1.0) * (height - 1))
+        grid[line][column] = mark if grid[line][column] == " " else "*"
+        legend.append(f"  {mark}  {_short_label(row)} ({row['mode']}): {x:.2f} ms, {y:.2f}")
+    y_name = "top-1 %" if accuracy else "params (M)"
+    lines = [y_name]
+    for number, cells in enumerate(grid):
+        tick = y_high if number == 0 else y_low if number == height - 1 else None
+        lines.append(f"{'' if tick is None else f'{tick:.2f}':>7} |{''.join(cells).rstrip()}")
+    lines.append(" " * 8 + "+" + "-" * width)
+    left, right = f"{min(xs):.2f}", f"{max(xs):.2f} ms"
+    lines.append(" " * 9 + left + right.rjust(width - len(left)))
+    axis = "logarithmic" if log_x else "linear"
+    lines.append(" " * 9 + f"batch-1 latency, median ({axis})")
+    lines.extend(legend)
     return "\n".join(lines) + "\n"
 
 
 def plot(rows: list[dict], path: str) -> str | None:
-    """tradeoff.png: top-1 (every row has one) or parameters against batch-1 latency, marker
-    area ∝ peak memory, one colour per family; None (and a logged line) without matplotlib."""
+    """tradeoff.png: top-1 (every row has one) or parameters against batch-1 latency
+    (logarithmic when it spans > 20×), one colour per family, one marker shape per mode, marker
+    area ∝ peak memory, each point labelled with its run (labels that would overlap are moved
+    apart vertically); None (and a logged line) without matplotlib."""
     from absl import logging
 
     try:
@@ -626,6 +693,7 @@ def plot(rows: list[dict], path: str) -> str | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
     except ImportError:
         logging.warning("matplotlib is not installed: %s not written", path)
         return None
@@ -636,24 +704,59 @@ def plot(rows: list[dict], path: str) -> str | None:
     families = sorted({row["family"] for row in rows})
     colours = {family: plt.get_cmap("tab10")(i % 10) for i, family in enumerate(families)}
     largest = max(row["peak_memory_bytes"] for row in rows)
-    figure, axes = plt.subplots(figsize=(8, 5.5))
-    for family in families:
-        chosen = [row for row in rows if row["family"] == family]
-        axes.scatter(
-            [row["latency_p50_ms"] for row in chosen],
-            [row["top1"] if accuracy else row["params"] / 1e6 for row in chosen],
-            s=[20 + 600 * row["peak_memory_bytes"] / largest for row in chosen],
-            color=colours[family],
-            alpha=0.6,
-            label=family,
-        )
+    latencies = [row["latency_p50_ms"] for row in rows]
+    figure, axes = plt.subplots(figsize=(9, 6))
+    if max(latencies) / max(min(latencies), 1e-9) > _LOG_LATENCY_RATIO:
+        axes.set_xscale("log")
     for row in rows:
-        y = row["top1"] if accuracy else row["params"] / 1e6
-        axes.annotate(f"{row['model']} ({row['mode']})", (row["latency_p50_ms"], y), fontsize=7)
+        axes.scatter(
+            row["latency_p50_ms"],
+            _y_value(row, accuracy),
+            s=30 + 400 * row["peak_memory_bytes"] / largest,
+            color=colours[row["family"]],
+            marker=_MODE_MARKERS.get(row["mode"], "o"),
+            alpha=0.65,
+            edgecolors="black",
+            linewidths=0.5,
+        )
+    axes.margins(x=0.08, y=0.12)
+    figure.canvas.draw()  # Fixes the axis limits, so label positions can be compared in pixels.
+    placed: list[tuple[float, float]] = []
+    for row in sorted(rows, key=lambda r: (_y_value(r, accuracy), r["latency_p50_ms"])):
+        x_pixel, y_pixel = axes.transData.transform(
+            (row["latency_p50_ms"], _y_value(row, accuracy))
+        )
+        shift = next(
+            offset
+            for offset in _LABEL_OFFSETS
+            if not any(
+                abs(x_pixel - px) < 70 and abs(y_pixel + offset - py) < 10 for px, py in placed
+            )
+        )
+        placed.append((x_pixel, y_pixel + shift))
+        axes.annotate(
+            _short_label(row),
+            (row["latency_p50_ms"], _y_value(row, accuracy)),
+            xytext=(7, shift - 3),
+            textcoords="offset points",
+            fontsize=7,
+        )
     axes.set_xlabel("batch-1 latency, median (ms)")
     axes.set_ylabel("top-1 (%)" if accuracy else "parameters (M)")
     axes.set_title("marker area ∝ peak memory (analytic)")
-    axes.legend(title="family", fontsize=8)
+    family_handles = [
+        Line2D([], [], marker="o", linestyle="", color=colours[f], label=f) for f in families
+    ]
+    modes = [mode for mode in _MODE_MARKERS if any(row["mode"] == mode for row in rows)]
+    mode_handles = [
+        Line2D([], [], marker=_MODE_MARKERS[m], linestyle="", color="grey", label=m) for m in modes
+    ]
+    # Both legends outside the axes, where no point can hide under them.
+    outside = {"fontsize": 8, "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
+    first = axes.legend(handles=family_handles, title="family", loc="upper left", **outside)
+    axes.add_artist(first)
+    outside["bbox_to_anchor"] = (1.01, 0.0)
+    axes.legend(handles=mode_handles, title="mode", loc="lower left", **outside)
     figure.tight_layout()
     with atomic.open_file(path, "wb") as f:
         figure.savefig(f, format="png", dpi=120)

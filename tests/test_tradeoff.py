@@ -97,6 +97,10 @@ def test_tradeoff_of_a_registry_name_and_a_run(trained_run, trained_metrics, tmp
     assert [line.split(" | ")[:2] for line in markdown[2:6]] == [
         [f"| {name}", mode] for name in ("resnet18", run_label) for mode in modes
     ]
+    # The chart as text under the table: one legend line per row, each letter on the chart.
+    chart = markdown[markdown.index("```text") + 1 : -1]
+    legend = [line for line in chart if line.startswith("  ") and " ms, " in line]
+    assert [line.split()[0] for line in legend] == ["a", "b", "c", "d"]
     png = out / tradeoff.PLOT_FILE
     if importlib.util.find_spec("matplotlib"):
         assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
@@ -184,3 +188,34 @@ def test_command_measures_every_mode_of_a_real_and_a_binary_network(run, tmp_pat
     assert bf16 < fp32
     binary = rows["bwn_resnet18", "keras_float32"]
     assert 0 < int(binary["packed_bytes"]) < int(binary["weight_bytes"]) / 4
+
+
+def _chart_row(model: str, latency_ms: float, top1, mode: str = "keras_float32") -> dict:
+    return dict(model=model, mode=mode, latency_p50_ms=latency_ms, top1=top1, params=1e6, error="")
+
+
+def test_text_scatter_places_points_by_latency_and_accuracy():
+    rows = [
+        _chart_row("slow", 100.0, 99.0),
+        _chart_row("fast", 1.0, 90.0),
+        _chart_row("twin", 1.0, 90.0, mode="tflite_float"),  # Same cell as "fast".
+        _chart_row("broken", 5.0, 95.0) | {"error": "refused"},  # Not drawn.
+    ]
+    lines = tradeoff.text_scatter(rows, width=21, height=5).splitlines()
+    grid = [line.split("|", 1)[1] for line in lines[1:6]]
+    assert grid[0] == " " * 20 + "a"  # Highest accuracy, slowest: top right.
+    assert grid[4] == "*"  # "fast" and "twin" share the bottom-left cell.
+    assert "logarithmic" in lines[8]  # 100× spread of latencies.
+    assert lines[9:] == [
+        "  a  slow (keras_float32): 100.00 ms, 99.00",
+        "  b  fast (keras_float32): 1.00 ms, 90.00",
+        "  c  twin (tflite_float): 1.00 ms, 90.00",
+    ]
+    # 10 ms on a log axis from 1 to 100 ms is the middle column; parameters when no accuracy.
+    middle = tradeoff.text_scatter(
+        [_chart_row("x", 1.0, ""), _chart_row("y", 10.0, ""), _chart_row("z", 100.0, "")],
+        width=21,
+        height=5,
+    ).splitlines()
+    assert middle[0] == "params (M)"
+    assert middle[5].split("|", 1)[1] == "a" + " " * 9 + "b" + " " * 9 + "c"
