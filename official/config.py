@@ -46,7 +46,8 @@ class ModelConfig:
     aux_loss_weight: float = 0.0
     # Filter pruning (Li et al. arXiv 1608.08710): the fraction of filters removed from each
     # prunable convolution, one per stage or one for all (official/models/filter_pruning.py);
-    # (): none. `python -m official.prune_filters` writes a pruned run to start from.
+    # (): none. `python -m official.prune_filters` writes a pruned run to start from (a run whose
+    # init_weights is such a run inherits its fractions).
     filter_prune_fractions: tuple[float, ...] = ()
     # Start from trained weights (README "Start from pretrained weights"): a run directory of
     # this package or one of its checkpoints (`runs/x/checkpoints/ckpt-N`), a keras.applications

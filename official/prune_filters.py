@@ -5,10 +5,9 @@ Removes the given fraction of filters (one per stage, or one for all) from every
 convolution of the run's model by L1 norm (official/models/filter_pruning.py), prints the
 parameters, multiply-adds and single-image latency before and after, and writes PRUNED as a run
 directory (config.json with `model.filter_prune_fractions`, labels.txt, checkpoint) that the
-normal training command fine-tunes:
+normal training command fine-tunes (the fractions come with the weights):
 
-  python -m official.train ... --config.model.filter_prune_fractions=0.5,0.3,0.1,0 \\
-      --config.model.init_weights=PRUNED --model_dir=FINETUNED
+  python -m official.train ... --config.model.init_weights=PRUNED --model_dir=FINETUNED
 """
 
 from __future__ import annotations
@@ -100,7 +99,6 @@ def main(argv: list[str]) -> None:
     print(f"written:      {_OUT.value}")
     print(
         "fine-tune:    python -m official.train <your flags> "
-        f"--config.model.filter_prune_fractions={','.join(_FRACTIONS.value)} "
         f"--config.model.init_weights={_OUT.value} --model_dir=NEW_DIR"
     )
 

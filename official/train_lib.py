@@ -159,12 +159,15 @@ def _initial_weights(
         if not runs.is_run(model_dir):
             return weights_lib.Weights()
         saved, _ = runs.load_config(model_dir)
-        arithmetic = {"padding": saved.model.padding, "norm_epsilon": saved.model.norm_epsilon}
+        arithmetic = {
+            field: getattr(saved.model, field)
+            for field in ("padding", "norm_epsilon", "filter_prune_fractions")
+        }
         return weights_lib.Weights(
             normalization=(saved.data.mean, saved.data.std),
             arithmetic={k: v for k, v in arithmetic.items() if v},
         )
-    return weights_lib.load(
+    loaded = weights_lib.load(
         path,
         spec,
         runs.model_overrides(model_config, spec),
@@ -172,6 +175,14 @@ def _initial_weights(
         layout=model_config.init_weights_layout,
         keras_application=model_config.init_keras_application,
     )
+    inherited = loaded.arithmetic.get("filter_prune_fractions")
+    given = model_config.filter_prune_fractions
+    if inherited and given and tuple(given) != tuple(inherited):
+        raise config_lib.ConfigError(
+            f"--config.model.filter_prune_fractions={','.join(map(str, given))}: the initial "
+            f"weights {path} were pruned with {','.join(map(str, inherited))}; leave the flag out"
+        )
+    return loaded
 
 
 def _resolve(config, spec, info, strategy, initial):

@@ -31,9 +31,10 @@ class Weights(NamedTuple):
         no weights at all.
       normalization: (mean, std) on the 0..255 scale the weights were trained with, or None.
       kind: the source's format (transfer.WEIGHTS_FORMATS), "" for none.
-      arithmetic: builder arguments the weights need the model to compute with, as model
-        config fields ({"padding": "torch", "norm_epsilon": 1e-5} for torchvision's weights);
-        empty when the model's own defaults are the weights'.
+      arithmetic: model config fields the weights need the model to be built with
+        ({"padding": "torch", "norm_epsilon": 1e-5} for torchvision's weights,
+        {"filter_prune_fractions": ...} for a filter-pruned run); empty when the model's own
+        defaults are the weights'.
     """
 
     model: keras.Model | None = None
@@ -110,7 +111,12 @@ def load(
     if run_dir is None:
         return Weights(None, None, kind)  # A plain checkpoint of this very architecture.
     trained = runs.load_trained_model(run_dir, checkpoint=checkpoint)
-    return Weights(trained.model, (trained.config.data.mean, trained.config.data.std), kind)
+    # A filter-pruned run's weights only fit the pruned architecture: the fine-tuning run
+    # inherits its fractions (`python -m official.prune_filters` writes such runs).
+    fractions = trained.config.model.filter_prune_fractions
+    arithmetic = {"filter_prune_fractions": fractions} if fractions else {}
+    normalization = (trained.config.data.mean, trained.config.data.std)
+    return Weights(trained.model, normalization, kind, arithmetic)
 
 
 def run_config(spec: registry.ModelSpec, loaded: Weights) -> config_lib.Config:

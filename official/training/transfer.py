@@ -150,26 +150,6 @@ def torch_model(path: str, spec, overrides: dict, *, file_format: str, layout: s
     return model, normalization, arithmetic
 
 
-def find_run(path: str) -> tuple[str | None, str | None]:
-    """(run directory, checkpoint) for a run directory or a checkpoint inside one.
-
-    `runs/x` gives ("runs/x", None: its latest checkpoint); `runs/x/checkpoints/ckpt-5` and
-    `runs/x/checkpoints/best/ckpt-5` give ("runs/x", that checkpoint); a checkpoint outside any
-    run gives (None, path).
-    """
-    path = os.path.normpath(path)
-    if os.path.isfile(os.path.join(path, "config.json")):
-        return path, None
-    directory = os.path.dirname(path)
-    for _ in range(2):
-        if os.path.basename(directory) == "checkpoints":
-            run = os.path.dirname(directory)
-            if os.path.isfile(os.path.join(run, "config.json")):
-                return run, path
-        directory = os.path.dirname(directory)
-    return None, path
-
-
 def keras_application(name: str, weights_path: str):
     """A keras.applications model by constructor name with the weights of an `.h5` file, and
     whether it has its classifier (`include_top`).

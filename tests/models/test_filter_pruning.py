@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from helpers import randomize
 
+from official import runs
 from official.models import count_flops, filter_pruning, registry
 
 
@@ -112,3 +113,49 @@ def test_parameter_counts_shrink_by_the_removed_filters_and_their_consumers(resn
     assert model.count_params() - pruned.model.count_params() == expected == 53_312
     assert pruned.stages == {"conv2": 0.5, "conv3": 0.5, "conv4": 0.25, "conv5": 0.0}
     assert "conv5_block1_1_conv" not in pruned.kept  # Nothing removed there.
+
+
+@pytest.mark.slow  # ~1 min: prunes the session's trained run and fine-tunes it for one epoch.
+def test_prune_filters_command_and_fine_tuning_inherit_the_fractions(trained_run, tmp_path, run):
+    pruned = tmp_path / "pruned"
+    result = run(
+        "official.prune_filters",
+        f"--model_dir={trained_run}",
+        f"--out={pruned}",
+        "--fractions=0.5",
+        "--latency_runs=2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "params:" in result.stdout and f"written:      {pruned}" in result.stdout
+    pruned_config, _ = runs.load_config(str(pruned))
+    assert pruned_config.model.filter_prune_fractions == (0.5,)
+    pruned_model = runs.load_trained_model(str(pruned)).model
+    original = runs.load_trained_model(str(trained_run)).model
+    expected = filter_pruning.prune_filters(original, (0.5,)).model
+    assert pruned_model.count_params() == expected.count_params() < original.count_params()
+
+    # Fine-tuning needs only --config.model.init_weights: the fractions come with the weights.
+    common = (
+        "--flagfile=configs/quickstart.flags",
+        "--config.model.width_multiplier=0.125",
+        "--config.train.epochs=1",
+        f"--config.model.init_weights={pruned}",
+    )
+    tuned = tmp_path / "tuned"
+    result = run("official.train", *common, f"--model_dir={tuned}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    tuned_config, _ = runs.load_config(str(tuned))
+    assert tuned_config.model.filter_prune_fractions == (0.5,)
+    assert runs.load_trained_model(str(tuned)).model.count_params() == pruned_model.count_params()
+
+    # Other fractions than the weights' are refused in one line, before anything is written.
+    clash = tmp_path / "clash"
+    result = run(
+        "official.train",
+        *common,
+        "--config.model.filter_prune_fractions=0.3",
+        f"--model_dir={clash}",
+    )
+    assert result.returncode != 0
+    assert "filter_prune_fractions=0.3: the initial weights" in result.stderr.splitlines()[-1]
+    assert not clash.exists()
