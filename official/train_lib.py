@@ -295,6 +295,13 @@ def _trainer(config, derived, strategy, policy: str, make_dataset, class_weights
     with strategy.scope():
         model, average = _model(config, strategy)
         stages, plateau = _optimization(config, derived, model)
+        backbone = loop.Backbone(
+            head_layers=transfer.head_layer_names(model),
+            lr_multiplier=train.backbone_lr_multiplier,
+            freeze_steps=derived.freeze_backbone_steps,
+            freeze_batch_norm=train.freeze_batch_norm,
+            freeze_stages=train.freeze_stages,
+        )
         trainer = loop.Trainer(
             strategy=strategy,
             model=model,
@@ -311,22 +318,17 @@ def _trainer(config, derived, strategy, policy: str, make_dataset, class_weights
                 accumulation_steps=train.gradient_accumulation_steps,
                 loss_scale=precision.DynamicLossScale() if policy == "mixed_float16" else None,
             ),
-            backbone=loop.Backbone(
-                head_layers=transfer.head_layer_names(model),
-                lr_multiplier=train.backbone_lr_multiplier,
-                freeze_steps=derived.freeze_backbone_steps,
-                freeze_batch_norm=train.freeze_batch_norm,
-                freeze_stages=train.freeze_stages,
-            ),
+            backbone=backbone,
             ema=average,
-            pruner=_pruner(config, derived, strategy, model, average),
+            pruner=_pruner(config, derived, strategy, model, average, backbone),
             measure_input_wait=not config.runtime.deterministic,
         )
     return trainer, plateau
 
 
-def _pruner(config, derived, strategy, model, average) -> pruning.Pruner | None:
-    """Magnitude pruning of the model and its EMA copy (in scope), or None without it."""
+def _pruner(config, derived, strategy, model, average, backbone) -> pruning.Pruner | None:
+    """Magnitude pruning of the model and its EMA copy (in scope) outside the layers frozen for
+    the whole run, or None without it."""
     prune = config.prune
     if prune.target_sparsity <= 0:
         return None
@@ -344,6 +346,7 @@ def _pruner(config, derived, strategy, model, average) -> pruning.Pruner | None:
             kinds=prune.layers,
             strategy=strategy,
             shadows=(average.average_model,) if average is not None else (),
+            frozen=loop.frozen_layers(model, backbone),
         )
     except ValueError as e:
         raise config_lib.ConfigError(f"--config.prune.layers={','.join(prune.layers)}: {e}") from e

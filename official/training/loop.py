@@ -208,6 +208,34 @@ class Backbone:
     freeze_stages: int = 0
 
 
+def frozen_layers(model: keras.Model, backbone: Backbone) -> list[keras.layers.Layer]:
+    """The layers `backbone` freezes for the whole run: its first `freeze_stages` stages, and
+    with `freeze_batch_norm` every BN layer outside the head.
+
+    Raises:
+      UserError: more stages to freeze than the model has.
+    """
+    network_stages = transfer.stages(model, backbone.head_layers)
+    if backbone.freeze_stages > len(network_stages):
+        raise UserError(
+            f"--config.train.freeze_stages={backbone.freeze_stages}: {model.name} has "
+            f"{len(network_stages)} stages before its classifier ({', '.join(network_stages)})"
+        )
+    head_names = set(backbone.head_layers)
+    return [
+        layer
+        for name in list(network_stages)[: backbone.freeze_stages]
+        for layer in network_stages[name]
+    ] + [
+        layer
+        for layer in model.layers
+        if backbone.freeze_batch_norm
+        and layer.name not in head_names
+        and layer.weights
+        and isinstance(layer, keras.layers.BatchNormalization)
+    ]
+
+
 class Trainer:
     """Compiled training and evaluation steps of one model under one strategy.
 
@@ -272,22 +300,7 @@ class Trainer:
         ]
         # Layers frozen for the whole run. A non-trainable Keras BN layer runs in inference
         # mode (moving statistics, no updates).
-        network_stages = transfer.stages(model, backbone.head_layers)
-        if backbone.freeze_stages > len(network_stages):
-            raise UserError(
-                f"--config.train.freeze_stages={backbone.freeze_stages}: {model.name} has "
-                f"{len(network_stages)} stages before its classifier "
-                f"({', '.join(network_stages)})"
-            )
-        self.always_frozen = [
-            layer
-            for name in list(network_stages)[: backbone.freeze_stages]
-            for layer in network_stages[name]
-        ] + [
-            layer
-            for layer in self.backbone_layers
-            if backbone.freeze_batch_norm and isinstance(layer, keras.layers.BatchNormalization)
-        ]
+        self.always_frozen = frozen_layers(model, backbone)
         for layer in self.always_frozen:
             layer.trainable = False
         frozen_ids = {id(v) for layer in self.always_frozen for v in layer.weights}

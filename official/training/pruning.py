@@ -93,6 +93,11 @@ def _layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
 
 def prunable_kernels(model: keras.Model, kinds: Sequence[str] = DEFAULT_KINDS) -> list:
     """The kernels of `model` that pruning of these `kinds` (see KINDS) touches, in model order."""
+    return [kernel for _, kernel in _prunable(model, kinds)]
+
+
+def _prunable(model: keras.Model, kinds: Sequence[str]) -> list[tuple[keras.layers.Layer, object]]:
+    """(layer, kernel) of every kernel pruning of these `kinds` touches, in model order."""
     kernels, first_conv_seen = [], False
     for layer in _layers(model):
         found = []
@@ -105,7 +110,7 @@ def prunable_kernels(model: keras.Model, kinds: Sequence[str] = DEFAULT_KINDS) -
             first_conv_seen = True
         elif isinstance(layer, keras.layers.Dense):
             found = [("dense", layer.kernel)]
-        kernels += [kernel for kind, kernel in found if kind in kinds]
+        kernels += [(layer, kernel) for kind, kernel in found if kind in kinds]
     return kernels
 
 
@@ -148,6 +153,8 @@ class Pruner:
       strategy: the distribution strategy of the model.
       shadows: models of the same architecture whose kernels get the same masks (the EMA
         average, which evaluation and export use).
+      frozen: layers of `model` that do not train in this run (`train.freeze_stages`): they
+        are not pruned, since weights that cannot move cannot recover what pruning removes.
     """
 
     def __init__(
@@ -158,14 +165,22 @@ class Pruner:
         kinds: Sequence[str] = DEFAULT_KINDS,
         strategy: tf.distribute.Strategy,
         shadows: Sequence[keras.Model] = (),
+        frozen: Sequence[keras.layers.Layer] = (),
     ):
         self.schedule = schedule
         self.strategy = strategy
-        self.kernels = prunable_kernels(model, kinds)
+        frozen_ids = {id(layer) for layer in frozen}
+        found = _prunable(model, kinds)
+        pruned = [i for i, (layer, _) in enumerate(found) if id(layer) not in frozen_ids]
+        self.kernels = [found[i][1] for i in pruned]
         if not self.kernels:
-            raise ValueError(f"{model.name} has no kernel of the kinds {', '.join(kinds)}")
+            outside = " outside its frozen stages" if frozen_ids else ""
+            raise ValueError(f"{model.name} has no kernel of the kinds {', '.join(kinds)}{outside}")
         self.masks = Masks(self.kernels)
-        self._shadow_kernels = [prunable_kernels(shadow, kinds) for shadow in shadows]
+        # A shadow has the same architecture: its prunable kernels line up with the model's.
+        self._shadow_kernels = [
+            [prunable_kernels(shadow, kinds)[i] for i in pruned] for shadow in shadows
+        ]
         self._zeros = tf.function(self._count_zeros)
 
     def _mask_list(self) -> list[tf.Variable]:

@@ -87,6 +87,42 @@ def test_default_kinds_leave_the_first_conv_and_depthwise_kernels_alone():
         pruning.parse_kinds(("bias",))
 
 
+def test_layers_frozen_for_the_run_are_not_pruned_in_the_model_or_its_shadow():
+    strategy = tf.distribute.get_strategy()
+    model, shadow = _mixed_model(), _mixed_model()
+    # Stages by name prefix: stem, dw, sep, pw; "fc" is the head.
+    backbone = loop.Backbone(head_layers=("fc",), freeze_stages=3)
+    frozen = loop.frozen_layers(model, backbone)
+    assert [layer.name for layer in frozen] == ["stem", "dw", "sep"]
+    schedule = pruning.Schedule(target_sparsity=0.5, end_step=1)
+    pruner = pruning.Pruner(
+        model,
+        schedule=schedule,
+        kinds=pruning.KINDS,
+        strategy=strategy,
+        shadows=(shadow,),
+        frozen=frozen,
+    )
+    assert [k.path for k in pruner.kernels] == ["pw/kernel", "fc/kernel"]
+    assert [[k.path for k in kernels] for kernels in pruner._shadow_kernels] == [
+        ["pw/kernel", "fc/kernel"]
+    ]
+    stem = model.get_layer("stem").kernel.numpy().copy()
+    pruner.prune(tf.constant(1))
+    assert np.array_equal(model.get_layer("stem").kernel.numpy(), stem)
+    for kernel in (model.get_layer("pw").kernel, shadow.get_layer("pw").kernel):
+        assert np.mean(kernel.numpy() == 0) == 0.5
+    everything = loop.Backbone(head_layers=("fc",), freeze_stages=4)
+    with pytest.raises(ValueError, match="no kernel of the kinds conv outside its frozen stages"):
+        pruning.Pruner(
+            model,
+            schedule=schedule,
+            kinds=("conv",),
+            strategy=strategy,
+            frozen=loop.frozen_layers(model, everything),
+        )
+
+
 def _pruned_trainer(schedule, kinds=pruning.KINDS):
     images, labels = tiny.batches(num_examples=32, image_size=4)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
