@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -37,6 +38,10 @@ SCRIPT = os.path.join(
 # deviation (float32 through 20–120 layers of random weights: 1e-6 to 1e-4 in practice; a wrong
 # epsilon, padding or layer order gives 1e-2 and more).
 RELATIVE_TOLERANCE = 1e-3
+# Very deep networks accumulate more float32 rounding than that (ResNet-152: torch's own float32
+# logits are 1.9e-3 of the std off float64): a port passes too when its error is within this
+# factor of torch's own float32 error on the same inputs.
+FLOAT32_ERROR_FACTOR = 3.0
 BATCH = 2
 SEED = 0
 
@@ -131,8 +136,14 @@ class Result:
         return self.max_abs_diff / self.logit_std
 
     @property
+    def tolerance(self) -> float:
+        """RELATIVE_TOLERANCE, or FLOAT32_ERROR_FACTOR × torch's own float32 error if larger."""
+        floor = FLOAT32_ERROR_FACTOR * self.torch_float32_diff / self.logit_std
+        return max(RELATIVE_TOLERANCE, floor) if math.isfinite(floor) else RELATIVE_TOLERANCE
+
+    @property
     def ok(self) -> bool:
-        return not self.error and self.relative <= RELATIVE_TOLERANCE
+        return not self.error and self.relative <= self.tolerance
 
 
 def select(names: Sequence[str]) -> list[Reference]:
@@ -295,7 +306,7 @@ def describe(result: Result) -> str:
     return (
         f"{'ok  ' if result.ok else 'FAIL'} {name}: max |diff| {result.max_abs_diff:.3g}, "
         f"logit std {result.logit_std:.3g}, relative {result.relative:.3g} (torch float32: "
-        f"{result.torch_float32_diff / result.logit_std:.3g})"
+        f"{result.torch_float32_diff / result.logit_std:.3g}; tolerance {result.tolerance:.3g})"
     )
 
 

@@ -133,3 +133,16 @@ def test_ports_reproduce_the_real_networks_logits(tmp_path):
     assert lines[-1] == f"{len(results)} of {len(results)} ports reproduce their source's logits"
     # The committed manifest is what these torchvision / timm versions build.
     assert json.loads(manifest.read_text()) == MANIFEST
+
+
+def test_tolerance_grows_with_torchs_own_float32_error():
+    reference = torch_verify.REFERENCES[0]
+    shallow = torch_verify.Result(reference, 2e-4, 1.0, torch_float32_diff=1e-5)
+    assert shallow.tolerance == torch_verify.RELATIVE_TOLERANCE and shallow.ok
+    # ResNet-152's numbers: ours 1.8e-3, torch's own float32 1.9e-3 of the logit std.
+    deep = torch_verify.Result(reference, 1.8e-3, 1.0, torch_float32_diff=1.9e-3)
+    assert deep.tolerance == pytest.approx(3 * 1.9e-3) and deep.ok
+    wrong = torch_verify.Result(reference, 2e-2, 1.0, torch_float32_diff=1.9e-3)
+    assert not wrong.ok
+    refused = torch_verify.Result(reference, error="no port")
+    assert refused.tolerance == torch_verify.RELATIVE_TOLERANCE and not refused.ok
