@@ -213,7 +213,30 @@ class LARS(_LayerwiseOptimizer):
         }
 
 
-class LAMB(_LayerwiseOptimizer):
+class _AdamMoments:
+    """Adam's moment estimates (Kingma & Ba arXiv 1412.6980 Algorithm 1), shared by LAMB and
+    AdaBound: the slots, their update and the bias corrections. The optimizer sets `beta_1`,
+    `beta_2` and `epsilon`."""
+
+    def _build_moments(self, var_list) -> None:
+        self._momentums = [self.add_variable_from_reference(v, "momentum") for v in var_list]
+        self._velocities = [self.add_variable_from_reference(v, "velocity") for v in var_list]
+
+    def _updated_moments(self, index: int, gradient, dtype):
+        """m ← β1·m + (1 − β1)·g, v ← β2·v + (1 − β2)·g²; returns (m, v, 1 − β1^t, 1 − β2^t)."""
+        step = ops.cast(self.iterations + 1, dtype)
+        m, v = self._momentums[index], self._velocities[index]
+        self.assign(m, self.beta_1 * m + (1 - self.beta_1) * gradient)
+        self.assign(v, self.beta_2 * v + (1 - self.beta_2) * ops.square(gradient))
+        bias_correction_1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
+        bias_correction_2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
+        return m, v, bias_correction_1, bias_correction_2
+
+    def _moments_config(self) -> dict:
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class LAMB(_AdamMoments, _LayerwiseOptimizer):
     """Layer-wise Adaptive Moments (You et al. arXiv 1904.00962, Algorithm 2).
 
     r = m̂ / (sqrt(v̂) + ε) + λ·w for adapted variables (λ: weight decay), then
@@ -246,19 +269,16 @@ class LAMB(_LayerwiseOptimizer):
         if self.built:
             return
         super().build(var_list)
-        self._momentums = [self.add_variable_from_reference(v, "momentum") for v in var_list]
-        self._velocities = [self.add_variable_from_reference(v, "velocity") for v in var_list]
+        self._build_moments(var_list)
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
-        step = ops.cast(self.iterations + 1, variable.dtype)
-        m, v = self._momentums[index], self._velocities[index]
-        self.assign(m, self.beta_1 * m + (1 - self.beta_1) * gradient)
-        self.assign(v, self.beta_2 * v + (1 - self.beta_2) * ops.square(gradient))
-        m_hat = m / (1 - ops.power(ops.cast(self.beta_1, variable.dtype), step))
-        v_hat = v / (1 - ops.power(ops.cast(self.beta_2, variable.dtype), step))
+        m, v, bias_correction_1, bias_correction_2 = self._updated_moments(
+            index, gradient, variable.dtype
+        )
+        m_hat, v_hat = m / bias_correction_1, v / bias_correction_2
         update = m_hat / (ops.sqrt(v_hat) + self.epsilon)
         if self._adapted(variable):
             update = update + ops.cast(self.weight_decay_rate, variable.dtype) * variable
@@ -268,15 +288,10 @@ class LAMB(_LayerwiseOptimizer):
         self.assign_sub(variable, lr * update)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "beta_1": self.beta_1,
-            "beta_2": self.beta_2,
-            "epsilon": self.epsilon,
-        }
+        return {**super().get_config(), **self._moments_config()}
 
 
-class AdaBound(keras.optimizers.Optimizer):
+class AdaBound(_AdamMoments, keras.optimizers.Optimizer):
     """AdaBound and AMSBound (Luo et al. arXiv 1902.09843, Algorithms 2 and 3), as the authors'
     reference code computes them (Luolc/AdaBound `adabound/adabound.py`).
 
@@ -322,8 +337,7 @@ class AdaBound(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
-        self._momentums = [self.add_variable_from_reference(v, "momentum") for v in var_list]
-        self._velocities = [self.add_variable_from_reference(v, "velocity") for v in var_list]
+        self._build_moments(var_list)
         if self.amsbound:
             self._max_velocities = [
                 self.add_variable_from_reference(v, "max_velocity") for v in var_list
@@ -335,15 +349,11 @@ class AdaBound(keras.optimizers.Optimizer):
         lr = ops.cast(learning_rate, dtype)
         gradient = ops.cast(gradient, dtype)
         step = ops.cast(self.iterations + 1, dtype)
-        m, v = self._momentums[index], self._velocities[index]
-        self.assign(m, self.beta_1 * m + (1 - self.beta_1) * gradient)
-        self.assign(v, self.beta_2 * v + (1 - self.beta_2) * ops.square(gradient))
+        m, v, bias_correction_1, bias_correction_2 = self._updated_moments(index, gradient, dtype)
         if self.amsbound:
             v_max = self._max_velocities[index]
             self.assign(v_max, ops.maximum(v_max, v))
             v = v_max
-        bias_correction_1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
-        bias_correction_2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
         rate = lr * ops.sqrt(bias_correction_2) / bias_correction_1 / (ops.sqrt(v) + self.epsilon)
         final = lr * (self.final_learning_rate / self.base_learning_rate)
         gamma_t = ops.cast(self.gamma, dtype) * step
@@ -354,9 +364,7 @@ class AdaBound(keras.optimizers.Optimizer):
     def get_config(self):
         return {
             **super().get_config(),
-            "beta_1": self.beta_1,
-            "beta_2": self.beta_2,
-            "epsilon": self.epsilon,
+            **self._moments_config(),
             "final_learning_rate": self.final_learning_rate,
             "base_learning_rate": self.base_learning_rate,
             "gamma": self.gamma,
