@@ -356,6 +356,13 @@ def _norm_act(
     return x
 
 
+def _wrapped(x, binary_layer, binary: BinaryMode, name: str, **norm_act):
+    """`binary_layer` between the normalization and activation its mode puts before and after
+    it (`_norm_act`'s keyword arguments)."""
+    x = _norm_act(x, binary, name, position="before", **norm_act)
+    return _norm_act(binary_layer(x), binary, name, position="after", **norm_act)
+
+
 def conv_norm_act(
     x,
     filters: int,
@@ -377,15 +384,7 @@ def conv_norm_act(
     """layers.conv_norm_act with a binary convolution, in the order of the `binary` mode
     (MODES); the same layer names (`name_conv`, `name_bn`, `name_relu`)."""
     mode_ = mode(binary)
-    norm = dict(
-        activation=activation,
-        normalization=normalization,
-        norm_momentum=norm_momentum,
-        norm_epsilon=norm_epsilon,
-        zero_init=zero_init,
-    )
-    x = _norm_act(x, mode_, name, position="before", **norm)
-    x = BinaryConv2D(
+    convolution = BinaryConv2D(
         filters,
         kernel_size,
         strides=strides,
@@ -396,8 +395,18 @@ def conv_norm_act(
         kernel_initializer=kernel_initializer,
         name=name + "_conv",
         **_binary_kwargs(mode_),
-    )(x)
-    return _norm_act(x, mode_, name, position="after", **norm)
+    )
+    return _wrapped(
+        x,
+        convolution,
+        mode_,
+        name,
+        activation=activation,
+        normalization=normalization,
+        norm_momentum=norm_momentum,
+        norm_epsilon=norm_epsilon,
+        zero_init=zero_init,
+    )
 
 
 def dense_norm_act(
@@ -416,7 +425,18 @@ def dense_norm_act(
     order; layers `name` (the dense layer, as the real networks name it), `name_bn`,
     `name_relu`."""
     mode_ = mode(binary)
-    norm = dict(
+    dense = BinaryDense(
+        units,
+        use_bias=False,
+        kernel_initializer=kernel_initializer,
+        name=name,
+        **_binary_kwargs(mode_),
+    )
+    return _wrapped(
+        x,
+        dense,
+        mode_,
+        name,
         activation=activation,
         normalization=normalization,
         norm_momentum=norm_momentum,
@@ -424,15 +444,6 @@ def dense_norm_act(
         zero_init=False,
         spatial=False,
     )
-    x = _norm_act(x, mode_, name, position="before", **norm)
-    x = BinaryDense(
-        units,
-        use_bias=False,
-        kernel_initializer=kernel_initializer,
-        name=name,
-        **_binary_kwargs(mode_),
-    )(x)
-    return _norm_act(x, mode_, name, position="after", **norm)
 
 
 class ParameterSplit(NamedTuple):
