@@ -33,8 +33,34 @@ class ModelConfig:
     # Zero-init the last BN of each residual branch (Goyal et al. arXiv 1706.02677 §5.1; Bag of
     # Tricks arXiv 1812.01187 §3.1).
     zero_gamma: bool = False
-    activation: str = ""  # "": the variant's activation.
-    normalization: str = ""  # "": the variant's normalization ("batch", "sync_batch", ...).
+    # "": the variant's activation. "selu" (Klambauer et al. arXiv 1706.02515) self-normalizes
+    # only with --config.model.kernel_initializer=lecun_normal and normalization-free layers
+    # (§ "Initialization"); neither is forced.
+    activation: str = ""
+    # "": the variant's normalization: "batch", "sync_batch", "group", "layer" or "instance"
+    # (Ulyanov et al. arXiv 1607.08022: per-sample, per-channel statistics over H and W; no
+    # moving statistics, so train.freeze_batch_norm and foreign BN weights do not apply).
+    normalization: str = ""
+    # Batch normalization between each hidden FC layer of a VGG-style head (VGG, AlexNet) and
+    # its activation; those Dense layers then lose their bias.
+    head_batch_norm: bool = False
+    # "": the variant's (official/models/layers.py KERNEL_INITIALIZERS): he_normal,
+    # he_normal_fan_out, glorot_uniform, ..., lecun_normal (for selu), normal_0.01 (N(0, 10⁻²),
+    # VGG arXiv 1409.1556 §3.1).
+    kernel_initializer: str = ""
+    # ResNet family: 8 or 16 replace the stride of the last stage(s) by dilation (DeepLab, Chen
+    # et al. arXiv 1706.05587 §3.1) for finer feature maps with the same parameters; 0: 32.
+    output_stride: int = 0
+    # Squeeze-excitation width as a fraction of the channels (EfficientNet: of each block's input,
+    # 0.25; MobileNetV3: of the expanded channels, 0.25; ResNet family: 1/16 for SE-ResNet,
+    # > 0 adds SE to a plain ResNet); 0 removes it; < 0: the variant's.
+    se_ratio: float = -1.0
+    # Stochastic depth / drop path (Huang et al. arXiv 1603.09382): drop rate of the last
+    # residual branch, linear in depth (EfficientNet 0.2, MobileNetV2/V3 0); < 0: the variant's.
+    stochastic_depth_rate: float = -1.0
+    # MobileNetV1's ρ (arXiv 1704.04861 §3.3): the network is the same, its input ρ·224 px. It
+    # sets data.image_size (then round(224·ρ)); giving both must agree. 0: none.
+    resolution_multiplier: float = 0.0
     # How strided convolutions and poolings pad: "tf" (TensorFlow SAME) or "torch" (PyTorch's
     # symmetric k // 2); "": the family's reference. Weights from PyTorch set it (README "Start
     # from pretrained weights").
@@ -340,6 +366,9 @@ def choices() -> dict[str, tuple[str, ...]]:
         "runtime.distribution_strategy": strategy.STRATEGIES,
         "runtime.precision": precision.PRECISIONS,
         "model.padding": ("", *layers.PADDINGS),
+        "model.kernel_initializer": ("", *layers.KERNEL_INITIALIZERS),
+        "model.activation": ("", *layers.ACTIVATIONS),
+        "model.normalization": ("", *layers.NORMALIZATIONS),
         "model.init_weights_format": ("", *transfer.WEIGHTS_FORMATS),
         "model.init_weights_layout": ("", *torch_port.LAYOUTS),
     }
@@ -527,6 +556,7 @@ def validate(config: Config) -> None:
     model = config.model
     _check(model.aux_loss_weight >= 0, "model.aux_loss_weight", model.aux_loss_weight, ">= 0")
     _check(model.norm_epsilon >= 0, "model.norm_epsilon", model.norm_epsilon, "> 0, or 0")
+    _validate_model_switches(model, config.data, config.train)
     is_h5 = model.init_weights_format == "keras_h5" or (
         not model.init_weights_format and model.init_weights.endswith((".h5", ".hdf5"))
     )
@@ -573,6 +603,60 @@ def validate(config: Config) -> None:
         "runtime.profile_steps",
         steps,
         "(first, last) steps with 0 < first <= last, or ()",
+    )
+
+
+def _validate_model_switches(model: ModelConfig, data: DataConfig, train: TrainConfig) -> None:
+    """The builder switches whose values do not depend on the model (runs.model_overrides
+    refuses a switch the chosen model's builder does not have)."""
+    from official.models import layers, mobilenet
+
+    _check(
+        model.output_stride in (0, 8, 16, 32),
+        "model.output_stride",
+        model.output_stride,
+        "8, 16 or 32 (0: the model's, 32)",
+    )
+    _check(model.se_ratio <= 1, "model.se_ratio", model.se_ratio, "in [0, 1] (< 0: the model's)")
+    _check(
+        model.stochastic_depth_rate < 1,
+        "model.stochastic_depth_rate",
+        model.stochastic_depth_rate,
+        "in [0, 1) (< 0: the model's)",
+    )
+    _check(
+        model.resolution_multiplier >= 0,
+        "model.resolution_multiplier",
+        model.resolution_multiplier,
+        "> 0 (ρ; the input is round(224·ρ) px), or 0",
+    )
+    if model.resolution_multiplier and data.image_size:
+        size = mobilenet.multiplied_resolution(model.resolution_multiplier)
+        _check(
+            data.image_size == size,
+            "model.resolution_multiplier",
+            model.resolution_multiplier,
+            f"one that gives --config.data.image_size={data.image_size} "
+            f"(it gives {size} px; set one of the two)",
+        )
+    per_sample = model.normalization and model.normalization not in layers.BATCH_NORMALIZATIONS
+    _check(
+        not (per_sample and train.freeze_batch_norm),
+        "train.freeze_batch_norm",
+        train.freeze_batch_norm,
+        f"false with --config.model.normalization={model.normalization} (no batch "
+        "normalization to freeze)",
+    )
+    foreign = model.init_weights_format in ("keras_h5", "torch", "safetensors") or (
+        not model.init_weights_format
+        and model.init_weights.endswith((".h5", ".hdf5", ".pth", ".pt", ".safetensors"))
+    )
+    _check(
+        not (per_sample and foreign),
+        "model.normalization",
+        model.normalization,
+        f"'' or batch with --config.model.init_weights={model.init_weights} (its BN layers "
+        "have moving statistics that per-sample normalization cannot use)",
     )
 
 
@@ -762,10 +846,14 @@ def _fill_defaults(config: Config, spec, dataset_name: str, weights_normalizatio
     """Replaces "the model's / the dataset's / the implementation's own" values (0, "", ())
     by what they stand for, in place."""
     from official.data import augment
+    from official.models import mobilenet
     from official.training import optimizers, pruning, schedules
 
     data, train = config.data, config.train
-    data.image_size = data.image_size or spec.default_resolution
+    multiplier = config.model.resolution_multiplier
+    data.image_size = data.image_size or (
+        mobilenet.multiplied_resolution(multiplier) if multiplier else spec.default_resolution
+    )
     data.crop_fraction = data.crop_fraction or spec.crop_fraction
     data.interpolation = data.interpolation or spec.interpolation
     data.train_crop = data.train_crop or spec.train_crop

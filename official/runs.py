@@ -535,6 +535,18 @@ def model_overrides(model_config: config_lib.ModelConfig, spec: registry.ModelSp
     if model_config.aux_loss_weight > 0:
         overrides["aux_head"] = True
         flags["aux_head"] = "aux_loss_weight"
+    if model_config.head_batch_norm:
+        overrides["head_batch_norm"] = True
+    if model_config.kernel_initializer:
+        overrides["kernel_initializer"] = model_config.kernel_initializer
+    if model_config.output_stride:
+        overrides["output_stride"] = model_config.output_stride
+    if model_config.se_ratio >= 0:
+        overrides["se_ratio"] = model_config.se_ratio
+    if model_config.stochastic_depth_rate >= 0:
+        overrides["stochastic_depth_rate"] = model_config.stochastic_depth_rate
+    if model_config.resolution_multiplier:
+        overrides["resolution_multiplier"] = model_config.resolution_multiplier
     accepted = inspect.signature(spec.builder).parameters
     for name in overrides:
         if name not in accepted:

@@ -319,3 +319,129 @@ def test_choices_and_parameters_are_those_of_the_implementations():
     data_fields = {f.name for f in dataclasses.fields(config_lib.DataConfig)}
     assert set(augment.parameter_names()) <= data_fields
     assert {f.name for f in dataclasses.fields(preprocess.TrainPreprocessing)} <= data_fields
+
+
+def test_builder_switch_flags_parse_into_the_model_config():
+    from official import ablate
+
+    config = ablate.parse_config(
+        [
+            "--config.model.name=mobilenet_v1",
+            "--config.model.normalization=instance",
+            "--config.model.activation=selu",
+            "--config.model.kernel_initializer=lecun_normal",
+            "--config.model.head_batch_norm=true",
+            "--config.model.output_stride=16",
+            "--config.model.se_ratio=0.125",
+            "--config.model.stochastic_depth_rate=0.1",
+            "--config.model.resolution_multiplier=0.5",
+        ]
+    )
+    model = config.model
+    assert (model.normalization, model.activation) == ("instance", "selu")
+    assert model.kernel_initializer == "lecun_normal" and model.head_batch_norm is True
+    assert model.output_stride == 16 and isinstance(model.output_stride, int)
+    assert (model.se_ratio, model.stochastic_depth_rate) == (0.125, 0.1)
+    assert model.resolution_multiplier == 0.5
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("output_stride", 12, "--config.model.output_stride=12: expected 8, 16 or 32"),
+        ("se_ratio", 1.5, "--config.model.se_ratio=1.5: expected in [0, 1]"),
+        ("stochastic_depth_rate", 1.0, "--config.model.stochastic_depth_rate=1.0: expected"),
+        ("resolution_multiplier", -0.5, "--config.model.resolution_multiplier=-0.5: expected"),
+        ("normalization", "instnce", "--config.model.normalization='instnce': expected one of"),
+        ("activation", "gelu", "--config.model.activation='gelu': expected one of"),
+        (
+            "kernel_initializer",
+            "orthogonal",
+            "--config.model.kernel_initializer='orthogonal': expected one of",
+        ),
+    ],
+)
+def test_validate_names_the_builder_switch(field, value, expected):
+    config = config_lib.Config()
+    setattr(config.model, field, value)
+    with pytest.raises(config_lib.ConfigError, match="^" + expected.replace("[", r"\[")):
+        config_lib.validate(config)
+
+
+def test_per_sample_normalization_refuses_what_needs_batch_statistics():
+    config = config_lib.Config()
+    config.model.normalization = "instance"
+    config_lib.validate(config)
+    config.train.freeze_batch_norm = True
+    with pytest.raises(config_lib.ConfigError, match="freeze_batch_norm=True: expected false "):
+        config_lib.validate(config)
+    config.train.freeze_batch_norm = False
+    config.model.init_weights = "resnet50.pth"
+    with pytest.raises(config_lib.ConfigError, match="normalization='instance': expected ''"):
+        config_lib.validate(config)
+    config.model.normalization = "batch"
+    config_lib.validate(config)
+
+
+def test_resolution_multiplier_sets_the_image_size():
+    # MobileNetV1's ρ (arXiv 1704.04861 §3.3): 224·ρ px; data.image_size follows, or must agree.
+    config = config_lib.Config()
+    config.model.name = "mobilenet_v1"
+    config.model.resolution_multiplier = 160 / 224
+    resolved, _ = _resolve(config, spec=registry.get("mobilenet_v1"))
+    assert resolved.data.image_size == 160
+    config.data.image_size = 160
+    assert _resolve(config, spec=registry.get("mobilenet_v1"))[0].data.image_size == 160
+    config.data.image_size = 192
+    with pytest.raises(config_lib.ConfigError, match="resolution_multiplier=0.714.*192"):
+        config_lib.validate(config)
+
+
+@pytest.mark.parametrize(
+    "name, field, value",
+    [
+        ("vgg11", "output_stride", 16),
+        ("mobilenet_v2", "output_stride", 8),
+        ("resnet18", "head_batch_norm", True),
+        ("vgg16_bn", "se_ratio", 0.25),
+        ("resnet50", "stochastic_depth_rate", 0.1),
+        ("mobilenet_v2", "resolution_multiplier", 0.5),
+    ],
+)
+def test_a_switch_the_models_builder_lacks_is_one_line(name, field, value):
+    from official import runs
+
+    config = config_lib.Config()
+    config.model.name = name
+    setattr(config.model, field, value)
+    spec = registry.get(name)
+    with pytest.raises(config_lib.ConfigError) as error:
+        runs.model_overrides(config.model, spec)
+    assert str(error.value) == (
+        f"--config.model.{field}: not a switch of {name} ({spec.family} family)"
+    )
+
+
+def test_every_family_takes_the_kernel_initializer_and_normalization_flags():
+    import inspect
+
+    families = {registry.get(name).family: registry.get(name) for name in registry.names()}
+    for spec in families.values():
+        parameters = inspect.signature(spec.builder).parameters
+        assert {"kernel_initializer", "normalization", "activation"} <= set(parameters), spec.name
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_output_stride_flag_dilates_the_last_resnet_stages(output_stride):
+    from official import runs
+
+    config = config_lib.Config()
+    config.model.name = "resnet18"
+    config.model.width_multiplier = 0.25
+    config.model.output_stride = output_stride
+    config.data.image_size = 32
+    resolved, _ = _resolve(config, spec=registry.get("resnet18"))
+    model = runs.build_model(resolved)
+    # 32 px at output stride 8 / 16 (32 gives 1x1): a 4x4 / 2x2 map from dilated convolutions.
+    assert model.get_layer("conv5_block2_out").output.shape[1:3] == (32 // output_stride,) * 2
+    assert model.get_layer("conv5_block2_1_conv").dilation_rate == (32 // output_stride,) * 2

@@ -150,6 +150,7 @@ def alexnet(
     width_multiplier: float = 1.0,
     activation: str = "relu",
     normalization: str | None = None,
+    head_batch_norm: bool = False,
     kernel_initializer: str = "he_uniform",
     padding: str | None = None,
     norm_epsilon: float | None = None,
@@ -175,6 +176,8 @@ def alexnet(
       activation: activation switch, see layers.ACTIVATIONS (ReLU in the paper, §3.1).
       normalization: None (the paper; convolutions with biases) or a normalization switch,
         which then replaces LRN, as batch normalization replaced it (arXiv 1502.03167 §4.2.1).
+      head_batch_norm: batch normalization between fc6 and fc7 and their activations (see
+        layers.dense_norm_act); the binary models have it anyway.
       kernel_initializer: see layers.KERNEL_INITIALIZERS (torchvision: Kaiming uniform; the
         paper: N(0, 0.01)).
       padding: None or "torch" (the table's explicit padding, torchvision's); "tf" raises a
@@ -260,8 +263,18 @@ def alexnet(
                 kernel_initializer=initializer,
             )
         else:
-            x = keras.layers.Dense(width(FC_FILTERS), kernel_initializer=initializer, name=fc)(x)
-            x = layers.activation_layer(activation, fc + "_relu", spatial=False)(x)
+            x = layers.dense_norm_act(
+                x,
+                width(FC_FILTERS),
+                name=fc,
+                activation=activation,
+                normalization=layers.head_batch_normalization(normalization)
+                if head_batch_norm
+                else None,
+                norm_momentum=BN_MOMENTUM,
+                norm_epsilon=epsilon,
+                kernel_initializer=initializer,
+            )
     return keras.Model(inputs, heads.output(x, classifier_activation), name=name)
 
 

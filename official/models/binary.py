@@ -350,6 +350,7 @@ def _norm_act(
             momentum=norm_momentum,
             epsilon=norm_epsilon,
             zero_init=zero_init,
+            spatial=spatial,
         )(x)
     if position == "after" and activation is not None and binary.activations:
         x = layers.activation_layer(activation, name + "_relu", spatial=spatial)(x)

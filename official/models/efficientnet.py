@@ -168,6 +168,7 @@ def efficientnet(
     classifier_activation: str | None = None,
     features_only: bool = False,
     blocks: Sequence[BlockSpec] = B0_BLOCKS,
+    se_ratio: float | None = None,
     width_multiplier: float = 1.0,
     zero_gamma: bool = False,
     activation: str | None = None,
@@ -199,6 +200,8 @@ def efficientnet(
       features_only: return the outputs at strides 2, 4, 8, 16 and 32 (the last block before
         each stride-2 stage and the last block: tensorflow/tpu's `reduction_1..5` endpoints).
       blocks: the base block table (B0).
+      se_ratio: squeeze-excitation width as a fraction of each block's input channels, for
+        every block (None: the table's, 0.25; 0: no SE). Lite has no SE: only None or 0.
       width_multiplier: extra factor on `width` (the training config's width switch).
       zero_gamma: zero-init the projection BN of blocks with an identity skip.
       activation: activation switch (default swish, ReLU6 for Lite), see layers.ACTIVATIONS.
@@ -215,6 +218,10 @@ def efficientnet(
     if resolution is not None and image_size is not None and resolution != image_size:
         raise ValueError(f"resolution={resolution} and image_size={image_size} disagree")
     image_size = image_size or resolution
+    if lite and se_ratio:
+        raise ValueError("EfficientNet-Lite has no squeeze-excitation: se_ratio must be 0")
+    if se_ratio is not None and not 0 <= se_ratio <= 1:
+        raise ValueError(f"se_ratio must be in [0, 1], got {se_ratio}")
     width = width * width_multiplier
     activation = activation or ("relu6" if lite else "swish")
     rule = layers.padding_rule(padding, "same")
@@ -244,6 +251,7 @@ def efficientnet(
             features.append(x)
         filters_in = round_filters(spec.filters_in, width)
         filters_out = round_filters(spec.filters_out, width)
+        ratio = 0.0 if lite else spec.se_ratio if se_ratio is None else se_ratio
         for j in range(count):
             block_in = filters_in if j == 0 else filters_out
             x = layers.inverted_residual(
@@ -258,7 +266,7 @@ def efficientnet(
                 name=f"block{stage + 1}{chr(ord('a') + j)}",
                 activation=activation,
                 # tensorflow/tpu: the SE width is a ratio of the block's *input* channels.
-                se_filters=0 if lite else max(1, int(block_in * spec.se_ratio)),
+                se_filters=max(1, int(block_in * ratio)) if ratio > 0 else 0,
                 drop_rate=stochastic_depth_rate * index / total_blocks,
                 zero_init=zero_gamma,
                 padding=rule,

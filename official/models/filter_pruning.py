@@ -56,8 +56,21 @@ def _is_plain_conv(layer) -> bool:
     )
 
 
+def _is_instance_norm(layer) -> bool:
+    """A GroupNormalization with one channel per group: instance normalization
+    (layers.normalization_layer "instance"), which normalizes each channel by itself."""
+    return isinstance(layer, keras.layers.GroupNormalization) and layer.groups in (
+        -1,
+        layer.input.shape[-1],
+    )
+
+
 def _is_channelwise(layer) -> bool:
-    return isinstance(layer, _CHANNELWISE) or type(layer).__name__ == "WindowPadding2D"
+    return (
+        isinstance(layer, _CHANNELWISE)
+        or type(layer).__name__ == "WindowPadding2D"
+        or _is_instance_norm(layer)
+    )
 
 
 def stage_of(layer) -> str:
@@ -162,6 +175,8 @@ def prune_filters(model: keras.Model, fractions: Sequence[float]) -> Pruned:
         config = layer.get_config()
         if layer.name in kept:
             config["filters"] = len(kept[layer.name])
+        if _is_instance_norm(layer):
+            config["groups"] = -1  # One group per surviving channel.
         return layer.__class__.from_config(config)
 
     smaller = keras.models.clone_model(model, clone_function=clone)

@@ -23,9 +23,24 @@ ACTIVATIONS = (
     "hard_swish",
     "tanh",
     "lecun_tanh",
+    # Klambauer et al. arXiv 1706.02515 eq. 2: self-normalizing only with LeCun-normal kernels
+    # ("lecun_normal") and without normalization layers (§ "Initialization").
+    "selu",
 )
 # Names accepted by every family's `normalization` switch.
-NORMALIZATIONS = ("batch", "sync_batch", "group", "layer")
+NORMALIZATIONS = ("batch", "sync_batch", "group", "layer", "instance")
+# The kinds that keep moving statistics (BatchNormalization layers); the others normalize each
+# sample by its own statistics and have only a scale and an offset.
+BATCH_NORMALIZATIONS = ("batch", "sync_batch")
+
+
+def head_batch_normalization(normalization: str | None) -> str:
+    """The batch normalization of a head's hidden FC layers (`head_batch_norm` switch): the
+    synchronized kind when the convolutions use it, else "batch" (the other kinds are
+    per-sample statistics over a feature map, which a vector does not have)."""
+    return "sync_batch" if normalization == "sync_batch" else "batch"
+
+
 # He et al. (arXiv 1502.01852 §2.2) with the fan-out variance, N(0, 2 / (k·k·c_out)): the
 # initializer of the EfficientNet and MobileNet reference code (tensorflow/tpu
 # efficientnet_model.py `conv_kernel_initializer`, an untruncated normal) and of torchvision's
@@ -46,6 +61,12 @@ KERNEL_INITIALIZERS = {
     "xavier_normal": "glorot_normal",
     "glorot_uniform": "glorot_uniform",
     "xavier_uniform": "glorot_uniform",
+    # N(0, 1 / fan_in), truncated: the initialization SELU's fixed point needs (Klambauer et al.
+    # arXiv 1706.02515 § "Initialization").
+    "lecun_normal": "lecun_normal",
+    # N(0, 10⁻²): VGG's initialization of the shallow configuration A (arXiv 1409.1556 §3.1)
+    # and AlexNet's (Krizhevsky et al. 2012 §5).
+    "normal_0.01": {"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.01}},
 }
 
 
@@ -139,11 +160,15 @@ def normalization_layer(
     zero_init: bool = False,
     scale: bool = True,
     groups: int = 32,
+    spatial: bool = True,
 ) -> keras.layers.Layer:
     """A normalization layer over the channel axis.
 
     Args:
-      kind: "batch", "sync_batch" (statistics all-reduced across replicas), "group" or "layer".
+      kind: "batch", "sync_batch" (statistics all-reduced across replicas), "group", "layer"
+        or "instance" (Ulyanov et al. arXiv 1607.08022 eq. 2: each sample's channel by its own
+        mean and variance over height and width; a GroupNormalization with one channel per
+        group, as Keras 3 has no instance normalization layer).
       name: layer name.
       channels: channels of the input; group normalization then uses the largest divisor of it
         that is at most `groups` (narrow MobileNet layers have 8 or 16 channels).
@@ -154,11 +179,18 @@ def normalization_layer(
       scale: learn a scale (gamma); TF-slim's Inception leaves it out because a linear layer
         (the next convolution) follows every ReLU.
       groups: number of groups for group normalization (Wu & He arXiv 1803.08494 use 32).
+      spatial: the input is a feature map (N, H, W, C); False for (N, C) vectors, which
+        instance normalization would reduce to its offset (one value per statistic).
 
     Returns:
       The layer.
     """
     check_choice(kind, NORMALIZATIONS, "normalization")
+    if kind == "instance" and not spatial:
+        raise ValueError(
+            f"instance normalization needs a feature map, not the vector of {name}: "
+            "choose another normalization"
+        )
     gamma = "zeros" if zero_init else "ones"
     if kind in ("batch", "sync_batch"):
         return keras.layers.BatchNormalization(
@@ -174,6 +206,15 @@ def normalization_layer(
             groups = math.gcd(groups, channels)
         return keras.layers.GroupNormalization(
             groups=groups, epsilon=epsilon, scale=scale, gamma_initializer=gamma, name=name
+        )
+    if kind == "instance":
+        # groups=-1: one group per channel, whatever the channel count (Keras' own convention).
+        return keras.layers.GroupNormalization(
+            groups=-1 if channels is None else channels,
+            epsilon=epsilon,
+            scale=scale,
+            gamma_initializer=gamma,
+            name=name,
         )
     return keras.layers.LayerNormalization(
         epsilon=epsilon, scale=scale, gamma_initializer=gamma, name=name
@@ -505,6 +546,40 @@ def conv_norm_act(
     if activation is not None:
         # keras.applications names these `..._relu`; the name stays when the activation changes.
         x = activation_layer(activation, name + "_relu")(x)
+    return x
+
+
+def dense_norm_act(
+    x,
+    units: int,
+    *,
+    name: str,
+    activation: str | None = "relu",
+    normalization: str | None = None,
+    norm_momentum: float = 0.9,
+    norm_epsilon: float = 1e-5,
+    kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
+):
+    """Fully-connected layer → optional normalization → optional activation, named `name`,
+    `name_bn`, `name_relu` (the hidden FC layers of the VGG-style heads).
+
+    With a normalization the layer has no bias (the normalization's offset replaces it), as
+    Ioffe & Szegedy put BN between the affine map and the nonlinearity (arXiv 1502.03167 §3.2).
+    """
+    x = keras.layers.Dense(
+        units, use_bias=normalization is None, kernel_initializer=kernel_initializer, name=name
+    )(x)
+    if normalization is not None:
+        x = normalization_layer(
+            normalization,
+            name + "_bn",
+            channels=units,
+            momentum=norm_momentum,
+            epsilon=norm_epsilon,
+            spatial=False,
+        )(x)
+    if activation is not None:
+        x = activation_layer(activation, name + "_relu", spatial=False)(x)
     return x
 
 

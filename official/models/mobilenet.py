@@ -131,10 +131,16 @@ V3_SE_RATIO = 0.25  # Of the expanded channels (§5.3).
 V3_LAST_EXPANSION = 6  # The last 1x1 convolution has 6x the last block's channels.
 
 
+def multiplied_resolution(resolution_multiplier: float) -> int:
+    """The input size of MobileNetV1's resolution multiplier ρ: round(224·ρ) px (arXiv
+    1704.04861 §3.3); also what `--config.model.resolution_multiplier` sets data.image_size to."""
+    return int(round(224 * resolution_multiplier))
+
+
 def _input_size(image_size: int | None, resolution_multiplier: float | None) -> int | None:
     if resolution_multiplier is None:
         return image_size
-    resized = int(round(224 * resolution_multiplier))
+    resized = multiplied_resolution(resolution_multiplier)
     if image_size is not None and image_size != resized:
         raise ValueError(
             f"resolution_multiplier={resolution_multiplier} gives {resized} px but "
@@ -350,6 +356,7 @@ def mobilenet_v3(
     pooling: str | None = "avg",
     dropout: float = 0.2,
     stochastic_depth_rate: float = 0.0,
+    se_ratio: float = V3_SE_RATIO,
     classifier_activation: str | None = None,
     features_only: bool = False,
     width_multiplier: float = 1.0,
@@ -376,6 +383,8 @@ def mobilenet_v3(
       pooling: global pooling of the features without the top ("avg", "max" or None).
       dropout: dropout before the classifier.
       stochastic_depth_rate: drop rate of the last residual branch (0: none, as the paper).
+      se_ratio: squeeze-excitation width as a fraction of the expanded channels, in the blocks
+        of the table that have SE (0.25, §5.3; 0: none).
       classifier_activation: None for logits, "softmax" for probabilities.
       features_only: return the outputs at strides 2, 4, 8, 16 and 32.
       width_multiplier: α (§6.1.2): block channels make_divisible(c·α, 8); the stem stays at 16
@@ -394,6 +403,8 @@ def mobilenet_v3(
       A keras.Model.
     """
     layers.check_choice(size, tuple(V3_TABLES), "MobileNetV3 size")
+    if not 0 <= se_ratio <= 1:
+        raise ValueError(f"se_ratio must be in [0, 1], got {se_ratio}")
     rule = layers.padding_rule(padding, "same")
     epsilon = layers.normalization_epsilon(norm_epsilon, BN_EPSILON)
     norm = layers.norm_kwargs(normalization, V2_V3_BN_MOMENTUM, epsilon, kernel_initializer)
@@ -424,7 +435,7 @@ def mobilenet_v3(
             strides=block.strides,
             name=f"block{index}",
             activation=block_activation,
-            se_filters=layers.make_divisible(expanded * V3_SE_RATIO) if block.se else 0,
+            se_filters=layers.make_divisible(expanded * se_ratio) if block.se and se_ratio else 0,
             se_activation=activation or "relu",
             se_gate="hard_sigmoid",
             drop_rate=stochastic_depth_rate * index / len(table),

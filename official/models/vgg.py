@@ -77,6 +77,7 @@ def vgg(
     width_multiplier: float = 1.0,
     activation: str = "relu",
     normalization: str | None = None,
+    head_batch_norm: bool = False,
     kernel_initializer: str = "glorot_uniform",
     padding: str | None = None,
     norm_epsilon: float | None = None,
@@ -101,6 +102,9 @@ def vgg(
         paper; for small runs).
       activation: activation switch, see layers.ACTIVATIONS.
       normalization: None (the paper) or a normalization switch (the `_bn` variants).
+      head_batch_norm: batch normalization between fc1 and fc2 and their activations (not in
+        the paper or torchvision's `_bn` variants, whose heads have none; see
+        layers.dense_norm_act).
       kernel_initializer: see layers.KERNEL_INITIALIZERS.
       padding: None, "tf" or "torch": the same model (nothing strided pads).
       norm_epsilon: epsilon of the normalization layers when `normalization` is given (None:
@@ -149,8 +153,18 @@ def vgg(
         return keras.Model(inputs, heads.pool(x, pooling), name=name)
     x = keras.layers.Flatten(name="flatten")(x)
     for fc in ("fc1", "fc2"):
-        x = keras.layers.Dense(width(FC_FILTERS), kernel_initializer=initializer, name=fc)(x)
-        x = layers.activation_layer(activation, fc + "_relu", spatial=False)(x)
+        x = layers.dense_norm_act(
+            x,
+            width(FC_FILTERS),
+            name=fc,
+            activation=activation,
+            normalization=layers.head_batch_normalization(normalization)
+            if head_batch_norm
+            else None,
+            norm_momentum=BN_MOMENTUM,
+            norm_epsilon=epsilon,
+            kernel_initializer=initializer,
+        )
         x = keras.layers.Dropout(dropout, name=fc + "_dropout")(x)
     x = keras.layers.Dense(num_classes, kernel_initializer=initializer, name="predictions")(x)
     return keras.Model(inputs, heads.output(x, classifier_activation), name=name)
@@ -186,19 +200,24 @@ def _convert_head(x, head: dict, activation: str, to_convolution: bool):
     """Applies fc1, fc2 and predictions as convolutions or dense layers, copying the weights."""
     for fc in _FC_LAYERS:
         source = head[fc]
-        kernel, bias = source.get_weights()
+        kernel, *bias = source.get_weights()  # No bias before a head BN (`head_batch_norm`).
         units = kernel.shape[-1]
         if to_convolution:
             grid = FC_GRID if fc == "fc1" else 1
-            target = keras.layers.Conv2D(units, grid, name=fc)
+            target = keras.layers.Conv2D(units, grid, use_bias=bool(bias), name=fc)
             kernel = kernel.reshape(grid, grid, -1, units)
         else:
-            target = keras.layers.Dense(units, name=fc)
+            target = keras.layers.Dense(units, use_bias=bool(bias), name=fc)
             kernel = kernel.reshape(-1, units)
         x = target(x)
-        target.set_weights([kernel, bias])
+        target.set_weights([kernel, *bias])
         if fc == "predictions":
             break
+        if fc + "_bn" in head:  # Normalizes the last axis: the same layer for maps and vectors.
+            norm = head[fc + "_bn"]
+            copy = type(norm).from_config(norm.get_config())
+            x = copy(x)
+            copy.set_weights(norm.get_weights())
         for suffix in ("_relu", "_dropout"):
             layer = head[fc + suffix]
             if layer.weights:

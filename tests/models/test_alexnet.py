@@ -105,3 +105,17 @@ def test_runs_under_mixed_bfloat16_with_float32_outputs(name, mixed_bfloat16):
     images = np.random.default_rng(0).uniform(0, 255, (2, *model.input_shape[1:]))
     logits = model(images.astype("float32"), training=True)
     assert logits.dtype == "float32" and np.all(np.isfinite(np.asarray(logits)))
+
+
+def test_head_batch_norm_sits_between_fc6_fc7_and_their_activations():
+    # At width 1/4 fc6 and fc7 have 1024 units; each BN adds 4 × 1024 parameters (2 × 1024
+    # trainable) and replaces its Dense layer's 1024 biases.
+    spec, units = registry.get("alexnet"), 1024
+    plain = spec.build(image_size=63, width_multiplier=0.25, num_classes=5)
+    normed = spec.build(image_size=63, width_multiplier=0.25, num_classes=5, head_batch_norm=True)
+    assert normed.count_params() - plain.count_params() == 2 * (4 * units - units)
+    trainable = [sum(int(np.prod(w.shape)) for w in m.trainable_weights) for m in (plain, normed)]
+    assert trainable[1] - trainable[0] == 2 * (2 * units - units)
+    assert not normed.get_layer("fc6").use_bias
+    assert normed.get_layer("fc7_bn").output.name == normed.get_layer("fc7_relu").input.name
+    assert normed(np.zeros((2, 63, 63, 3), "float32"), training=True).shape == (2, 5)

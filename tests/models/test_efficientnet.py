@@ -234,3 +234,39 @@ def test_parity_with_keras_applications(parity, variant):
     assert after < 1e-4
     assert normalization.mean == pytest.approx(registry.IMAGENET_MEAN, abs=1e-3)
     assert normalization.std == pytest.approx(registry.IMAGENET_STD, abs=1e-3)
+
+
+def test_se_ratio_and_stochastic_depth_switches():
+    # The first two B0 stages at width 1/4: blocks 1a (8 → 8 channels, no expansion), 2a and
+    # 2b (8 channels in, 48 expanded). SE reduces a block's *input* channels by the ratio
+    # (tensorflow/tpu), s = max(1, int(c_in · ratio)), and adds 2·E·s + s + E parameters.
+    def build(**kwargs):
+        # Instance normalization (no moving statistics) also shows that EfficientNet takes it.
+        return efficientnet.efficientnet(
+            width=0.25,
+            blocks=efficientnet.B0_BLOCKS[:2],
+            image_size=32,
+            normalization="instance",
+            **kwargs,
+        )
+
+    def se_parameters(ratio):
+        inputs_and_expanded = [(8, 8), (8, 48), (8, 48)]
+        return sum(
+            2 * e * max(1, int(c * ratio)) + max(1, int(c * ratio)) + e
+            for c, e in inputs_and_expanded
+        )
+
+    plain = build(se_ratio=0.0, stochastic_depth_rate=0.3)
+    assert not [layer.name for layer in plain.layers if "_se_" in layer.name]
+    assert plain.get_layer("block2b_drop").rate == pytest.approx(0.3 * 2 / 3)
+    for ratio in (None, 0.5):
+        model = build(se_ratio=ratio)
+        expected = se_parameters(0.25 if ratio is None else ratio)
+        assert model.count_params() - plain.count_params() == expected
+    assert model.get_layer("block1a_se_reduce").filters == 4
+    norms = [layer for layer in model.layers if "Normalization" in type(layer).__name__][1:]
+    assert norms and all(type(n) is keras.layers.GroupNormalization for n in norms)
+    assert all(n.groups == n.output.shape[-1] for n in norms)
+    with pytest.raises(ValueError, match="Lite has no squeeze-excitation"):
+        efficientnet.efficientnet(lite=True, se_ratio=0.25)

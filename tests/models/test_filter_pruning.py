@@ -33,7 +33,8 @@ def _zero_filters(model, fraction):
         bn_name = layer.name.removesuffix("_conv") + "_bn"
         if bn_name in [candidate.name for candidate in model.layers]:
             bn = model.get_layer(bn_name)
-            for variable in (bn.beta, bn.moving_mean):
+            # Instance normalization has no moving mean; its shift alone makes the channel 0.
+            for variable in (bn.beta, getattr(bn, "moving_mean", bn.beta)):
                 values = keras.ops.convert_to_numpy(variable)
                 values[:count] = 0
                 variable.assign(values)
@@ -45,6 +46,13 @@ def _zero_filters(model, fraction):
     "name, kwargs, fraction",
     [
         ("vgg11", {"width_multiplier": 0.125}, 0.5),
+        # Instance normalization is channel-wise too: its channels are sliced like BN's.
+        pytest.param(
+            "vgg11",
+            {"width_multiplier": 0.125, "normalization": "instance"},
+            0.5,
+            marks=pytest.mark.slow,
+        ),
         # ~10-25 s each: the residual families in the slow suite.
         pytest.param("resnet18", {"width_multiplier": 0.25}, 0.5, marks=pytest.mark.slow),
         pytest.param("resnet50", {"width_multiplier": 0.125}, 0.25, marks=pytest.mark.slow),

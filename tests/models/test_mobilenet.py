@@ -1,7 +1,7 @@
 import keras
 import pytest
 
-from official.models import count_flops, mobilenet, registry
+from official.models import count_flops, layers, mobilenet, registry
 
 # Trainable parameters at 224 px with 1,000 classes, as keras.applications MobileNet,
 # MobileNetV2, MobileNetV3Small/Large (weights=None) count them; MobileNetV2 3,504,872 and
@@ -107,3 +107,25 @@ def test_parity_of_narrow_models(parity, name, alpha):
         name, 64, app_kwargs={"alpha": alpha}, build_kwargs={"width_multiplier": alpha}
     )
     assert before > 1e-2 and after < 1e-4
+
+
+@pytest.mark.slow  # ~7-9 s: two MobileNetV3 builds (EfficientNet's se_ratio test is the fast one).
+def test_v3_se_ratio_switch_resizes_or_removes_the_squeeze_excitation():
+    # SE of a block with E expanded channels and s = make_divisible(E · ratio): a 1x1 E→s and a
+    # 1x1 s→E convolution with biases, 2·E·s + s + E parameters (arXiv 1905.02244 §5.3).
+    spec, alpha = registry.get("mobilenet_v3_small"), 0.25
+    counts = {
+        ratio: spec.build(image_size=32, width_multiplier=alpha, se_ratio=ratio).count_params()
+        for ratio in (0.0, 0.5)
+    }
+    for ratio in (0.5,):
+        expected, channels = 0, mobilenet.V3_STEM_FILTERS
+        for block in mobilenet.V3_SMALL:
+            expanded = layers.make_divisible(channels * block.expansion)
+            if block.se:
+                reduced = layers.make_divisible(expanded * ratio)
+                expected += 2 * expanded * reduced + reduced + expanded
+            channels = layers.make_divisible(block.filters * alpha)
+        assert counts[ratio] - counts[0.0] == expected
+    with pytest.raises(ValueError, match="se_ratio must be in"):
+        spec.build(image_size=32, se_ratio=2.0)

@@ -119,3 +119,36 @@ def test_parity_with_keras_applications_vgg16_features(parity):
 def test_parity_with_keras_applications(parity, name):
     before, after, _ = parity(name, 224)
     assert before > 1e-2 and after < 1e-4
+
+
+def test_head_batch_norm_sits_between_each_hidden_fc_and_its_activation():
+    # vgg11 at width 1/4: fc1 and fc2 have 1024 units; each BN adds 4 × 1024 parameters (γ, β
+    # trainable; moving mean and variance not) and takes the place of its Dense layer's bias.
+    spec, units = registry.get("vgg11"), 1024
+    plain = spec.build(image_size=32, width_multiplier=0.25, num_classes=10)
+    normed = spec.build(image_size=32, width_multiplier=0.25, num_classes=10, head_batch_norm=True)
+    assert normed.count_params() - plain.count_params() == 2 * (4 * units - units)
+    trainable = [sum(int(np.prod(w.shape)) for w in m.trainable_weights) for m in (plain, normed)]
+    assert trainable[1] - trainable[0] == 2 * (2 * units - units)
+    names = [layer.name for layer in normed.layers]
+    assert names[names.index("fc1") : names.index("fc1") + 4] == [
+        "fc1",
+        "fc1_bn",
+        "fc1_relu",
+        "fc1_dropout",
+    ]
+    assert isinstance(normed.get_layer("fc2_bn"), keras.layers.BatchNormalization)
+    assert normed(np.zeros((2, 32, 32, 3), "float32"), training=True).shape == (2, 10)
+
+
+def test_fully_convolutional_form_keeps_the_head_batch_norm():
+    fc = _narrow(num_classes=10, head_batch_norm=True)
+    rng = np.random.default_rng(0)
+    for name in ("fc1_bn", "fc2_bn"):  # non-trivial statistics
+        bn = fc.get_layer(name)
+        bn.set_weights([rng.uniform(0.5, 2, w.shape) for w in bn.get_weights()])
+    dense = vgg.to_fully_convolutional(fc)
+    images = rng.uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    np.testing.assert_allclose(
+        np.asarray(dense(images))[:, 0, 0], np.asarray(fc(images)), rtol=1e-4, atol=1e-5
+    )
