@@ -435,7 +435,8 @@ def _best(summaries: dict, side: str) -> str | None:
 
 
 def _ratios(summaries: dict) -> dict[str, float]:
-    """Our best images/s ÷ each peer's best (and per precision where both ran it)."""
+    """Our best images/s ÷ each peer's best (and per precision where both ran it), and
+    per-layer "auto" ÷ each global policy of ours."""
     ours = _best(summaries, "ours")
     ratios = {}
     for key, summary in summaries.items():
@@ -452,6 +453,14 @@ def _ratios(summaries: dict) -> dict[str, float]:
             ratios[f"ours/{key}"] = (
                 summaries[same]["images_per_second"] / summary["images_per_second"]
             )
+    # The gain of per-layer "auto" over one global policy.
+    if "ours:auto" in summaries:
+        for policy in ("float32", "mixed_bfloat16"):
+            if f"ours:{policy}" in summaries:
+                ratios[f"ours:auto/ours:{policy}"] = (
+                    summaries["ours:auto"]["images_per_second"]
+                    / summaries[f"ours:{policy}"]["images_per_second"]
+                )
     return ratios
 
 
@@ -468,14 +477,11 @@ def markdown_table(results: list[dict]) -> str:
             side, variant = key.split(":")
             if side == "timm":
                 variant = s.get("timm_variant", variant)
-            elif variant == "auto" and "layers_per_dtype" in s:
-                variant = (
-                    "auto ("
-                    + ", ".join(
-                        f"{count} {dtype}" for dtype, count in sorted(s["layers_per_dtype"].items())
-                    )
-                    + ")"
-                )
+            elif variant == "auto":
+                # The layers per dtype, or the one policy "auto" chose on this machine.
+                counts = s.get("layers_per_dtype") or {}
+                chosen = ", ".join(f"{n} {dtype}" for dtype, n in sorted(counts.items()))
+                variant = f"auto ({chosen or s.get('precision_name', '')})"
             row = [
                 result["model"],
                 side,
