@@ -293,8 +293,9 @@ class RuntimeConfig:
     num_cpu_devices: int = 1
     tpu: str = ""  # "tpu": TPU name or address; "": the local TPU.
     # "float32", "mixed_bfloat16", "mixed_float16" (with dynamic loss scaling), or "auto"
-    # (float16 on GPUs of compute capability >= 7.0, bfloat16 on TPUs and on CPUs with
-    # AVX512_BF16 or AMX, else float32).
+    # (float16 on GPUs of compute capability >= 7.0, bfloat16 on TPUs; on CPUs with
+    # AVX512_BF16 or AMX bfloat16 per layer kind where a start-up measurement finds it faster,
+    # e.g. not for depthwise convolutions: official/training/precision.py; else float32).
     precision: str = "float32"
     seed: int = 0
     deterministic: bool = False  # Deterministic kernels (bit-exact reruns; may be slower).

@@ -78,7 +78,7 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
         spec.name,
         derived.num_classes,
         config.data.image_size,
-        policy,
+        policy.name,
         strategy.num_replicas_in_sync,
         derived.steps_per_epoch,
     )
@@ -106,7 +106,9 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
 # ------------------------------------------------------------------------------- phases
 
 
-def _runtime(runtime: config_lib.RuntimeConfig) -> tuple[tf.distribute.Strategy, str]:
+def _runtime(
+    runtime: config_lib.RuntimeConfig,
+) -> tuple[tf.distribute.Strategy, precision.Precision]:
     """The distribution strategy and the precision policy (set globally); seeds."""
     strategy = strategy_lib.create_strategy(
         runtime.distribution_strategy,
@@ -288,12 +290,12 @@ def _training_input(config: config_lib.Config, source: sources.Source, model_dir
     return training, weights
 
 
-def _trainer(config, derived, strategy, policy: str, make_dataset, class_weights):
+def _trainer(config, derived, strategy, policy: precision.Precision, make_dataset, class_weights):
     """The model, its optimizers and the compiled steps, built in the strategy's scope; and
     the plateau schedule's state (or None)."""
     train = config.train
     with strategy.scope():
-        model, average = _model(config, strategy)
+        model, average = _model(config, strategy, policy)
         stages, plateau = _optimization(config, derived, model)
         backbone = loop.Backbone(
             head_layers=transfer.head_layer_names(model),
@@ -316,7 +318,9 @@ def _trainer(config, derived, strategy, policy: str, make_dataset, class_weights
                 no_bias_decay=train.no_bias_decay,
                 clip_gradient_norm=train.clip_gradient_norm,
                 accumulation_steps=train.gradient_accumulation_steps,
-                loss_scale=precision.DynamicLossScale() if policy == "mixed_float16" else None,
+                loss_scale=(
+                    precision.DynamicLossScale() if policy.policy == "mixed_float16" else None
+                ),
             ),
             backbone=backbone,
             ema=average,
@@ -352,13 +356,19 @@ def _pruner(config, derived, strategy, model, average, backbone) -> pruning.Prun
         raise config_lib.ConfigError(f"--config.prune.layers={','.join(prune.layers)}: {e}") from e
 
 
-def _model(config: config_lib.Config, strategy: tf.distribute.Strategy):
-    """The model and, with `train.ema_decay`, the moving average of its weights (in scope)."""
+def _model(
+    config: config_lib.Config, strategy: tf.distribute.Strategy, policy: precision.Precision
+):
+    """The model and, with `train.ema_decay`, the moving average of its weights (in scope),
+    each with the per-layer dtype policies of `runtime.precision=auto`."""
     model = runs.build_model(config)
+    policy.apply(model)
     if config.train.ema_decay <= 0:
         return model, None
+    shadow = runs.build_model(config)
+    policy.apply(shadow)
     average = ema.ExponentialMovingAverage(
-        model, runs.build_model(config), decay=config.train.ema_decay, strategy=strategy
+        model, shadow, decay=config.train.ema_decay, strategy=strategy
     )
     return model, average
 

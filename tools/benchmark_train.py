@@ -1,176 +1,88 @@
-"""Training throughput of our loop next to keras.applications + `model.fit`, in the same run.
+"""Our training or inference speed next to keras.applications and timm, in one run.
 
-  python tools/benchmark_train.py --model=resnet50 --batch_size=32 --image_size=224
+  python tools/benchmark_train.py --model=resnet50,mobilenet_v2 \
+      --precision=float32,mixed_bfloat16,auto --torch_python=/path/to/torch/python
+  python tools/benchmark_train.py --mode=infer --model=resnet50 --torch_python=...
 
-Both train the same architecture on the same in-memory batch of random images with SGD +
-momentum in float32: ours is the registry model under `official.training.loop.Trainer` (one
-device, several steps per compiled call), the peer is `keras.applications.<Name>(weights=None)`
-compiled with the same optimizer and trained by `fit` (Keras' defaults: one step per call, XLA
-off on CPU). Rounds alternate (ours, Keras, ours, Keras, ...) and each figure is the median over
-rounds of steady-state images/s (the first steps, which trace, are excluded), next to the best
-round and to images per CPU-second (steadier when other processes share the machine). Prints
-one JSON line per model with the ratios ours / Keras.
+Training sides: ours (our loop, in every --precision; "auto" gives each layer kind the dtype
+measured faster), keras.applications trained by `fit` and by `train_on_batch`, and with
+--torch_python timm (channels-last, the faster of float32 and bfloat16 autocast). Inference
+sides: ours (a Keras call under tf.function), our exported SavedModel (tensors in; and JPEG
+bytes in, preprocessing included), keras.applications, timm. Each side runs in its own process
+per round, the sides alternating. Prints one JSON line per model and a Markdown table:
+images/s, step time, peak RSS, GFLOP/s against the matmul peak measured at start, and our best
+÷ each peer. Logic: official/benchmark.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-_MODELS = flags.DEFINE_list("model", ["resnet50"], "Registry names to benchmark.")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Global batch size.")
-_SIZE = flags.DEFINE_integer("image_size", 224, "Image side.")
-_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Classifier outputs.")
-_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per round.")
-_WARMUP = flags.DEFINE_integer("warmup_steps", 2, "Untimed steps first (tracing).")
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds per side.")
-_STRATEGY = flags.DEFINE_enum(
-    "strategy", "one_device", ["one_device", "mirrored"], "Our loop's distribution strategy."
+from official import benchmark, cli  # noqa: E402
+
+_DEFAULTS = benchmark.Settings()
+_MODELS = flags.DEFINE_list("model", list(_DEFAULTS.models), "Registry names to benchmark.")
+_MODE = flags.DEFINE_enum("mode", _DEFAULTS.mode, benchmark.MODES, "Training or inference.")
+_PRECISIONS = flags.DEFINE_list(
+    "precision",
+    list(_DEFAULTS.precisions),
+    "Our precisions (float32, mixed_bfloat16, auto); keras.applications runs the non-auto ones.",
 )
-
-# Registry name → keras.applications constructor of the same architecture.
-KERAS_APPLICATIONS = {
-    "resnet50": "ResNet50",
-    "resnet101": "ResNet101",
-    "resnet152": "ResNet152",
-    "vgg16": "VGG16",
-    "vgg19": "VGG19",
-    "inception_v3": "InceptionV3",
-    "mobilenet_v1": "MobileNet",
-    "mobilenet_v2": "MobileNetV2",
-    **{f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)},
-}
-
-
-def _data(batch_size: int, image_size: int, num_classes: int):
-    import tensorflow as tf
-
-    images = tf.random.uniform([batch_size, image_size, image_size, 3], 0, 256, tf.int32, seed=1)
-    labels = tf.random.uniform([batch_size], 0, num_classes, tf.int32, seed=2)
-    return tf.cast(images, tf.uint8), labels
-
-
-def _ours(name: str, images, labels, strategy):
-    import tensorflow as tf
-
-    from official.models import registry
-    from official.training import loop, optimizers
-
-    def dataset_fn(context):
-        batch = context.get_per_replica_batch_size(_BATCH.value)
-        return tf.data.Dataset.from_tensors((images[:batch], labels[:batch])).repeat()
-
-    inputs = loop.DistributedInput(strategy, dataset_fn)
-    with strategy.scope():
-        model = registry.get(name).build(num_classes=_CLASSES.value, image_size=_SIZE.value)
-        optimizer = optimizers.create_optimizer("sgd", momentum=0.9)
-        optimizer.build(model.trainable_variables)
-        trainer = loop.Trainer(
-            strategy=strategy,
-            model=model,
-            inputs=inputs,
-            stages=[loop.Stage(optimizer, lambda step: tf.constant(0.01, tf.float32))],
-            global_batch_size=_BATCH.value,
-            objective=loop.Objective(num_classes=_CLASSES.value),
-        )
-    trainer.train_steps(_WARMUP.value)
-
-    def round_() -> tuple[float, float]:
-        start, cpu = time.perf_counter(), time.process_time()
-        trainer.train_steps(_STEPS.value)
-        images = _BATCH.value * _STEPS.value
-        return images / (time.perf_counter() - start), images / (time.process_time() - cpu)
-
-    return round_
-
-
-def _keras(name: str, images, labels):
-    import keras
-    import tensorflow as tf
-
-    constructor = getattr(keras.applications, KERAS_APPLICATIONS[name])
-    model = constructor(
-        weights=None,
-        input_shape=(_SIZE.value, _SIZE.value, 3),
-        classes=_CLASSES.value,
-        classifier_activation=None,
-    )
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    dataset = tf.data.Dataset.from_tensors((tf.cast(images, tf.float32), labels)).repeat()
-    model.fit(dataset, steps_per_epoch=_WARMUP.value, epochs=1, verbose=0, shuffle=False)
-    times: list[tuple[float, float]] = []
-    timer = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: times.append(
-            (time.perf_counter(), time.process_time())
-        )
-    )
-
-    def round_() -> tuple[float, float]:
-        times.clear()
-        model.fit(
-            dataset,
-            steps_per_epoch=_STEPS.value + 1,
-            epochs=1,
-            verbose=0,
-            shuffle=False,
-            callbacks=[timer],
-        )
-        # Steady state: from the first batch's end to the last's (fit's set-up excluded).
-        images = _BATCH.value * (len(times) - 1)
-        return images / (times[-1][0] - times[0][0]), images / (times[-1][1] - times[0][1])
-
-    return round_
+_BATCH = flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.")
+_SIZE = flags.DEFINE_integer("image_size", _DEFAULTS.image_size, "Image side.")
+_CLASSES = flags.DEFINE_integer("num_classes", _DEFAULTS.num_classes, "Classifier outputs.")
+_WIDTH = flags.DEFINE_float(
+    "width_multiplier", _DEFAULTS.width_multiplier, "Our width (keras MobileNets: alpha)."
+)
+_STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Timed steps per round and side.")
+_WARMUP = flags.DEFINE_integer("warmup_steps", _DEFAULTS.warmup_steps, "Untimed steps first.")
+_LATENCY = flags.DEFINE_integer(
+    "latency_steps", _DEFAULTS.latency_steps, "Timed batch-1 calls (inference)."
+)
+_ROUNDS = flags.DEFINE_integer("rounds", _DEFAULTS.rounds, "Alternating rounds.")
+_TORCH = flags.DEFINE_string(
+    "torch_python", _DEFAULTS.torch_python, "A Python with torch and timm: adds timm's side."
+)
+_SIDES = flags.DEFINE_list(
+    "sides",
+    [],
+    f"Only these sides (train: {', '.join(benchmark.TRAIN_SIDES)}; "
+    f"infer: {', '.join(benchmark.INFER_SIDES)}); empty: all.",
+)
+_MATMUL = flags.DEFINE_integer(
+    "matmul_size", _DEFAULTS.matmul_size, "Side of the matmul that measures the peak."
+)
 
 
 def main(argv):
-    del argv
-    import tensorflow as tf
-
-    from official.training import strategy as strategy_lib
-
-    strategy = (
-        tf.distribute.OneDeviceStrategy("/cpu:0")
-        if _STRATEGY.value == "one_device" and not tf.config.list_physical_devices("GPU")
-        else strategy_lib.create_strategy(_STRATEGY.value)
+    cli.no_arguments(argv)
+    settings = benchmark.Settings(
+        models=tuple(_MODELS.value),
+        mode=_MODE.value,
+        precisions=tuple(_PRECISIONS.value),
+        batch_size=_BATCH.value,
+        image_size=_SIZE.value,
+        num_classes=_CLASSES.value,
+        width_multiplier=_WIDTH.value,
+        steps=_STEPS.value,
+        warmup_steps=_WARMUP.value,
+        latency_steps=_LATENCY.value,
+        rounds=_ROUNDS.value,
+        torch_python=_TORCH.value,
+        matmul_size=_MATMUL.value,
+        sides=tuple(_SIDES.value),
     )
-    images, labels = _data(_BATCH.value, _SIZE.value, _CLASSES.value)
-    for name in _MODELS.value:
-        if name not in KERAS_APPLICATIONS:
-            known = ", ".join(sorted(KERAS_APPLICATIONS))
-            sys.exit(f"error: no keras.applications peer for {name!r}; known: {known}")
-        ours, theirs = _ours(name, images, labels, strategy), _keras(name, images, labels)
-        rounds = {"ours": [], "keras": []}
-        for _ in range(_ROUNDS.value):
-            rounds["ours"].append(ours())
-            rounds["keras"].append(theirs())
-        result = {
-            "model": name,
-            "keras_application": KERAS_APPLICATIONS[name],
-            "batch_size": _BATCH.value,
-            "image_size": _SIZE.value,
-            "strategy": _STRATEGY.value,
-        }
-        for side, values in rounds.items():
-            wall = [v[0] for v in values]
-            result[f"{side}_images_per_second"] = statistics.median(wall)
-            result[f"{side}_best_images_per_second"] = max(wall)
-            # On a shared machine, images per CPU-second tracks the work per image better.
-            result[f"{side}_images_per_cpu_second"] = statistics.median(v[1] for v in values)
-            result[f"{side}_rounds"] = [round(w, 2) for w in wall]
-        for key, kind in [("ratio", ""), ("ratio_best", "best_"), ("ratio_cpu", "")]:
-            suffix = "images_per_cpu_second" if key == "ratio_cpu" else "images_per_second"
-            result[key] = result[f"ours_{kind}{suffix}"] / result[f"keras_{kind}{suffix}"]
-        print(json.dumps(result), flush=True)
+    with cli.user_errors():
+        benchmark.benchmark(
+            settings,
+            emit=lambda line: print(line, flush=True),
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        )
 
 
 if __name__ == "__main__":

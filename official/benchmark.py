@@ -1,0 +1,511 @@
+"""Our training and inference speed next to the peers a user would pick instead, in one run.
+
+The peers: `keras.applications` (trained by `fit` and by `train_on_batch`, called under
+tf.function for inference) and, given a Python with torch + timm, timm (`benchmark_script.py`
+runs there by path: channels-last, float32 and bfloat16 autocast, the faster reported). For
+inference our model is also measured as its exported SavedModel (`serving/saved_model.py`):
+the `predict_images` signature (preprocessing excluded) and `serving_default` on JPEG bytes
+(decode, resize and crop included).
+
+Every side runs in its own process per round, the sides alternating (ours, keras, timm, ours,
+...): each gets the machine alone, its peak resident memory is its own, and a change of load
+on this shared machine hits every side of a round alike. Ratios taken inside one run are what
+count (../shared/reference/perf-baseline.md: the same code measured 20-60 min apart differs by
+10 % for ResNet-50 and far more for small models). Images are one random in-memory batch,
+repeated: the input pipeline is measured by tools/benchmark_input.py.
+
+Compute utilisation: achieved GFLOP/s (2 × multiply-adds from `models/flops.py` × images/s,
+training counted as 3 forward passes) ÷ the 4096³ matmul GFLOP/s measured with TensorFlow at
+start, in float32 or bfloat16 as the side ran (per-layer "auto": the bfloat16 peak when any
+layer runs in bfloat16).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from official.errors import UserError
+
+MODES = ("train", "infer")
+TRAIN_SIDES = ("ours", "keras_fit", "keras_train_on_batch", "timm")
+INFER_SIDES = ("ours", "saved_model", "keras", "timm")
+TIMM_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark_script.py")
+
+# Registry name → (keras.applications constructor, timm model name) of the same architecture.
+PEERS = {
+    "resnet50": ("ResNet50", "resnet50"),
+    "resnet101": ("ResNet101", "resnet101"),
+    "resnet152": ("ResNet152", "resnet152"),
+    "vgg16": ("VGG16", "vgg16"),
+    "vgg19": ("VGG19", "vgg19"),
+    "inception_v3": ("InceptionV3", "inception_v3"),
+    "mobilenet_v1": ("MobileNet", None),
+    "mobilenet_v2": ("MobileNetV2", "mobilenetv2_100"),
+    **{f"efficientnet_b{i}": (f"EfficientNetB{i}", f"efficientnet_b{i}") for i in range(8)},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """One benchmark run; each field is the tool's flag of the same name."""
+
+    models: tuple[str, ...] = ("resnet50",)
+    mode: str = "train"
+    precisions: tuple[str, ...] = ("float32", "mixed_bfloat16", "auto")
+    batch_size: int = 32
+    image_size: int = 224
+    num_classes: int = 1000
+    width_multiplier: float = 1.0  # Ours only (keras.applications MobileNets: alpha).
+    steps: int = 10
+    warmup_steps: int = 2
+    latency_steps: int = 20
+    rounds: int = 3
+    torch_python: str = ""
+    matmul_size: int = 4096
+    sides: tuple[str, ...] = ()  # Empty: every side of the mode.
+
+
+# ----------------------------------------------------------------------------- one side
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _data(job: dict):
+    import tensorflow as tf
+
+    size, batch = job["image_size"], job["batch_size"]
+    images = tf.random.stateless_uniform([batch, size, size, 3], [1, 2], 0, 255)
+    labels = tf.random.stateless_uniform([batch], [3, 4], 0, job["num_classes"], tf.int32)
+    return images, labels
+
+
+def _timed(step, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _our_model(job: dict):
+    """Our registry model under the job's precision (per-layer policies for "auto")."""
+    import keras
+
+    from official.models import registry
+    from official.training import precision
+
+    resolved = precision.set_policy(job["precision"])
+    overrides = {}
+    if job["width_multiplier"] != 1.0:
+        overrides["width_multiplier"] = job["width_multiplier"]
+    model = registry.get(job["model"]).build(
+        num_classes=job["num_classes"], image_size=job["image_size"], **overrides
+    )
+    counts = resolved.apply(model)
+    keras.mixed_precision.set_global_policy("float32")
+    return model, resolved, counts
+
+
+def _keras_model(job: dict):
+    import keras
+
+    keras.mixed_precision.set_global_policy(job["precision"])
+    constructor = getattr(keras.applications, PEERS[job["model"]][0])
+    options = {}
+    if job["width_multiplier"] != 1.0 and job["model"].startswith("mobilenet"):
+        options["alpha"] = job["width_multiplier"]
+    model = constructor(
+        weights=None,
+        input_shape=(job["image_size"], job["image_size"], 3),
+        classes=job["num_classes"],
+        classifier_activation=None,
+        **options,
+    )
+    keras.mixed_precision.set_global_policy("float32")
+    return model
+
+
+def _train_ours(job: dict, images, labels) -> tuple[list[float], dict]:
+    import tensorflow as tf
+
+    from official.training import loop, optimizers
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    batch = job["batch_size"]
+    inputs = loop.DistributedInput(
+        strategy, lambda context: tf.data.Dataset.from_tensors((images, labels)).repeat()
+    )
+    with strategy.scope():
+        model, resolved, counts = _our_model(job)
+        optimizer = optimizers.create_optimizer("sgd", momentum=0.9)
+        optimizer.build(model.trainable_variables)
+        trainer = loop.Trainer(
+            strategy=strategy,
+            model=model,
+            inputs=inputs,
+            stages=[loop.Stage(optimizer, lambda step: tf.constant(0.01, tf.float32))],
+            global_batch_size=batch,
+            objective=loop.Objective(num_classes=job["num_classes"]),
+        )
+    trainer.train_steps(job["warmup_steps"])
+    # The loop runs several steps per compiled call: one timing of all steps, per step.
+    start = time.perf_counter()
+    trainer.train_steps(job["steps"])
+    seconds = (time.perf_counter() - start) / job["steps"]
+    return [seconds], {"layers_per_dtype": counts, "precision_name": resolved.name}
+
+
+def _train_keras(job: dict, images, labels) -> tuple[list[float], dict]:
+    import keras
+    import tensorflow as tf
+
+    model = _keras_model(job)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    if job["side"] == "keras_train_on_batch":
+        for _ in range(job["warmup_steps"]):
+            model.train_on_batch(images, labels)
+        return _timed(lambda: model.train_on_batch(images, labels), job["steps"]), {}
+    dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    model.fit(dataset, steps_per_epoch=job["warmup_steps"], epochs=1, verbose=0)
+    ends: list[float] = []
+    timer = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter())
+    )
+    model.fit(dataset, steps_per_epoch=job["steps"] + 1, epochs=1, verbose=0, callbacks=[timer])
+    # Steady state: from the first batch's end to the last's (fit's set-up excluded).
+    return [b - a for a, b in zip(ends, ends[1:], strict=False)], {}
+
+
+def _infer(call, images, job: dict) -> dict:
+    """Batch throughput (median step) and batch-1 latency (median, 90th percentile) of
+    `call(images)`."""
+    import numpy as np
+
+    single = images[:1]
+    for _ in range(job["warmup_steps"]):
+        call(images)
+        call(single)
+    steps = _timed(lambda: call(images), job["steps"])
+    latency = _timed(lambda: call(single), job["latency_steps"])
+    return {
+        "step_seconds": statistics.median(steps),
+        "latency_ms": 1e3 * statistics.median(latency),
+        "latency_p90_ms": 1e3 * float(np.percentile(latency, 90)),
+    }
+
+
+def _infer_saved_model(job: dict, images) -> dict:
+    """Our model exported as the serving SavedModel, loaded back: `predict_images` (model
+    only) and `serving_default` on one JPEG (its decode, resize and crop included)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from official.data import preprocess
+    from official.models import registry
+    from official.serving import saved_model
+
+    model, _, _ = _our_model(job)
+    spec = registry.get(job["model"])
+    geometry = preprocess.Geometry(job["image_size"], spec.crop_fraction, spec.interpolation)
+    with tempfile.TemporaryDirectory() as directory:
+        labels = os.path.join(directory, "labels.txt")
+        with open(labels, "w", encoding="utf-8") as f:
+            f.write("".join(f"class_{i}\n" for i in range(job["num_classes"])))
+        module = saved_model.ServingModule(model, labels_path=labels, geometry=geometry)
+        saved_model.save_module(module, os.path.join(directory, "export"))
+        loaded = tf.saved_model.load(os.path.join(directory, "export"))
+        predict = loaded.signatures[saved_model.IMAGES_SIGNATURE]
+        serve = loaded.signatures[saved_model.SERVING_SIGNATURE]
+        result = _infer(lambda x: predict(images=x), images, job)
+        resize = geometry.resize_size
+        jpeg = tf.io.encode_jpeg(
+            tf.cast(tf.image.resize(images[:1], [resize, resize])[0], tf.uint8), quality=90
+        )
+        request = tf.reshape(jpeg, [1])
+        for _ in range(job["warmup_steps"]):
+            serve(image_bytes=request)
+        latency = _timed(lambda: serve(image_bytes=request), job["latency_steps"])
+    result["bytes_latency_ms"] = 1e3 * statistics.median(latency)
+    result["bytes_latency_p90_ms"] = 1e3 * float(np.percentile(latency, 90))
+    return result
+
+
+def run_side(job: dict) -> dict:
+    """Measures one side once (in this process); returns its figures and peak memory."""
+    import tensorflow as tf
+
+    images, labels = _data(job)
+    if job["mode"] == "train":
+        runner = _train_ours if job["side"] == "ours" else _train_keras
+        steps, extra = runner(job, images, labels)
+        result = {"step_seconds": statistics.median(steps), **extra}
+    elif job["side"] == "saved_model":
+        result = _infer_saved_model(job, images)
+    else:
+        model = _our_model(job)[0] if job["side"] == "ours" else _keras_model(job)
+        forward = tf.function(lambda x: model(x, training=False))
+        result = _infer(lambda x: forward(x).numpy(), images, job)
+    return {**result, "peak_rss_mb": _peak_rss_mb()}
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def matmul_peak(size: int = 4096, repeats: int = 3) -> dict[str, float]:
+    """GFLOP/s of a size³ matmul with TensorFlow, float32 and bfloat16 (the best of
+    `repeats`): the machine's practical peak (perf-baseline.md §a: 209 / 363 here)."""
+    import tensorflow as tf
+
+    peaks = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        a = tf.cast(tf.random.stateless_uniform([size, size], [5, 6]), dtype)
+        b = tf.cast(tf.random.stateless_uniform([size, size], [7, 8]), dtype)
+        matmul = tf.function(lambda a=a, b=b: tf.matmul(a, b))
+        matmul().numpy()
+        best = min(_timed(lambda matmul=matmul: matmul().numpy(), repeats))
+        peaks[dtype.name] = 2 * size**3 / best / 1e9
+    return peaks
+
+
+def _variants(settings: Settings, side: str) -> list[str]:
+    """The precisions a side runs in: ours every one asked for; keras.applications the global
+    policies among them (no per-layer "auto" there); timm its own pair, chosen in its script."""
+    if side == "ours":
+        return list(settings.precisions)
+    if side == "timm":
+        return ["+".join(_timm_dtypes(settings))]
+    return [p for p in settings.precisions if p != "auto"] or ["float32"]
+
+
+def _timm_dtypes(settings: Settings) -> list[str]:
+    """timm's precisions among the asked ones (float32 and/or bfloat16 autocast; "auto" is
+    ours alone): a CPU without bfloat16 instructions emulates it 5-50x slower, so it runs only
+    when asked for."""
+    dtypes = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+    return [dtypes[p] for p in settings.precisions if p in dtypes] or ["float32"]
+
+
+def _child(settings: Settings, job: dict) -> dict:
+    """Runs one side in a new process; returns its JSON result."""
+    if job["side"] == "timm":
+        command = [settings.torch_python, TIMM_SCRIPT, json.dumps(job)]
+    else:
+        command = [sys.executable, "-m", "official.benchmark", json.dumps(job)]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environment = {**os.environ, "PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=repo)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-5:]
+        raise RuntimeError(f"{job['side']} {job['model']} failed: " + " | ".join(tail))
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _check(settings: Settings) -> None:
+    if settings.mode not in MODES:
+        raise UserError(f"--mode={settings.mode}: choose one of {', '.join(MODES)}")
+    from official.training import precision
+
+    for value in settings.precisions:
+        if value not in precision.PRECISIONS or value == "mixed_float16":
+            raise UserError(f"--precision={value}: choose from float32, mixed_bfloat16, auto")
+    for name in settings.models:
+        if name not in PEERS:
+            raise UserError(f"--model={name}: no peer known; known: {', '.join(sorted(PEERS))}")
+    known = set(TRAIN_SIDES if settings.mode == "train" else INFER_SIDES)
+    for side in settings.sides:
+        if side not in known:
+            raise UserError(f"--sides={side}: {settings.mode} sides are {', '.join(sorted(known))}")
+    if settings.torch_python and not os.access(settings.torch_python, os.X_OK):
+        raise UserError(f"--torch_python={settings.torch_python}: not an executable")
+
+
+def _summary(values: list[dict], batch_size: int) -> dict:
+    """Median and best over rounds (images/s from each round's median step time)."""
+    rates = [batch_size / v["step_seconds"] for v in values]
+    summary = {
+        "images_per_second": statistics.median(rates),
+        "best_images_per_second": max(rates),
+        "step_ms": 1e3 * statistics.median(v["step_seconds"] for v in values),
+        "peak_rss_mb": max(v["peak_rss_mb"] for v in values),
+        "rounds": [round(r, 2) for r in rates],
+    }
+    for key in ("latency_ms", "latency_p90_ms", "bytes_latency_ms", "bytes_latency_p90_ms"):
+        if key in values[0]:
+            summary[key] = statistics.median(v[key] for v in values)
+    for key in ("layers_per_dtype", "precision_name", "timm_variant", "timm_variants"):
+        if key in values[-1]:
+            summary[key] = values[-1][key]
+    return summary
+
+
+def _utilisation(summary: dict, variant: str, macs: int, mode: str, peaks: dict) -> None:
+    passes = 3 if mode == "train" else 1
+    gflops = 2 * macs * passes * summary["images_per_second"] / 1e9
+    uses_bf16 = variant == "mixed_bfloat16" or "bfloat16" in summary.get("timm_variant", "")
+    if variant == "auto":
+        uses_bf16 = "mixed_bfloat16" in summary.get("layers_per_dtype", {"mixed_bfloat16": 1})
+    peak = peaks["bfloat16" if uses_bf16 else "float32"]
+    summary["gflops_per_second"] = gflops
+    summary["percent_of_matmul_peak"] = 100 * gflops / peak
+
+
+def benchmark(settings: Settings, emit=print, progress=lambda line: None) -> list[dict]:
+    """Runs every model's sides in alternating rounds; emits one JSON line per model, then
+    the Markdown table, and one progress line per side and round; returns the results."""
+    _check(settings)
+    from official.models import flops, registry
+
+    peaks = matmul_peak(settings.matmul_size)
+    results = []
+    for name in settings.models:
+        keras_name, timm_name = PEERS[name]
+        sides = [
+            side
+            for side in (TRAIN_SIDES if settings.mode == "train" else INFER_SIDES)
+            if (side != "timm" or (settings.torch_python and timm_name))
+            and (not settings.sides or side in settings.sides)
+        ]
+        overrides = {}
+        if settings.width_multiplier != 1.0:
+            overrides["width_multiplier"] = settings.width_multiplier
+        macs = flops.count_flops(
+            registry.get(name).build(
+                num_classes=settings.num_classes, image_size=settings.image_size, **overrides
+            )
+        )
+        base = {
+            "mode": settings.mode,
+            "model": name,
+            "batch_size": settings.batch_size,
+            "image_size": settings.image_size,
+            "num_classes": settings.num_classes,
+            "width_multiplier": settings.width_multiplier,
+            "steps": settings.steps,
+            "warmup_steps": settings.warmup_steps,
+            "latency_steps": settings.latency_steps,
+            "timm_model": timm_name,
+            "timm_dtypes": _timm_dtypes(settings),
+        }
+        measured: dict[str, list[dict]] = {}
+        for _ in range(settings.rounds):
+            for side in sides:
+                for variant in _variants(settings, side):
+                    job = {**base, "side": side, "precision": variant}
+                    value = _child(settings, job)
+                    measured.setdefault(f"{side}:{variant}", []).append(value)
+                    progress(
+                        f"{name} {side} {variant} round {len(measured[f'{side}:{variant}'])}: "
+                        f"{settings.batch_size / value['step_seconds']:.3g} img/s, "
+                        f"{value['peak_rss_mb']:.0f} MB"
+                    )
+        summaries = {key: _summary(values, settings.batch_size) for key, values in measured.items()}
+        for key, summary in summaries.items():
+            _utilisation(summary, key.split(":")[1], macs, settings.mode, peaks)
+        result = {
+            **base,
+            "keras_application": keras_name,
+            "multiply_adds": macs,
+            "matmul_peak_gflops": peaks,
+            "sides": summaries,
+            "ratios": _ratios(summaries),
+        }
+        emit(json.dumps(result))
+        results.append(result)
+    emit(markdown_table(results))
+    return results
+
+
+def _best(summaries: dict, side: str) -> str | None:
+    keys = [k for k in summaries if k.split(":")[0] == side]
+    return max(keys, key=lambda k: summaries[k]["images_per_second"], default=None)
+
+
+def _ratios(summaries: dict) -> dict[str, float]:
+    """Our best images/s ÷ each peer's best (and per precision where both ran it), and
+    per-layer "auto" ÷ each global policy of ours."""
+    ours = _best(summaries, "ours")
+    ratios = {}
+    for key, summary in summaries.items():
+        side, variant = key.split(":")
+        if side == "ours":
+            continue
+        best = _best(summaries, side)
+        if key == best:
+            ratios[f"ours/{side}"] = (
+                summaries[ours]["images_per_second"] / summary["images_per_second"]
+            )
+        same = f"ours:{variant}"
+        if same in summaries:
+            ratios[f"ours/{key}"] = (
+                summaries[same]["images_per_second"] / summary["images_per_second"]
+            )
+    # The gain of per-layer "auto" over one global policy.
+    if "ours:auto" in summaries:
+        for policy in ("float32", "mixed_bfloat16"):
+            if f"ours:{policy}" in summaries:
+                ratios[f"ours:auto/ours:{policy}"] = (
+                    summaries["ours:auto"]["images_per_second"]
+                    / summaries[f"ours:{policy}"]["images_per_second"]
+                )
+    return ratios
+
+
+def markdown_table(results: list[dict]) -> str:
+    """One row per model, side and precision."""
+    infer = results and results[0]["mode"] == "infer"
+    header = ["model", "side", "precision", "img/s (best)", "step ms", "peak RSS MB"]
+    header += ["b1 ms (p90)", "b1 ms bytes (p90)"] if infer else []
+    header += ["GFLOP/s", "% matmul peak", "ours best / this"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for result in results:
+        ours = result["sides"][_best(result["sides"], "ours")]["images_per_second"]
+        for key, s in result["sides"].items():
+            side, variant = key.split(":")
+            if side == "timm":
+                variant = s.get("timm_variant", variant)
+            elif variant == "auto":
+                # The layers per dtype, or the one policy "auto" chose on this machine.
+                counts = s.get("layers_per_dtype") or {}
+                chosen = ", ".join(f"{n} {dtype}" for dtype, n in sorted(counts.items()))
+                variant = f"auto ({chosen or s.get('precision_name', '')})"
+            row = [
+                result["model"],
+                side,
+                variant,
+                f"{s['images_per_second']:.3g} ({s['best_images_per_second']:.3g})",
+                f"{s['step_ms']:.0f}",
+                f"{s['peak_rss_mb']:.0f}",
+            ]
+            if infer:
+                row.append(f"{s['latency_ms']:.1f} ({s['latency_p90_ms']:.1f})")
+                row.append(
+                    f"{s['bytes_latency_ms']:.1f} ({s['bytes_latency_p90_ms']:.1f})"
+                    if "bytes_latency_ms" in s
+                    else ""
+                )
+            row += [
+                f"{s['gflops_per_second']:.0f}",
+                f"{s['percent_of_matmul_peak']:.0f} %",
+                f"{ours / s['images_per_second']:.2f}",
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # One side, run by `_child` in its own process.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    print(json.dumps(run_side(json.loads(sys.argv[1]))), flush=True)

@@ -1,0 +1,108 @@
+"""tools/benchmark_train.py runs end to end on a tiny model (the real numbers are in README)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+TINY = [
+    "--model=mobilenet_v2",
+    "--image_size=32",
+    "--width_multiplier=0.35",
+    "--num_classes=10",
+    "--batch_size=4",
+    "--steps=2",
+    "--warmup_steps=1",
+    "--latency_steps=2",
+    "--rounds=1",
+    "--matmul_size=128",
+    "--precision=float32",
+]
+
+
+def _run(repo, *flags, timeout=1700):
+    result = subprocess.run(
+        [sys.executable, "tools/benchmark_train.py", *TINY, *flags],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(repo), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    return json.loads(lines[0]), lines[1:]
+
+
+def _check(report, table, sides):
+    assert set(report["sides"]) == sides
+    macs = report["multiply_adds"]
+    assert macs > 0
+    for side in report["sides"].values():
+        rate = side["images_per_second"]
+        assert rate == pytest.approx(4 / (side["step_ms"] / 1e3))
+        assert side["peak_rss_mb"] > 100  # A process with TensorFlow or torch in it.
+        passes = 3 if report["mode"] == "train" else 1
+        assert side["gflops_per_second"] == pytest.approx(2 * macs * passes * rate / 1e9)
+    ours = report["sides"]["ours:float32"]["images_per_second"]
+    for key, side in report["sides"].items():
+        if not key.startswith("ours"):
+            peer = key.split(":")[0]
+            assert report["ratios"][f"ours/{peer}"] == pytest.approx(
+                ours / side["images_per_second"]
+            )
+    assert table[0].startswith("| model | side | precision | img/s")
+    assert len(table) == 2 + len(sides)
+
+
+# Each side is a process that imports TensorFlow: about 30 s on the idle machine, many minutes
+# when other jobs load it.
+@pytest.mark.timeout(1800)
+def test_train_benchmark_writes_its_json_line_and_table(repo):
+    report, table = _run(repo, "--sides=ours,keras_train_on_batch")
+    _check(report, table, {"ours:float32", "keras_train_on_batch:float32"})
+    assert set(report["matmul_peak_gflops"]) == {"float32", "bfloat16"}
+
+
+def test_a_bad_flag_is_one_line(repo):
+    result = subprocess.run(
+        [sys.executable, "tools/benchmark_train.py", "--model=lenet5"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --model=lenet5: no peer")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_inference_benchmark_with_every_side(repo):
+    """Ours, its SavedModel (tensors and JPEG bytes), keras.applications, and timm when
+    CNN_REPRO_TORCH_PYTHON names a Python with torch and timm."""
+    torch_python = os.environ.get("CNN_REPRO_TORCH_PYTHON", "")
+    flags = ["--mode=infer"] + ([f"--torch_python={torch_python}"] if torch_python else [])
+    report, table = _run(repo, *flags, timeout=3500)
+    sides = {"ours:float32", "saved_model:float32", "keras:float32"}
+    _check(report, table, sides | ({"timm:float32"} if torch_python else set()))
+    for side in report["sides"].values():
+        assert 0 < side["latency_ms"] <= side["latency_p90_ms"]
+    saved = report["sides"]["saved_model:float32"]
+    assert 0 < saved["bytes_latency_ms"] <= saved["bytes_latency_p90_ms"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.skipif(
+    not os.environ.get("CNN_REPRO_TORCH_PYTHON"), reason="CNN_REPRO_TORCH_PYTHON not set"
+)
+def test_train_benchmark_against_timm(repo):
+    torch_python = os.environ["CNN_REPRO_TORCH_PYTHON"]
+    report, table = _run(repo, f"--torch_python={torch_python}", timeout=3500)
+    sides = {"ours:float32", "keras_fit:float32", "keras_train_on_batch:float32"}
+    _check(report, table, sides | {"timm:float32"})
+    assert report["sides"]["timm:float32"]["timm_variant"] == "float32 channels-last"
