@@ -164,7 +164,7 @@ def _initial_weights(
             normalization=(saved.data.mean, saved.data.std),
             arithmetic={k: v for k, v in arithmetic.items() if v},
         )
-    return weights_lib.load(
+    initial = weights_lib.load(
         path,
         spec,
         runs.model_overrides(model_config, spec),
@@ -172,6 +172,18 @@ def _initial_weights(
         layout=model_config.init_weights_layout,
         keras_application=model_config.init_keras_application,
     )
+    if model_config.init_weights_mapping == "vgg_net_a":
+        if initial.kind != "run" or initial.model is None:
+            raise config_lib.ConfigError(
+                f"--config.model.init_weights={path}: init_weights_mapping=vgg_net_a needs a "
+                "run of configuration A (vgg11) or a checkpoint inside one; convert other "
+                "weights first (python -m official.models --convert=FILE --model=vgg11 --out=DIR)"
+            )
+        try:
+            transfer.check_vgg_net_a(initial.model)
+        except ValueError as e:
+            raise config_lib.ConfigError(f"--config.model.init_weights={path}: {e}") from e
+    return initial
 
 
 def _resolve(config, spec, info, strategy, initial):
@@ -579,8 +591,13 @@ def _initialize(config, trainer, initial: weights_lib.Weights, writer, make_data
             raise config_lib.ConfigError(f"{flag}: {e}") from e
         logging.info("initialized every weight from %s", path)
     elif path:
+        copy = (
+            transfer.copy_from_vgg_net_a
+            if config.model.init_weights_mapping == "vgg_net_a"
+            else transfer.copy_matching_weights
+        )
         try:
-            copied, skipped = transfer.copy_matching_weights(initial.model, model)
+            copied, skipped = copy(initial.model, model)
         except ValueError as e:
             raise config_lib.ConfigError(f"{flag}: {e}") from e
         logging.info(
