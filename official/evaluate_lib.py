@@ -149,7 +149,8 @@ def result_name(
     ensemble_modes: tuple[str, ...] = (),
 ) -> str:
     """e.g. center_ckpt-330, multi_crop_grid_256-384-512_ckpt-330, dense_256_noflip_ckpt-330,
-    dense+multi_crop_grid_256-384-512_ckpt-330, ensemble, ensemble_dense_multi_crop_ten."""
+    dense+multi_crop_grid_256-384-512_ckpt-330, ensemble, ensemble_dense (every member dense),
+    ensemble_dense_multi_crop_ten (one dense, one ten-crop)."""
     if options.tflite:
         stem = os.path.splitext(os.path.basename(options.tflite))[0]
         version = os.path.basename(os.path.dirname(os.path.abspath(options.tflite)))
@@ -157,7 +158,9 @@ def result_name(
     if options.mode == "ensemble":
         if set(ensemble_modes) <= {"center"}:
             return "ensemble"
-        return "_".join(["ensemble", *(_tag(mode, options, None) for mode in ensemble_modes)])
+        shared = len(set(ensemble_modes)) == 1  # "ensemble_dense", not "ensemble_dense_dense"
+        tags = [_tag(mode, options, None) for mode in ensemble_modes[: 1 if shared else None]]
+        return "_".join(["ensemble", *tags])
     name = _tag(options.mode, options, scales)
     return name + (f"_{os.path.basename(checkpoint)}" if checkpoint else "")
 

@@ -210,6 +210,17 @@ def test_dense_plus_multi_crop_is_the_mean_of_the_two_modes(
     assert results["top1"] == pytest.approx(top1)
 
 
+def test_ensemble_result_names_say_the_members_modes():
+    options = evaluate_lib.Options(mode="ensemble", crops="grid")
+    assert evaluate_lib.result_name(options, None, (), ("center", "center")) == "ensemble"
+    shared = ("dense+multi_crop", "dense+multi_crop")
+    assert evaluate_lib.result_name(options, None, (), shared) == "ensemble_dense+multi_crop_grid"
+    mixed = ("multi_crop", "multi_scale")
+    assert (
+        evaluate_lib.result_name(options, None, (), mixed) == "ensemble_multi_crop_grid_multi_scale"
+    )
+
+
 def test_ensemble_members_each_in_their_own_mode(trained_run, image_folder, tmp_path, monkeypatch):
     """One member dense, the other ten-crop: their posteriors averaged (arXiv 1409.1556 §4.4)."""
     captured = _capture_posteriors(monkeypatch)
