@@ -56,12 +56,18 @@ def test_recipe_header_says_command_source_expectation_and_time(recipe):
     assert "Time:" in header or "minutes" in header
 
 
+def _recipe_config(recipe: str) -> config_lib.Config:
+    """The Config `official.train` builds from the recipe (nested flagfiles read from the
+    repository root, as the recipes' commands are run)."""
+    argv = flags.FlagValues().read_flags_from_files([f"--flagfile={REPO / 'configs' / recipe}"])
+    return ablate.parse_config([arg for arg in argv if arg.startswith("--config.")])
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_parses_and_validates(recipe, monkeypatch):
     """The configuration `official.train` would build from the recipe passes validation."""
     monkeypatch.chdir(REPO)  # Nested --flagfile paths are relative to the repository.
-    argv = flags.FlagValues().read_flags_from_files([f"--flagfile=configs/{recipe}"])
-    config = ablate.parse_config([arg for arg in argv if arg.startswith("--config.")])
+    config = _recipe_config(recipe)
     config_lib.validate(config)
     assert config.model.name
 
@@ -70,10 +76,7 @@ def test_vgg_protocol_recipes_start_from_their_runs(monkeypatch):
     """S = 384 from the S = 256 run at 10⁻³, a fixed scale S_min = S_max tested at Q = S
     (224 / 384); D from net A by position (arXiv 1409.1556 §3.1)."""
     monkeypatch.chdir(REPO)
-    configs = {}
-    for recipe in PARENT_MODELS:
-        argv = flags.FlagValues().read_flags_from_files([f"--flagfile=configs/{recipe}"])
-        configs[recipe] = ablate.parse_config([a for a in argv if a.startswith("--config.")])
+    configs = {recipe: _recipe_config(recipe) for recipe in PARENT_MODELS}
     s384 = configs["vgg16_s384_finetune.flags"]
     assert s384.model.init_weights and s384.model.init_weights_mapping == ""
     assert s384.train.base_learning_rate == 1e-3 and s384.data.scale_jitter == (384, 384)
@@ -105,7 +108,7 @@ def _two_steps(run, model_dir, recipe, *extra):
 
 
 @pytest.mark.parametrize("recipe", _two_step_params())
-def test_recipe_runs_two_steps(run, tmp_path, recipe):
+def test_recipe_runs_two_steps(run, tmp_path, recipe, monkeypatch):
     extra = ()
     if recipe in PARENT_MODELS:
         parent = tmp_path / "parent"
@@ -125,9 +128,5 @@ def test_recipe_runs_two_steps(run, tmp_path, recipe):
     assert metrics["steps"] == 2
     assert metrics["loss"] == metrics["loss"]  # not NaN
     config = json.loads((tmp_path / "config.json").read_text())["config"]
-    flags = [
-        line
-        for line in (REPO / "configs" / recipe).read_text().splitlines()
-        if line.startswith("--config.model.name=")
-    ]
-    assert config["model"]["name"] == flags[0].split("=", 1)[1]
+    monkeypatch.chdir(REPO)
+    assert config["model"]["name"] == _recipe_config(recipe).model.name
