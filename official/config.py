@@ -88,6 +88,12 @@ class ModelConfig:
     init_weights_layout: str = ""
     # keras.applications constructor of an .h5 (e.g. "ResNet50"); "": the model's counterpart.
     init_keras_application: str = ""
+    # How the initial weights map onto the model: "" by layer name (layers whose shapes differ
+    # keep their initialization); "vgg_net_a": a deeper VGG (vgg13, vgg16, vgg19) from a run of
+    # configuration A (vgg11), its first four convolutions and three FC layers by position in
+    # the network, the rest random (Simonyan & Zisserman arXiv 1409.1556 §3.1;
+    # official/training/transfer.py `copy_from_vgg_net_a`).
+    init_weights_mapping: str = ""
 
 
 @dataclasses.dataclass
@@ -372,6 +378,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "model.normalization": ("", *layers.NORMALIZATIONS),
         "model.init_weights_format": ("", *transfer.WEIGHTS_FORMATS),
         "model.init_weights_layout": ("", *torch_port.LAYOUTS),
+        "model.init_weights_mapping": ("", *transfer.INIT_MAPPINGS),
     }
 
 
@@ -567,7 +574,12 @@ def validate(config: Config) -> None:
         model.init_keras_application,
         "unset unless --config.model.init_weights is a keras.applications .h5 file",
     )
-    for field in ("init_weights_format", "init_weights_layout", "init_keras_application"):
+    for field in (
+        "init_weights_format",
+        "init_weights_layout",
+        "init_keras_application",
+        "init_weights_mapping",
+    ):
         _check(
             not getattr(model, field) or model.init_weights,
             f"model.{field}",

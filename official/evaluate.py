@@ -6,8 +6,10 @@ and the expected calibration error, and writes them as JSON under DIR/evaluation
 
 Modes: center (reference single crop), multi_crop (--crops=ten, or grid: VGG's 5×5 crops and
 flips at each of --scales), multi_scale (dense at several --scales, posteriors averaged), dense
-(fully-convolutional on the whole image, flip averaged), ensemble (--ensemble=DIR1,DIR2,...,
-each a run or a checkpoint). --tflite=FILE evaluates a converted model with center crops.
+(fully-convolutional on the whole image, flip averaged), dense+multi_crop (the posteriors of
+dense and multi_crop at the same --scales averaged, VGG's Table 5), ensemble
+(--ensemble=DIR1,DIR2,..., each a run or a checkpoint, each evaluated in its --ensemble_modes).
+--tflite=FILE evaluates a converted model with center crops.
 The wiring is official/evaluate_lib.py.
 """
 
@@ -27,7 +29,8 @@ _CROPS = flags.DEFINE_enum("crops", "ten", evaluate_lib.CROPS, "multi_crop: ten-
 _SCALES = flags.DEFINE_list(
     "scales",
     [],
-    "Test scales Q (shorter side, px). Defaults: grid S,1.5S,2S; multi_scale S-d,S,S+d with "
+    "Test scales Q (shorter side, px). Defaults: grid and dense+multi_crop S,1.5S,2S; "
+    "multi_scale S-d,S,S+d with "
     "d = 32 (S/8 for S < 256, none below the model's minimum size); dense S; "
     "S = image_size / crop_fraction.",
 )
@@ -39,6 +42,12 @@ _SOURCE = flags.DEFINE_string(
 _SPLIT = flags.DEFINE_string("split", "validation", "Split to evaluate.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 0, "Images per batch (0: the run's).")
 _ENSEMBLE = flags.DEFINE_string("ensemble", "", "mode=ensemble: comma-separated runs/checkpoints.")
+_ENSEMBLE_MODES = flags.DEFINE_list(
+    "ensemble_modes",
+    [],
+    "mode=ensemble: each member's mode, one per member or one for all "
+    f"({', '.join(evaluate_lib.MEMBER_MODES)}); default center.",
+)
 _TFLITE = flags.DEFINE_string("tflite", "", "Evaluate this .tflite file (center crops).")
 _CAM = flags.DEFINE_integer(
     "cam_misclassified", 0, "Write CAM overlays of this many worst mistakes (PNG + TensorBoard)."
@@ -70,6 +79,7 @@ def main(argv: list[str]) -> None:
         batch_size=_BATCH_SIZE.value,
         checkpoint=_CHECKPOINT.value,
         ensemble=_ENSEMBLE.value,
+        ensemble_modes=tuple(_ENSEMBLE_MODES.value),
         tflite=_TFLITE.value,
         cam_misclassified=_CAM.value,
         output_dir=_OUTPUT_DIR.value,

@@ -18,7 +18,13 @@ from official.evaluation import cam, dense, ensemble, modes, report
 from official.models import registry
 from official.serving import tflite
 
-MODES = ("center", "multi_crop", "multi_scale", "dense", "ensemble")
+MODES = ("center", "multi_crop", "multi_scale", "dense", "dense+multi_crop", "ensemble")
+# Modes that average the posteriors of other modes at the same test scales: VGG's "dense +
+# multi-crop" (arXiv 1409.1556 §4.3, Table 5 last rows: "we also assess the complementarity of
+# the two evaluation techniques by averaging their soft-max outputs").
+COMBINED_MODES = {"dense+multi_crop": ("dense", "multi_crop")}
+# What each member of an ensemble may be evaluated with (--ensemble_modes).
+MEMBER_MODES = tuple(mode for mode in MODES if mode != "ensemble")
 CROPS = ("ten", "grid")
 RESULTS_DIR = "evaluation"
 # VGG's test scales Q = {256, 384, 512} for 224 crops trained at S = 256 (arXiv 1409.1556
@@ -46,6 +52,8 @@ class Options:
     batch_size: int = 0  # 0: the run's eval batch size.
     checkpoint: str | None = None  # None: the run's latest.
     ensemble: str = ""  # mode=ensemble: "DIR1,DIR2,..." runs or checkpoint paths.
+    # mode=ensemble: each member's mode (one per member, or one for all); (): center.
+    ensemble_modes: tuple[str, ...] = ()
     tflite: str = ""  # A .tflite file to evaluate instead of the checkpoint (center crops).
     cam_misclassified: int = 0  # Write CAM overlays of this many worst mistakes.
     output_dir: str = ""  # "": <model_dir>/evaluation.
@@ -66,6 +74,26 @@ def _check_options(model_dir: str | None, options: Options) -> None:
         _fail("model_dir", model_dir, "required (a training run directory)")
     if options.cam_misclassified and (options.tflite or options.mode == "ensemble"):
         _fail("cam_misclassified", options.cam_misclassified, "needs a single Keras model")
+    if options.ensemble_modes and options.mode != "ensemble":
+        _fail("ensemble_modes", ",".join(options.ensemble_modes), "only with --mode=ensemble")
+    for mode in options.ensemble_modes:
+        if mode not in MEMBER_MODES:
+            _fail("ensemble_modes", mode, "choose one of " + ", ".join(MEMBER_MODES))
+
+
+def member_modes(options: Options, count: int) -> tuple[str, ...]:
+    """The mode of each of `count` ensemble members: --ensemble_modes one each, or one shared;
+    center when not given."""
+    given = options.ensemble_modes or ("center",)
+    if len(given) == 1:
+        return given * count
+    if len(given) != count:
+        _fail(
+            "ensemble_modes",
+            ",".join(given),
+            f"one mode for all members or one per member ({count})",
+        )
+    return tuple(given)
 
 
 def default_scales(
@@ -79,7 +107,7 @@ def default_scales(
     size = geometry.resize_size
     if options.scales:
         return tuple(options.scales)
-    if options.mode == "multi_crop":
+    if options.mode in ("multi_crop", "dense+multi_crop"):
         return tuple(int(round(size * f)) for f in GRID_SCALE_FACTORS)
     if options.mode == "multi_scale":
         step = int(round(MULTI_SCALE_STEP * min(1.0, size / MULTI_SCALE_REFERENCE)))
@@ -100,19 +128,40 @@ def check_scales(options: Options, scales, geometry, min_resolution: int) -> Non
             )
 
 
-def result_name(options: Options, checkpoint: str | None, scales: tuple[int, ...]) -> str:
-    """e.g. center_ckpt-330, multi_crop_grid_256-384-512_ckpt-330, dense_256_noflip_ckpt-330."""
+def _tag(mode: str, options: Options, scales: tuple[int, ...] | None) -> str:
+    """A mode with its crops, its scales (None: left out) and whether it flips."""
+    parts = COMBINED_MODES.get(mode, (mode,))
+    dense_parts = {"dense", "multi_scale"} & set(parts)
+    name = mode
+    if "multi_crop" in parts:
+        name += f"_{options.crops}"
+    if scales is not None and (dense_parts or options.crops == "grid" and "multi_crop" in parts):
+        name += "_" + "-".join(str(scale) for scale in scales)
+    if dense_parts and not options.flip:
+        name += "_noflip"
+    return name
+
+
+def result_name(
+    options: Options,
+    checkpoint: str | None,
+    scales: tuple[int, ...],
+    ensemble_modes: tuple[str, ...] = (),
+) -> str:
+    """e.g. center_ckpt-330, multi_crop_grid_256-384-512_ckpt-330, dense_256_noflip_ckpt-330,
+    dense+multi_crop_grid_256-384-512_ckpt-330, ensemble, ensemble_dense (every member dense),
+    ensemble_dense_multi_crop_ten (one dense, one ten-crop)."""
     if options.tflite:
         stem = os.path.splitext(os.path.basename(options.tflite))[0]
         version = os.path.basename(os.path.dirname(os.path.abspath(options.tflite)))
         return f"tflite_{stem}" + (f"_v{version}" if version.isdigit() else "")
-    name = options.mode
-    if options.mode == "multi_crop":
-        name += f"_{options.crops}"
-    if options.mode in ("dense", "multi_scale") or name == "multi_crop_grid":
-        name += "_" + "-".join(str(scale) for scale in scales)
-    if options.mode in ("dense", "multi_scale") and not options.flip:
-        name += "_noflip"
+    if options.mode == "ensemble":
+        if set(ensemble_modes) <= {"center"}:
+            return "ensemble"
+        shared = len(set(ensemble_modes)) == 1  # "ensemble_dense", not "ensemble_dense_dense"
+        tags = [_tag(mode, options, None) for mode in ensemble_modes[: 1 if shared else None]]
+        return "_".join(["ensemble", *tags])
+    name = _tag(options.mode, options, scales)
     return name + (f"_{os.path.basename(checkpoint)}" if checkpoint else "")
 
 
@@ -152,32 +201,57 @@ def _tflite_posteriors(path, source, split, batch_size, geometry):
     )
 
 
-def _ensemble_posteriors(members, source, split, batch_size, class_names):
-    """The members' mean posterior; each member runs center crops with its own preprocessing.
+def _ensemble_posteriors(members, member_modes, options, source, batch_size, class_names):
+    """The members' mean posterior (arXiv 1409.1556 §4.4); each member is evaluated in its
+    mode with its own preprocessing and its own default test scales (unless --scales).
 
     Returns:
-      (probabilities, labels, [{"model_dir", "checkpoint"} of every member]).
+      (probabilities, labels, [{"model_dir", "checkpoint", "mode", and the mode's settings}
+      of every member]).
     """
     outputs, described = [], []
-    for member in members:
+    for member, mode in zip(members, member_modes):
         model, config, _, path = runs.load_trained_model(
             member.model_dir, checkpoint=member.checkpoint
         )
         if runs.read_labels(member.model_dir) != class_names:
             _fail("ensemble", member.name, "its labels.txt differs from the first member's")
         geometry = runs.geometry(config)
-        probabilities = modes.probabilities_function(model, geometry.image_size)
+        spec = registry.get(config.model.name)
+        member_options = dataclasses.replace(options, mode=mode)
+        scales = default_scales(member_options, geometry, spec.min_resolution)
+        settings = {"model_dir": member.model_dir, "checkpoint": path, "mode": mode}
         outputs.append(
-            modes.center(probabilities, source, split, batch_size=batch_size, geometry=geometry)
+            _model_posteriors(
+                model, spec, member_options, source, batch_size, geometry, scales, settings
+            )
         )
-        described.append({"model_dir": member.model_dir, "checkpoint": path})
+        described.append(settings)
     probabilities = ensemble.average([p for p, _ in outputs], [labels for _, labels in outputs])
     return probabilities, outputs[0][1], described
 
 
 def _model_posteriors(model, spec, options, source, batch_size, geometry, scales, settings):
-    """One Keras model in the center, multi_crop, dense or multi_scale mode; records the
-    mode's settings in `settings`."""
+    """One Keras model in the center, multi_crop, dense, multi_scale or a combined mode;
+    records the mode's settings in `settings` (a combined mode's under each part's name)."""
+    if options.mode in COMBINED_MODES:
+        outputs = []
+        for part in COMBINED_MODES[options.mode]:
+            settings[part] = {}
+            outputs.append(
+                _model_posteriors(
+                    model,
+                    spec,
+                    dataclasses.replace(options, mode=part),
+                    source,
+                    batch_size,
+                    geometry,
+                    scales,
+                    settings[part],
+                )
+            )
+        probabilities = ensemble.average([p for p, _ in outputs], [labels for _, labels in outputs])
+        return probabilities, outputs[0][1]
     if options.mode == "center":
         probabilities = modes.probabilities_function(model, geometry.image_size)
         return modes.center(
@@ -212,7 +286,9 @@ def _model_posteriors(model, spec, options, source, batch_size, geometry, scales
     )
 
 
-def _posteriors(model_dir, options, members, source, batch_size, geometry, scales, settings):
+def _posteriors(
+    model_dir, options, members, member_modes, source, batch_size, geometry, scales, settings
+):
     """(probabilities, labels, the Keras model or None, its checkpoint or None) of the asked
     evaluation: a TFLite file, an ensemble, or the run's model in a mode."""
     if options.tflite:
@@ -225,7 +301,7 @@ def _posteriors(model_dir, options, members, source, batch_size, geometry, scale
     if options.mode == "ensemble":
         class_names = list(source.info.class_names)
         probabilities, labels, settings["members"] = _ensemble_posteriors(
-            members, source, options.split, batch_size, class_names
+            members, member_modes, options, source, batch_size, class_names
         )
         return probabilities, labels, None, None
     model, config, _, checkpoint = runs.load_trained_model(model_dir, checkpoint=options.checkpoint)
@@ -244,6 +320,7 @@ def run(model_dir: str | None, options: Options) -> dict:
     """
     _check_options(model_dir, options)
     members = runs.parse_members(options.ensemble) if options.mode == "ensemble" else []
+    ensemble_modes = member_modes(options, len(members)) if members else ()
     model_dir = model_dir or members[0].model_dir
     config, derived = runs.load_config(model_dir)
     class_names = runs.read_labels(model_dir)
@@ -257,10 +334,18 @@ def run(model_dir: str | None, options: Options) -> dict:
     settings = dataclasses.asdict(geometry)
     with sources.reading(source):
         probabilities, labels, model, checkpoint = _posteriors(
-            model_dir, options, members, source, batch_size, geometry, scales, settings
+            model_dir,
+            options,
+            members,
+            ensemble_modes,
+            source,
+            batch_size,
+            geometry,
+            scales,
+            settings,
         )
 
-    name = result_name(options, checkpoint, scales)
+    name = result_name(options, checkpoint, scales, ensemble_modes)
     directory = options.output_dir or os.path.join(model_dir, RESULTS_DIR)
     atomic.ensure_directory(directory, "--output_dir")
     results = {

@@ -169,7 +169,7 @@ def _initial_weights(
             normalization=(saved.data.mean, saved.data.std),
             arithmetic={k: v for k, v in arithmetic.items() if v},
         )
-    loaded = weights_lib.load(
+    initial = weights_lib.load(
         path,
         spec,
         runs.model_overrides(model_config, spec),
@@ -177,14 +177,25 @@ def _initial_weights(
         layout=model_config.init_weights_layout,
         keras_application=model_config.init_keras_application,
     )
-    inherited = loaded.arithmetic.get("filter_prune_fractions")
+    inherited = initial.arithmetic.get("filter_prune_fractions")
     given = model_config.filter_prune_fractions
     if inherited and given and tuple(given) != tuple(inherited):
         raise config_lib.ConfigError(
             f"--config.model.filter_prune_fractions={','.join(map(str, given))}: the initial "
             f"weights {path} were pruned with {','.join(map(str, inherited))}; leave the flag out"
         )
-    return loaded
+    if model_config.init_weights_mapping == "vgg_net_a":
+        if initial.kind != "run" or initial.model is None:
+            raise config_lib.ConfigError(
+                f"--config.model.init_weights={path}: init_weights_mapping=vgg_net_a needs a "
+                "run of configuration A (vgg11) or a checkpoint inside one; convert other "
+                "weights first (python -m official.models --convert=FILE --model=vgg11 --out=DIR)"
+            )
+        try:
+            transfer.check_vgg_net_a(initial.model)
+        except ValueError as e:
+            raise config_lib.ConfigError(f"--config.model.init_weights={path}: {e}") from e
+    return initial
 
 
 def _resolve(config, spec, info, strategy, initial):
@@ -603,8 +614,13 @@ def _initialize(config, trainer, initial: weights_lib.Weights, writer, make_data
             raise config_lib.ConfigError(f"{flag}: {e}") from e
         logging.info("initialized every weight from %s", path)
     elif path:
+        copy = (
+            transfer.copy_from_vgg_net_a
+            if config.model.init_weights_mapping == "vgg_net_a"
+            else transfer.copy_matching_weights
+        )
         try:
-            copied, skipped = transfer.copy_matching_weights(initial.model, model)
+            copied, skipped = copy(initial.model, model)
         except ValueError as e:
             raise config_lib.ConfigError(f"{flag}: {e}") from e
         logging.info(

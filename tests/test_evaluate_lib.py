@@ -13,7 +13,7 @@ from PIL import Image
 
 from official import evaluate_lib, runs
 from official.data import preprocess, sources
-from official.evaluation import figures, modes
+from official.evaluation import figures, modes, report
 
 
 def _tensorboard_tags(directory) -> dict:
@@ -156,6 +156,112 @@ def test_dense_and_multi_crop_through_the_run_config(trained_run, image_folder, 
     for options, message in errors:
         with pytest.raises(ValueError, match=re.escape(message)):
             evaluate_lib.run(str(trained_run), evaluate_lib.Options(**{**common, **options}))
+
+
+def _capture_posteriors(monkeypatch) -> dict:
+    """Keeps the (N, K) posteriors every evaluation hands to the report."""
+    captured = {}
+    write_results = report.write_results
+
+    def capture(directory, results, probabilities, labels, *args, **kwargs):
+        captured[results["name"]] = probabilities
+        return write_results(directory, results, probabilities, labels, *args, **kwargs)
+
+    monkeypatch.setattr(report, "write_results", capture)
+    return captured
+
+
+def test_dense_plus_multi_crop_is_the_mean_of_the_two_modes(
+    trained_run, image_folder, tmp_path, monkeypatch
+):
+    """VGG's Table 5 last rows (arXiv 1409.1556 §4.3): dense and multi-crop (grid) posteriors
+    at the same scales averaged; by default Q = S, 1.5 S, 2 S as the grid's."""
+    geometry = preprocess.Geometry(32, 1.0, "bilinear")
+    options = evaluate_lib.Options(mode="dense+multi_crop")
+    assert evaluate_lib.default_scales(options, geometry, 32) == (32, 48, 64)
+    captured = _capture_posteriors(monkeypatch)
+    scales = (32, 40)
+    options = evaluate_lib.Options(
+        mode="dense+multi_crop",
+        crops="grid",
+        scales=scales,
+        batch_size=100,  # One image's 100 crops per batch, as below: the same float32 sums.
+        source=f"folder:{image_folder[0]}",
+        output_dir=str(tmp_path),
+    )
+    results = evaluate_lib.run(str(trained_run), options)
+    assert results["name"].startswith("dense+multi_crop_grid_32-40_ckpt-")
+    assert results["settings"]["dense"] == {"scales": [32, 40], "flip": True}
+    assert results["settings"]["multi_crop"]["crops_per_image"] == 100
+    assert (tmp_path / f"{results['name']}.json").is_file() and results["examples"] == 6
+    assert f"{results['name']}/top1" in _tensorboard_tags(tmp_path)
+
+    model, config, _, _ = runs.load_trained_model(str(trained_run))
+    geometry = runs.geometry(config)
+    source = sources.open_source(f"folder:{image_folder[0]}")
+    dense, labels = modes.dense_eval(model, source, "validation", geometry=geometry, scales=scales)
+    grid, _ = modes.multi_crop(
+        model, source, "validation", batch_size=100, geometry=geometry, kind="grid", scales=scales
+    )
+    assert not np.allclose(dense, grid)  # Two different evaluations...
+    # ...whose mean is what the combined mode reports.
+    np.testing.assert_allclose(captured[results["name"]], (dense + grid) / 2, rtol=1e-12, atol=0)
+    top1 = np.mean(((dense + grid) / 2).argmax(1) == labels)
+    assert results["top1"] == pytest.approx(top1)
+
+
+def test_ensemble_result_names_say_the_members_modes():
+    options = evaluate_lib.Options(mode="ensemble", crops="grid")
+    assert evaluate_lib.result_name(options, None, (), ("center", "center")) == "ensemble"
+    shared = ("dense+multi_crop", "dense+multi_crop")
+    assert evaluate_lib.result_name(options, None, (), shared) == "ensemble_dense+multi_crop_grid"
+    mixed = ("multi_crop", "multi_scale")
+    assert (
+        evaluate_lib.result_name(options, None, (), mixed) == "ensemble_multi_crop_grid_multi_scale"
+    )
+
+
+def test_ensemble_members_each_in_their_own_mode(trained_run, image_folder, tmp_path, monkeypatch):
+    """One member dense, the other ten-crop: their posteriors averaged (arXiv 1409.1556 §4.4)."""
+    captured = _capture_posteriors(monkeypatch)
+    checkpoints = sorted(
+        (trained_run / "checkpoints").glob("ckpt-*.index"), key=lambda p: int(p.stem[5:])
+    )
+    paths = [str(p.with_suffix("")) for p in checkpoints[-2:]]
+    common = dict(
+        mode="ensemble",
+        ensemble=",".join(paths),
+        source=f"folder:{image_folder[0]}",
+        output_dir=str(tmp_path),
+    )
+    options = evaluate_lib.Options(ensemble_modes=("dense", "multi_crop"), **common)
+    results = evaluate_lib.run(None, options)
+    assert results["name"] == "ensemble_dense_multi_crop_ten"
+    members = results["settings"]["members"]
+    assert [m["mode"] for m in members] == ["dense", "multi_crop"]
+    assert members[0]["scales"] == [32] and members[1]["crops_per_image"] == 10
+
+    source = sources.open_source(f"folder:{image_folder[0]}")
+    first, config, _, _ = runs.load_trained_model(str(trained_run), checkpoint=paths[0])
+    second, _, _, _ = runs.load_trained_model(str(trained_run), checkpoint=paths[1])
+    geometry = runs.geometry(config)
+    dense, _ = modes.dense_eval(first, source, "validation", geometry=geometry, scales=(32,))
+    ten, _ = modes.multi_crop(
+        second, source, "validation", batch_size=64, geometry=geometry, kind="ten"
+    )
+    np.testing.assert_allclose(
+        captured["ensemble_dense_multi_crop_ten"], (dense + ten) / 2, rtol=1e-12, atol=0
+    )
+
+    errors = [
+        (dict(ensemble_modes=("dense",) * 3), "one mode for all members or one per member (2)"),
+        (dict(ensemble_modes=("ensemble",)), "--ensemble_modes='ensemble': choose one of"),
+    ]
+    for extra, message in errors:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            evaluate_lib.run(None, evaluate_lib.Options(**{**common, **extra}))
+    with pytest.raises(ValueError, match=re.escape("only with --mode=ensemble")):
+        evaluate_lib.run(str(trained_run), evaluate_lib.Options(ensemble_modes=("dense",)))
 
 
 @pytest.mark.parametrize(

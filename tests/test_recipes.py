@@ -4,6 +4,10 @@ import json
 import pathlib
 
 import pytest
+from absl import flags
+
+from official import ablate
+from official import config as config_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RECIPES = sorted(
@@ -22,12 +26,17 @@ SLOW_RECIPES = {
     "xnor_alexnet_imagenet.flags",
     "bwn_alexnet_imagenet.flags",
 }
+# Recipes that start from another run (VGG's protocol, arXiv 1409.1556 §3.1): the model of the
+# run they start from. Their two-step runs train that run first (two steps too), so they are
+# in the slow suite; the default suite parses and validates them.
+PARENT_MODELS = {"vgg16_from_vgg11.flags": "vgg11", "vgg16_s384_finetune.flags": "vgg16"}
 
 
 def _two_step_params():
     for recipe in RECIPES:
         if recipe != "quickstart.flags":
-            marks = [pytest.mark.slow] if recipe in SLOW_RECIPES else []
+            slow = recipe in SLOW_RECIPES or recipe in PARENT_MODELS
+            marks = [pytest.mark.slow] if slow else []
             yield pytest.param(recipe, marks=marks)
 
 
@@ -47,16 +56,44 @@ def test_recipe_header_says_command_source_expectation_and_time(recipe):
     assert "Time:" in header or "minutes" in header
 
 
-@pytest.mark.parametrize("recipe", _two_step_params())
-def test_recipe_runs_two_steps(run, tmp_path, recipe):
-    size = SMALL_SIZE.get(recipe, 64)
+def _recipe_config(recipe: str) -> config_lib.Config:
+    """The Config `official.train` builds from the recipe (nested flagfiles read from the
+    repository root, as the recipes' commands are run)."""
+    argv = flags.FlagValues().read_flags_from_files([f"--flagfile={REPO / 'configs' / recipe}"])
+    return ablate.parse_config([arg for arg in argv if arg.startswith("--config.")])
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_parses_and_validates(recipe, monkeypatch):
+    """The configuration `official.train` would build from the recipe passes validation."""
+    monkeypatch.chdir(REPO)  # Nested --flagfile paths are relative to the repository.
+    config = _recipe_config(recipe)
+    config_lib.validate(config)
+    assert config.model.name
+
+
+def test_vgg_protocol_recipes_start_from_their_runs(monkeypatch):
+    """S = 384 from the S = 256 run at 10⁻³, a fixed scale S_min = S_max tested at Q = S
+    (224 / 384); D from net A by position (arXiv 1409.1556 §3.1)."""
+    monkeypatch.chdir(REPO)
+    configs = {recipe: _recipe_config(recipe) for recipe in PARENT_MODELS}
+    s384 = configs["vgg16_s384_finetune.flags"]
+    assert s384.model.init_weights and s384.model.init_weights_mapping == ""
+    assert s384.train.base_learning_rate == 1e-3 and s384.data.scale_jitter == (384, 384)
+    assert s384.data.train_crop == "scale_jitter"
+    assert round(224 / s384.data.crop_fraction) == 384
+    from_a = configs["vgg16_from_vgg11.flags"]
+    assert from_a.model.name == "vgg16" and from_a.model.init_weights_mapping == "vgg_net_a"
+
+
+def _two_steps(run, model_dir, recipe, *extra):
     result = run(
         "official.train",
         f"--flagfile=configs/{recipe}",
-        f"--model_dir={tmp_path}",
+        f"--model_dir={model_dir}",
         "--config.data.source=synthetic",
         "--config.data.synthetic_examples=16",
-        f"--config.data.image_size={size}",
+        f"--config.data.image_size={SMALL_SIZE.get(recipe, 64)}",
         "--config.model.num_classes=10",
         "--config.train.batch_size=8",
         "--config.train.epochs=1",
@@ -64,15 +101,32 @@ def test_recipe_runs_two_steps(run, tmp_path, recipe):
         "--config.runtime.summary_images=0",
         "--config.runtime.log_every_steps=1",
         *EXTRA_FLAGS.get(recipe, ()),
+        *extra,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.parametrize("recipe", _two_step_params())
+def test_recipe_runs_two_steps(run, tmp_path, recipe, monkeypatch):
+    extra = ()
+    if recipe in PARENT_MODELS:
+        parent = tmp_path / "parent"
+        _two_steps(
+            run,
+            parent,
+            "vgg16_imagenet.flags",
+            f"--config.model.name={PARENT_MODELS[recipe]}",
+            "--config.data.scale_jitter=256,256",
+        )
+        extra = (f"--config.model.init_weights={parent}",)
+    result = _two_steps(run, tmp_path / "run", recipe, *extra)
+    tmp_path = tmp_path / "run"
+    if recipe == "vgg16_from_vgg11.flags":
+        assert "initialized 7 layers from" in result.stderr, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["steps"] == 2
     assert metrics["loss"] == metrics["loss"]  # not NaN
     config = json.loads((tmp_path / "config.json").read_text())["config"]
-    flags = [
-        line
-        for line in (REPO / "configs" / recipe).read_text().splitlines()
-        if line.startswith("--config.model.name=")
-    ]
-    assert config["model"]["name"] == flags[0].split("=", 1)[1]
+    monkeypatch.chdir(REPO)
+    assert config["model"]["name"] == _recipe_config(recipe).model.name

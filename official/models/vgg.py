@@ -196,16 +196,17 @@ def _rebuild_trunk(trunk_calls, image_size: int | None):
     return inputs, x
 
 
-def _convert_head(x, head: dict, activation: str, to_convolution: bool):
-    """Applies fc1, fc2 and predictions as convolutions or dense layers, copying the weights."""
+def _convert_head(x, head: dict, activation: str, to_convolution: bool, grid: int):
+    """Applies fc1, fc2 and predictions as convolutions or dense layers, copying the weights;
+    fc1 sees a grid x grid map of block5_pool."""
     for fc in _FC_LAYERS:
         source = head[fc]
         kernel, *bias = source.get_weights()  # No bias before a head BN (`head_batch_norm`).
         units = kernel.shape[-1]
         if to_convolution:
-            grid = FC_GRID if fc == "fc1" else 1
-            target = keras.layers.Conv2D(units, grid, use_bias=bool(bias), name=fc)
-            kernel = kernel.reshape(grid, grid, -1, units)
+            size = grid if fc == "fc1" else 1
+            target = keras.layers.Conv2D(units, size, use_bias=bool(bias), name=fc)
+            kernel = kernel.reshape(size, size, -1, units)
         else:
             target = keras.layers.Dense(units, use_bias=bool(bias), name=fc)
             kernel = kernel.reshape(-1, units)
@@ -236,7 +237,8 @@ def to_fully_convolutional(model: keras.Model) -> keras.Model:
     takes images of any size (>= 224) and returns a class-score map: (N, H/32 - 6, W/32 - 6,
     classes), one score vector per 224x224 window with a stride of 32 px; average it over
     space (and flips) for the image's scores. At 224 px the map is 1x1 and equals the
-    fully-connected model's output.
+    fully-connected model's output. A model built for another size s (fc1 then sees an
+    s/32 x s/32 map) gets an s/32 x s/32 fc1 convolution: one window of its own size.
 
     The convolutional layers are *shared* with `model` (the same variables: training one
     trains the other); the three head layers are copied, their kernels reshaped (the Flatten
@@ -249,31 +251,36 @@ def to_fully_convolutional(model: keras.Model) -> keras.Model:
       A keras.Model with input (None, None, None, 3) and a float32 score map output.
     """
     trunk, head, activation = _split(model)
+    grid = trunk[-1].outputs[0].shape[1]
+    if grid is None:
+        raise ValueError(f"{model.name!r} takes any input size: fc1's window is unknown")
     inputs, x = _rebuild_trunk(trunk, None)
-    outputs = _convert_head(x, head, activation, to_convolution=True)
+    outputs = _convert_head(x, head, activation, to_convolution=True, grid=grid)
     return keras.Model(inputs, outputs, name=model.name + "_dense")
 
 
-def to_fully_connected(model: keras.Model, image_size: int = 32 * FC_GRID) -> keras.Model:
+def to_fully_connected(model: keras.Model, image_size: int | None = None) -> keras.Model:
     """The fully-connected form of a fully-convolutional VGG model (the inverse of
     `to_fully_convolutional`), sharing its convolutional layers.
 
     Args:
       model: a model returned by `to_fully_convolutional`.
-      image_size: input size of the result; fc1 needs a 7x7 map, so 224 (the default).
+      image_size: input size of the result; fc1 needs the map its kernel covers, so 32 times
+        its kernel size (224 for the 7x7 fc1 of a 224 model; the default).
 
     Returns:
       A keras.Model.
     """
     trunk, head, activation = _split(model)
+    grid = head["fc1"].kernel.shape[0]
+    image_size = image_size or 32 * grid
     inputs, x = _rebuild_trunk(trunk, image_size)
-    if tuple(x.shape[1:3]) != (FC_GRID, FC_GRID):
+    if tuple(x.shape[1:3]) != (grid, grid):
         raise ValueError(
-            f"fc1 is a {FC_GRID}x{FC_GRID} convolution: image_size must be {32 * FC_GRID}, "
-            f"got {image_size}"
+            f"fc1 is a {grid}x{grid} convolution: image_size must be {32 * grid}, got {image_size}"
         )
     x = keras.layers.Flatten(name="flatten")(x)
-    outputs = _convert_head(x, head, activation, to_convolution=False)
+    outputs = _convert_head(x, head, activation, to_convolution=False, grid=grid)
     return keras.Model(inputs, outputs, name=model.name.removesuffix("_dense"))
 
 

@@ -13,7 +13,7 @@ import os
 import keras
 from absl import logging
 
-from official.models import filter_pruning, state_dict, torch_port
+from official.models import filter_pruning, graph, state_dict, torch_port
 
 # The classifier layer of every family (official/models/heads.py), and the auxiliary
 # classifiers (official/models/inception.py: `aux_...`): trained alone while the backbone is
@@ -71,6 +71,119 @@ def copy_matching_weights(source, target) -> tuple[list[str], list[str]]:
     if not copied:
         raise ValueError(f"no layer of {source.name!r} matches {target.name!r}")
     return copied, skipped
+
+
+# How `--config.model.init_weights` maps onto the model's layers (`model.init_weights_mapping`):
+# "" copies by layer name (`copy_matching_weights`); "vgg_net_a" is VGG's initialization of
+# the deeper configurations from a trained configuration A (`copy_from_vgg_net_a`).
+INIT_MAPPINGS = ("vgg_net_a",)
+# Configuration A (arXiv 1409.1556 Table 1): convolutions per stage, and its FC layers.
+VGG_NET_A_STAGES = (1, 1, 2, 2, 2)
+VGG_FULLY_CONNECTED = 3
+# §3.1: "we initialised the first four convolutional layers and the last three fully-connected
+# layers with the layers of net A".
+VGG_NET_A_COPIED_CONVOLUTIONS = 4
+
+
+def vgg_layout(model) -> tuple[list[list[list]], list]:
+    """A VGG-like model's convolutions by stage, and its fully-connected layers, in graph order
+    (official/models/graph.py: fixed by the architecture, whatever the layer names).
+
+    A stage ends at a max pooling. Each convolution is a unit with the weighted layers that
+    follow it before the next convolution (the `_bn` variants' batch normalization); weighted
+    layers before the first convolution (the input normalization) are no unit's.
+
+    Returns:
+      (stages: lists of units, each a list of layers; the Dense layers).
+    """
+    stages: list[list[list]] = [[]]
+    fully_connected = []
+    for call in graph.calls(model):
+        layer = call.layer
+        if isinstance(layer, keras.layers.Dense):
+            fully_connected.append(layer)
+        elif isinstance(layer, keras.layers.Conv2D):
+            stages[-1].append([layer])
+        elif isinstance(layer, keras.layers.MaxPooling2D) and stages[-1]:
+            stages.append([])
+        elif layer.weights and stages[-1]:
+            stages[-1][-1].append(layer)
+    return [stage for stage in stages if stage], fully_connected
+
+
+def check_vgg_net_a(net_a) -> tuple[list[list[list]], list]:
+    """`vgg_layout` of a model that must be configuration A (VGG-11, with or without BN).
+
+    Raises:
+      ValueError: another architecture (one line).
+    """
+    stages, fully_connected = vgg_layout(net_a)
+    counts = tuple(len(stage) for stage in stages)
+    if counts != VGG_NET_A_STAGES or len(fully_connected) != VGG_FULLY_CONNECTED:
+        raise ValueError(
+            f"{net_a.name!r} is not a VGG-11-like net (configuration A: convolutions per stage "
+            f"{VGG_NET_A_STAGES} and {VGG_FULLY_CONNECTED} fully-connected layers; it has "
+            f"{counts} and {len(fully_connected)})"
+        )
+    return stages, fully_connected
+
+
+def copy_from_vgg_net_a(net_a, target) -> tuple[list[str], list[str]]:
+    """Initializes a deeper VGG (configurations B-E) from a trained configuration A.
+
+    Simonyan & Zisserman (arXiv 1409.1556 §3.1): "we began with training the configuration A
+    ..., shallow enough to be trained with random initialisation. Then, when training deeper
+    architectures, we initialised the first four convolutional layers and the last three
+    fully-connected layers with the layers of net A (the intermediate layers were initialised
+    randomly)". A's first four convolutions are the first of stages 1 and 2 and the two of
+    stage 3; each goes to the same position (stage, index within the stage) of the deeper
+    net, the only correspondence under which the shapes agree (Table 1). Layers are matched
+    by that position in the graph, never by name (A's `block4_conv1` would otherwise land on
+    the deeper net's `block4_conv1`, which the paper initializes randomly).
+
+    Returns:
+      (names of the target layers copied, names of the target's other weighted layers).
+
+    Raises:
+      ValueError: `net_a` is not configuration A, `target` is not a VGG with at least A's
+        layers, or a copied pair's weight shapes differ (one line).
+    """
+    a_stages, a_fully_connected = check_vgg_net_a(net_a)
+    a_counts = tuple(len(stage) for stage in a_stages)
+    stages, fully_connected = vgg_layout(target)
+    counts = tuple(len(stage) for stage in stages)
+    if (
+        len(counts) != len(a_counts)
+        or any(n < a for n, a in zip(counts, a_counts))
+        or len(fully_connected) != VGG_FULLY_CONNECTED
+    ):
+        raise ValueError(
+            f"{target.name!r} is not a VGG net with at least configuration A's layers "
+            f"(convolutions per stage {counts}, {len(fully_connected)} fully-connected layers)"
+        )
+    positions = [(s, i) for s, stage in enumerate(a_stages) for i in range(len(stage))]
+    pairs = [(a_stages[s][i], stages[s][i]) for s, i in positions[:VGG_NET_A_COPIED_CONVOLUTIONS]]
+    pairs += [([a], [t]) for a, t in zip(a_fully_connected, fully_connected)]
+    for source_unit, target_unit in pairs:
+        source_shapes = [tuple(w.shape) for layer in source_unit for w in layer.weights]
+        target_shapes = [tuple(w.shape) for layer in target_unit for w in layer.weights]
+        if source_shapes != target_shapes:
+            raise ValueError(
+                f"net A's {source_unit[0].name} has weights {source_shapes}, the model's "
+                f"{target_unit[0].name} {target_shapes} (the same width, image size, classes "
+                "and normalization are needed)"
+            )
+    copied = []
+    for source_unit, target_unit in pairs:
+        for source_layer, target_layer in zip(source_unit, target_unit):
+            target_layer.set_weights(source_layer.get_weights())
+            copied.append(target_layer.name)
+    kept = [
+        layer.name
+        for layer in target.layers
+        if layer.weights and layer.name not in copied and layer.trainable_weights
+    ]
+    return copied, kept
 
 
 # What `--config.model.init_weights` can name: a run directory or one of its checkpoints, a

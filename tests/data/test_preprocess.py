@@ -30,6 +30,22 @@ def test_scale_jitter_window_matches_vgg_shorter_side_range():
     assert 130 <= min(sides) < 140 and 250 < max(sides) <= 263
 
 
+def test_scale_jitter_with_s_min_equal_to_s_max_is_vgg_fixed_scale_training():
+    """S_min = S_max = 384: every crop is 224 of the image rescaled to S = 384 (arXiv 1409.1556
+    §3.1, single-scale training), at a random position."""
+    shape = tf.constant([300, 400, 3])
+    windows = np.array(
+        [
+            preprocess.scale_jitter_window(
+                shape, tf.constant([5, i]), image_size=224, scale_range=(384, 384)
+            ).numpy()
+            for i in range(20)
+        ]
+    )
+    assert set(windows[:, 2]) == {175} and set(windows[:, 3]) == {175}  # round(300 * 224 / 384)
+    assert len(set(map(tuple, windows[:, :2]))) > 10
+
+
 def test_train_image_crops_and_options_are_reproducible():
     pixels = np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8)
     encoded = tf.constant(_jpeg(pixels))

@@ -108,6 +108,20 @@ def test_fully_convolutional_form_gives_the_same_scores(classifier_activation):
         vgg.to_fully_convolutional(registry.get("resnet18").build(image_size=32))
 
 
+def test_fully_convolutional_form_of_a_small_model_takes_its_own_window():
+    """A VGG trained at 32 px (fc1 on a 1x1 block5_pool map) converts too: fc1 becomes a 1x1
+    convolution, one score vector per 32 px window (dense evaluation of small runs)."""
+    fc = registry.get("vgg11").build(num_classes=4, image_size=32, width_multiplier=0.25)
+    dense = vgg.to_fully_convolutional(fc)
+    assert dense.get_layer("fc1").kernel.shape[:2] == (1, 1)
+    images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(dense(images))[:, 0, 0], fc(images), atol=1e-5)
+    assert dense(np.zeros((1, 64, 96, 3), "float32")).shape == (1, 2, 3, 4)
+    back = vgg.to_fully_connected(dense)
+    assert back.input.shape[1] == 32
+    np.testing.assert_allclose(np.asarray(back(images)), fc(images), atol=1e-5)
+
+
 def test_parity_with_keras_applications_vgg16_features(parity):
     before, after, normalization = parity("vgg16", 64, include_top=False)
     assert before > 1e-2 and after < 1e-4
