@@ -35,7 +35,7 @@ from absl import logging
 from official import config as config_lib
 from official import runs, weights_lib
 from official.data import augment, balance, catalog, mixing, pipeline, preprocess, sources
-from official.models import heads, registry
+from official.models import batch_norm, heads, registry
 from official.serving import saved_model
 from official.training import (
     ema,
@@ -341,10 +341,15 @@ def _pruner(config, derived, strategy, model, average) -> pruning.Pruner | None:
 def _model(config: config_lib.Config, strategy: tf.distribute.Strategy):
     """The model and, with `train.ema_decay`, the moving average of its weights (in scope)."""
     model = runs.build_model(config)
+    if config.runtime.fused_batch_norm:
+        batch_norm.use_fused_kernel(model)
     if config.train.ema_decay <= 0:
         return model, None
+    average_model = runs.build_model(config)
+    if config.runtime.fused_batch_norm:
+        batch_norm.use_fused_kernel(average_model)
     average = ema.ExponentialMovingAverage(
-        model, runs.build_model(config), decay=config.train.ema_decay, strategy=strategy
+        model, average_model, decay=config.train.ema_decay, strategy=strategy
     )
     return model, average
 

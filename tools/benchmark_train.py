@@ -1,6 +1,8 @@
-"""Training throughput of our loop next to keras.applications + `model.fit`, in the same run.
+"""Training throughput of our loop next to a peer, in the same run: keras.applications +
+`model.fit`, or our loop with BatchNormalization on the fused kernel.
 
   python tools/benchmark_train.py --model=resnet50 --batch_size=32 --image_size=224
+  python tools/benchmark_train.py --peer=fused_batch_norm --precision=mixed_bfloat16
 
 Both train the same architecture on the same in-memory batch of random images with SGD +
 momentum in float32: ours is the registry model under `official.training.loop.Trainer` (one
@@ -10,6 +12,10 @@ off on CPU). Rounds alternate (ours, Keras, ours, Keras, ...) and each figure is
 rounds of steady-state images/s (the first steps, which trace, are excluded), next to the best
 round and to images per CPU-second (steadier when other processes share the machine). Prints
 one JSON line per model with the ratios ours / Keras.
+
+--peer=fused_batch_norm compares our loop as it is with our loop under
+--config.runtime.fused_batch_norm (official/models/batch_norm.py), the ratios then being
+ours / fused. --precision sets the Keras policy both sides build under.
 """
 
 from __future__ import annotations
@@ -31,6 +37,15 @@ _CLASSES = flags.DEFINE_integer("num_classes", 1000, "Classifier outputs.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per round.")
 _WARMUP = flags.DEFINE_integer("warmup_steps", 2, "Untimed steps first (tracing).")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds per side.")
+_PEER = flags.DEFINE_enum(
+    "peer",
+    "keras",
+    ["keras", "fused_batch_norm"],
+    "keras: keras.applications + fit; fused_batch_norm: our loop with fused BN kernels.",
+)
+_PRECISION = flags.DEFINE_enum(
+    "precision", "float32", ["float32", "mixed_bfloat16"], "Keras dtype policy of both sides."
+)
 _STRATEGY = flags.DEFINE_enum(
     "strategy", "one_device", ["one_device", "mirrored"], "Our loop's distribution strategy."
 )
@@ -57,10 +72,10 @@ def _data(batch_size: int, image_size: int, num_classes: int):
     return tf.cast(images, tf.uint8), labels
 
 
-def _ours(name: str, images, labels, strategy):
+def _ours(name: str, images, labels, strategy, fused_batch_norm: bool = False):
     import tensorflow as tf
 
-    from official.models import registry
+    from official.models import batch_norm, registry
     from official.training import loop, optimizers
 
     def dataset_fn(context):
@@ -70,6 +85,8 @@ def _ours(name: str, images, labels, strategy):
     inputs = loop.DistributedInput(strategy, dataset_fn)
     with strategy.scope():
         model = registry.get(name).build(num_classes=_CLASSES.value, image_size=_SIZE.value)
+        if fused_batch_norm:
+            batch_norm.use_fused_kernel(model)
         optimizer = optimizers.create_optimizer("sgd", momentum=0.9)
         optimizer.build(model.trainable_variables)
         trainer = loop.Trainer(
@@ -134,6 +151,7 @@ def _keras(name: str, images, labels):
 
 def main(argv):
     del argv
+    import keras
     import tensorflow as tf
 
     from official.training import strategy as strategy_lib
@@ -143,22 +161,31 @@ def main(argv):
         if _STRATEGY.value == "one_device" and not tf.config.list_physical_devices("GPU")
         else strategy_lib.create_strategy(_STRATEGY.value)
     )
+    keras.mixed_precision.set_global_policy(_PRECISION.value)
     images, labels = _data(_BATCH.value, _SIZE.value, _CLASSES.value)
+    peer = _PEER.value
     for name in _MODELS.value:
-        if name not in KERAS_APPLICATIONS:
+        if peer == "keras" and name not in KERAS_APPLICATIONS:
             known = ", ".join(sorted(KERAS_APPLICATIONS))
             sys.exit(f"error: no keras.applications peer for {name!r}; known: {known}")
-        ours, theirs = _ours(name, images, labels, strategy), _keras(name, images, labels)
-        rounds = {"ours": [], "keras": []}
+        ours = _ours(name, images, labels, strategy)
+        theirs = (
+            _keras(name, images, labels)
+            if peer == "keras"
+            else _ours(name, images, labels, strategy, fused_batch_norm=True)
+        )
+        rounds = {"ours": [], peer: []}
         for _ in range(_ROUNDS.value):
             rounds["ours"].append(ours())
-            rounds["keras"].append(theirs())
+            rounds[peer].append(theirs())
         result = {
             "model": name,
-            "keras_application": KERAS_APPLICATIONS[name],
+            "peer": KERAS_APPLICATIONS[name] if peer == "keras" else peer,
             "batch_size": _BATCH.value,
             "image_size": _SIZE.value,
+            "precision": _PRECISION.value,
             "strategy": _STRATEGY.value,
+            "load_average": os.getloadavg()[0],
         }
         for side, values in rounds.items():
             wall = [v[0] for v in values]
@@ -169,7 +196,7 @@ def main(argv):
             result[f"{side}_rounds"] = [round(w, 2) for w in wall]
         for key, kind in [("ratio", ""), ("ratio_best", "best_"), ("ratio_cpu", "")]:
             suffix = "images_per_cpu_second" if key == "ratio_cpu" else "images_per_second"
-            result[key] = result[f"ours_{kind}{suffix}"] / result[f"keras_{kind}{suffix}"]
+            result[key] = result[f"ours_{kind}{suffix}"] / result[f"{peer}_{kind}{suffix}"]
         print(json.dumps(result), flush=True)
 
 
