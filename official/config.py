@@ -312,6 +312,10 @@ class RuntimeConfig:
     eval_every_epochs: int = 1  # 0: only after the last step.
     summary_images: int = 16  # Augmented training images in the TensorBoard grid; 0: none.
     profile_steps: tuple[int, ...] = ()  # (first, last) step of a profiler trace; (): none.
+    # BatchNormalization layers of the model (and its EMA copy) run TensorFlow's
+    # FusedBatchNormV3 kernel on 4-D inputs, with Keras' statistics update
+    # (official/models/batch_norm.py); checkpoints are the same either way.
+    fused_batch_norm: bool = False
 
 
 @dataclasses.dataclass

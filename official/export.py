@@ -11,6 +11,8 @@ scale per output channel, every other weight float32, with export.json to rebuil
 (`official.serving.packed.load_model`). The weights are the run's latest
 checkpoint (its EMA weights when the run kept them) unless --checkpoint names another. Every
 export is written to a temporary directory and renamed to its version number when complete.
+SavedModel and TFLite exports fold each BatchNormalization into the convolution or dense layer
+before it (official/models/batch_norm.py); --nofold_batch_norm keeps them.
 The wiring is official/export_lib.py.
 """
 
@@ -35,6 +37,12 @@ _CALIBRATION = flags.DEFINE_integer(
 )
 _VERSION = flags.DEFINE_integer("version", None, "Version number (default: highest + 1).")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "saved_model: classes returned per image.")
+_FOLD_BATCH_NORM = flags.DEFINE_boolean(
+    "fold_batch_norm",
+    True,
+    "saved_model/tflite: fold each BatchNormalization into the convolution or dense layer "
+    "before it (same outputs within float rounding, faster).",
+)
 _MODEL_NAME = flags.DEFINE_string(
     "model_name", "", "Name in the warm-up requests (TF Serving's MODEL_NAME; default: model)."
 )
@@ -57,6 +65,7 @@ def main(argv: list[str]) -> None:
             top_k=_TOP_K.value,
             calibration_examples=_CALIBRATION.value,
             model_name=_MODEL_NAME.value,
+            fold_batch_norm=_FOLD_BATCH_NORM.value,
         )
     size, compressed = export_lib.export_size(path)
     print(f"exported:     {path}")

@@ -35,7 +35,7 @@ from absl import logging
 from official import config as config_lib
 from official import runs, weights_lib
 from official.data import augment, balance, catalog, mixing, pipeline, preprocess, sources
-from official.models import heads, registry
+from official.models import batch_norm, heads, registry
 from official.serving import saved_model
 from official.training import (
     ema,
@@ -367,19 +367,28 @@ def _pruner(config, derived, strategy, model, average, backbone) -> pruning.Prun
         raise config_lib.ConfigError(f"--config.prune.layers={','.join(prune.layers)}: {e}") from e
 
 
+def _hot_path(model: keras.Model, config: config_lib.Config, policy: precision.Precision):
+    """`model` with the per-layer dtypes of `runtime.precision` and, with
+    `runtime.fused_batch_norm`, BN on TensorFlow's fused kernel (same variables)."""
+    policy.apply(model)
+    if config.runtime.fused_batch_norm:
+        batch_norm.use_fused_kernel(model)
+    return model
+
+
 def _model(
     config: config_lib.Config, strategy: tf.distribute.Strategy, policy: precision.Precision
 ):
     """The model and, with `train.ema_decay`, the moving average of its weights (in scope),
     each with the per-layer dtype policies of `runtime.precision=auto`."""
     model = runs.build_model(config)
-    policy.apply(model)
     if config.train.ema_decay <= 0:
-        return model, None
-    shadow = runs.build_model(config)
-    policy.apply(shadow)
+        return _hot_path(model, config, policy), None
     average = ema.ExponentialMovingAverage(
-        model, shadow, decay=config.train.ema_decay, strategy=strategy
+        _hot_path(model, config, policy),
+        _hot_path(runs.build_model(config), config, policy),
+        decay=config.train.ema_decay,
+        strategy=strategy,
     )
     return model, average
 

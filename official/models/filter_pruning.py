@@ -86,7 +86,7 @@ def prunable_convolutions(model: keras.Model) -> list:
     for call in calls:
         for tensor in call.inputs:
             consumers.setdefault(id(tensor), []).append(call)
-    outputs = {id(t) for t in graph._flat_outputs(model.output)}
+    outputs = {id(t) for t in graph.flat_outputs(model.output)}
 
     def reaches_only_kernels(tensor) -> bool:
         if id(tensor) in outputs or id(tensor) not in consumers:

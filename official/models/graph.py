@@ -18,19 +18,23 @@ import keras
 
 @dataclasses.dataclass(frozen=True)
 class Call:
-    """One call of a layer in a model: the layer and the tensors it consumed and produced."""
+    """One call of a layer in a model: the layer, the tensors it consumed and produced, and
+    its arguments (`arguments.fill_in({id(tensor): value})` gives the args and kwargs to
+    repeat the call on other tensors)."""
 
     layer: keras.layers.Layer
     inputs: tuple
     outputs: tuple
+    arguments: object
 
 
-def _flat_outputs(outputs) -> list:
+def flat_outputs(outputs) -> list:
+    """The tensors of a model's output structure, the main output first."""
     if isinstance(outputs, dict):
         # The main output first: "logits" before "aux_logits" (dict order is insertion order).
         return [outputs[key] for key in outputs]
     if isinstance(outputs, list | tuple):
-        return [t for item in outputs for t in _flat_outputs(item)]
+        return [t for item in outputs for t in flat_outputs(item)]
     return [outputs]
 
 
@@ -46,7 +50,7 @@ def calls(model: keras.Model, outputs=None) -> Iterator[Call]:
       Call records; input layers are skipped.
     """
     seen: set[tuple[int, int]] = set()
-    roots = _flat_outputs(model.output if outputs is None else outputs)
+    roots = flat_outputs(model.output if outputs is None else outputs)
     stack = [(t, False) for t in reversed(roots)]
     while stack:
         tensor, expanded = stack.pop()
@@ -62,7 +66,7 @@ def calls(model: keras.Model, outputs=None) -> Iterator[Call]:
             seen.add(key)
             if isinstance(layer, keras.Model):
                 raise ValueError(f"nested model {layer.name!r} in {model.name!r}: flatten it first")
-            yield Call(layer, tuple(node.input_tensors), tuple(node.output_tensors))
+            yield Call(layer, tuple(node.input_tensors), tuple(node.output_tensors), node.arguments)
             continue
         stack.append((tensor, True))
         for parent in reversed(node.input_tensors):

@@ -14,6 +14,7 @@ import tensorflow as tf
 from helpers import bomb_png, digit_pixels, encode
 
 from official import evaluate_lib, export_lib, runs
+from official.models import batch_norm
 from official.serving import saved_model as serving
 
 BAD_INPUTS = {
@@ -52,8 +53,12 @@ def test_layout_size_and_metadata(saved_model, trained_run, trained_metrics):
 
     # Each weight stored once: the variables take the parameters' bytes plus a small index
     # (Keras' own export stores every weight twice, ../shared/reference/capabilities.md §5a).
+    # The export's model has each BN folded into the convolution before it.
     model, *_ = runs.load_trained_model(str(trained_run))
-    parameter_bytes = sum(v.numpy().nbytes for v in model.variables)
+    folded = batch_norm.fold(model)
+    assert metadata["batch_norm_folded"] == len(folded.folded) > 0
+    assert metadata["batch_norm_unfolded"] == len(folded.unfolded)
+    parameter_bytes = sum(v.numpy().nbytes for v in folded.model.variables)
     variable_bytes = sum(f.stat().st_size for f in (version / "variables").iterdir())
     assert parameter_bytes < variable_bytes < 1.1 * parameter_bytes
 
@@ -207,6 +212,26 @@ def test_export_holds_the_ema_weights_when_the_run_kept_them(version_dir, traine
     raw, *_ = runs.load_trained_model(str(trained_run), ema=False)
     np.testing.assert_allclose(logits, average(images, training=False), atol=1e-5)
     assert np.abs(logits - raw(images, training=False).numpy()).max() > 1e-3
+
+
+def _ops(export: str, op_type: str) -> int:
+    """How many `op_type` nodes the export's functions hold (BN's inference form: one Rsqrt)."""
+    graph = tf.saved_model.load(export).signatures["predict_images"].graph
+    library = graph.as_graph_def().library.function
+    return sum(node.op == op_type for function in library for node in function.node_def)
+
+
+def test_folded_export_has_fewer_batch_norm_ops(version_dir, trained_run):
+    # Outputs: test_export_holds_the_ema_weights_when_the_run_kept_them compares the export
+    # with the unfolded Keras model.
+    model, *_ = runs.load_trained_model(str(trained_run))
+    folded = batch_norm.fold(model)
+    unfolded = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec([None, 32, 32, 3], tf.float32)
+    )
+    rsqrt = sum(op.type == "Rsqrt" for op in unfolded.graph.get_operations())
+    assert rsqrt == len(folded.folded) + len(folded.unfolded)
+    assert _ops(str(version_dir), "Rsqrt") == len(folded.unfolded) < rsqrt
 
 
 def test_an_empty_request_gets_an_empty_answer(version_dir):
