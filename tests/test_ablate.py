@@ -174,6 +174,7 @@ def _metrics(path):
     return json.loads((path / "metrics.json").read_text())
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_two_rung_ladder_trains_resumes_and_tabulates(tmp_path):
     """Rung "base" trains; the ladder gains a rung; the rerun skips "base" and trains it."""
     preamble = "".join(f"{flag}\n" for flag in TINY)

@@ -25,13 +25,22 @@ def _error_line(result) -> str:
     "args, expected",
     [
         (["--modeldir=x"], "Unknown command line flag 'modeldir'. Did you mean: model_dir"),
-        (
+        # Each case is a TensorFlow process (~10 s): the rest run in the slow suite (the same
+        # messages are checked in-process by test_config.py).
+        pytest.param(
             ["--config.train.batchsize=3"],
             "--config.train.batchsize: unknown config field. Did you mean --config.train.batch_",
+            marks=pytest.mark.slow,
         ),
-        (["--config.train.batch_size=abc"], "flag --config.train.batch_size=abc"),
+        pytest.param(
+            ["--config.train.batch_size=abc"],
+            "flag --config.train.batch_size=abc",
+            marks=pytest.mark.slow,
+        ),
         (["--flagfile=configs/does_not_exist.flags"], "does_not_exist.flags"),
-        (["--config.data.random_flip=maybe"], "random_flip=maybe"),
+        pytest.param(
+            ["--config.data.random_flip=maybe"], "random_flip=maybe", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_flag_errors(run, args, expected):
@@ -46,9 +55,19 @@ def test_flag_errors(run, args, expected):
             ["--config.data.source=folder:/no/such/dir"],
             "--config.data.source=folder:/no/such/dir: no such directory",
         ),
-        (["--config.data.source=imagenet"], "--config.data.source='imagenet': expected"),
-        (["--config.model.name=resnet51"], "unknown model 'resnet51'"),
-        (["--config.train.optimizer=nadam"], "--config.train.optimizer='nadam'"),
+        pytest.param(
+            ["--config.data.source=imagenet"],
+            "--config.data.source='imagenet': expected",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ["--config.model.name=resnet51"], "unknown model 'resnet51'", marks=pytest.mark.slow
+        ),
+        pytest.param(
+            ["--config.train.optimizer=nadam"],
+            "--config.train.optimizer='nadam'",
+            marks=pytest.mark.slow,
+        ),
         (
             ["--config.model.name=resnet18", "--config.data.image_size=8"],
             "--config.data.image_size=8: resnet18 needs at least 32",
@@ -73,10 +92,25 @@ def test_folder_without_splits(run, tmp_path):
     "command, args, expected",
     [
         ("official.train", ["configs/quickstart.flags"], "unexpected arguments: configs/quick"),
-        ("official.evaluate", ["--model_dir=x", "extra"], "unexpected arguments: extra"),
-        ("official.export", ["--model_dir=x", "--export_dir=y", "z"], "unexpected arguments: z"),
+        pytest.param(
+            "official.evaluate",
+            ["--model_dir=x", "extra"],
+            "unexpected arguments: extra",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            "official.export",
+            ["--model_dir=x", "--export_dir=y", "z"],
+            "unexpected arguments: z",
+            marks=pytest.mark.slow,
+        ),
         ("official.predict", ["--export_dir=x"], "give one or more image files: python -m"),
-        ("official.cam", ["--model_dir=x"], "give one or more image files: python -m"),
+        pytest.param(
+            "official.cam",
+            ["--model_dir=x"],
+            "give one or more image files: python -m",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_usage_errors_are_one_line_not_a_usage_dump(run, command, args, expected):
@@ -132,8 +166,16 @@ def test_a_refused_train_changes_nothing_and_the_run_still_evaluates(
     [
         ("official.train", ["--flagfile=configs/quickstart.flags", "--model_dir={file}/run"]),
         ("official.evaluate", ["--model_dir={run}", "--output_dir={file}/out"]),
-        ("official.export", ["--model_dir={run}", "--export_dir={file}/out"]),
-        ("official.cam", ["--model_dir={run}", "--output_dir={file}/out", "{image}"]),
+        pytest.param(
+            "official.export",
+            ["--model_dir={run}", "--export_dir={file}/out"],
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            "official.cam",
+            ["--model_dir={run}", "--output_dir={file}/out", "{image}"],
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_an_output_directory_that_cannot_be_written_is_one_line(

@@ -180,6 +180,7 @@ def test_validation_class_folders_and_label_offset(tmp_path):
     assert batches[0][0].shape == (4, 16, 16, 3) and batches[0][0].dtype == np.uint8
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_training_reads_the_converted_records(tmp_path, run):
     make_tree(tmp_path / "raw", per_class=8, quirks=True)
     out, model_dir = tmp_path / "out", tmp_path / "model"
@@ -372,6 +373,7 @@ def test_the_reference_converters_own_command_works_as_written(tmp_path, repo):
         assert refused.returncode == 2 and len(errors) == 1 and "writes locally" in errors[0]
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_a_damaged_record_is_skipped_in_training_and_stops_an_evaluation(tmp_path, run):
     make_tree(tmp_path / "raw", per_class=4, validation="folders")
     out, model_dir = tmp_path / "out", tmp_path / "model"

@@ -94,6 +94,7 @@ def offline(monkeypatch, tmp_path):
     assert not default_dir.exists()  # everything went to the data_dir we passed
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_imagenet2012_from_manual_dir(tmp_path, offline, repo):
     synsets = [line.split()[0] for line in (repo / "datasets/imagenet2012/synsets.txt").open()]
     # The builder pairs the *sorted* names in the validation tar with the lines of its bundled

@@ -108,6 +108,7 @@ def _start(repo, *args) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 @pytest.mark.timeout(300)
 def test_servers_started_by_the_tool_in_other_processes(repo, images, records):
     """Workers in other processes get the pipeline as a graph: TFRecords are then read by

@@ -104,6 +104,7 @@ def test_planted_pattern_is_the_hot_spot_of_the_drawn_overlay():
     assert SQUARE[1].start <= column < SQUARE[1].stop
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_cam_command_writes_overlays_and_names_bad_files(trained_run, tmp_path):
     good = tmp_path / "four.png"
     good.write_bytes(encode(digit_pixels(4, size=(40, 40)), "PNG"))

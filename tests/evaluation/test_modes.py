@@ -194,6 +194,7 @@ def test_vgg_dense_uses_its_fully_convolutional_form():
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_tfrecord_source_gives_the_posteriors_of_its_folder(tmp_path, models):
     """Converted records (RGB JPEGs are stored byte for byte) evaluate like their folder."""
     from official.data import convert

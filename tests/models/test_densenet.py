@@ -78,6 +78,7 @@ def test_parameters_and_macs_deep(name, trainable):
         assert model.get_layer("conv5_block1_2_conv").filters == 48
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_parity_with_keras_applications_densenet121(parity):
     before, after, normalization = parity("densenet121", 64)
     assert before > 1e-1 and after < 1e-4

@@ -204,6 +204,7 @@ def test_inception_v4_modules_and_auxiliary_head():
     assert outputs["logits"].shape == (1, 4) and outputs["aux_logits"].shape == (1, 4)
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_inception_resnet_v2_parity_with_keras_applications(parity):
     before, after, normalization = parity("inception_resnet_v2", 75)
     assert before > 1e-2 and after < 1e-4

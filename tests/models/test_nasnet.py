@@ -79,6 +79,7 @@ def test_large_parameter_count_macs_and_cells(trainable):
     check_size_and_cells(model, "nasnet_a_large", trainable)
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_parity_with_keras_applications_mobile(parity):
     before, after, normalization = parity("nasnet_a_mobile", 64)
     assert before > 1e-2 and after < 1e-4
@@ -109,6 +110,7 @@ def test_skip_reduction_feeds_the_cell_before_the_reduction_input():
     assert isinstance(model.get_layer("cell_2_path2_shift"), keras.layers.Cropping2D)
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_features_switches_and_any_input_size():
     features = small(image_size=64, features_only=True)
     # Stem 31 (unpadded), then each reduction halves rounding up; F = 12 at width 0.25.

@@ -116,7 +116,18 @@ def test_builders_take_the_shared_switches():
     assert "aux_head" in inspect.signature(registry.get("inception_v3").builder).parameters
 
 
-@pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
+# The representatives that take 20-30 s per test on 2 cores: their switch and head checks run
+# in the slow suite (they still run forward in the default one).
+HEAVY_REPRESENTATIVES = {"nasnet_a_mobile", "inception_resnet_v2", "densenet121"}
+
+
+def _representatives():
+    for name in sorted(REPRESENTATIVES):
+        marks = [pytest.mark.slow] if name in HEAVY_REPRESENTATIVES else []
+        yield pytest.param(name, marks=marks)
+
+
+@pytest.mark.parametrize("name", _representatives())
 def test_activation_normalization_and_initializer_switches(name):
     activation, normalization = REPRESENTATIVES[name]
     model = small(
@@ -159,7 +170,7 @@ def test_activation_normalization_and_initializer_switches(name):
 # Caffe references' convolutions and ceil-mode pooling: GoogLeNet, BN-Inception;
 # keras.applications' zero-padded pooling: NASNet); "both": nothing that pads differs, so all
 # three build the same model. AlexNet and SqueezeNet refuse "tf". One representative per family
-# in the default suite, the other builders in `slow`.
+# in the default suite (NASNet's takes 20 s: slow), the other builders in `slow`.
 PADDING_REFERENCES = {
     "resnet18": "torch",
     "densenet121": "torch",
@@ -170,7 +181,6 @@ PADDING_REFERENCES = {
     "mobilenet_v2": "tf",
     "xception": "tf",
     "inception_v1": None,
-    "nasnet_a_mobile": None,
     "vgg11_bn": "both",
     "lenet5": "both",
 }
@@ -181,6 +191,7 @@ SLOW_PADDING_REFERENCES = {
     "inception_v3": "tf",
     "inception_resnet_v2": "tf",
     "inception_v2": None,
+    "nasnet_a_mobile": None,
 }
 
 
@@ -259,7 +270,7 @@ def test_padding_and_norm_epsilon_switches(name, reference):
     keras.backend.clear_session()
 
 
-@pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
+@pytest.mark.parametrize("name", _representatives())
 def test_heads_features_and_float32_outputs(name, mixed_bfloat16):
     # Unpadded stems (TF-slim's Inception, Xception, NASNet) do not halve the size exactly;
     # Inception v3 and Inception-ResNet-v2 need 75 px at least.

@@ -46,6 +46,7 @@ def test_float_tflite_matches_keras(trained_run, keras_center, tmp_path):
     assert difference < 1e-4
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_int8_export_from_the_command_line_and_its_accuracy(trained_run, keras_center, tmp_path):
     export_dir = tmp_path / "lite"
     result = run_module(

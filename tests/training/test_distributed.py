@@ -133,6 +133,7 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+@pytest.mark.slow  # A whole run in a subprocess or a full-size build: the default suite's budget.
 def test_two_local_workers_train_identically_and_only_the_chief_writes(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
