@@ -22,10 +22,13 @@ layer runs in bfloat16).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -37,6 +40,8 @@ from official.errors import UserError
 MODES = ("train", "infer")
 TRAIN_SIDES = ("ours", "keras_fit", "keras_train_on_batch", "timm")
 INFER_SIDES = ("ours", "saved_model", "keras", "timm")
+# prctl(2): the signal a process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
 TIMM_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark_script.py")
 
 # Registry name → (keras.applications constructor, timm model name) of the same architecture.
@@ -299,6 +304,16 @@ def _timm_dtypes(settings: Settings) -> list[str]:
     return [dtypes[p] for p in settings.precisions if p in dtypes] or ["float32"]
 
 
+def _die_with_parent() -> None:
+    """In a side's process before it starts (Linux): SIGTERM when the benchmark process dies,
+    so killing the benchmark (or a test's timeout) leaves no side running on the machine."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # Not Linux: the side may outlive a killed benchmark.
+        pass
+
+
 def _child(settings: Settings, job: dict) -> dict:
     """Runs one side in a new process; returns its JSON result."""
     if job["side"] == "timm":
@@ -307,7 +322,14 @@ def _child(settings: Settings, job: dict) -> dict:
         command = [sys.executable, "-m", "official.benchmark", json.dumps(job)]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     environment = {**os.environ, "PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=repo)
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=repo,
+        preexec_fn=_die_with_parent,
+    )
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-5:]
         raise RuntimeError(f"{job['side']} {job['model']} failed: " + " | ".join(tail))
