@@ -321,6 +321,7 @@ def test_registry_passes_each_variants_input_statistics():
         "hard_swish",
         "tanh",
         "lecun_tanh",
+        "selu",
     )
 
 
