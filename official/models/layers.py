@@ -34,10 +34,12 @@ NORMALIZATIONS = ("batch", "sync_batch", "group", "layer", "instance")
 BATCH_NORMALIZATIONS = ("batch", "sync_batch")
 
 
-def head_batch_normalization(normalization: str | None) -> str:
-    """The batch normalization of a head's hidden FC layers (`head_batch_norm` switch): the
-    synchronized kind when the convolutions use it, else "batch" (the other kinds are
-    per-sample statistics over a feature map, which a vector does not have)."""
+def head_batch_normalization(normalization: str | None, enabled: bool) -> str | None:
+    """The normalization of a head's hidden FC layers under the `head_batch_norm` switch: None
+    when off; the synchronized kind when the convolutions use it, else "batch" (the other kinds
+    are per-sample statistics over a feature map, which a vector does not have)."""
+    if not enabled:
+        return None
     return "sync_batch" if normalization == "sync_batch" else "batch"
 
 

@@ -158,9 +158,7 @@ def vgg(
             width(FC_FILTERS),
             name=fc,
             activation=activation,
-            normalization=layers.head_batch_normalization(normalization)
-            if head_batch_norm
-            else None,
+            normalization=layers.head_batch_normalization(normalization, head_batch_norm),
             norm_momentum=BN_MOMENTUM,
             norm_epsilon=epsilon,
             kernel_initializer=initializer,
