@@ -5,7 +5,9 @@ tf.function for inference) and, given a Python with torch + timm, timm (`benchma
 runs there by path: channels-last, float32 and bfloat16 autocast, the faster reported). For
 inference our model is also measured as its exported SavedModel (`serving/saved_model.py`):
 the `predict_images` signature (preprocessing excluded) and `serving_default` on JPEG bytes
-(decode, resize and crop included).
+(decode, resize and crop included), BN folded as `export` writes it. Our speed-ups are sides of
+their own, so each is measured against the plain model in the same run: the fused BN kernel in
+training (`ours_fused_bn`), BN folded into the convolutions for inference (`ours_folded_bn`).
 
 Every side runs in its own process per round, the sides alternating (ours, keras, timm, ours,
 ...): each gets the machine alone, its peak resident memory is its own, and a change of load
@@ -38,8 +40,11 @@ import time
 from official.errors import UserError
 
 MODES = ("train", "infer")
-TRAIN_SIDES = ("ours", "keras_fit", "keras_train_on_batch", "timm")
-INFER_SIDES = ("ours", "saved_model", "keras", "timm")
+# Our sides: the model as built, and with the speed-up the training loop (fused BN kernel,
+# `--config.runtime.fused_batch_norm`) or export and predict (BN folded, the default) apply.
+TRAIN_SIDES = ("ours", "ours_fused_bn", "keras_fit", "keras_train_on_batch", "timm")
+INFER_SIDES = ("ours", "ours_folded_bn", "saved_model", "keras", "timm")
+OUR_SIDES = ("ours", "ours_fused_bn", "ours_folded_bn")
 # prctl(2): the signal a process gets when its parent dies.
 _PR_SET_PDEATHSIG = 1
 TIMM_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark_script.py")
@@ -104,10 +109,11 @@ def _timed(step, count: int) -> list[float]:
 
 
 def _our_model(job: dict):
-    """Our registry model under the job's precision (per-layer policies for "auto")."""
+    """Our registry model under the job's precision (per-layer policies for "auto"), with its
+    BN layers on the fused kernel or folded as the job's side says."""
     import keras
 
-    from official.models import registry
+    from official.models import batch_norm, registry
     from official.training import precision
 
     resolved = precision.set_policy(job["precision"])
@@ -119,6 +125,10 @@ def _our_model(job: dict):
     )
     counts = resolved.apply(model)
     keras.mixed_precision.set_global_policy("float32")
+    if job["side"] == "ours_fused_bn":
+        batch_norm.use_fused_kernel(model)
+    elif job["side"] in ("ours_folded_bn", "saved_model"):  # saved_model: as `export` writes.
+        model = batch_norm.fold(model).model
     return model, resolved, counts
 
 
@@ -255,13 +265,13 @@ def run_side(job: dict) -> dict:
 
     images, labels = _data(job)
     if job["mode"] == "train":
-        runner = _train_ours if job["side"] == "ours" else _train_keras
+        runner = _train_ours if job["side"] in OUR_SIDES else _train_keras
         steps, extra = runner(job, images, labels)
         result = {"step_seconds": statistics.median(steps), **extra}
     elif job["side"] == "saved_model":
         result = _infer_saved_model(job, images)
     else:
-        model = _our_model(job)[0] if job["side"] == "ours" else _keras_model(job)
+        model = _our_model(job)[0] if job["side"] in OUR_SIDES else _keras_model(job)
         forward = tf.function(lambda x: model(x, training=False))
         result = _infer(lambda x: forward(x).numpy(), images, job)
     return {**result, "peak_rss_mb": _peak_rss_mb()}
@@ -289,7 +299,7 @@ def matmul_peak(size: int = 4096, repeats: int = 3) -> dict[str, float]:
 def _variants(settings: Settings, side: str) -> list[str]:
     """The precisions a side runs in: ours every one asked for; keras.applications the global
     policies among them (no per-layer "auto" there); timm its own pair, chosen in its script."""
-    if side == "ours":
+    if side in OUR_SIDES:
         return list(settings.precisions)
     if side == "timm":
         return ["+".join(_timm_dtypes(settings))]
@@ -452,18 +462,25 @@ def benchmark(settings: Settings, emit=print, progress=lambda line: None) -> lis
 
 
 def _best(summaries: dict, side: str) -> str | None:
-    keys = [k for k in summaries if k.split(":")[0] == side]
+    """The key of the side's fastest variant; for "ours", of any of our sides."""
+    sides = OUR_SIDES if side == "ours" else (side,)
+    keys = [k for k in summaries if k.split(":")[0] in sides]
     return max(keys, key=lambda k: summaries[k]["images_per_second"], default=None)
 
 
 def _ratios(summaries: dict) -> dict[str, float]:
-    """Our best images/s ÷ each peer's best (and per precision where both ran it), and
-    per-layer "auto" ÷ each global policy of ours."""
+    """Our best images/s ÷ each peer's best (and per precision where both ran it), each BN
+    speed-up ÷ the plain model in the same precision, and per-layer "auto" ÷ each global
+    policy of ours."""
     ours = _best(summaries, "ours")
     ratios = {}
     for key, summary in summaries.items():
         side, variant = key.split(":")
-        if side == "ours":
+        if side in OUR_SIDES:
+            if side != "ours" and f"ours:{variant}" in summaries:
+                ratios[f"{key}/ours:{variant}"] = (
+                    summary["images_per_second"] / summaries[f"ours:{variant}"]["images_per_second"]
+                )
             continue
         best = _best(summaries, side)
         if key == best:
