@@ -42,8 +42,9 @@ mean ± sample standard deviation over the seeds 0..N-1 (`--seeds=N`); Δ is the
 mean top-1 from the previous rung, in percentage points, beside the paper's Δ; wall time is
 the mean over seeds of the run's `wall_seconds` (its last invocation, when it was resumed).
 Written to --out after every rung, each file complete or not at all (official/atomic.py):
-ablation.md (a Markdown table), ablation.csv (COLUMNS) and ablation.png (top-1 per rung with
-its standard deviation, and measured against paper Δ per rung).
+ablation.md (a Markdown table, and under it the Δ per rung as a text bar chart), ablation.csv
+(COLUMNS) and ablation.png (top-1 per rung with its standard deviation, and measured against
+paper Δ per rung).
 """
 
 from __future__ import annotations
@@ -397,7 +398,42 @@ def markdown_table(ladder: Ladder, rows: list[dict], seeds: int) -> str:
     ]
     if common:
         lines.append(f"Every rung also had: {common.replace('|', chr(92) + '|')}.")
+    chart = text_chart(rows)
+    if chart:
+        lines += ["", "```text", chart.rstrip("\n"), "```"]
     return "\n".join(lines) + "\n"
+
+
+def text_chart(rows: list[dict], half_width: int = 24) -> str:
+    """ablation.png's gain panel as text (a README needs no picture file): one bar per rung
+    after the first for the measured Δ top-1 (m, with the rung's top-1 and its spread over
+    seeds) and one for the paper's (p), both on one scale around a zero axis ("|")."""
+    values = [abs(row[key]) for row in rows[1:] for key in _DELTAS if row[key] != ""]
+    if not values:
+        return ""
+    per_character = (max(values) or 1.0) / half_width
+    name_width = max(len(row["rung"]) for row in rows)
+    lines = [
+        f"Δ top-1 against the previous rung, in points; one # = {per_character:.2g} points; "
+        "m: measured here, p: the paper"
+    ]
+    for row in rows[1:]:
+        for key, tag in zip(_DELTAS, "mp"):
+            value = row[key]
+            if value == "":
+                continue
+            bar = "#" * round(abs(value) / per_character)
+            left, right = ("", bar) if value > 0 else (bar, "")
+            name = row["rung"] if tag == "m" else ""
+            line = f"{name:<{name_width}} {tag} {value:+6.2f} {left:>{half_width}}|{right}"
+            if tag == "m":
+                top1 = _with_std(row["top1_mean"], row["top1_std"])
+                line = f"{line:<{name_width + 10 + 2 * half_width + 2}} top-1 {top1}"
+            lines.append(line.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+_DELTAS = ("delta_top1", "paper_delta_top1")  # Measured, paper: the chart's two bars per rung.
 
 
 def plot(ladder: Ladder, rows: list[dict], path: str) -> str:

@@ -168,6 +168,30 @@ def test_tables_from_known_metrics(tmp_path):
         "over seeds 0..1" in markdown and "Every rung also had: data.source=synthetic" in markdown
     )
     assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The text chart under the table: b +2.00 and c +2.50 on a scale where c fills 24 cells.
+    bars = {"b": ("+2.00", 19, "94.00 ± 1.41"), "c": ("+2.50", 24, "96.50 ± 0.71")}
+    for name, (delta, length, top1) in bars.items():
+        bar = f"{name:<4} m  {delta} " + " " * 24 + "|" + "#" * length
+        assert f"{bar:<64} top-1 {top1}" in markdown
+
+
+def test_text_chart_bars_share_one_scale_around_zero():
+    def row(name, delta, paper, top1=90.0, std=""):
+        return dict(
+            rung=name, delta_top1=delta, paper_delta_top1=paper, top1_mean=top1, top1_std=std
+        )
+
+    rows = [row("base", "", ""), row("up", 0.5, 1.0, 90.5, 0.25), row("down", -1.0, "", 89.5)]
+    lines = ablate.text_chart(rows, half_width=10).splitlines()
+    assert "one # = 0.1 points" in lines[0]
+    axis = lines[1].index("|")
+    assert all(line.index("|") == axis for line in lines[1:])  # One zero axis for every bar.
+    up, up_paper, down = lines[1:]
+    assert up.startswith("up   m  +0.50") and up[axis + 1 :].split()[0] == "#####"
+    assert up.endswith("top-1 90.50 ± 0.25")
+    assert up_paper.startswith("     p  +1.00") and up_paper[axis + 1 :] == "#" * 10
+    assert down[:axis].endswith(" " + "#" * 10) and down.endswith("top-1 89.50")
+    assert ablate.text_chart([row("base", "", "")]) == ""  # One rung: no step to draw.
 
 
 def _metrics(path):
