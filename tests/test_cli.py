@@ -37,7 +37,11 @@ def _error_line(result) -> str:
             "flag --config.train.batch_size=abc",
             marks=pytest.mark.slow,
         ),
-        (["--flagfile=configs/does_not_exist.flags"], "does_not_exist.flags"),
+        pytest.param(
+            ["--flagfile=configs/does_not_exist.flags"],
+            "does_not_exist.flags",
+            marks=pytest.mark.slow,
+        ),
         pytest.param(
             ["--config.data.random_flip=maybe"], "random_flip=maybe", marks=pytest.mark.slow
         ),
@@ -68,9 +72,10 @@ def test_flag_errors(run, args, expected):
             "--config.train.optimizer='nadam'",
             marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             ["--config.model.name=resnet18", "--config.data.image_size=8"],
             "--config.data.image_size=8: resnet18 needs at least 32",
+            marks=pytest.mark.slow,
         ),
     ],
 )
@@ -91,7 +96,12 @@ def test_folder_without_splits(run, tmp_path):
 @pytest.mark.parametrize(
     "command, args, expected",
     [
-        ("official.train", ["configs/quickstart.flags"], "unexpected arguments: configs/quick"),
+        pytest.param(
+            "official.train",
+            ["configs/quickstart.flags"],
+            "unexpected arguments: configs/quick",
+            marks=pytest.mark.slow,
+        ),
         pytest.param(
             "official.evaluate",
             ["--model_dir=x", "extra"],
@@ -135,6 +145,7 @@ def _snapshot(directory) -> dict:
     }
 
 
+@pytest.mark.slow  # Three command processes: the default suite's budget.
 def test_a_refused_train_changes_nothing_and_the_run_still_evaluates(
     run, trained_run, trained_metrics, tmp_path
 ):
@@ -165,7 +176,11 @@ def test_a_refused_train_changes_nothing_and_the_run_still_evaluates(
     "command, args",
     [
         ("official.train", ["--flagfile=configs/quickstart.flags", "--model_dir={file}/run"]),
-        ("official.evaluate", ["--model_dir={run}", "--output_dir={file}/out"]),
+        pytest.param(
+            "official.evaluate",
+            ["--model_dir={run}", "--output_dir={file}/out"],
+            marks=pytest.mark.slow,
+        ),
         pytest.param(
             "official.export",
             ["--model_dir={run}", "--export_dir={file}/out"],

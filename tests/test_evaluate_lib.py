@@ -286,7 +286,9 @@ def test_default_multi_scale_scales_follow_the_training_scale(
     "args, expected",
     [
         (["--scales=32,big"], "--scales=32,big: expected integers"),
-        (["--mode=bogus"], "flag --mode=bogus: value should be one of"),
+        pytest.param(
+            ["--mode=bogus"], "flag --mode=bogus: value should be one of", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_user_errors_are_one_line(trained_run, args, expected):

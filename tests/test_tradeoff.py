@@ -40,6 +40,7 @@ def _read_csv(path):
         return reader.fieldnames, list(reader)
 
 
+@pytest.mark.slow  # Measures two models end to end: the default suite's budget.
 def test_tradeoff_of_a_registry_name_and_a_run(trained_run, trained_metrics, tmp_path):
     out = tmp_path / "table"
     modes = ["keras_float32", "tflite_float"]
@@ -144,6 +145,7 @@ def test_a_directory_that_is_not_a_run_or_an_out_that_is_a_file(tmp_path):
     assert not (tmp_path / "table").exists()
 
 
+@pytest.mark.slow  # A TensorFlow process for one error line: the default suite's budget.
 def test_command_refuses_an_unknown_model_with_one_line(run, tmp_path):
     out = tmp_path / "table"
     result = run("official.tradeoff", "--models=resnet18,no_such_net", f"--out={out}")

@@ -200,6 +200,7 @@ def test_distillation_from_a_run_and_an_auxiliary_head(ema_run, tmp_path):
     )
 
 
+@pytest.mark.slow  # A full-size MobileNetV2 saved as .h5 and ported: the default suite's budget.
 def test_transfer_from_a_keras_applications_h5_file(tmp_path):
     """A keras.applications weights file (random weights here; the official ImageNet .h5 for
     users) starts a run through the zoo's port: the frozen backbone keeps exactly the ported

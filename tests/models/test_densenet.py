@@ -150,7 +150,14 @@ def test_features_only_and_no_normalization():
     assert all(np.all(np.isfinite(np.asarray(f))) for f in model(images))
 
 
-@pytest.mark.parametrize("name", sorted(TRAINABLE_PARAMS))
+# DenseNet-121 by default; the deeper ones (the same blocks, more of them) in the slow suite.
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=[pytest.mark.slow] if name != "densenet121" else [])
+        for name in sorted(TRAINABLE_PARAMS)
+    ],
+)
 def test_runs_under_mixed_bfloat16_with_float32_outputs(name, mixed_bfloat16):
     spec = registry.get(name)
     model = spec.build(

@@ -298,7 +298,10 @@ def test_heads_features_and_float32_outputs(name, mixed_bfloat16):
         assert sizes == sorted(sizes, reverse=True)
 
 
-@pytest.mark.parametrize("name", ["inception_v1", "inception_v3", "inception_resnet_v2"])
+@pytest.mark.parametrize(
+    "name",
+    ["inception_v1", "inception_v3", pytest.param("inception_resnet_v2", marks=pytest.mark.slow)],
+)
 def test_auxiliary_heads_are_float32_under_mixed_precision(name, mixed_bfloat16):
     model = small(name, image_size=224 if name == "inception_v1" else 96, aux_head=True)
     outputs = model(images(model, count=1))

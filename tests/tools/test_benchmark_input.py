@@ -4,9 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 
+@pytest.mark.slow  # Converts and times every pipeline in a subprocess: the default suite's budget.
 def test_benchmark_input_measures_every_pipeline(repo, tmp_path):
     result = subprocess.run(
         [

@@ -61,7 +61,8 @@ def _check(report, table, sides):
 
 
 # Each side is a process that imports TensorFlow: about 30 s on the idle machine, many minutes
-# when other jobs load it.
+# when other jobs load it (the default suite's budget).
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_train_benchmark_writes_its_json_line_and_table(repo):
     report, table = _run(repo, "--sides=ours,ours_fused_bn,keras_train_on_batch")
@@ -69,6 +70,7 @@ def test_train_benchmark_writes_its_json_line_and_table(repo):
     assert set(report["matmul_peak_gflops"]) == {"float32", "bfloat16"}
 
 
+@pytest.mark.slow  # A TensorFlow process for one error line: the default suite's budget.
 def test_a_bad_flag_is_one_line(repo):
     result = subprocess.run(
         [sys.executable, "tools/benchmark_train.py", "--model=lenet5"],
