@@ -511,49 +511,53 @@ def parse_members(value: str) -> list[Member]:
 # ---------------------------------------------------------------------------- the model
 
 
+def _non_negative(value) -> bool:
+    return value >= 0
+
+
+def _positive(value) -> bool:
+    return value > 0
+
+
+# `--config.model.*` fields that set a builder argument: (field, argument, whether the field is
+# set). Unset fields keep the variant's defaults; -1 is "unset" where 0 means something (no
+# dropout, no SE, no stochastic depth). A field named differently from its argument switches
+# that argument on (an auxiliary-loss weight needs the auxiliary head).
+_BUILDER_SWITCHES = (
+    ("width_multiplier", "width_multiplier", bool),
+    ("dropout", "dropout", _non_negative),
+    ("zero_gamma", "zero_gamma", bool),
+    ("activation", "activation", bool),
+    ("normalization", "normalization", bool),
+    ("padding", "padding", bool),
+    ("norm_epsilon", "norm_epsilon", _positive),
+    ("aux_loss_weight", "aux_head", _positive),
+    ("head_batch_norm", "head_batch_norm", bool),
+    ("kernel_initializer", "kernel_initializer", bool),
+    ("output_stride", "output_stride", bool),
+    ("se_ratio", "se_ratio", _non_negative),
+    ("stochastic_depth_rate", "stochastic_depth_rate", _non_negative),
+    ("resolution_multiplier", "resolution_multiplier", bool),
+)
+
+
 def model_overrides(model_config: config_lib.ModelConfig, spec: registry.ModelSpec) -> dict:
     """Builder arguments set by `--config.model.*` (unset fields keep the variant's defaults).
 
     Raises:
       ConfigError: a switch that the model's builder does not have.
     """
-    overrides, flags = {}, {}
-    if model_config.width_multiplier:
-        overrides["width_multiplier"] = model_config.width_multiplier
-    if model_config.dropout >= 0:
-        overrides["dropout"] = model_config.dropout
-    if model_config.zero_gamma:
-        overrides["zero_gamma"] = True
-    if model_config.activation:
-        overrides["activation"] = model_config.activation
-    if model_config.normalization:
-        overrides["normalization"] = model_config.normalization
-    if model_config.padding:
-        overrides["padding"] = model_config.padding
-    if model_config.norm_epsilon > 0:
-        overrides["norm_epsilon"] = model_config.norm_epsilon
-    if model_config.aux_loss_weight > 0:
-        overrides["aux_head"] = True
-        flags["aux_head"] = "aux_loss_weight"
-    if model_config.head_batch_norm:
-        overrides["head_batch_norm"] = True
-    if model_config.kernel_initializer:
-        overrides["kernel_initializer"] = model_config.kernel_initializer
-    if model_config.output_stride:
-        overrides["output_stride"] = model_config.output_stride
-    if model_config.se_ratio >= 0:
-        overrides["se_ratio"] = model_config.se_ratio
-    if model_config.stochastic_depth_rate >= 0:
-        overrides["stochastic_depth_rate"] = model_config.stochastic_depth_rate
-    if model_config.resolution_multiplier:
-        overrides["resolution_multiplier"] = model_config.resolution_multiplier
     accepted = inspect.signature(spec.builder).parameters
-    for name in overrides:
-        if name not in accepted:
+    overrides = {}
+    for field, argument, is_set in _BUILDER_SWITCHES:
+        value = getattr(model_config, field)
+        if not is_set(value):
+            continue
+        if argument not in accepted:
             raise config_lib.ConfigError(
-                f"--config.model.{flags.get(name, name)}: not a switch of {spec.name} "
-                f"({spec.family} family)"
+                f"--config.model.{field}: not a switch of {spec.name} ({spec.family} family)"
             )
+        overrides[argument] = value if field == argument else True
     return overrides
 
 
