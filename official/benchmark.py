@@ -40,11 +40,20 @@ import time
 from official.errors import UserError
 
 MODES = ("train", "infer")
-# Our sides: the model as built, and with the speed-up the training loop (fused BN kernel,
-# `--config.runtime.fused_batch_norm`) or export and predict (BN folded, the default) apply.
-TRAIN_SIDES = ("ours", "ours_fused_bn", "keras_fit", "keras_train_on_batch", "timm")
-INFER_SIDES = ("ours", "ours_folded_bn", "saved_model", "keras", "timm")
-OUR_SIDES = ("ours", "ours_fused_bn", "ours_folded_bn")
+# Our sides: the model as built; with the speed-up the training loop (fused BN kernel,
+# `--config.runtime.fused_batch_norm`) or export and predict (BN folded, the default) apply;
+# and without the oneDNN kernels the package turns on (official/__init__.py), TensorFlow's own
+# default on CPUs without AVX-512 VNNI/BF16 or AMX.
+TRAIN_SIDES = (
+    "ours",
+    "ours_fused_bn",
+    "ours_without_onednn",
+    "keras_fit",
+    "keras_train_on_batch",
+    "timm",
+)
+INFER_SIDES = ("ours", "ours_folded_bn", "ours_without_onednn", "saved_model", "keras", "timm")
+OUR_SIDES = ("ours", "ours_fused_bn", "ours_folded_bn", "ours_without_onednn")
 # prctl(2): the signal a process gets when its parent dies.
 _PR_SET_PDEATHSIG = 1
 TIMM_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark_script.py")
@@ -332,6 +341,8 @@ def _child(settings: Settings, job: dict) -> dict:
         command = [sys.executable, "-m", "official.benchmark", json.dumps(job)]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     environment = {**os.environ, "PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if job["side"] == "ours_without_onednn":
+        environment["TF_ENABLE_ONEDNN_OPTS"] = "0"
     done = subprocess.run(
         command,
         capture_output=True,

@@ -6,11 +6,12 @@
 
 Training sides: ours (our loop, in every --precision; "auto" gives each layer kind the dtype
 measured faster), ours_fused_bn (the same with --config.runtime.fused_batch_norm's kernel),
-keras.applications trained by `fit` and by `train_on_batch`, and with --torch_python timm
-(channels-last, the faster of float32 and bfloat16 autocast). Inference sides: ours (a Keras
-call under tf.function), ours_folded_bn (BN folded into the convolutions, as export and predict
-run it), our exported SavedModel (tensors in; and JPEG bytes in, preprocessing included),
-keras.applications, timm. Each side runs in its own process
+ours_without_onednn (TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own default on CPUs without AVX-512
+VNNI/BF16 or AMX), keras.applications trained by `fit` and by `train_on_batch`, and with
+--torch_python timm (channels-last, the faster of float32 and bfloat16 autocast). Inference
+sides: ours (a Keras call under tf.function), ours_folded_bn (BN folded into the convolutions,
+as export and predict run it), ours_without_onednn, our exported SavedModel (tensors in; and
+JPEG bytes in, preprocessing included), keras.applications, timm. Each side runs in its own process
 per round, the sides alternating. Prints one JSON line per model and a Markdown table:
 images/s, step time, peak RSS, GFLOP/s against the matmul peak measured at start, and our best
 ÷ each peer. Logic: official/benchmark.py.
