@@ -92,7 +92,8 @@ def test_inference_benchmark_with_every_side(repo):
     torch_python = os.environ.get("CNN_REPRO_TORCH_PYTHON", "")
     flags = ["--mode=infer"] + ([f"--torch_python={torch_python}"] if torch_python else [])
     report, table = _run(repo, *flags, timeout=3500)
-    sides = {"ours:float32", "ours_folded_bn:float32", "saved_model:float32", "keras:float32"}
+    sides = {"ours:float32", "ours_folded_bn:float32", "ours_without_onednn:float32"}
+    sides |= {"saved_model:float32", "keras:float32"}
     _check(report, table, sides | ({"timm:float32"} if torch_python else set()))
     for side in report["sides"].values():
         assert 0 < side["latency_ms"] <= side["latency_p90_ms"]
@@ -108,7 +109,7 @@ def test_inference_benchmark_with_every_side(repo):
 def test_train_benchmark_against_timm(repo):
     torch_python = os.environ["CNN_REPRO_TORCH_PYTHON"]
     report, table = _run(repo, f"--torch_python={torch_python}", timeout=3500)
-    sides = {"ours:float32", "ours_fused_bn:float32", "keras_fit:float32"}
-    sides |= {"keras_train_on_batch:float32"}
+    sides = {"ours:float32", "ours_fused_bn:float32", "ours_without_onednn:float32"}
+    sides |= {"keras_fit:float32", "keras_train_on_batch:float32"}
     _check(report, table, sides | {"timm:float32"})
     assert report["sides"]["timm:float32"]["timm_variant"] == "float32 channels-last"
