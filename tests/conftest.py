@@ -10,6 +10,9 @@ import pytest
 from helpers import REPO, digit_pixels, encode, run_module
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The package's TensorFlow environment (oneDNN on) in this process too, before any test module
+# imports TensorFlow: results computed here then match the commands run as subprocesses.
+import official  # noqa: E402, F401
 
 
 @pytest.fixture

@@ -210,7 +210,8 @@ def test_export_holds_the_ema_weights_when_the_run_kept_them(version_dir, traine
     logits = exported(images=tf.constant(images))["logits"].numpy()
     average, *_ = runs.load_trained_model(str(trained_run), ema=True)
     raw, *_ = runs.load_trained_model(str(trained_run), ema=False)
-    np.testing.assert_allclose(logits, average(images, training=False), atol=1e-5)
+    # Folded BN (the export) against the unfolded model: float rounding, relative to the logit.
+    np.testing.assert_allclose(logits, average(images, training=False), rtol=1.5e-6, atol=1e-5)
     assert np.abs(logits - raw(images, training=False).numpy()).max() > 1e-3
 
 
