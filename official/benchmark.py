@@ -7,7 +7,8 @@ inference our model is also measured as its exported SavedModel (`serving/saved_
 the `predict_images` signature (preprocessing excluded) and `serving_default` on JPEG bytes
 (decode, resize and crop included), BN folded as `export` writes it. Our speed-ups are sides of
 their own, so each is measured against the plain model in the same run: the fused BN kernel in
-training (`ours_fused_bn`), BN folded into the convolutions for inference (`ours_folded_bn`).
+training (`ours_fused_bn`), BN folded into the convolutions for inference (`ours_folded_bn`),
+and TensorFlow's default kernels without oneDNN (`ours_without_onednn`).
 
 Every side runs in its own process per round, the sides alternating (ours, keras, timm, ours,
 ...): each gets the machine alone, its peak resident memory is its own, and a change of load
@@ -480,8 +481,8 @@ def _best(summaries: dict, side: str) -> str | None:
 
 
 def _ratios(summaries: dict) -> dict[str, float]:
-    """Our best images/s ÷ each peer's best (and per precision where both ran it), each BN
-    speed-up ÷ the plain model in the same precision, and per-layer "auto" ÷ each global
+    """Our best images/s ÷ each peer's best (and per precision where both ran it), each of our
+    other sides ÷ the plain model in the same precision, and per-layer "auto" ÷ each global
     policy of ours."""
     ours = _best(summaries, "ours")
     ratios = {}
