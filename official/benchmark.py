@@ -5,10 +5,13 @@ tf.function for inference) and, given a Python with torch + timm, timm (`benchma
 runs there by path: channels-last, float32 and bfloat16 autocast, the faster reported). For
 inference our model is also measured as its exported SavedModel (`serving/saved_model.py`):
 the `predict_images` signature (preprocessing excluded) and `serving_default` on JPEG bytes
-(decode, resize and crop included), BN folded as `export` writes it. Our speed-ups are sides of
-their own, so each is measured against the plain model in the same run: the fused BN kernel in
-training (`ours_fused_bn`), BN folded into the convolutions for inference (`ours_folded_bn`),
-and TensorFlow's default kernels without oneDNN (`ours_without_onednn`).
+(decode, resize and crop included), BN folded as `export` writes it, in a serving process
+(oneDNN's weight cache on, as `official.predict` runs it). Our speed-ups are sides of their own,
+so each is measured against the plain model in the same run: the fused BN kernel in training
+(`ours_fused_bn`), BN folded into the convolutions for inference (`ours_folded_bn`), folded and
+with oneDNN's weight cache as a serving process has it (`ours_serving`,
+`official.assume_frozen_weights`), and TensorFlow's default kernels without oneDNN
+(`ours_without_onednn`).
 
 Every side runs in its own process per round, the sides alternating (ours, keras, timm, ours,
 ...): each gets the machine alone, its peak resident memory is its own, and a change of load
@@ -38,11 +41,13 @@ import sys
 import tempfile
 import time
 
+from official import FROZEN_WEIGHTS_ENV
 from official.errors import UserError
 
 MODES = ("train", "infer")
 # Our sides: the model as built; with the speed-up the training loop (fused BN kernel,
 # `--config.runtime.fused_batch_norm`) or export and predict (BN folded, the default) apply;
+# the folded model in a serving process (oneDNN's weight cache, official.assume_frozen_weights);
 # and without the oneDNN kernels the package turns on (official/__init__.py), TensorFlow's own
 # default on CPUs without AVX-512 VNNI/BF16 or AMX.
 TRAIN_SIDES = (
@@ -53,8 +58,22 @@ TRAIN_SIDES = (
     "keras_train_on_batch",
     "timm",
 )
-INFER_SIDES = ("ours", "ours_folded_bn", "ours_without_onednn", "saved_model", "keras", "timm")
-OUR_SIDES = ("ours", "ours_fused_bn", "ours_folded_bn", "ours_without_onednn")
+INFER_SIDES = (
+    "ours",
+    "ours_folded_bn",
+    "ours_serving",
+    "ours_without_onednn",
+    "saved_model",
+    "keras",
+    "timm",
+)
+OUR_SIDES = ("ours", "ours_fused_bn", "ours_folded_bn", "ours_serving", "ours_without_onednn")
+# What a side's process adds to the environment before TensorFlow starts.
+SIDE_ENVIRONMENT = {
+    "ours_without_onednn": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+    "ours_serving": {FROZEN_WEIGHTS_ENV: "1"},
+    "saved_model": {FROZEN_WEIGHTS_ENV: "1"},
+}
 # prctl(2): the signal a process gets when its parent dies.
 _PR_SET_PDEATHSIG = 1
 TIMM_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark_script.py")
@@ -137,7 +156,7 @@ def _our_model(job: dict):
     keras.mixed_precision.set_global_policy("float32")
     if job["side"] == "ours_fused_bn":
         batch_norm.use_fused_kernel(model)
-    elif job["side"] in ("ours_folded_bn", "saved_model"):  # saved_model: as `export` writes.
+    elif job["side"] in ("ours_folded_bn", "ours_serving", "saved_model"):  # As `export` writes.
         model = batch_norm.fold(model).model
     return model, resolved, counts
 
@@ -342,8 +361,7 @@ def _child(settings: Settings, job: dict) -> dict:
         command = [sys.executable, "-m", "official.benchmark", json.dumps(job)]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     environment = {**os.environ, "PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if job["side"] == "ours_without_onednn":
-        environment["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    environment.update(SIDE_ENVIRONMENT.get(job["side"], {}))
     done = subprocess.run(
         command,
         capture_output=True,

@@ -14,6 +14,7 @@ import sys
 import tensorflow as tf
 from absl import app, flags
 
+import official
 from official import cli, export_lib
 from official.serving import saved_model
 
@@ -69,7 +70,9 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: a process that serves one model's weights, so oneDNN may
+    cache them (official.assume_frozen_weights)."""
+    official.assume_frozen_weights()
     app.run(main, flags_parser=cli.parse_flags)
 
 

@@ -30,3 +30,21 @@ def test_onednn_kernels_are_on_unless_the_user_chose(repo, chosen, expected):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == expected
+
+
+def test_weight_cache_only_where_asked_and_never_over_the_users_choice():
+    """oneDNN's weight cache (official.assume_frozen_weights) would keep a trained model on its
+    first weights: importing the package must not turn it on, asking turns it on, and a user's
+    own setting wins. (No TensorFlow op runs here, so this process's kernels never see it.)"""
+    import official
+
+    name = official.FROZEN_WEIGHTS_ENV
+    assert name not in os.environ
+    try:
+        official.assume_frozen_weights()
+        assert os.environ[name] == "1"
+        os.environ[name] = "0"
+        official.assume_frozen_weights()
+        assert os.environ[name] == "0"
+    finally:
+        os.environ.pop(name, None)

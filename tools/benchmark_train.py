@@ -10,9 +10,10 @@ ours_without_onednn (TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own default on CPUs w
 VNNI/BF16 or AMX), keras.applications trained by `fit` and by `train_on_batch`, and with
 --torch_python timm (channels-last, the faster of float32 and bfloat16 autocast). Inference
 sides: ours (a Keras call under tf.function), ours_folded_bn (BN folded into the convolutions,
-as export and predict run it), ours_without_onednn, our exported SavedModel (tensors in; and
-JPEG bytes in, preprocessing included), keras.applications, timm. Each side runs in its own process
-per round, the sides alternating. Prints one JSON line per model and a Markdown table:
+as export writes it), ours_serving (folded, with oneDNN's weight cache as official.predict
+runs it), ours_without_onednn, our exported SavedModel in a serving process (tensors in; and
+JPEG bytes in, preprocessing included), keras.applications, timm. Each side runs in its own
+process per round, the sides alternating. Prints one JSON line per model and a Markdown table:
 images/s, step time, peak RSS, GFLOP/s against the matmul peak measured at start, and our best
 ÷ each peer. Logic: official/benchmark.py.
 """

@@ -92,8 +92,8 @@ def test_inference_benchmark_with_every_side(repo):
     torch_python = os.environ.get("CNN_REPRO_TORCH_PYTHON", "")
     flags = ["--mode=infer"] + ([f"--torch_python={torch_python}"] if torch_python else [])
     report, table = _run(repo, *flags, timeout=3500)
-    sides = {"ours:float32", "ours_folded_bn:float32", "ours_without_onednn:float32"}
-    sides |= {"saved_model:float32", "keras:float32"}
+    sides = {"ours:float32", "ours_folded_bn:float32", "ours_serving:float32"}
+    sides |= {"ours_without_onednn:float32", "saved_model:float32", "keras:float32"}
     _check(report, table, sides | ({"timm:float32"} if torch_python else set()))
     for side in report["sides"].values():
         assert 0 < side["latency_ms"] <= side["latency_p90_ms"]
