@@ -16,7 +16,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # oneDNN converts a convolution's weights from TensorFlow's layout on every call unless told
 # they never change; told so, it converts them once, caches them in its blocked layout and runs
 # its brgemm kernels instead of the gemm ones. Measured for inference with BN folded (README
-# "Speed"): batch-1 latency MobileNetV2 60 -> 16 ms, ResNet-50 202 -> 87 ms. The cache belongs to
+# "Speed"): batch-1 latency MobileNetV2 56 -> 15 ms, ResNet-50 205 -> 73 ms. The cache belongs to
 # the kernel, not to the weights' values: after a weight changes (an assign, a checkpoint
 # restored into a model already called, even an eager op called with other weights) the kernel
 # keeps computing with the old ones. So it is only for processes that serve one set of weights:
