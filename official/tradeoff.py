@@ -307,7 +307,8 @@ class _Built:
     top1: float | None
     scratch: str
     config: object = None
-    saved_model_dir: str | None = None
+    # The SavedModel directories, keyed by whether batch-1 calls have a branch of their own.
+    saved_model_dirs: dict = dataclasses.field(default_factory=dict)
     keras_weights: str | None = None
 
 
@@ -378,17 +379,22 @@ def _keras_weights(built: _Built) -> str:
     return built.keras_weights
 
 
-def _saved_model(built: _Built) -> str:
+def _saved_model(built: _Built, *, single_image_branch: bool = True) -> str:
+    """The entry's SavedModel as `export` writes it (for TFLite, as `export --format=tflite`
+    converts it: without the batch-1 branch)."""
     from official.serving import saved_model
 
-    if built.saved_model_dir is None:
-        directory = os.path.join(built.scratch, "saved_model")
+    if single_image_branch not in built.saved_model_dirs:
+        directory = os.path.join(built.scratch, f"saved_model_{int(single_image_branch)}")
         module = saved_model.ServingModule(
-            built.model, labels_path=built.labels_path, geometry=built.geometry
+            built.model,
+            labels_path=built.labels_path,
+            geometry=built.geometry,
+            single_image_branch=single_image_branch,
         )
         saved_model.save_module(module, directory)
-        built.saved_model_dir = directory
-    return built.saved_model_dir
+        built.saved_model_dirs[single_image_branch] = directory
+    return built.saved_model_dirs[single_image_branch]
 
 
 @dataclasses.dataclass
@@ -451,7 +457,9 @@ def _prepare_tflite(quantization: str) -> Callable[[_Built], _Prepared]:
 
         images = _representative_images(built) if quantization == "int8" else None
         flatbuffer = tflite.convert(
-            _saved_model(built), quantization=quantization, representative_images=images
+            _saved_model(built, single_image_branch=False),
+            quantization=quantization,
+            representative_images=images,
         )
         path = os.path.join(built.scratch, tflite.model_file_name(quantization))
         with atomic.open_file(path, "wb") as f:

@@ -83,7 +83,9 @@ def export_tflite(
     temporary directory renamed when complete) and returns the .tflite path."""
     name = model_file_name(quantization)
     with saved_model.new_version(export_dir, version) as (temporary, final):
-        module = saved_model.ServingModule(model, labels_path=labels_path, geometry=geometry)
+        module = saved_model.ServingModule(
+            model, labels_path=labels_path, geometry=geometry, single_image_branch=False
+        )
         graph = os.path.join(temporary, "saved_model")
         saved_model.save_module(module, graph)
         flatbuffer = convert(

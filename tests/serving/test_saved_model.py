@@ -232,7 +232,27 @@ def test_folded_export_has_fewer_batch_norm_ops(version_dir, trained_run):
     )
     rsqrt = sum(op.type == "Rsqrt" for op in unfolded.graph.get_operations())
     assert rsqrt == len(folded.folded) + len(folded.unfolded)
-    assert _ops(str(version_dir), "Rsqrt") == len(folded.unfolded) < rsqrt
+    # The export holds the model twice (batch 1 and larger batches each have their branch).
+    assert _ops(str(version_dir), "Rsqrt") == 2 * len(folded.unfolded) < rsqrt
+
+
+def test_single_images_run_on_kernels_of_their_own(version_dir, trained_run):
+    # With oneDNN's weight cache each kernel keeps the weight layout of its first batch size,
+    # so batch-1 requests get their own branch (ServingModule); both give the same logits.
+    model, *_ = runs.load_trained_model(str(trained_run))
+    convolutions = sum(
+        type(layer).__name__ in ("Conv2D", "DepthwiseConv2D") for layer in model.layers
+    )
+    assert convolutions > 0
+    assert (
+        _ops(str(version_dir), "Conv2D") + _ops(str(version_dir), "DepthwiseConv2dNative")
+        == 2 * convolutions
+    )
+    images = np.stack([digit_pixels(d, size=(32, 32)) for d in range(3)]).astype(np.float32)
+    exported = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
+    batch = exported(images=tf.constant(images))["logits"].numpy()
+    singles = [exported(images=tf.constant(image[None]))["logits"].numpy()[0] for image in images]
+    np.testing.assert_allclose(np.stack(singles), batch, rtol=1e-6, atol=1e-5)
 
 
 def test_an_empty_request_gets_an_empty_answer(version_dir):
