@@ -314,8 +314,10 @@ class RuntimeConfig:
     profile_steps: tuple[int, ...] = ()  # (first, last) step of a profiler trace; (): none.
     # BatchNormalization layers of the model (and its EMA copy) run TensorFlow's
     # FusedBatchNormV3 kernel on 4-D inputs, with Keras' statistics update
-    # (official/models/batch_norm.py); checkpoints are the same either way.
-    fused_batch_norm: bool = False
+    # (official/models/batch_norm.py); checkpoints are the same either way. On by default:
+    # with oneDNN it trained MobileNetV2 at 1.43x, EfficientNet-B0 at 1.29x, ResNet-50 at
+    # 1.15x and Inception-v3 at 1.07x the speed of Keras' own layers (README "Speed").
+    fused_batch_norm: bool = True
 
 
 @dataclasses.dataclass

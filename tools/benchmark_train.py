@@ -4,8 +4,9 @@
       --precision=float32,mixed_bfloat16,auto --torch_python=/path/to/torch/python
   python tools/benchmark_train.py --mode=infer --model=resnet50 --torch_python=...
 
-Training sides: ours (our loop, in every --precision; "auto" gives each layer kind the dtype
-measured faster), ours_fused_bn (the same with --config.runtime.fused_batch_norm's kernel),
+Training sides: ours (our loop as `train` runs it, BN on the fused kernel, in every
+--precision; "auto" gives each layer kind the dtype measured faster), ours_keras_bn (the same
+with Keras' own BN layers: --config.runtime.fused_batch_norm=false),
 ours_without_onednn (TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own default on CPUs without AVX-512
 VNNI/BF16 or AMX), keras.applications trained by `fit` and by `train_on_batch`, and with
 --torch_python timm (channels-last, the faster of float32 and bfloat16 autocast). Inference

@@ -52,7 +52,7 @@ def _check(report, table, sides):
         side = key.split(":")[0]
         if not side.startswith("ours"):
             assert report["ratios"][f"ours/{side}"] == pytest.approx(ours / rate)
-        elif side != "ours":  # A BN speed-up, against the plain model.
+        elif side != "ours":  # Another of our sides, against `ours` in its precision.
             assert report["ratios"][f"{key}/ours:float32"] == pytest.approx(
                 rate / rates["ours:float32"]
             )
@@ -65,8 +65,8 @@ def _check(report, table, sides):
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_train_benchmark_writes_its_json_line_and_table(repo):
-    report, table = _run(repo, "--sides=ours,ours_fused_bn,keras_train_on_batch")
-    _check(report, table, {"ours:float32", "ours_fused_bn:float32", "keras_train_on_batch:float32"})
+    report, table = _run(repo, "--sides=ours,ours_keras_bn,keras_train_on_batch")
+    _check(report, table, {"ours:float32", "ours_keras_bn:float32", "keras_train_on_batch:float32"})
     assert set(report["matmul_peak_gflops"]) == {"float32", "bfloat16"}
 
 
@@ -109,7 +109,7 @@ def test_inference_benchmark_with_every_side(repo):
 def test_train_benchmark_against_timm(repo):
     torch_python = os.environ["CNN_REPRO_TORCH_PYTHON"]
     report, table = _run(repo, f"--torch_python={torch_python}", timeout=3500)
-    sides = {"ours:float32", "ours_fused_bn:float32", "ours_without_onednn:float32"}
+    sides = {"ours:float32", "ours_keras_bn:float32", "ours_without_onednn:float32"}
     sides |= {"keras_fit:float32", "keras_train_on_batch:float32"}
     _check(report, table, sides | {"timm:float32"})
     assert report["sides"]["timm:float32"]["timm_variant"] == "float32 channels-last"
