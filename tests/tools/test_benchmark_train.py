@@ -60,6 +60,28 @@ def _check(report, table, sides):
     assert len(table) == 2 + len(sides)
 
 
+def test_a_side_reports_its_own_peak_memory_not_its_parents(repo):
+    # Sides are started like this (fork with a preexec_fn, then exec); Linux starts a child's
+    # ru_maxrss at the parent's resident size, which the memory column once showed.
+    held = bytearray(400 << 20)
+    held[::4096] = b"\x01" * len(held[::4096])  # resident, not just reserved
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from official import benchmark; print(benchmark.process_peak_rss_mb())",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        preexec_fn=lambda: None,
+        check=True,
+    )
+    assert 5 < float(result.stdout) < 200 < len(held) / 2**20
+
+
 # Each side is a process that imports TensorFlow: about 30 s on the idle machine, many minutes
 # when other jobs load it (the default suite's budget).
 @pytest.mark.slow
