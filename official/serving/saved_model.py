@@ -125,8 +125,8 @@ class ServingModule(tf.Module):
       top_k: classes returned by `serve`.
       max_image_pixels: larger images (by their header) fail their request.
       single_image_branch: run batch-1 requests on a copy of the model's ops of their own
-        (see `logits` below); the TFLite converter turns off, since it would write every
-        weight twice into the flatbuffer.
+        (see `logits` below). The TFLite export turns it off: TFLite has no such weight cache,
+        and the branch would only add a subgraph (2 % of a width-0.35 MobileNetV2's file).
     """
 
     def __init__(
