@@ -165,13 +165,16 @@ def _our_model(job: dict):
     model = registry.get(job["model"]).build(
         num_classes=job["num_classes"], image_size=job["image_size"], **overrides
     )
-    counts = resolved.apply(model)
     keras.mixed_precision.set_global_policy("float32")
-    if job["mode"] == "train" and job["side"] != "ours_keras_bn":
+    training = job["mode"] == "train"
+    if training and job["side"] != "ours_keras_bn":
         if config_lib.RuntimeConfig().fused_batch_norm:  # As `train` runs it by default.
             batch_norm.use_fused_kernel(model)
     elif job["side"] in ("ours_folded_bn", "ours_serving", "saved_model"):  # As `export` writes.
         model = batch_norm.fold(model).model
+    # "auto" times the model as it will run, as `train` does.
+    resolved = resolved.tuned(model, batch_size=job["batch_size"], training=training)
+    counts = resolved.apply(model)
     return model, resolved, counts
 
 

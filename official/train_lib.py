@@ -367,28 +367,36 @@ def _pruner(config, derived, strategy, model, average, backbone) -> pruning.Prun
         raise config_lib.ConfigError(f"--config.prune.layers={','.join(prune.layers)}: {e}") from e
 
 
-def _hot_path(model: keras.Model, config: config_lib.Config, policy: precision.Precision):
-    """`model` with the per-layer dtypes of `runtime.precision` and, with
-    `runtime.fused_batch_norm`, BN on TensorFlow's fused kernel (same variables)."""
-    policy.apply(model)
+def _hot_path(
+    model: keras.Model, config: config_lib.Config, policy: precision.Precision, replicas: int
+) -> precision.Precision:
+    """Puts `model` on the kernels training runs: with `runtime.fused_batch_norm`, BN on
+    TensorFlow's fused kernel (same variables); then the per-layer dtypes of
+    `runtime.precision` ("auto" on a bfloat16 CPU times this model, with those kernels, at
+    the per-replica batch). Returns the resolved precision."""
     if config.runtime.fused_batch_norm:
         batch_norm.use_fused_kernel(model)
-    return model
+    train = config.train
+    micro_batch = train.batch_size // replicas // max(1, train.gradient_accumulation_steps)
+    policy = policy.tuned(model, batch_size=micro_batch)
+    policy.apply(model)
+    return policy
 
 
 def _model(
     config: config_lib.Config, strategy: tf.distribute.Strategy, policy: precision.Precision
 ):
     """The model and, with `train.ema_decay`, the moving average of its weights (in scope),
-    each with the per-layer dtype policies of `runtime.precision=auto`."""
+    each on the training kernels and per-layer dtypes of `_hot_path`."""
     model = runs.build_model(config)
+    replicas = strategy.num_replicas_in_sync
+    policy = _hot_path(model, config, policy, replicas)
     if config.train.ema_decay <= 0:
-        return _hot_path(model, config, policy), None
+        return model, None
+    average_model = runs.build_model(config)
+    _hot_path(average_model, config, policy, replicas)  # The choice made on `model`.
     average = ema.ExponentialMovingAverage(
-        _hot_path(model, config, policy),
-        _hot_path(runs.build_model(config), config, policy),
-        decay=config.train.ema_decay,
-        strategy=strategy,
+        model, average_model, decay=config.train.ema_decay, strategy=strategy
     )
     return model, average
 

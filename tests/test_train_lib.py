@@ -323,3 +323,38 @@ def test_training_run_with_every_data_option(tmp_path, caplog):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["config"]["data"]
     assert saved["augment"] == ["rotation", "random_erasing"]
     assert saved["train_crop"] == "inception"
+
+
+def test_auto_precision_times_the_fused_model_once_for_it_and_its_average(
+    tmp_path, caplog, monkeypatch
+):
+    """`runtime.precision=auto` on a bfloat16 CPU: the candidates are timed once, on the model
+    with its fused batch norm, at the per-replica batch (capped); the model and its EMA copy
+    both get the fastest candidate's dtypes; the run trains."""
+    from official.models import batch_norm
+    from official.training import precision
+
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512_bf16"})
+    measured, real = [], precision.measure_candidates
+
+    def measure(model, *args):
+        measured.append(([type(layer) for layer in model.layers if "bn" in layer.name], *args))
+        return real(model, *args, repeats=1)
+
+    monkeypatch.setattr(precision, "measure_candidates", measure)
+    config = _config(train={"ema_decay": 0.9, "epochs": 1}, runtime={"precision": "auto"})
+    try:
+        with caplog.at_level("INFO", logger="absl"):
+            metrics = train_lib.run(config, str(tmp_path / "run"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert len(measured) == 1
+    bn_types, policy, candidates, batch, training = measured[0]
+    assert set(bn_types) == {batch_norm.FusedBatchNormalization}
+    assert (policy, list(candidates), batch, training) == (
+        "mixed_bfloat16", ["bfloat16", "float32"], 8, True
+    )  # fmt: skip
+    chosen = caplog.text.split("precision auto → ")[-1].split(";")[0]
+    assert chosen in candidates
+    assert caplog.text.count("precision per layer: ") == 2  # The model and its average.
+    assert metrics["steps"] == 4 and np.isfinite(metrics["loss"])

@@ -1,15 +1,20 @@
-"""Mixed-precision policy by name, including "auto": measured per layer kind on CPUs.
+"""Mixed-precision policy by name, including "auto": on a bfloat16 CPU, measured on the model.
 
 On a CPU with bfloat16 instructions (AVX512_BF16, AMX) TensorFlow's oneDNN kernels make dense
-convolutions about 1.5-2x faster in bfloat16, but depthwise convolutions slower: under one
-global `mixed_bfloat16` policy EfficientNet-B0 trains at 0.75x and MobileNetV2 at 0.83x of
-float32 on the project machine (README "Speed"). So there "auto" times one representative
-layer of each kind (`LAYER_KINDS`) forward and backward in both dtypes once at start (about a
-second) and gives every layer of the model the faster one (`Precision.apply`); the layers
-between two kernels (normalization, activation, pooling, additions) follow the dtype of the
-layer that feeds them, so a float32 depthwise convolution does not cast to bfloat16 and back
-for its batch norm and activation. Layers the model pins to float32 (the classifier's output,
-`heads.py`, and the input normalization) stay float32, as do the loss and the variables.
+convolutions about 1.5-2x faster in bfloat16, but depthwise convolutions can be slower, and by
+how much depends on the CPU, the layer shapes and the model: under one global
+`mixed_bfloat16` policy EfficientNet-B0 trained at 0.70x and MobileNetV2 at 1.15x of float32
+on one AVX-512 BF16 machine, ResNet-50 at 1.82x (README "Speed"). Timing one small layer of
+each kind (an earlier version) did not represent the models and flipped between processes,
+so "auto" times the model itself: one forward and backward pass at the training image size
+under each `CANDIDATES` assignment (every kernel in bfloat16, every kernel in float32,
+bfloat16 but for depthwise convolutions), alternating, and keeps the fastest
+(`Precision.tuned`). Candidates within a few percent of each other cost about the same, so
+the noise that decides between them costs little. Layers between two kernels
+(normalization, activation, pooling, additions) follow the dtype of the layer that feeds them,
+so a float32 depthwise convolution does not cast to bfloat16 and back for its batch norm and
+activation. Layers the model pins to float32 (the classifier's output, `heads.py`, and the
+input normalization) stay float32, as do the loss and the variables.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+import weakref
 from collections.abc import Callable
 
 import keras
@@ -25,21 +31,24 @@ from absl import logging
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 FLOAT32, BFLOAT16 = "float32", "mixed_bfloat16"
+KINDS = ("depthwise", "pointwise", "conv", "dense")
 
-# The kernel layers whose dtype "auto" measures, each with the workload timed for it
-# ((image side, input channels) → the layer's config): the MobileNetV2 / EfficientNet inverted
-# residual's 96-channel depthwise and pointwise convolutions, a ResNet 3x3 convolution (no
-# biases: batch norm follows them all), and a 1280 → 1000 classifier. A 28-px batch of 8 keeps
-# the whole measurement near a second on an idle 2-core machine.
-_CONV = dict(padding="same", use_bias=False)
-LAYER_KINDS = {
-    "depthwise": ((28, 96), dict(kind=keras.layers.DepthwiseConv2D, kernel_size=3, **_CONV)),
-    "pointwise": ((28, 96), dict(kind=keras.layers.Conv2D, filters=24, kernel_size=1, **_CONV)),
-    "conv": ((28, 64), dict(kind=keras.layers.Conv2D, filters=64, kernel_size=3, **_CONV)),
-    "dense": ((None, 1280), dict(kind=keras.layers.Dense, units=1000)),
+# The per-kind assignments "auto" times on a bfloat16 CPU ({kind: policy}; kinds left out take
+# bfloat16). Depthwise convolutions are the kind whose bfloat16 kernels lose on some CPUs;
+# the others gained on every CPU measured, so further mixes would add start-up time only.
+CANDIDATES = {
+    "bfloat16": {},
+    "bfloat16, float32 depthwise": {"depthwise": FLOAT32},
+    "float32": dict.fromkeys(KINDS, FLOAT32),
 }
-# Seconds per forward + backward pass of each kind, {kind: {dtype policy: seconds}}.
-Timings = dict[str, dict[str, float]]
+# Timing of the candidates: images per pass (the per-replica batch if smaller) and passes per
+# candidate after one untimed warm-up, alternating (medians are kept).
+TUNING_BATCH, TUNING_REPEATS = 8, 3
+# Seconds per forward + backward pass of the model, {candidate: seconds}.
+Timings = dict[str, float]
+# {model: {id(layer): the policy the model pinned the layer to, or None}}, from `assign`'s first
+# look at a model, before it changed any layer.
+_PINNED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _cpu_flags() -> set[str]:
@@ -72,7 +81,7 @@ def auto_precision() -> tuple[str, str]:
 
 
 def layer_kind(layer: keras.layers.Layer) -> str | None:
-    """The `LAYER_KINDS` key of a kernel layer, None for the layers that follow their input."""
+    """The `KINDS` entry of a kernel layer, None for the layers that follow their input."""
     if isinstance(layer, keras.layers.DepthwiseConv2D | keras.layers.SeparableConv2D):
         return "depthwise"  # A separable convolution's cost is mostly its depthwise half.
     if isinstance(layer, keras.layers.Conv2D):
@@ -82,39 +91,111 @@ def layer_kind(layer: keras.layers.Layer) -> str | None:
     return None
 
 
-def measure_layer_kinds(batch_size: int = 8, repeats: int = 3) -> Timings:
-    """Median seconds of one forward + backward pass of each `LAYER_KINDS` workload (layer,
-    batch norm, ReLU: the unit that takes one dtype), float32 and bfloat16 alternating."""
-    timings: Timings = {}
-    for kind, ((size, channels), layer_config) in LAYER_KINDS.items():
-        shape = [batch_size, channels] if size is None else [batch_size, size, size, channels]
-        inputs = tf.random.stateless_uniform(shape, seed=[1, 2])
+def assign(model: keras.Model, policy: str, per_kind: dict[str, str]) -> dict[str, int]:
+    """Gives each kernel layer of `model` (built under `policy`) the dtype policy of its kind
+    in `per_kind` (default `policy`), and each layer between kernels that of the layer feeding
+    it; layers the model pinned to another policy keep it. Returns the count of layers per
+    dtype policy.
+
+    Works after construction because mixed and float32 policies keep the same float32
+    variables; a layer's compute dtype is read when it is called, so the functional model's
+    next trace runs with the new policies. Layers already assigned keep their first choice
+    (one layer called twice).
+    """
+    from official.models import graph
+
+    pins = _PINNED.setdefault(model, {})
+    counts: dict[str, int] = {}
+    assigned: dict[int, str] = {}
+    for call in graph.calls(model):
+        layer = call.layer
+        if id(layer) in assigned:
+            continue
+        current = layer.dtype_policy.name
+        # A policy other than the build's at first sight was pinned by the model (float32
+        # output, input normalization); remembered so the next candidate keeps it.
+        pinned = pins.setdefault(id(layer), current if current != policy else None)
+        if pinned is not None:
+            chosen = pinned
+        elif (kind := layer_kind(layer)) is not None:
+            chosen = per_kind.get(kind, policy)
+        else:  # Follows the layer that feeds it, so no cast between them.
+            source = call.inputs[0]._keras_history[0] if call.inputs else None
+            chosen = assigned.get(id(source), policy)
+        if chosen != current:
+            layer.dtype_policy = chosen
+        assigned[id(layer)] = chosen
+        counts[chosen] = counts.get(chosen, 0) + 1
+    return counts
+
+
+def candidates_for(model: keras.Model) -> dict[str, dict[str, str]]:
+    """`CANDIDATES` restricted to the kernel kinds `model` has, without repeats (a model
+    without depthwise convolutions times two)."""
+    from official.models import graph
+
+    present = {layer_kind(call.layer) for call in graph.calls(model)} - {None}
+    unique: dict[str, dict[str, str]] = {}
+    seen = []
+    for name, per_kind in CANDIDATES.items():
+        effective = {kind: p for kind, p in per_kind.items() if kind in present}
+        if effective not in seen:
+            seen.append(effective)
+            unique[name] = effective
+    return unique
+
+
+def measure_candidates(
+    model: keras.Model,
+    policy: str,
+    candidates: dict[str, dict[str, str]],
+    batch_size: int = TUNING_BATCH,
+    training: bool = True,
+    repeats: int = TUNING_REPEATS,
+) -> Timings:
+    """Median seconds of one pass of `model` on `batch_size` random images under each
+    candidate assignment, the candidates alternating: with `training`, forward and backward in
+    training mode (gradients of every trainable variable), else the inference forward pass.
+    The model's non-trainable variables (batch-norm statistics, random-generator states) are
+    restored afterwards, so timing leaves no trace in training.
+    """
+    shape = [batch_size, *model.input_shape[1:]]
+    if None in shape:
+        raise ValueError(f"precision auto needs a fixed input size, the model takes {shape}")
+    images = tf.random.stateless_uniform(shape, seed=[1, 2], maxval=255.0)
+    saved = [v.numpy() for v in model.non_trainable_variables]
+    try:
         steps = {}
-        for policy in (FLOAT32, BFLOAT16):
-            config = dict(layer_config)
-            layers = [config.pop("kind")(dtype=policy, **config)]
-            if size is not None:
-                layers += [keras.layers.BatchNormalization(dtype=policy), keras.layers.ReLU()]
-            unit = keras.Sequential(layers)
-            unit.build(shape)
+        for name, per_kind in candidates.items():
+            assign(model, policy, per_kind)
 
             @tf.function
-            def step(unit=unit, inputs=inputs):
+            def step():
+                if not training:
+                    return model(images, training=False)
                 with tf.GradientTape() as tape:
-                    tape.watch(inputs)
-                    loss = tf.reduce_sum(tf.cast(unit(inputs, training=True), tf.float32))
-                return tape.gradient(loss, [inputs, *unit.trainable_variables])
+                    outputs = model(images, training=True)
+                    loss = tf.add_n(
+                        [tf.reduce_sum(tf.cast(t, tf.float32)) for t in tf.nest.flatten(outputs)]
+                    )
+                return tape.gradient(loss, model.trainable_variables)
 
-            step()  # Traces.
-            steps[policy] = step
-        samples = {policy: [] for policy in steps}
+            _run(step)  # Traces and creates the kernels' primitives.
+            steps[name] = step
+        samples = {name: [] for name in steps}
         for _ in range(repeats):
-            for policy, step in steps.items():
+            for name, step in steps.items():
                 start = time.perf_counter()
-                tf.nest.map_structure(lambda t: t.numpy(), step())
-                samples[policy].append(time.perf_counter() - start)
-        timings[kind] = {policy: statistics.median(s) for policy, s in samples.items()}
-    return timings
+                _run(step)
+                samples[name].append(time.perf_counter() - start)
+    finally:
+        for variable, value in zip(model.non_trainable_variables, saved, strict=True):
+            variable.assign(value)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def _run(step) -> None:
+    tf.nest.map_structure(lambda t: t.numpy() if t is not None else None, step())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,49 +204,66 @@ class Precision:
 
     Attributes:
       policy: the global Keras dtype policy (what every layer gets unless `per_kind` says).
-      per_kind: {layer kind: policy} for "auto" on a bfloat16 CPU, else empty.
-      timings: the measurement behind `per_kind`.
+      tune: "auto" on a bfloat16 CPU: `tuned` still has to time the candidates on the model.
+      chosen: the `CANDIDATES` entry `tuned` picked ("" before or without tuning).
+      per_kind: {layer kind: policy} of the chosen candidate.
+      timings: the measurement behind `chosen`.
     """
 
     policy: str
+    tune: bool = False
+    chosen: str = ""
     per_kind: dict[str, str] = dataclasses.field(default_factory=dict)
     timings: Timings = dataclasses.field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        return f"{self.policy} per layer" if self.per_kind else self.policy
+        return f"auto: {self.chosen}" if self.chosen else self.policy
+
+    def tuned(
+        self,
+        model: keras.Model,
+        batch_size: int = TUNING_BATCH,
+        training: bool = True,
+        measure: Callable[..., Timings] | None = None,
+    ) -> Precision:
+        """For "auto" on a bfloat16 CPU: times `model` (built under `policy`, with the kernels
+        it will run, e.g. fused batch norm or folded) under each candidate, logs the times and
+        returns the precision with the fastest; apply it to the model with `apply`. Otherwise
+        returns itself.
+
+        Args:
+          model: the model to time.
+          batch_size: the per-replica batch; timing uses at most `TUNING_BATCH` images.
+          training: time training passes (forward and backward), else inference.
+          measure: the timing (default `measure_candidates`); injectable for tests.
+        """
+        if not self.tune:
+            return self
+        measure = measure or measure_candidates
+        candidates = candidates_for(model)
+        batch = max(1, min(batch_size, TUNING_BATCH))
+        start = time.monotonic()
+        timings = measure(model, self.policy, candidates, batch, training)
+        chosen = min(timings, key=timings.get)
+        logging.info(
+            "precision auto → %s; ms per %s pass of %d images: %s (%.0f s)",
+            chosen,
+            "training" if training else "inference",
+            batch,
+            ", ".join(f"{name} {1e3 * seconds:.0f}" for name, seconds in timings.items()),
+            time.monotonic() - start,
+        )
+        return Precision(self.policy, False, chosen, candidates[chosen], timings)
 
     def apply(self, model: keras.Model) -> dict[str, int]:
-        """Gives each layer of `model` (built under `policy`) its kind's dtype policy; returns
-        the count of layers per compute dtype (logged).
-
-        Works after construction because mixed and float32 policies keep the same float32
-        variables; a layer's compute dtype is read when it is called, so a functional model's
-        next call runs with the new policies.
-        """
-        from official.models import graph
-
-        if not self.per_kind:  # One policy for every layer: set globally before the build.
+        """Gives each layer of `model` (built under `policy`) the dtype policy of the chosen
+        candidate (`assign`); returns the count of layers per compute dtype (logged)."""
+        if self.tune:
+            raise ValueError("precision auto: call tuned(model) before apply")
+        if not self.chosen:  # One policy for every layer: set globally before the build.
             return {}
-        counts: dict[str, int] = {}
-        assigned: dict[int, str] = {}
-        for call in graph.calls(model):
-            layer = call.layer
-            if id(layer) in assigned:
-                continue
-            current = layer.dtype_policy.name
-            kind = layer_kind(layer)
-            if current != self.policy:  # Pinned by the model (float32 output, normalization).
-                chosen = current
-            elif kind is not None:
-                chosen = self.per_kind.get(kind, current)
-            else:  # Follows the layer that feeds it, so no cast between them.
-                source = call.inputs[0]._keras_history[0] if call.inputs else None
-                chosen = assigned.get(id(source), current)
-            if chosen != current:
-                layer.dtype_policy = chosen
-            assigned[id(layer)] = chosen
-            counts[chosen] = counts.get(chosen, 0) + 1
+        counts = assign(model, self.policy, self.per_kind)
         logging.info("precision per layer: %s layers", _format(counts))
         return counts
 
@@ -174,37 +272,26 @@ def _format(counts: dict) -> str:
     return ", ".join(f"{value} {key}" for key, value in sorted(counts.items()))
 
 
-def choose_per_kind(timings: Timings) -> dict[str, str]:
-    """The faster policy of every measured kind."""
-    return {kind: min(times, key=times.get) for kind, times in timings.items()}
-
-
-def set_policy(precision: str, measure: Callable[[], Timings] = measure_layer_kinds) -> Precision:
-    """Sets the global Keras dtype policy and returns the resolved `Precision` (its `apply`
-    assigns per-layer policies to a model built afterwards).
+def set_policy(precision: str) -> Precision:
+    """Sets the global Keras dtype policy and returns the resolved `Precision` (for "auto" on a
+    bfloat16 CPU, its `tuned(model)` times the model built afterwards and `apply` assigns the
+    per-layer policies).
 
     Args:
       precision: one of PRECISIONS.
-      measure: the per-kind timing ("auto" on a bfloat16 CPU); injectable for tests.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
     resolved = Precision(precision)
     if precision == "auto":
         policy, reason = auto_precision()
-        resolved = Precision(policy)
         on_cpu = not tf.config.list_physical_devices("GPU") and not tf.config.list_logical_devices(
             "TPU"
         )
-        if policy == BFLOAT16 and on_cpu:
-            timings = measure()
-            per_kind = choose_per_kind(timings)
-            resolved = Precision(policy, per_kind, timings)
-            reason += "; measured ms float32/bfloat16: " + ", ".join(
-                f"{kind} {1e3 * t[FLOAT32]:.1f}/{1e3 * t[BFLOAT16]:.1f} → {per_kind[kind]}"
-                for kind, t in timings.items()
-            )
-        logging.info("precision auto → %s (%s)", resolved.name, reason)
+        resolved = Precision(policy, tune=policy == BFLOAT16 and on_cpu)
+        if resolved.tune:
+            reason += "; timed on the model once it is built"
+        logging.info("precision auto → %s (%s)", policy, reason)
     keras.mixed_precision.set_global_policy(resolved.policy)
     return resolved
 
