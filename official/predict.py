@@ -17,18 +17,25 @@ from absl import app, flags
 import official
 from official import cli, export_lib
 from official.serving import saved_model
+from official.training import precision
 
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "An export (official.export) to use.")
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Or: a training run to use.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "With --model_dir: checkpoint path.")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes printed per image.")
+_PRECISION = flags.DEFINE_enum(
+    "precision",
+    "float32",
+    precision.PRECISIONS,
+    "With --model_dir: the layers' compute precision, as official.export --precision.",
+)
 
 
 def _classifier():
     """The serving graph's `serving_default`: image bytes [N] → top-k classes and names."""
     if _MODEL_DIR.value:
         module, _ = export_lib.serving_module(
-            _MODEL_DIR.value, _CHECKPOINT.value, top_k=_TOP_K.value
+            _MODEL_DIR.value, _CHECKPOINT.value, top_k=_TOP_K.value, precision_name=_PRECISION.value
         )
         return module.serve
     return saved_model.load_classifier(_EXPORT_DIR.value)
@@ -38,6 +45,8 @@ def main(argv: list[str]) -> None:
     paths = cli.image_files(argv, "python -m official.predict --export_dir=DIR IMAGE...")
     if bool(_EXPORT_DIR.value) == bool(_MODEL_DIR.value):
         cli.fail("give exactly one of --export_dir (an export) or --model_dir (a training run)")
+    if _EXPORT_DIR.value and _PRECISION.value != "float32":
+        cli.fail(f"--precision={_PRECISION.value}: an export keeps the precision it was written in")
     if _TOP_K.value < 1:
         cli.fail(f"--top_k={_TOP_K.value}: expected >= 1")
     with cli.user_errors():

@@ -67,3 +67,31 @@ def test_prints_top5_and_reports_bad_files_by_name(source, images, saved_model, 
         "89,478,485 (a decompression bomb?)",
     ]
     assert "3 of 5 images could not be classified" in result.stderr
+
+
+def test_a_training_run_predicts_in_bfloat16_and_an_export_keeps_its_precision(
+    images, saved_model, trained_run
+):
+    export_dir, _ = saved_model
+    path = str(images["three"])
+    result = run_module(
+        "official.predict", f"--model_dir={trained_run}", "--precision=mixed_bfloat16", path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = _blocks(result.stdout)[path]
+    serve = tf.saved_model.load(str(export_dir / "1")).signatures["serving_default"]
+    expected = serve(image_bytes=tf.constant([pathlib.Path(path).read_bytes()]))
+    names = [n.decode() for n in expected["class_names"].numpy()[0]]
+    assert printed[0][0] == names[0]  # The float32 export's top class...
+    probabilities = expected["probabilities"].numpy()[0]
+    # ...with the probabilities of 8-bit mantissas (float32 prints them to 5e-5).
+    np.testing.assert_allclose(printed[0][1], probabilities[0], atol=0.03)
+    refused = run_module(
+        "official.predict", f"--export_dir={export_dir}", "--precision=mixed_bfloat16", path
+    )
+    assert refused.returncode != 0
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .endswith("--precision=mixed_bfloat16: an export keeps the precision it was written in")
+    )

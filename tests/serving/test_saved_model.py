@@ -3,11 +3,13 @@
 import csv
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -50,6 +52,7 @@ def test_layout_size_and_metadata(saved_model, trained_run, trained_metrics):
     metadata = json.loads((version / "assets.extra" / "export.json").read_text())
     assert metadata["checkpoint"].endswith(f"ckpt-{trained_metrics['steps']}")
     assert (metadata["image_size"], metadata["crop_fraction"]) == (32, 1.0)
+    assert metadata["precision"] == "float32"
 
     # Each weight stored once: the variables take the parameters' bytes plus a small index
     # (Keras' own export stores every weight twice, ../shared/reference/capabilities.md §5a).
@@ -253,6 +256,81 @@ def test_single_images_run_on_kernels_of_their_own(version_dir, trained_run):
     batch = exported(images=tf.constant(images))["logits"].numpy()
     singles = [exported(images=tf.constant(image[None]))["logits"].numpy()[0] for image in images]
     np.testing.assert_allclose(np.stack(singles), batch, rtol=1e-6, atol=1e-5)
+
+
+def _bfloat16_convolutions(export: str) -> int:
+    graph = tf.saved_model.load(export).signatures["predict_images"].graph
+    library = graph.as_graph_def().library.function
+    return sum(
+        node.op == "Conv2D" and node.attr["T"].type == tf.bfloat16.as_datatype_enum
+        for function in library
+        for node in function.node_def
+    )
+
+
+def test_a_bfloat16_export_computes_in_bfloat16_with_float32_inputs_and_outputs(
+    version_dir, trained_run, tmp_path, monkeypatch
+):
+    from official.training import precision
+
+    path = export_lib.export(
+        str(trained_run), str(tmp_path / "bf16"), precision_name="mixed_bfloat16"
+    )
+    metadata = json.loads(pathlib.Path(path, "assets.extra", "export.json").read_text())
+    assert metadata["precision"] == "mixed_bfloat16"
+    assert _bfloat16_convolutions(path) > 0 and _bfloat16_convolutions(str(version_dir)) == 0
+    images = np.stack([digit_pixels(d, size=(32, 32)) for d in range(10)]).astype(np.float32)
+    predict = tf.saved_model.load(path).signatures["predict_images"]
+    assert predict.structured_input_signature[1]["images"].dtype == tf.float32
+    outputs = predict(images=tf.constant(images))
+    assert {outputs[k].dtype for k in ("logits", "probabilities")} == {tf.float32}
+    reference = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
+    expected = reference(images=tf.constant(images))["logits"].numpy()
+    logits = outputs["logits"].numpy()
+    # bfloat16 keeps 8 significant bits: logits within a few percent of their spread, and
+    # really rounded (not float32 under another name).
+    error = np.abs(logits - expected).max()
+    assert 0 < error < 0.05 * np.ptp(expected)
+    assert (logits.argmax(1) == expected.argmax(1)).mean() >= 0.9
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    assert serve(image_bytes=tf.constant([_good_jpeg()]))["classes"].shape == (1, 5)
+
+    # "auto" on a bfloat16 CPU times the folded model's inference pass per candidate.
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512_bf16"})
+    timed = []
+
+    def measure(model, policy, candidates, batch_size, training):
+        timed.append((policy, list(candidates), batch_size, training, _has_batch_norm(model)))
+        return {"bfloat16": 0.002, "float32": 0.003}
+
+    monkeypatch.setattr(precision, "measure_candidates", measure)
+    path = export_lib.export(str(trained_run), str(tmp_path / "auto"), precision_name="auto")
+    assert timed == [("mixed_bfloat16", ["bfloat16", "float32"], 8, False, False)]
+    metadata = json.loads(pathlib.Path(path, "assets.extra", "export.json").read_text())
+    assert metadata["precision"] == "auto: bfloat16"
+    assert _bfloat16_convolutions(path) == _bfloat16_convolutions(str(tmp_path / "bf16" / "1"))
+
+
+def _has_batch_norm(model) -> bool:
+    return any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"precision_name": "fp16"}, "--precision='fp16': choose one of float32, mixed_float16"),
+        (
+            {"precision_name": "mixed_bfloat16", "export_format": "tflite"},
+            "--precision=mixed_bfloat16: only --format=saved_model computes in another precision",
+        ),
+    ],
+)
+def test_a_precision_export_cannot_write_is_refused_before_writing(
+    trained_run, tmp_path, options, message
+):
+    with pytest.raises(serving.ExportError, match=re.escape(message)):
+        export_lib.export(str(trained_run), str(tmp_path / "out"), **options)
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_empty_request_gets_an_empty_answer(version_dir):
