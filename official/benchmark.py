@@ -8,7 +8,9 @@ the `predict_images` signature (preprocessing excluded) and `serving_default` on
 (decode, resize and crop included), BN folded as `export` writes it, in a serving process
 (oneDNN's weight cache on, as `official.predict` runs it). Our speed-ups are sides of their own,
 so each is measured against the plain model in the same run: training as `train` runs it by
-default (BN on TensorFlow's fused kernel) against Keras' own BN layers (`ours_keras_bn`), BN
+default (BN on TensorFlow's fused kernel, bfloat16 1×1 convolutions with a MatMul kernel
+gradient) against Keras' own BN layers (`ours_keras_bn`), against oneDNN's backward-weights
+convolution for the 1×1 kernels (`ours_conv_gradient`), BN
 folded into the convolutions for inference (`ours_folded_bn`), folded and with oneDNN's weight
 cache as a serving process has it (`ours_serving`, `official.assume_frozen_weights`), and
 TensorFlow's default kernels without oneDNN (`ours_without_onednn`).
@@ -46,14 +48,17 @@ from official.errors import UserError
 
 MODES = ("train", "infer")
 # Our sides: the model as `train` trains it (BN on the fused kernel, the default of
-# `--config.runtime.fused_batch_norm`) and, for inference, as built; training with Keras' own
-# BN layers (the switch off); as export and predict run it (BN folded, the default);
-# the folded model in a serving process (oneDNN's weight cache, official.assume_frozen_weights);
-# and without the oneDNN kernels the package turns on (official/__init__.py), TensorFlow's own
-# default on CPUs without AVX-512 VNNI/BF16 or AMX.
+# `--config.runtime.fused_batch_norm`, and bfloat16 1x1 convolutions with a MatMul kernel
+# gradient, `--config.runtime.matmul_pointwise_gradient`) and, for inference, as built;
+# training with Keras' own BN layers (the first switch off), with oneDNN's convolution
+# gradient for 1x1 kernels (the second switch off); as export and predict run it (BN
+# folded, the default); the folded model in a serving process (oneDNN's weight cache,
+# official.assume_frozen_weights); and without the oneDNN kernels the package turns on
+# (official/__init__.py), TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX.
 TRAIN_SIDES = (
     "ours",
     "ours_keras_bn",
+    "ours_conv_gradient",
     "ours_without_onednn",
     "keras_fit",
     "keras_train_on_batch",
@@ -68,7 +73,14 @@ INFER_SIDES = (
     "keras",
     "timm",
 )
-OUR_SIDES = ("ours", "ours_keras_bn", "ours_folded_bn", "ours_serving", "ours_without_onednn")
+OUR_SIDES = (
+    "ours",
+    "ours_keras_bn",
+    "ours_conv_gradient",
+    "ours_folded_bn",
+    "ours_serving",
+    "ours_without_onednn",
+)
 # What a side's process adds to the environment before TensorFlow starts.
 SIDE_ENVIRONMENT = {
     "ours_without_onednn": {"TF_ENABLE_ONEDNN_OPTS": "0"},
@@ -155,7 +167,7 @@ def _our_model(job: dict):
     import keras
 
     from official import config as config_lib
-    from official.models import batch_norm, registry
+    from official.models import batch_norm, pointwise, registry
     from official.training import precision
 
     resolved = precision.set_policy(job["precision"])
@@ -168,8 +180,11 @@ def _our_model(job: dict):
     keras.mixed_precision.set_global_policy("float32")
     training = job["mode"] == "train"
     if training and job["side"] != "ours_keras_bn":
-        if config_lib.RuntimeConfig().fused_batch_norm:  # As `train` runs it by default.
+        runtime = config_lib.RuntimeConfig()  # As `train` runs it by default.
+        if runtime.fused_batch_norm:
             batch_norm.use_fused_kernel(model)
+        if runtime.matmul_pointwise_gradient and job["side"] != "ours_conv_gradient":
+            pointwise.use_matmul_gradient(model)
     elif job["side"] in ("ours_folded_bn", "ours_serving", "saved_model"):  # As `export` writes.
         model = batch_norm.fold(model).model
     # "auto" times the model as it will run, as `train` does.

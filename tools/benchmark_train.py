@@ -4,9 +4,11 @@
       --precision=float32,mixed_bfloat16,auto --torch_python=/path/to/torch/python
   python tools/benchmark_train.py --mode=infer --model=resnet50 --torch_python=...
 
-Training sides: ours (our loop as `train` runs it, BN on the fused kernel, in every
---precision; "auto" gives each layer kind the dtype measured faster), ours_keras_bn (the same
-with Keras' own BN layers: --config.runtime.fused_batch_norm=false),
+Training sides: ours (our loop as `train` runs it, BN on the fused kernel, bfloat16 1x1
+convolutions with a MatMul kernel gradient, in every --precision; "auto" times per-layer-kind
+assignments on the model and keeps the fastest), ours_keras_bn (the same with Keras' own BN
+layers: --config.runtime.fused_batch_norm=false), ours_conv_gradient (oneDNN's convolution
+gradient for 1x1 kernels: --config.runtime.matmul_pointwise_gradient=false),
 ours_without_onednn (TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own default on CPUs without AVX-512
 VNNI/BF16 or AMX), keras.applications trained by `fit` and by `train_on_batch`, and with
 --torch_python timm (channels-last, the faster of float32 and bfloat16 autocast). Inference
