@@ -225,24 +225,13 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
 
 def use_fused_kernel(model: keras.Model, enabled: bool = True) -> int:
-    """Switches every BatchNormalization layer of `model` to the fused kernel (or back).
-
-    The layer objects stay the same (their class becomes FusedBatchNormalization, which adds
-    nothing but `call`): variables, names, tracking and so checkpoints are unchanged, and a
-    checkpoint written with the switch on restores with it off and back. Call before the
-    model's step functions are traced.
+    """Switches every BatchNormalization layer of `model` to the fused kernel (or back) with
+    graph.switch_class: variables, names and checkpoints are unchanged, and a checkpoint
+    written with the switch on restores with it off and back. Call before the model's step
+    functions are traced.
 
     Returns:
       The number of layers switched.
     """
-    source, target = (
-        (keras.layers.BatchNormalization, FusedBatchNormalization)
-        if enabled
-        else (FusedBatchNormalization, keras.layers.BatchNormalization)
-    )
-    count = 0
-    for layer in model._flatten_layers(include_self=False):
-        if type(layer) is source:
-            layer.__class__ = target
-            count += 1
-    return count
+    classes = (keras.layers.BatchNormalization, FusedBatchNormalization)
+    return graph.switch_class(model, *(classes if enabled else classes[::-1]))

@@ -1,4 +1,5 @@
-"""Walking a functional Keras model's graph in a canonical order (for weight ports and FLOPs).
+"""Walking a functional Keras model's graph in a canonical order (for weight ports and FLOPs),
+and switching its layers to a subclass that computes the same thing faster (`switch_class`).
 
 `model.layers` of a Keras 3 functional model is ordered by graph depth, which depends on
 construction details (two Inception branches of different lengths interleave), and layers
@@ -11,7 +12,7 @@ two models with the same architecture give the same sequence whatever their laye
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import keras
 
@@ -71,3 +72,23 @@ def calls(model: keras.Model, outputs=None) -> Iterator[Call]:
         stack.append((tensor, True))
         for parent in reversed(node.input_tensors):
             stack.append((parent, False))
+
+
+def switch_class(
+    model: keras.Model,
+    source: type,
+    target: type,
+    where: Callable[[keras.layers.Layer], bool] = lambda layer: True,
+) -> int:
+    """Gives every layer of `model` whose type is exactly `source` (and that `where` accepts)
+    the class `target`, in place; returns how many. For subclasses that only change how a
+    layer computes (batch_norm.FusedBatchNormalization, pointwise.MatmulGradientConv2D): the
+    layer objects stay, so variables, names, tracking and checkpoints are unchanged and the
+    switch can be undone by switching back. Call before the model's step functions are
+    traced."""
+    count = 0
+    for layer in model._flatten_layers(include_self=False):
+        if type(layer) is source and where(layer):
+            layer.__class__ = target
+            count += 1
+    return count

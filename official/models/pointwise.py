@@ -11,14 +11,16 @@ convolution kernels.
 
 `use_matmul_gradient(model)` switches every plain Keras Conv2D with a 1×1 kernel (any stride,
 no groups or dilation, channels last) to `MatmulGradientConv2D`, which only overrides
-`convolution_op`: variables, names, configs and checkpoints stay Keras' own, as with
-batch_norm.use_fused_kernel.
+`convolution_op`: variables, names, configs and checkpoints stay Keras' own
+(graph.switch_class), as with batch_norm.use_fused_kernel.
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from official.models import graph
 
 
 def _pointwise_with_matmul_gradient(inputs: tf.Tensor, kernel: tf.Tensor, strides: int, padding):
@@ -80,19 +82,14 @@ class MatmulGradientConv2D(keras.layers.Conv2D):
 
 def use_matmul_gradient(model: keras.Model, enabled: bool = True) -> int:
     """Switches every plain Keras Conv2D of `model` with a 1×1 kernel to
-    `MatmulGradientConv2D` (or back). Call before the step functions are traced.
+    `MatmulGradientConv2D` (or back) with graph.switch_class. Call before the step functions
+    are traced.
 
     Returns:
       The number of layers switched.
     """
-    source, target = (
-        (keras.layers.Conv2D, MatmulGradientConv2D)
-        if enabled
-        else (MatmulGradientConv2D, keras.layers.Conv2D)
+    classes = (keras.layers.Conv2D, MatmulGradientConv2D)
+    source, target = classes if enabled else classes[::-1]
+    return graph.switch_class(
+        model, source, target, where=lambda layer: tuple(layer.kernel_size) == (1, 1)
     )
-    count = 0
-    for layer in model._flatten_layers(include_self=False):
-        if type(layer) is source and tuple(layer.kernel_size) == (1, 1):
-            layer.__class__ = target
-            count += 1
-    return count
