@@ -179,9 +179,9 @@ def _our_model(job: dict):
     )
     keras.mixed_precision.set_global_policy("float32")
     training = job["mode"] == "train"
-    if training and job["side"] != "ours_keras_bn":
+    if training:
         runtime = config_lib.RuntimeConfig()  # As `train` runs it by default.
-        if runtime.fused_batch_norm:
+        if runtime.fused_batch_norm and job["side"] != "ours_keras_bn":
             batch_norm.use_fused_kernel(model)
         if runtime.matmul_pointwise_gradient and job["side"] != "ours_conv_gradient":
             pointwise.use_matmul_gradient(model)

@@ -9,6 +9,7 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from official import config as config_lib
 from official import runs
@@ -28,19 +29,20 @@ def _check_precision(precision_name: str, export_format: str = "saved_model") ->
     if precision_name != "float32" and export_format != "saved_model":
         raise saved_model.ExportError(
             f"--precision={precision_name}: only --format=saved_model computes in another "
-            f"precision (--format={export_format} writes float32 weights"
+            f"precision (--format={export_format} has its own number formats"
             + ("; --quantization=int8 for integer kernels)" if export_format == "tflite" else ")")
         )
 
 
 def _load(model_dir: str, checkpoint: str | None, precision_name: str):
     """(the run's TrainedModel built under `precision_name`'s global policy, the resolved
-    Precision); the global policy is float32 again afterwards."""
+    Precision); the global policy is the caller's again afterwards."""
+    previous = keras.mixed_precision.global_policy()
     resolved = precision.set_policy(precision_name)
     try:
         return runs.load_trained_model(model_dir, checkpoint=checkpoint), resolved
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _serving_precision(model: keras.Model, resolved: precision.Precision) -> str:
@@ -48,6 +50,7 @@ def _serving_precision(model: keras.Model, resolved: precision.Precision) -> str
     the candidate whose inference pass is fastest on this model, as it will run); its name."""
     resolved = resolved.tuned(model, training=False)
     resolved.apply(model)
+    logging.info("serving precision: %s", resolved.name)
     return resolved.name
 
 

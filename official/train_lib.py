@@ -117,6 +117,13 @@ def _runtime(
         tpu=runtime.tpu,
     )
     policy = precision.set_policy(runtime.precision)
+    if runtime.deterministic and policy.tune:
+        keras.mixed_precision.set_global_policy("float32")
+        raise config_lib.ConfigError(
+            "--config.runtime.precision=auto: on this CPU it times float32 against bfloat16 "
+            "and the faster can differ between runs, so --config.runtime.deterministic "
+            "cannot hold; choose float32 or mixed_bfloat16"
+        )
     if runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(runtime.seed)

@@ -358,3 +358,14 @@ def test_auto_precision_times_the_fused_model_once_for_it_and_its_average(
     assert chosen in candidates
     assert caplog.text.count("precision per layer: ") == 2  # The model and its average.
     assert metrics["steps"] == 4 and np.isfinite(metrics["loss"])
+
+
+def test_auto_precision_refuses_deterministic_runs_on_a_bfloat16_cpu(tmp_path, monkeypatch):
+    from official.training import precision
+
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"amx_bf16"})
+    config = _config(runtime={"precision": "auto", "deterministic": True})
+    with pytest.raises(config_lib.ConfigError, match="deterministic cannot hold"):
+        train_lib.run(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    assert keras.mixed_precision.global_policy().name == "float32"

@@ -107,6 +107,7 @@ def assign(model: keras.Model, policy: str, per_kind: dict[str, str]) -> dict[st
     pins = _PINNED.setdefault(model, {})
     counts: dict[str, int] = {}
     assigned: dict[int, str] = {}
+    free_kernels = 0
     for call in graph.calls(model):
         layer = call.layer
         if id(layer) in assigned:
@@ -126,6 +127,9 @@ def assign(model: keras.Model, policy: str, per_kind: dict[str, str]) -> dict[st
             layer.dtype_policy = chosen
         assigned[id(layer)] = chosen
         counts[chosen] = counts.get(chosen, 0) + 1
+        free_kernels += pinned is None and layer_kind(layer) is not None
+    if not free_kernels:
+        raise ValueError(f"no layer of {model.name!r} was built under {policy}: nothing to assign")
     return counts
 
 
@@ -163,16 +167,18 @@ def measure_candidates(
     if None in shape:
         raise ValueError(f"precision auto needs a fixed input size, the model takes {shape}")
     images = tf.random.stateless_uniform(shape, seed=[1, 2], maxval=255.0)
+    # In a strategy's scope (training) the variables are distributed: each replica runs the
+    # pass on its own batch, as in training.
+    strategy = tf.distribute.get_strategy()
     saved = [v.numpy() for v in model.non_trainable_variables]
     try:
         steps = {}
         for name, per_kind in candidates.items():
             assign(model, policy, per_kind)
 
-            @tf.function
-            def step():
+            def replica_pass():
                 if not training:
-                    return model(images, training=False)
+                    return tf.nest.flatten(model(images, training=False))
                 with tf.GradientTape() as tape:
                     outputs = model(images, training=True)
                     loss = tf.add_n(
@@ -180,22 +186,32 @@ def measure_candidates(
                     )
                 return tape.gradient(loss, model.trainable_variables)
 
-            _run(step)  # Traces and creates the kernels' primitives.
+            step = tf.function(lambda replica_pass=replica_pass: strategy.run(replica_pass))
+            _run(step, strategy)  # Traces and creates the kernels' primitives.
             steps[name] = step
         samples = {name: [] for name in steps}
         for _ in range(repeats):
             for name, step in steps.items():
                 start = time.perf_counter()
-                _run(step)
+                _run(step, strategy)
                 samples[name].append(time.perf_counter() - start)
     finally:
         for variable, value in zip(model.non_trainable_variables, saved, strict=True):
             variable.assign(value)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    medians = tf.constant([statistics.median(samples[name]) for name in steps], tf.float32)
+    # Every replica and worker decides on the same times (their mean), so all of them run
+    # the same candidate.
+    agreed = strategy.reduce(
+        tf.distribute.ReduceOp.MEAN, strategy.run(lambda: tf.identity(medians)), axis=None
+    )
+    return dict(zip(steps, (float(t) for t in agreed.numpy()), strict=True))
 
 
-def _run(step) -> None:
-    tf.nest.map_structure(lambda t: t.numpy() if t is not None else None, step())
+def _run(step, strategy) -> None:
+    for value in tf.nest.flatten(step()):
+        for local in strategy.experimental_local_results(value):
+            if local is not None:
+                local.numpy()
 
 
 @dataclasses.dataclass(frozen=True)

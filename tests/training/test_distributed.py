@@ -92,6 +92,19 @@ MIRRORED_VS_ONE_DEVICE = textwrap.dedent(
     copies = strategy.experimental_local_results(bn.moving_variance.value)
     print("bn_copies_equal", bool(np.array_equal(copies[0], copies[1])),
           bool(np.any(copies[0].numpy() != 1)))
+
+    # precision=auto times the candidates on the mirrored model (each replica its own batch)
+    # and restores the replicas' BN statistics.
+    from official.training import precision
+    with strategy.scope():
+        model = tiny.tiny_cnn(num_classes=3, image_size=8)
+    before = [v.numpy() for v in model.non_trainable_variables]
+    with strategy.scope():
+        tuned = precision.Precision("mixed_bfloat16", tune=True).tuned(model, batch_size=4)
+    keras.mixed_precision.set_global_policy("float32")
+    after = [strategy.experimental_local_results(v.value) for v in model.non_trainable_variables]
+    print("auto_mirrored", tuned.chosen in precision.CANDIDATES, sorted(tuned.timings),
+          all(np.array_equal(b, c) for b, copies in zip(before, after) for c in copies))
     """
 )
 
@@ -113,6 +126,7 @@ def test_mirrored_replicas_reach_the_one_device_weights():
     assert float(values["max_weight_difference"][0]) <= 1e-5  # ...to the same weights.
     assert float(values["bfloat16_mirrored_loss"][0]) > 0
     assert values["bn_copies_equal"] == ["True", "True"]
+    assert values["auto_mirrored"] == ["True", "['bfloat16',", "'float32']", "True"]
     # Synchronized BN + gradient accumulation on 2 replicas trains (3 steps of 16 examples)...
     one_device_loss, mirrored_loss, examples = values["accumulated_loss"]
     assert int(examples) == 48 and np.isfinite(float(mirrored_loss))

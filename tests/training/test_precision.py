@@ -222,3 +222,11 @@ def test_measuring_candidates_times_each_and_leaves_the_model_as_it_was():
         model, "mixed_bfloat16", {"float32": {}}, batch_size=1, training=False, repeats=1
     )
     assert list(inference) == ["float32"] and inference["float32"] > 0
+
+
+def test_a_model_not_built_under_the_policy_is_refused():
+    from official.models import registry
+
+    model = registry.get("resnet18").build(num_classes=3, image_size=32)  # float32
+    with pytest.raises(ValueError, match="was built under mixed_bfloat16: nothing to assign"):
+        precision.assign(model, "mixed_bfloat16", {})
