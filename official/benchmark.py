@@ -294,7 +294,7 @@ def _infer_saved_model(job: dict, images) -> dict:
     from official.models import registry
     from official.serving import saved_model
 
-    model, _, _ = _our_model(job)
+    model, resolved, counts = _our_model(job)
     spec = registry.get(job["model"])
     geometry = preprocess.Geometry(job["image_size"], spec.crop_fraction, spec.interpolation)
     with tempfile.TemporaryDirectory() as directory:
@@ -317,7 +317,7 @@ def _infer_saved_model(job: dict, images) -> dict:
         latency = _timed(lambda: serve(image_bytes=request), job["latency_steps"])
     result["bytes_latency_ms"] = 1e3 * statistics.median(latency)
     result["bytes_latency_p90_ms"] = 1e3 * float(np.percentile(latency, 90))
-    return result
+    return {**result, "layers_per_dtype": counts, "precision_name": resolved.name}
 
 
 def run_side(job: dict) -> dict:
@@ -332,9 +332,14 @@ def run_side(job: dict) -> dict:
     elif job["side"] == "saved_model":
         result = _infer_saved_model(job, images)
     else:
-        model = _our_model(job)[0] if job["side"] in OUR_SIDES else _keras_model(job)
+        extra = {}
+        if job["side"] in OUR_SIDES:
+            model, resolved, counts = _our_model(job)
+            extra = {"layers_per_dtype": counts, "precision_name": resolved.name}
+        else:
+            model = _keras_model(job)
         forward = tf.function(lambda x: model(x, training=False))
-        result = _infer(lambda x: forward(x).numpy(), images, job)
+        result = {**_infer(lambda x: forward(x).numpy(), images, job), **extra}
     return {**result, "peak_rss_mb": process_peak_rss_mb()}
 
 

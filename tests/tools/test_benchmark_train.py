@@ -117,8 +117,10 @@ def test_inference_benchmark_with_every_side(repo):
     sides = {"ours:float32", "ours_folded_bn:float32", "ours_serving:float32"}
     sides |= {"ours_without_onednn:float32", "saved_model:float32", "keras:float32"}
     _check(report, table, sides | ({"timm:float32"} if torch_python else set()))
-    for side in report["sides"].values():
+    for key, side in report["sides"].items():
         assert 0 < side["latency_ms"] <= side["latency_p90_ms"]
+        if key.startswith(("ours", "saved_model")):  # The precision each of ours ran in.
+            assert side["precision_name"] == "float32", key
     saved = report["sides"]["saved_model:float32"]
     assert 0 < saved["bytes_latency_ms"] <= saved["bytes_latency_p90_ms"]
 
