@@ -140,11 +140,9 @@ def candidates_for(model: keras.Model) -> dict[str, dict[str, str]]:
 
     present = {layer_kind(call.layer) for call in graph.calls(model)} - {None}
     unique: dict[str, dict[str, str]] = {}
-    seen = []
     for name, per_kind in CANDIDATES.items():
         effective = {kind: p for kind, p in per_kind.items() if kind in present}
-        if effective not in seen:
-            seen.append(effective)
+        if effective not in unique.values():
             unique[name] = effective
     return unique
 
