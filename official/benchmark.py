@@ -10,8 +10,9 @@ the `predict_images` signature (preprocessing excluded) and `serving_default` on
 so each is measured against the plain model in the same run: training as `train` runs it by
 default (BN on TensorFlow's fused kernel, bfloat16 1×1 convolutions with a MatMul kernel
 gradient) against Keras' own BN layers (`ours_keras_bn`), against oneDNN's backward-weights
-convolution for the 1×1 kernels (`ours_conv_gradient`), BN
-folded into the convolutions for inference (`ours_folded_bn`), folded and with oneDNN's weight
+convolution for the 1×1 kernels (`ours_conv_gradient`), the inference form `export` writes
+(BN folded into the convolutions, swish written out so that it fuses into them:
+`models/inference.py`) against the plain model (`ours_folded_bn`), that form with oneDNN's weight
 cache as a serving process has it (`ours_serving`, `official.assume_frozen_weights`), and
 TensorFlow's default kernels without oneDNN (`ours_without_onednn`).
 
@@ -167,7 +168,7 @@ def _our_model(job: dict):
     import keras
 
     from official import config as config_lib
-    from official.models import batch_norm, pointwise, registry
+    from official.models import batch_norm, inference, pointwise, registry
     from official.training import precision
 
     resolved = precision.set_policy(job["precision"])
@@ -186,7 +187,7 @@ def _our_model(job: dict):
         if runtime.matmul_pointwise_gradient and job["side"] != "ours_conv_gradient":
             pointwise.use_matmul_gradient(model)
     elif job["side"] in ("ours_folded_bn", "ours_serving", "saved_model"):  # As `export` writes.
-        model = batch_norm.fold(model).model
+        model = inference.inference_form(model).model
     # "auto" times the model as it will run, as `train` does.
     resolved = resolved.tuned(model, batch_size=job["batch_size"], training=training)
     counts = resolved.apply(model)

@@ -14,7 +14,7 @@ from absl import logging
 from official import config as config_lib
 from official import runs
 from official.data import preprocess, sources
-from official.models import batch_norm, registry
+from official.models import inference, registry
 from official.serving import packed, saved_model, tflite
 from official.training import precision, pruning
 
@@ -62,7 +62,7 @@ def serving_module(
     _check_precision(precision_name)
     trained, resolved = _load(model_dir, checkpoint, precision_name)
     runs.read_labels(model_dir)  # A clear error when labels.txt is missing.
-    model = batch_norm.fold(trained.model).model  # As `export` writes it by default.
+    model = inference.inference_form(trained.model).model  # As `export` writes it by default.
     _serving_precision(model, resolved)
     module = saved_model.ServingModule(
         model,
@@ -113,8 +113,9 @@ def export(
 
     `fold_batch_norm`: a SavedModel or TFLite export computes each BN that follows a
     convolution or dense layer inside that layer's kernel and bias (batch_norm.fold; the same
-    outputs within float rounding, fewer ops per image). The packed format keeps the layers as
-    the builder makes them.
+    outputs within float rounding, fewer ops per image). Swish layers are written out so that
+    TensorFlow fuses them into the convolution before them (models/inference.py). The packed
+    format keeps the layers as the builder makes them.
 
     `precision_name` (saved_model only): the compute precision of the SavedModel's layers
     (`training/precision.py`; inputs, logits and probabilities stay float32, variables
@@ -147,11 +148,13 @@ def export(
     }
     if sparsities:
         metadata["pruned_kernel_sparsity"] = sparsities
-    if fold_batch_norm and export_format != "packed":
-        folded = batch_norm.fold(model)
-        model = folded.model
-        metadata["batch_norm_folded"] = len(folded.folded)
-        metadata["batch_norm_unfolded"] = len(folded.unfolded)
+    if export_format != "packed":
+        form = inference.inference_form(model, fold_batch_norm)
+        model = form.model
+        if fold_batch_norm:
+            metadata["batch_norm_folded"] = len(form.folded)
+            metadata["batch_norm_unfolded"] = len(form.unfolded)
+        metadata["plain_swish_layers"] = form.plain_swish
     if export_format == "saved_model":
         metadata["precision"] = _serving_precision(model, resolved)
     common = dict(

@@ -120,8 +120,7 @@ def fold(model: keras.Model) -> Folded:
         consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
     producer_of = {id(t): call for call in calls for t in call.outputs}
 
-    replaced: dict[int, keras.layers.Layer] = {}  # id(producer) → its folded layer
-    skipped: set[int] = set()  # id(BN) folded away
+    replace: dict[int, keras.layers.Layer | None] = {}  # producer → folded layer, BN → None
     folded, unfolded = [], []
     for call in calls:
         bn = call.layer
@@ -136,23 +135,12 @@ def fold(model: keras.Model) -> Folded:
             and call_count[id(source.layer)] == 1
             and _foldable(source.layer, bn, len(call.inputs[0].shape))
         ):
-            replaced[id(source.layer)] = _folded_layer(source, bn)
-            skipped.add(id(bn))
+            replace[id(source.layer)] = _folded_layer(source, bn)
+            replace[id(bn)] = None
             folded.append(bn.name)
         else:
             unfolded.append(bn.name)
-
-    values = {id(t): t for t in keras.tree.flatten(model.input)}
-    for call in calls:
-        if id(call.layer) in skipped:
-            values[id(call.outputs[0])] = values[id(call.inputs[0])]
-            continue
-        args, kwargs = call.arguments.fill_in(values)
-        outputs = replaced.get(id(call.layer), call.layer)(*args, **kwargs)
-        for old, new in zip(call.outputs, keras.tree.flatten(outputs), strict=True):
-            values[id(old)] = new
-    outputs = keras.tree.map_structure(lambda t: values[id(t)], model.output)
-    rebuilt = keras.Model(model.input, outputs, name=model.name)
+    rebuilt = graph.rebuild(model, replace)
     return Folded(rebuilt, tuple(folded), tuple(unfolded))
 
 

@@ -1,5 +1,6 @@
 """Walking a functional Keras model's graph in a canonical order (for weight ports and FLOPs),
-and switching its layers to a subclass that computes the same thing faster (`switch_class`).
+rebuilding it with some layers replaced (`rebuild`: BN folding, inference activations), and
+switching its layers to a subclass that computes the same thing faster (`switch_class`).
 
 `model.layers` of a Keras 3 functional model is ordered by graph depth, which depends on
 construction details (two Inception branches of different lengths interleave), and layers
@@ -72,6 +73,32 @@ def calls(model: keras.Model, outputs=None) -> Iterator[Call]:
         stack.append((tensor, True))
         for parent in reversed(node.input_tensors):
             stack.append((parent, False))
+
+
+def rebuild(model: keras.Model, replace: dict[int, keras.layers.Layer | None]) -> keras.Model:
+    """A new functional model computing `model`'s graph with some layers' calls changed.
+
+    Args:
+      model: a built functional Keras model (no nested models).
+      replace: id(layer) → the layer to call in its place with the same arguments, or None to
+        drop the call and pass its (single) input through, as when a layer was folded into the
+        one before it. Each replaced layer must be called once in `model`.
+
+    Returns:
+      The new model, same inputs and output structure and name; every layer not in `replace`
+      is shared with `model` (the same object and variables).
+    """
+    values = {id(t): t for t in keras.tree.flatten(model.input)}
+    for call in calls(model):
+        if id(call.layer) in replace and replace[id(call.layer)] is None:
+            values[id(call.outputs[0])] = values[id(call.inputs[0])]
+            continue
+        args, kwargs = call.arguments.fill_in(values)
+        outputs = replace.get(id(call.layer), call.layer)(*args, **kwargs)
+        for old, new in zip(call.outputs, keras.tree.flatten(outputs), strict=True):
+            values[id(old)] = new
+    outputs = keras.tree.map_structure(lambda t: values[id(t)], model.output)
+    return keras.Model(model.input, outputs, name=model.name)
 
 
 def switch_class(

@@ -16,7 +16,7 @@ import tensorflow as tf
 from helpers import bomb_png, digit_pixels, encode
 
 from official import evaluate_lib, export_lib, runs
-from official.models import batch_norm
+from official.models import batch_norm, inference
 from official.serving import saved_model as serving
 
 BAD_INPUTS = {
@@ -61,6 +61,7 @@ def test_layout_size_and_metadata(saved_model, trained_run, trained_metrics):
     folded = batch_norm.fold(model)
     assert metadata["batch_norm_folded"] == len(folded.folded) > 0
     assert metadata["batch_norm_unfolded"] == len(folded.unfolded)
+    assert metadata["plain_swish_layers"] == inference.plain_swish(folded.model)[1]
     parameter_bytes = sum(v.numpy().nbytes for v in folded.model.variables)
     variable_bytes = sum(f.stat().st_size for f in (version / "variables").iterdir())
     assert parameter_bytes < variable_bytes < 1.1 * parameter_bytes

@@ -1,0 +1,108 @@
+"""The inference form (models/inference.py): same outputs, swish written out, and the fusion
+it exists for, read from the graph TensorFlow's optimizer (Grappler) produces."""
+
+from __future__ import annotations
+
+import collections
+
+import keras
+import numpy as np
+import tensorflow as tf
+from helpers import randomize
+from tensorflow.core.protobuf import config_pb2
+from tensorflow.python.grappler import tf_optimizer
+
+from official.models import batch_norm, graph, inference, registry
+
+
+def _tiny_efficientnet() -> keras.Model:
+    keras.utils.set_random_seed(3)
+    model = registry.get("efficientnet_b0").build(
+        num_classes=10, image_size=64, width_multiplier=0.25
+    )
+    randomize(model)
+    return model
+
+
+def _silu_layers(model) -> list[str]:
+    return [
+        call.layer.name
+        for call in graph.calls(model)
+        if isinstance(call.layer, keras.layers.Activation)
+        and call.layer.activation is keras.activations.silu
+    ]
+
+
+def optimized_op_counts(model: keras.Model, image_size: int) -> collections.Counter:
+    """Op types (with their fused ops) of `model`'s inference graph after Grappler, placed on
+    the CPU as a serving process runs it."""
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((1, image_size, image_size, 3), tf.float32)
+    )
+    meta_graph = tf.compat.v1.train.export_meta_graph(
+        graph_def=function.graph.as_graph_def(add_shapes=True), graph=function.graph
+    )
+    for node in meta_graph.graph_def.node:
+        # The remapper fuses only ops placed on a CPU.
+        node.device = "/job:localhost/replica:0/task:0/device:CPU:0"
+    meta_graph.collection_def["train_op"].node_list.value.extend(
+        [tensor.name.split(":")[0] for tensor in function.outputs]
+    )
+    optimized = tf_optimizer.OptimizeGraph(config_pb2.ConfigProto(), meta_graph)
+    counts: collections.Counter = collections.Counter()
+    for node in optimized.node:
+        fused = node.attr.get("fused_ops")
+        suffix = "[" + ",".join(op.decode() for op in fused.list.s) + "]" if fused else ""
+        counts[node.op + suffix] += 1
+    return counts
+
+
+def test_inference_form_outputs_names_and_sharing():
+    model = _tiny_efficientnet()
+    silu = _silu_layers(model)
+    assert len(silu) == 49  # stem, 16 blocks × (expand or depthwise, SE reduction), head
+    form = inference.inference_form(model)
+    assert form.plain_swish == 49
+    assert (len(form.folded), len(form.unfolded)) == (49, 0)
+    assert _silu_layers(form.model) == []
+    layers = {layer.name: layer for layer in form.model.layers}
+    for name in silu:
+        assert layers[name].activation is inference.swish
+    # Layers neither folded nor written out are the model's own (same variables).
+    assert layers["block2a_se_reduce"] is model.get_layer("block2a_se_reduce")
+    x = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype("float32")
+    expected = model(x, training=False).numpy()
+    got = form.model(x, training=False).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    unfolded = inference.inference_form(model, fold_batch_norm=False)
+    assert (unfolded.folded, unfolded.plain_swish) == ((), 49)
+    np.testing.assert_allclose(unfolded.model(x, training=False).numpy(), expected, rtol=1e-5)
+
+
+def test_swish_fuses_into_the_convolution_before_it():
+    model = _tiny_efficientnet()
+    before = optimized_op_counts(batch_norm.fold(model).model, 64)
+    after = optimized_op_counts(inference.inference_form(model).model, 64)
+    # keras' silu (tf.nn.silu, custom gradient) stays a standalone op after every convolution.
+    assert before["_MklSwish"] == 49
+    assert before["_FusedConv2D[BiasAdd,_MklSwish]"] == 0
+    # Written out: a post-op of the 33 convolutions it follows (stem, 15 expansions, 16 SE
+    # reductions, head); standalone only after the 16 depthwise convolutions.
+    assert after["_FusedConv2D[BiasAdd,_MklSwish]"] == 33
+    assert after["_MklSwish"] == 16
+    assert after["_FusedDepthwiseConv2dNative[BiasAdd]"] == 16
+
+
+def test_models_without_swish_and_bfloat16_policy():
+    keras.utils.set_random_seed(0)
+    model = registry.get("mobilenet_v2").build(num_classes=10, image_size=32, width_multiplier=0.35)
+    same, count = inference.plain_swish(model)
+    assert (same, count) == (model, 0)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = _tiny_efficientnet()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    rewritten, _ = inference.plain_swish(model)
+    policies = {layer.dtype_policy.name for layer in rewritten.layers if layer.name == "top_relu"}
+    assert policies == {model.get_layer("top_relu").dtype_policy.name} == {"mixed_bfloat16"}
