@@ -10,7 +10,8 @@ the `predict_images` signature (preprocessing excluded) and `serving_default` on
 so each is measured against the plain model in the same run: training as `train` runs it by
 default (BN on TensorFlow's fused kernel, bfloat16 1×1 convolutions with a MatMul kernel
 gradient) against Keras' own BN layers (`ours_keras_bn`), against oneDNN's backward-weights
-convolution for the 1×1 kernels (`ours_conv_gradient`), the inference form `export` writes
+convolution for the 1×1 kernels (`ours_conv_gradient`), against TensorFlow's bfloat16 ReLU
+after residual additions (`ours_eigen_relu`), the inference form `export` writes
 (BN folded into the convolutions, swish written out so that it fuses into them:
 `models/inference.py`) against the plain model (`ours_folded_bn`), that form with oneDNN's weight
 cache as a serving process has it (`ours_serving`, `official.assume_frozen_weights`), and
@@ -49,17 +50,20 @@ from official.errors import UserError
 
 MODES = ("train", "infer")
 # Our sides: the model as `train` trains it (BN on the fused kernel, the default of
-# `--config.runtime.fused_batch_norm`, and bfloat16 1x1 convolutions with a MatMul kernel
-# gradient, `--config.runtime.matmul_pointwise_gradient`) and, for inference, as built;
-# training with Keras' own BN layers (the first switch off), with oneDNN's convolution
-# gradient for 1x1 kernels (the second switch off); as export and predict run it (BN
-# folded, the default); the folded model in a serving process (oneDNN's weight cache,
+# `--config.runtime.fused_batch_norm`, bfloat16 1x1 convolutions with a MatMul kernel
+# gradient, `--config.runtime.matmul_pointwise_gradient`, and bfloat16 ReLUs after additions
+# as an integer maximum, `--config.runtime.integer_max_residual_relu`) and, for inference,
+# as built; training with Keras' own BN layers (the first switch off), with oneDNN's
+# convolution gradient for 1x1 kernels (the second switch off), with TensorFlow's ReLU (the
+# third switch off); as export and predict run it (the inference form: BN folded, swish
+# written out); the folded model in a serving process (oneDNN's weight cache,
 # official.assume_frozen_weights); and without the oneDNN kernels the package turns on
 # (official/__init__.py), TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX.
 TRAIN_SIDES = (
     "ours",
     "ours_keras_bn",
     "ours_conv_gradient",
+    "ours_eigen_relu",
     "ours_without_onednn",
     "keras_fit",
     "keras_train_on_batch",
@@ -78,6 +82,7 @@ OUR_SIDES = (
     "ours",
     "ours_keras_bn",
     "ours_conv_gradient",
+    "ours_eigen_relu",
     "ours_folded_bn",
     "ours_serving",
     "ours_without_onednn",
@@ -168,7 +173,7 @@ def _our_model(job: dict):
     import keras
 
     from official import config as config_lib
-    from official.models import batch_norm, inference, pointwise, registry
+    from official.models import batch_norm, inference, pointwise, registry, residual_relu
     from official.training import precision
 
     resolved = precision.set_policy(job["precision"])
@@ -186,6 +191,8 @@ def _our_model(job: dict):
             batch_norm.use_fused_kernel(model)
         if runtime.matmul_pointwise_gradient and job["side"] != "ours_conv_gradient":
             pointwise.use_matmul_gradient(model)
+        if runtime.integer_max_residual_relu and job["side"] != "ours_eigen_relu":
+            residual_relu.use_integer_max(model)
     elif job["side"] in ("ours_folded_bn", "ours_serving", "saved_model"):  # As `export` writes.
         model = inference.inference_form(model).model
     # "auto" times the model as it will run, as `train` does.

@@ -5,20 +5,23 @@
   python tools/benchmark_train.py --mode=infer --model=resnet50 --torch_python=...
 
 Training sides: ours (our loop as `train` runs it, BN on the fused kernel, bfloat16 1x1
-convolutions with a MatMul kernel gradient, in every --precision; "auto" times per-layer-kind
-assignments on the model and keeps the fastest), ours_keras_bn (the same with Keras' own BN
-layers: --config.runtime.fused_batch_norm=false), ours_conv_gradient (oneDNN's convolution
-gradient for 1x1 kernels: --config.runtime.matmul_pointwise_gradient=false),
-ours_without_onednn (TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own default on CPUs without AVX-512
-VNNI/BF16 or AMX), keras.applications trained by `fit` and by `train_on_batch`, and with
---torch_python timm (channels-last, the faster of float32 and bfloat16 autocast). Inference
-sides: ours (a Keras call under tf.function), ours_folded_bn (BN folded into the convolutions,
-as export writes it), ours_serving (folded, with oneDNN's weight cache as official.predict
-runs it), ours_without_onednn, our exported SavedModel in a serving process (tensors in; and
-JPEG bytes in, preprocessing included), keras.applications, timm. Each side runs in its own
-process per round, the sides alternating. Prints one JSON line per model and a Markdown table:
-images/s, step time, peak RSS, GFLOP/s against the matmul peak measured at start, and our best
-÷ each peer. Logic: official/benchmark.py.
+convolutions with a MatMul kernel gradient, bfloat16 residual ReLUs as an integer maximum, in
+every --precision; "auto" times per-layer-kind assignments on the model and keeps the fastest),
+ours_keras_bn (the same with Keras' own BN layers: --config.runtime.fused_batch_norm=false),
+ours_conv_gradient (oneDNN's convolution gradient for 1x1 kernels:
+--config.runtime.matmul_pointwise_gradient=false), ours_eigen_relu (TensorFlow's bfloat16 ReLU
+after residual additions: --config.runtime.integer_max_residual_relu=false), ours_without_onednn
+(TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX),
+keras.applications trained by `fit` and by `train_on_batch`, and with --torch_python timm
+(channels-last, the faster of float32 and bfloat16 autocast). Inference sides: ours (a Keras
+call under tf.function), ours_folded_bn (the inference form export writes: BN folded into the
+convolutions, swish written out), ours_serving (that form, with oneDNN's weight cache as
+official.predict runs it), ours_without_onednn, our exported SavedModel in a serving process
+(tensors in; and JPEG bytes in, preprocessing included), keras.applications, timm. Each side
+runs in its own process per round, the sides alternating. Prints one JSON line per model and a
+Markdown table: images/s, step time, peak RSS, GFLOP/s against the matmul peak measured at
+start, and our best ÷ each peer.
+Logic: official/benchmark.py.
 """
 
 from __future__ import annotations
