@@ -362,6 +362,9 @@ class Derived:
     second_stage_epsilon: float = 0.0  # The second optimizer's own epsilon.
     prune_begin_step: int = 0  # First mask update (prune.begin_epochs).
     prune_end_step: int = 0  # Last mask update, where prune.target_sparsity is reached.
+    # What runtime.precision resolved to: a policy, or "auto: <candidate>" once "auto" timed
+    # the model (official/training/precision.py); a resumed run keeps that choice.
+    precision: str = ""
 
 
 class ConfigError(UserError, ValueError):

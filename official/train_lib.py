@@ -71,6 +71,8 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
     strategy, policy = _runtime(config.runtime)
     source = _source(config)
     resuming = runs.latest_checkpoint(model_dir) is not None
+    if resuming:
+        policy = policy.resumed(_recorded_precision(model_dir))
     initial = _initial_weights(config, spec, model_dir, resuming)
     config, derived = _resolve(config, spec, source.info, strategy, initial)
     logging.info(
@@ -83,7 +85,10 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
         derived.steps_per_epoch,
     )
     make_dataset, class_weights = _data(config, source, model_dir)
-    trainer, plateau = _trainer(config, derived, strategy, policy, make_dataset, class_weights)
+    trainer, plateau, policy = _trainer(
+        config, derived, strategy, policy, make_dataset, class_weights
+    )
+    derived = dataclasses.replace(derived, precision=policy.name)
     checkpointer = _checkpointer(config, model_dir, strategy, trainer, plateau)
     chief = strategy_lib.is_chief(strategy)
     # Nothing in the run directory changes before every check has passed (a resumed run's
@@ -309,11 +314,11 @@ def _training_input(config: config_lib.Config, source: sources.Source, model_dir
 
 
 def _trainer(config, derived, strategy, policy: precision.Precision, make_dataset, class_weights):
-    """The model, its optimizers and the compiled steps, built in the strategy's scope; and
-    the plateau schedule's state (or None)."""
+    """The model, its optimizers and the compiled steps, built in the strategy's scope; the
+    plateau schedule's state (or None); the precision as resolved on the model."""
     train = config.train
     with strategy.scope():
-        model, average = _model(config, strategy, policy)
+        model, average, policy = _model(config, strategy, policy)
         stages, plateau = _optimization(config, derived, model)
         backbone = loop.Backbone(
             head_layers=transfer.head_layer_names(model),
@@ -345,7 +350,7 @@ def _trainer(config, derived, strategy, policy: precision.Precision, make_datase
             pruner=_pruner(config, derived, strategy, model, average, backbone),
             measure_input_wait=not config.runtime.deterministic,
         )
-    return trainer, plateau
+    return trainer, plateau, policy
 
 
 def _pruner(config, derived, strategy, model, average, backbone) -> pruning.Pruner | None:
@@ -400,18 +405,27 @@ def _model(
     config: config_lib.Config, strategy: tf.distribute.Strategy, policy: precision.Precision
 ):
     """The model and, with `train.ema_decay`, the moving average of its weights (in scope),
-    each on the training kernels and per-layer dtypes of `_hot_path`."""
+    each on the training kernels and per-layer dtypes of `_hot_path`; the resolved precision."""
     model = runs.build_model(config)
     replicas = strategy.num_replicas_in_sync
     policy = _hot_path(model, config, policy, replicas)
     if config.train.ema_decay <= 0:
-        return model, None
+        return model, None, policy
     average_model = runs.build_model(config)
     _hot_path(average_model, config, policy, replicas)  # The choice made on `model`.
     average = ema.ExponentialMovingAverage(
         model, average_model, decay=config.train.ema_decay, strategy=strategy
     )
-    return model, average
+    return model, average, policy
+
+
+def _recorded_precision(model_dir: str) -> str:
+    """The precision a run's config.json recorded ("" when it has none)."""
+    try:
+        _, derived = runs.load_config(model_dir)
+    except config_lib.ConfigError:
+        return ""
+    return derived.precision if derived is not None else ""
 
 
 def _objective(config: config_lib.Config, class_weights) -> loop.Objective:
@@ -716,6 +730,7 @@ def _finish(model_dir, strategy, trainer, derived, result: dict, source, seconds
         "weights_fingerprint": fingerprint,
         "wall_seconds": seconds,
         "skipped_examples": len(source.skipped),
+        "precision": derived.precision,
     }
     if strategy_lib.is_chief(strategy):
         metrics_path = runs.save_metrics(model_dir, metrics)

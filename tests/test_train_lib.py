@@ -358,6 +358,20 @@ def test_auto_precision_times_the_fused_model_once_for_it_and_its_average(
     assert chosen in candidates
     assert caplog.text.count("precision per layer: ") == 2  # The model and its average.
     assert metrics["steps"] == 4 and np.isfinite(metrics["loss"])
+    # The choice is recorded, and a resumed run computes as the run started: not timed again.
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["derived"]["precision"] == metrics["precision"] == f"auto: {chosen}"
+    caplog.clear()
+    config.train.epochs = 2
+    try:
+        with caplog.at_level("INFO", logger="absl"):
+            resumed = train_lib.run(config, str(tmp_path / "run"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert len(measured) == 1
+    assert f"precision auto → {chosen} (recorded by the run; not timed again)" in caplog.text
+    assert caplog.text.count("precision per layer: ") == 2
+    assert resumed["steps"] == 8 and resumed["precision"] == f"auto: {chosen}"
 
 
 def test_auto_precision_refuses_deterministic_runs_on_a_bfloat16_cpu(tmp_path, monkeypatch):

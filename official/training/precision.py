@@ -270,6 +270,16 @@ class Precision:
         )
         return Precision(self.policy, False, chosen, candidates[chosen], timings)
 
+    def resumed(self, recorded: str) -> Precision:
+        """For "auto" on a bfloat16 CPU: the choice a run recorded (`recorded`, its `name`, as
+        config.json keeps it), without timing again, so a resumed run computes as it started;
+        itself when `recorded` is not such a choice."""
+        chosen = recorded.removeprefix("auto: ")
+        if not self.tune or chosen == recorded or chosen not in CANDIDATES:
+            return self
+        logging.info("precision auto → %s (recorded by the run; not timed again)", chosen)
+        return Precision(self.policy, False, chosen, CANDIDATES[chosen])
+
     def apply(self, model: keras.Model) -> dict[str, int]:
         """Gives each layer of `model` (built under `policy`) the dtype policy of the chosen
         candidate (`assign`); returns the count of layers per compute dtype (logged)."""

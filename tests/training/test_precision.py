@@ -230,3 +230,20 @@ def test_a_model_not_built_under_the_policy_is_refused():
     model = registry.get("resnet18").build(num_classes=3, image_size=32)  # float32
     with pytest.raises(ValueError, match="was built under mixed_bfloat16: nothing to assign"):
         precision.assign(model, "mixed_bfloat16", {})
+
+
+def test_resumed_keeps_the_recorded_choice_only_for_a_timed_auto():
+    auto = precision.Precision(precision.BFLOAT16, tune=True)
+    resumed = auto.resumed("auto: bfloat16, float32 depthwise")
+    assert (resumed.tune, resumed.chosen, resumed.per_kind) == (
+        False,
+        "bfloat16, float32 depthwise",
+        {"depthwise": precision.FLOAT32},
+    )
+    assert resumed.name == "auto: bfloat16, float32 depthwise"
+    # Nothing recorded, a plain policy, a candidate this version does not have, or a run
+    # that does not time: no choice is taken over.
+    for recorded in ("", "mixed_bfloat16", "auto: half"):
+        assert auto.resumed(recorded) is auto
+    plain = precision.Precision(precision.FLOAT32)
+    assert plain.resumed("auto: float32") is plain
