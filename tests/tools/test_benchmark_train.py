@@ -134,6 +134,7 @@ def test_train_benchmark_against_timm(repo):
     torch_python = os.environ["CNN_REPRO_TORCH_PYTHON"]
     report, table = _run(repo, f"--torch_python={torch_python}", timeout=3500)
     sides = {"ours:float32", "ours_keras_bn:float32", "ours_without_onednn:float32"}
+    sides |= {"ours_conv_gradient:float32", "ours_eigen_relu:float32"}
     sides |= {"keras_fit:float32", "keras_train_on_batch:float32"}
     _check(report, table, sides | {"timm:float32"})
     assert report["sides"]["timm:float32"]["timm_variant"] == "float32 channels-last"
