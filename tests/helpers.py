@@ -220,3 +220,40 @@ def write_safetensors(path, tensors: dict) -> None:
         chunks.append(data)
     encoded = json.dumps(header).encode()
     pathlib.Path(path).write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks))
+
+
+def build_under_policy(policy: str, name: str, **kwargs):
+    """Registry model `name` built under the Keras dtype policy `policy` (the global policy is
+    float32 again afterwards)."""
+    import keras
+
+    from official.models import registry
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        return registry.get(name).build(**kwargs)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def training_pass(model, images, labels):
+    """(logits, the gradients of every trainable variable, the op types of the traced pass
+    including its functions') of one cross-entropy training pass, as NumPy."""
+    import keras
+    import tensorflow as tf
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            )
+        return logits, tape.gradient(loss, model.trainable_variables)
+
+    graph = step.get_concrete_function().graph
+    ops = [op.type for op in graph.get_operations()]
+    for function in graph.as_graph_def().library.function:
+        ops += [node.op for node in function.node_def]
+    logits, gradients = step()
+    return logits.numpy(), [g.numpy() for g in gradients], ops

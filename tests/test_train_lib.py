@@ -343,11 +343,16 @@ def test_auto_precision_times_the_fused_model_once_for_it_and_its_average(
 
     monkeypatch.setattr(precision, "measure_candidates", measure)
     config = _config(train={"ema_decay": 0.9, "epochs": 1}, runtime={"precision": "auto"})
-    try:
-        with caplog.at_level("INFO", logger="absl"):
-            metrics = train_lib.run(config, str(tmp_path / "run"))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+
+    def run_logged():
+        caplog.clear()
+        try:
+            with caplog.at_level("INFO", logger="absl"):
+                return train_lib.run(config, str(tmp_path / "run"))
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+
+    metrics = run_logged()
     assert len(measured) == 1
     bn_types, policy, candidates, batch, training = measured[0]
     assert set(bn_types) == {batch_norm.FusedBatchNormalization}
@@ -361,13 +366,8 @@ def test_auto_precision_times_the_fused_model_once_for_it_and_its_average(
     # The choice is recorded, and a resumed run computes as the run started: not timed again.
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["derived"]["precision"] == metrics["precision"] == f"auto: {chosen}"
-    caplog.clear()
     config.train.epochs = 2
-    try:
-        with caplog.at_level("INFO", logger="absl"):
-            resumed = train_lib.run(config, str(tmp_path / "run"))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    resumed = run_logged()
     assert len(measured) == 1
     assert f"precision auto → {chosen} (recorded by the run; not timed again)" in caplog.text
     assert caplog.text.count("precision per layer: ") == 2

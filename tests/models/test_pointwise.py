@@ -6,37 +6,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import build_under_policy, training_pass
 
-from official.models import batch_norm, pointwise, registry
+from official.models import batch_norm, pointwise
 
 
 def _resnet50(policy: str) -> keras.Model:
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        # 36 px: the stride-2 1×1 projections meet odd sides (9 → 5 → 3 → 2).
-        return registry.get("resnet50").build(num_classes=7, image_size=36, width_multiplier=0.125)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
-def _step(model, images, labels):
-    """Logits and the kernel gradients of one training pass, and the gradient graph's ops."""
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = tf.reduce_mean(
-                keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-            )
-        return logits, tape.gradient(loss, model.trainable_variables)
-
-    graph = step.get_concrete_function().graph
-    ops = [op.type for op in graph.get_operations()]
-    for function in graph.as_graph_def().library.function:
-        ops += [node.op for node in function.node_def]
-    logits, gradients = step()
-    return logits.numpy(), [g.numpy() for g in gradients], ops
+    # 36 px: the stride-2 1×1 projections meet odd sides (9 → 5 → 3 → 2).
+    return build_under_policy(
+        policy, "resnet50", num_classes=7, image_size=36, width_multiplier=0.125
+    )
 
 
 def _pointwise_layers(model) -> list:
@@ -54,7 +33,7 @@ def test_bfloat16_kernel_gradients_come_from_matmuls_and_agree():
     images = rng.uniform(0, 255, (4, 36, 36, 3)).astype("float32")
     labels = rng.integers(0, 7, 4)
     initial = [v.numpy() for v in model.variables]
-    plain_logits, plain, plain_ops = _step(model, images, labels)
+    plain_logits, plain, plain_ops = training_pass(model, images, labels)
     for variable, value in zip(model.variables, initial, strict=True):
         variable.assign(value)  # The pass moved the BN statistics.
     layers = _pointwise_layers(model)
@@ -63,7 +42,7 @@ def test_bfloat16_kernel_gradients_come_from_matmuls_and_agree():
     # the first 1×1 and the projection of each downsampling block.
     assert len(layers) == 36 and len(strided) == 6
     assert pointwise.use_matmul_gradient(model) == 36
-    logits, gradients, ops = _step(model, images, labels)
+    logits, gradients, ops = training_pass(model, images, labels)
     # The forward pass is the same convolution: the same logits.
     np.testing.assert_array_equal(logits, plain_logits)
     # oneDNN's backward-weights convolution remains for the 17 other convolutions only.
@@ -87,7 +66,7 @@ def test_float32_layers_keep_the_convolution_gradient_and_the_switch_is_reversib
     names = [v.path for v in model.variables]
     assert pointwise.use_matmul_gradient(model) == 36
     assert {type(layer) for layer in _pointwise_layers(model)} == {pointwise.MatmulGradientConv2D}
-    _, _, ops = _step(model, images, labels)
+    _, _, ops = training_pass(model, images, labels)
     assert ops.count("Conv2DBackpropFilter") == 53  # float32: oneDNN's kernel is as fast.
     assert [v.path for v in model.variables] == names
     tf.train.Checkpoint(model=model).read(path).assert_existing_objects_matched()

@@ -5,8 +5,9 @@ addition switched, float32 untouched, variables and checkpoints unchanged."""
 import keras
 import numpy as np
 import tensorflow as tf
+from helpers import build_under_policy, training_pass
 
-from official.models import batch_norm, registry, residual_relu
+from official.models import batch_norm, residual_relu
 
 
 def _bits(values) -> np.ndarray:
@@ -35,26 +36,9 @@ def test_integer_max_is_relu_after_an_addition():
 
 
 def _resnet(policy: str) -> keras.Model:
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        return registry.get("resnet50").build(num_classes=5, image_size=32, width_multiplier=0.125)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
-def _step(model, images, labels):
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = tf.reduce_mean(
-                keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-            )
-        return logits, tape.gradient(loss, model.trainable_variables)
-
-    ops = [op.type for op in step.get_concrete_function().graph.get_operations()]
-    logits, gradients = step()
-    return logits.numpy(), [g.numpy() for g in gradients], ops
+    return build_under_policy(
+        policy, "resnet50", num_classes=5, image_size=32, width_multiplier=0.125
+    )
 
 
 def test_resnet_switch_same_step_and_only_residual_relus():
@@ -65,7 +49,7 @@ def test_resnet_switch_same_step_and_only_residual_relus():
     labels = rng.integers(0, 5, 4)
     initial = [v.numpy() for v in model.variables]
     names = [v.path for v in model.variables]
-    plain_logits, plain, plain_ops = _step(model, images, labels)
+    plain_logits, plain, plain_ops = training_pass(model, images, labels)
     for variable, value in zip(model.variables, initial, strict=True):
         variable.assign(value)  # The pass moved the BN statistics.
 
@@ -77,7 +61,7 @@ def test_resnet_switch_same_step_and_only_residual_relus():
     ]
     assert all(name.endswith("_out") for name in switched), switched
     assert [v.path for v in model.variables] == names
-    logits, gradients, ops = _step(model, images, labels)
+    logits, gradients, ops = training_pass(model, images, labels)
     assert ops.count("Relu") == plain_ops.count("Relu") - 16
     assert ops.count("Maximum") >= plain_ops.count("Maximum") + 16
     # The same function and gradient: equal up to the order the bfloat16 graph ran in.
