@@ -52,7 +52,7 @@ MODES = ("train", "infer")
 # Our sides: the model as `train` trains it (BN on the fused kernel, the default of
 # `--config.runtime.fused_batch_norm`, bfloat16 1x1 convolutions with a MatMul kernel
 # gradient, `--config.runtime.matmul_pointwise_gradient`, and bfloat16 ReLUs after additions
-# as an integer maximum, `--config.runtime.integer_max_residual_relu`) and, for inference,
+# as an integer select, `--config.runtime.integer_residual_relu`) and, for inference,
 # as built; training with Keras' own BN layers (the first switch off), with oneDNN's
 # convolution gradient for 1x1 kernels (the second switch off), with TensorFlow's ReLU (the
 # third switch off); as export and predict run it (the inference form: BN folded, swish
@@ -191,8 +191,8 @@ def _our_model(job: dict):
             batch_norm.use_fused_kernel(model)
         if runtime.matmul_pointwise_gradient and job["side"] != "ours_conv_gradient":
             pointwise.use_matmul_gradient(model)
-        if runtime.integer_max_residual_relu and job["side"] != "ours_eigen_relu":
-            residual_relu.use_integer_max(model)
+        if runtime.integer_residual_relu and job["side"] != "ours_eigen_relu":
+            residual_relu.use_integer_select(model)
     elif job["side"] in ("ours_folded_bn", "ours_serving", "saved_model"):  # As `export` writes.
         model = inference.inference_form(model).model
     # "auto" times the model as it will run, as `train` does.

@@ -384,16 +384,16 @@ def _hot_path(
 ) -> precision.Precision:
     """Puts `model` on the kernels training runs: with `runtime.fused_batch_norm`, BN on
     TensorFlow's fused kernel, with `runtime.matmul_pointwise_gradient` bfloat16 1x1
-    convolutions with a MatMul kernel gradient, with `runtime.integer_max_residual_relu`
-    bfloat16 ReLUs after additions as an integer maximum (same variables); then the
+    convolutions with a MatMul kernel gradient, with `runtime.integer_residual_relu`
+    bfloat16 ReLUs after additions as an integer select (same variables); then the
     per-layer dtypes of `runtime.precision` ("auto" on a bfloat16 CPU times this model, with
     those kernels, at the per-replica batch). Returns the resolved precision."""
     if config.runtime.fused_batch_norm:
         batch_norm.use_fused_kernel(model)
     if config.runtime.matmul_pointwise_gradient:
         pointwise.use_matmul_gradient(model)
-    if config.runtime.integer_max_residual_relu:
-        residual_relu.use_integer_max(model)
+    if config.runtime.integer_residual_relu:
+        residual_relu.use_integer_select(model)
     train = config.train
     micro_batch = train.batch_size // replicas // max(1, train.gradient_accumulation_steps)
     policy = policy.tuned(model, batch_size=micro_batch)

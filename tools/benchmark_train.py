@@ -5,12 +5,12 @@
   python tools/benchmark_train.py --mode=infer --model=resnet50 --torch_python=...
 
 Training sides: ours (our loop as `train` runs it, BN on the fused kernel, bfloat16 1x1
-convolutions with a MatMul kernel gradient, bfloat16 residual ReLUs as an integer maximum, in
+convolutions with a MatMul kernel gradient, bfloat16 residual ReLUs as an integer select, in
 every --precision; "auto" times per-layer-kind assignments on the model and keeps the fastest),
 ours_keras_bn (the same with Keras' own BN layers: --config.runtime.fused_batch_norm=false),
 ours_conv_gradient (oneDNN's convolution gradient for 1x1 kernels:
 --config.runtime.matmul_pointwise_gradient=false), ours_eigen_relu (TensorFlow's bfloat16 ReLU
-after residual additions: --config.runtime.integer_max_residual_relu=false), ours_without_onednn
+after residual additions: --config.runtime.integer_residual_relu=false), ours_without_onednn
 (TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX),
 keras.applications trained by `fit` and by `train_on_batch`, and with --torch_python timm
 (channels-last, the faster of float32 and bfloat16 autocast). Inference sides: ours (a Keras
