@@ -244,7 +244,7 @@ def _train_ours(job: dict, images, labels) -> tuple[list[float], dict]:
         )
     trainer.train_steps(job["warmup_steps"])
     # One step per call, each timed, as every other side is: the reported figure is the
-    # median step. (Until 2026-12-02 17:10 one timing of all steps in one call gave their mean,
+    # median step. (Until 2026-12-02 17:00 one timing of all steps in one call gave their mean,
     # which counted the slower steps right after warm-up that the peers' medians leave out:
     # ResNet-50 bfloat16, steps 2-4 after a 1-step warm-up 1.80 s, steady 1.63 s.)
     steps = _timed(lambda: trainer.train_steps(1), job["steps"])

@@ -113,9 +113,10 @@ def export(
 
     `fold_batch_norm`: a SavedModel or TFLite export computes each BN that follows a
     convolution or dense layer inside that layer's kernel and bias (batch_norm.fold; the same
-    outputs within float rounding, fewer ops per image). Swish layers are written out so that
-    TensorFlow fuses them into the convolution before them (models/inference.py). The packed
-    format keeps the layers as the builder makes them.
+    outputs within float rounding, fewer ops per image). Either way a SavedModel or TFLite
+    export writes every swish layer out as x·σ(x), which TensorFlow fuses into the convolution
+    before it (models/inference.py; export.json's `plain_swish_layers` counts the layers
+    rewritten). The packed format keeps the layers as the builder makes them.
 
     `precision_name` (saved_model only): the compute precision of the SavedModel's layers
     (`training/precision.py`; inputs, logits and probabilities stay float32, variables

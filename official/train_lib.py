@@ -71,8 +71,8 @@ def run(config: config_lib.Config, model_dir: str) -> dict:
     strategy, policy = _runtime(config.runtime)
     source = _source(config)
     resuming = runs.latest_checkpoint(model_dir) is not None
-    if resuming:
-        policy = policy.resumed(_recorded_precision(model_dir))
+    if resuming and policy.tune:
+        policy = _resumed_precision(policy, model_dir, strategy)
     initial = _initial_weights(config, spec, model_dir, resuming)
     config, derived = _resolve(config, spec, source.info, strategy, initial)
     logging.info(
@@ -419,13 +419,28 @@ def _model(
     return model, average, policy
 
 
-def _recorded_precision(model_dir: str) -> str:
-    """The precision a run's config.json recorded ("" when it has none)."""
-    try:
-        _, derived = runs.load_config(model_dir)
-    except config_lib.ConfigError:
-        return ""
-    return derived.precision if derived is not None else ""
+def _resumed_precision(
+    policy: precision.Precision, model_dir: str, strategy: tf.distribute.Strategy
+) -> precision.Precision:
+    """A resumed "auto" run computes in the choice its config.json recorded. With several
+    workers it times again: each would read its own run directory, and a worker that skipped
+    the timing while another ran it would wait in its all-reduce forever."""
+    _, workers = strategy_lib.worker_index_and_count(strategy)
+    recorded = ""
+    if workers == 1:
+        try:
+            _, derived = runs.load_config(model_dir)
+            recorded = derived.precision if derived is not None else ""
+        except config_lib.ConfigError:
+            pass
+    resumed = policy.resumed(recorded)
+    if resumed is policy:
+        logging.warning(
+            "precision auto: %s; timing again (the steps after the resume may differ in "
+            "rounding from an uninterrupted run)",
+            "several workers" if workers > 1 else "the run recorded no choice",
+        )
+    return resumed
 
 
 def _objective(config: config_lib.Config, class_weights) -> loop.Objective:

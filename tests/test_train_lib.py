@@ -383,3 +383,35 @@ def test_auto_precision_refuses_deterministic_runs_on_a_bfloat16_cpu(tmp_path, m
         train_lib.run(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_a_resumed_auto_run_takes_its_recorded_choice_only_with_one_worker(
+    tmp_path, monkeypatch, caplog
+):
+    from official.training import precision
+    from official.training import strategy as strategy_lib
+
+    derived = config_lib.Derived(
+        num_classes=4,
+        num_train_examples=64,
+        num_eval_examples=16,
+        learning_rate=0.1,
+        steps_per_epoch=4,
+        total_steps=12,
+        warmup_steps=0,
+        eval_batch_size=16,
+        precision="auto: float32",
+    )
+    runs.save_config(str(tmp_path), _config(), derived)
+    auto = precision.Precision(precision.BFLOAT16, tune=True)
+    for workers, expected in ((1, "auto: float32"), (2, "mixed_bfloat16")):
+        monkeypatch.setattr(strategy_lib, "worker_index_and_count", lambda s, n=workers: (0, n))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="absl"):
+            resumed = train_lib._resumed_precision(auto, str(tmp_path), strategy=None)
+        assert resumed.name == expected
+        assert ("several workers; timing again" in caplog.text) == (workers > 1)
+    monkeypatch.setattr(strategy_lib, "worker_index_and_count", lambda s: (0, 1))
+    with caplog.at_level("WARNING", logger="absl"):
+        assert train_lib._resumed_precision(auto, str(tmp_path / "none"), None) is auto
+    assert "the run recorded no choice; timing again" in caplog.text

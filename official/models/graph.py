@@ -80,9 +80,9 @@ def rebuild(model: keras.Model, replace: dict[int, keras.layers.Layer | None]) -
 
     Args:
       model: a built functional Keras model (no nested models).
-      replace: id(layer) → the layer to call in its place with the same arguments, or None to
-        drop the call and pass its (single) input through, as when a layer was folded into the
-        one before it. Each replaced layer must be called once in `model`.
+      replace: id(layer) → the layer to call in its place with the same arguments (at every
+        call of the layer), or None to drop the call and pass its (single) input through, as
+        when a layer was folded into the one before it.
 
     Returns:
       The new model, same inputs and output structure and name; every layer not in `replace`

@@ -278,7 +278,7 @@ class Precision:
         if not self.tune or chosen == recorded or chosen not in CANDIDATES:
             return self
         logging.info("precision auto → %s (recorded by the run; not timed again)", chosen)
-        return Precision(self.policy, False, chosen, CANDIDATES[chosen])
+        return Precision(self.policy, False, chosen, dict(CANDIDATES[chosen]))
 
     def apply(self, model: keras.Model) -> dict[str, int]:
         """Gives each layer of `model` (built under `policy`) the dtype policy of the chosen

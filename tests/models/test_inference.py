@@ -72,8 +72,11 @@ def test_inference_form_outputs_names_and_sharing():
     assert layers["block2a_se_reduce"] is model.get_layer("block2a_se_reduce")
     x = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype("float32")
     expected = model(x, training=False).numpy()
-    got = form.model(x, training=False).numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    tolerance = {"rtol": 1e-4, "atol": 1e-4 * np.abs(expected).max()}
+    np.testing.assert_allclose(form.model(x, training=False).numpy(), expected, **tolerance)
+    # Traced, as serving runs it: the optimizer's fused convolution+swish kernels.
+    traced = tf.function(lambda images: form.model(images, training=False))
+    np.testing.assert_allclose(traced(x).numpy(), expected, **tolerance)
     unfolded = inference.inference_form(model, fold_batch_norm=False)
     assert (unfolded.folded, unfolded.plain_swish) == ((), 49)
     np.testing.assert_allclose(unfolded.model(x, training=False).numpy(), expected, rtol=1e-5)
@@ -106,3 +109,31 @@ def test_models_without_swish_and_bfloat16_policy():
     rewritten, _ = inference.plain_swish(model)
     policies = {layer.dtype_policy.name for layer in rewritten.layers if layer.name == "top_relu"}
     assert policies == {model.get_layer("top_relu").dtype_policy.name} == {"mixed_bfloat16"}
+
+
+def test_swish_model_exports_to_saved_model_and_tflite(tmp_path):
+    """The written-out swish (a registered Python function) survives both exports: the
+    SavedModel's and the TFLite model's logits are the Keras model's."""
+    from official.data import preprocess
+    from official.serving import saved_model, tflite
+
+    model = _tiny_efficientnet()
+    form = inference.inference_form(model)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"class_{i}\n" for i in range(10)))
+    module = saved_model.ServingModule(
+        form.model, labels_path=str(labels), geometry=preprocess.Geometry(64, 1.0, "bilinear")
+    )
+    saved_model.save_module(module, str(tmp_path / "export"))
+    x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    expected = model(x, training=False).numpy()
+    tolerance = {"rtol": 1e-4, "atol": 1e-4 * np.abs(expected).max()}
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    outputs = loaded.signatures[saved_model.IMAGES_SIGNATURE](images=tf.constant(x))
+    np.testing.assert_allclose(outputs["logits"].numpy(), expected, **tolerance)
+    path = tmp_path / "model.tflite"
+    path.write_bytes(tflite.convert(str(tmp_path / "export"), quantization="float"))
+    classifier = tflite.TFLiteClassifier(str(path))
+    np.testing.assert_allclose(
+        np.concatenate([classifier.logits(x[i : i + 1]) for i in range(2)]), expected, **tolerance
+    )
