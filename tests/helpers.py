@@ -236,11 +236,14 @@ def build_under_policy(policy: str, name: str, **kwargs):
         keras.mixed_precision.set_global_policy("float32")
 
 
-def training_pass(model, images, labels):
+def training_pass(model, images, labels, restore: bool = False):
     """(logits, the gradients of every trainable variable, the op types of the traced pass
-    including its functions') of one cross-entropy training pass, as NumPy."""
+    including its functions') of one cross-entropy training pass, as NumPy; with `restore`,
+    the model's variables (the BN statistics the pass moved) are put back afterwards."""
     import keras
     import tensorflow as tf
+
+    initial = [v.numpy() for v in model.variables] if restore else []
 
     @tf.function
     def step():
@@ -256,4 +259,6 @@ def training_pass(model, images, labels):
     for function in graph.as_graph_def().library.function:
         ops += [node.op for node in function.node_def]
     logits, gradients = step()
+    for variable, value in zip(model.variables if restore else [], initial, strict=True):
+        variable.assign(value)
     return logits.numpy(), [g.numpy() for g in gradients], ops
