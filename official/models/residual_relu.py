@@ -56,9 +56,10 @@ class IntegerSelectReLU(keras.layers.Activation):
 
 def _after_additions(model: keras.Model) -> set[int]:
     """ids of the ReLU Activation layers every call of which takes an Add layer's output."""
-    producer = {id(t): call.layer for call in graph.calls(model) for t in call.outputs}
+    calls = list(graph.calls(model))
+    producer = {id(t): call.layer for call in calls for t in call.outputs}
     verdict: dict[int, bool] = {}
-    for call in graph.calls(model):
+    for call in calls:
         layer = call.layer
         if isinstance(layer, keras.layers.Activation) and (
             layer.activation is keras.activations.relu
