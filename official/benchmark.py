@@ -11,7 +11,9 @@ so each is measured against the plain model in the same run: training as `train`
 default (BN on TensorFlow's fused kernel, bfloat16 1×1 convolutions with a MatMul kernel
 gradient) against Keras' own BN layers (`ours_keras_bn`), against oneDNN's backward-weights
 convolution for the 1×1 kernels (`ours_conv_gradient`), against TensorFlow's bfloat16 ReLU
-after residual additions (`ours_eigen_relu`), the inference form `export` writes
+after residual additions (`ours_eigen_relu`), with one inter-op thread instead of TensorFlow's
+one per core (`ours_one_inter_op_thread`: `TF_NUM_INTEROP_THREADS=1`, a setting of the process,
+not a switch of ours), the inference form `export` writes
 (BN folded into the convolutions, swish written out so that it fuses into them:
 `models/inference.py`) against the plain model (`ours_folded_bn`), that form with oneDNN's weight
 cache as a serving process has it (`ours_serving`, `official.assume_frozen_weights`), and
@@ -64,6 +66,7 @@ TRAIN_SIDES = (
     "ours_keras_bn",
     "ours_conv_gradient",
     "ours_eigen_relu",
+    "ours_one_inter_op_thread",
     "ours_without_onednn",
     "keras_fit",
     "keras_train_on_batch",
@@ -83,6 +86,7 @@ OUR_SIDES = (
     "ours_keras_bn",
     "ours_conv_gradient",
     "ours_eigen_relu",
+    "ours_one_inter_op_thread",
     "ours_folded_bn",
     "ours_serving",
     "ours_without_onednn",
@@ -90,6 +94,9 @@ OUR_SIDES = (
 # What a side's process adds to the environment before TensorFlow starts.
 SIDE_ENVIRONMENT = {
     "ours_without_onednn": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+    # TensorFlow's inter-op pool runs independent ops of a step side by side, each op on the
+    # intra-op pool; one thread runs them one after the other.
+    "ours_one_inter_op_thread": {"TF_NUM_INTEROP_THREADS": "1"},
     "ours_serving": {FROZEN_WEIGHTS_ENV: "1"},
     "saved_model": {FROZEN_WEIGHTS_ENV: "1"},
 }
@@ -349,7 +356,10 @@ def run_side(job: dict) -> dict:
             model = _keras_model(job)
         forward = tf.function(lambda x: model(x, training=False))
         result = {**_infer(lambda x: forward(x).numpy(), images, job), **extra}
-    return {**result, "peak_rss_mb": process_peak_rss_mb()}
+    # The variables any side sets (SIDE_ENVIRONMENT), as this process saw them.
+    variables = sorted({name for setting in SIDE_ENVIRONMENT.values() for name in setting})
+    environment = {name: os.environ.get(name) for name in variables}
+    return {**result, "peak_rss_mb": process_peak_rss_mb(), "environment": environment}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -454,7 +464,14 @@ def _summary(values: list[dict], batch_size: int) -> dict:
     for key in ("latency_ms", "latency_p90_ms", "bytes_latency_ms", "bytes_latency_p90_ms"):
         if key in values[0]:
             summary[key] = statistics.median(v[key] for v in values)
-    for key in ("layers_per_dtype", "precision_name", "timm_variant", "timm_variants"):
+    keys = (
+        "layers_per_dtype",
+        "precision_name",
+        "timm_variant",
+        "timm_variants",
+        "environment",
+    )
+    for key in keys:
         if key in values[-1]:
             summary[key] = values[-1][key]
     return summary

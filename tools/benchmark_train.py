@@ -10,7 +10,9 @@ every --precision; "auto" times per-layer-kind assignments on the model and keep
 ours_keras_bn (the same with Keras' own BN layers: --config.runtime.fused_batch_norm=false),
 ours_conv_gradient (oneDNN's convolution gradient for 1x1 kernels:
 --config.runtime.matmul_pointwise_gradient=false), ours_eigen_relu (TensorFlow's bfloat16 ReLU
-after residual additions: --config.runtime.integer_residual_relu=false), ours_without_onednn
+after residual additions: --config.runtime.integer_residual_relu=false),
+ours_one_inter_op_thread (TF_NUM_INTEROP_THREADS=1 instead of one inter-op thread per core),
+ours_without_onednn
 (TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX),
 keras.applications trained by `fit` and by `train_on_batch`, and with --torch_python timm
 (channels-last, the faster of float32 and bfloat16 autocast). Inference sides: ours (a Keras

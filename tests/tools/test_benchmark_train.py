@@ -87,9 +87,16 @@ def test_a_side_reports_its_own_peak_memory_not_its_parents(repo):
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_train_benchmark_writes_its_json_line_and_table(repo):
-    report, table = _run(repo, "--sides=ours,ours_keras_bn,keras_train_on_batch")
-    _check(report, table, {"ours:float32", "ours_keras_bn:float32", "keras_train_on_batch:float32"})
+    report, table = _run(
+        repo, "--sides=ours,ours_keras_bn,ours_one_inter_op_thread,keras_train_on_batch"
+    )
+    sides = {"ours:float32", "ours_keras_bn:float32", "keras_train_on_batch:float32"}
+    _check(report, table, sides | {"ours_one_inter_op_thread:float32"})
     assert set(report["matmul_peak_gflops"]) == {"float32", "bfloat16"}
+    # Only that side's process started TensorFlow with one inter-op thread.
+    threads = {k: s["environment"]["TF_NUM_INTEROP_THREADS"] for k, s in report["sides"].items()}
+    assert threads.pop("ours_one_inter_op_thread:float32") == "1"
+    assert set(threads.values()) == {None}
 
 
 @pytest.mark.slow  # A TensorFlow process for one error line: the default suite's budget.
@@ -135,6 +142,7 @@ def test_train_benchmark_against_timm(repo):
     report, table = _run(repo, f"--torch_python={torch_python}", timeout=3500)
     sides = {"ours:float32", "ours_keras_bn:float32", "ours_without_onednn:float32"}
     sides |= {"ours_conv_gradient:float32", "ours_eigen_relu:float32"}
+    sides |= {"ours_one_inter_op_thread:float32"}
     sides |= {"keras_fit:float32", "keras_train_on_batch:float32"}
     _check(report, table, sides | {"timm:float32"})
     assert report["sides"]["timm:float32"]["timm_variant"] == "float32 channels-last"
