@@ -10,7 +10,8 @@ batch throughput and batch-1 latency.
 
 Usage: python benchmark_script.py JOB_JSON, JOB_JSON as official/benchmark.py writes it; prints
 one JSON line: step_seconds (the best variant's), latency_ms / latency_p90_ms (inference),
-peak_rss_mb, timm_variant and every variant's step seconds.
+peak_rss_mb, timm_variant, every variant's step seconds, and the memory allocator the process
+runs with ("tcmalloc" when preloaded, else "default").
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ def _peak_rss_mb():
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _allocator():
+    """ "tcmalloc" when the side's process runs with it preloaded (benchmark.py's
+    timm_tcmalloc side), else "default" (glibc's malloc)."""
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+            return "tcmalloc" if "libtcmalloc" in maps.read() else "default"
+    except OSError:
+        return "default"
 
 
 def _timed(step, count):
@@ -108,6 +119,7 @@ def main(argv):
         result["latency_ms"] = 1e3 * statistics.median(latency)
         result["latency_p90_ms"] = 1e3 * float(np.percentile(latency, 90))
     result["peak_rss_mb"] = _peak_rss_mb()
+    result["allocator"] = _allocator()
     print(json.dumps(result), flush=True)
 
 
