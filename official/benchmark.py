@@ -13,7 +13,8 @@ so each is measured against the plain model in the same run: training as `train`
 default (BN on TensorFlow's fused kernel, bfloat16 1×1 convolutions with a MatMul kernel
 gradient) against Keras' own BN layers (`ours_keras_bn`), against oneDNN's backward-weights
 convolution for the 1×1 kernels (`ours_conv_gradient`), against TensorFlow's bfloat16 ReLU
-after residual additions (`ours_eigen_relu`), with one inter-op thread instead of TensorFlow's
+after residual additions (`ours_eigen_relu`), against tf.nn.silu's six-pass swish gradient
+(`ours_tf_swish_gradient`), with one inter-op thread instead of TensorFlow's
 one per core (`ours_one_inter_op_thread`: `TF_NUM_INTEROP_THREADS=1`, a setting of the process,
 not a switch of ours), the inference form `export` writes
 (BN folded into the convolutions, swish written out so that it fuses into them:
@@ -54,13 +55,14 @@ from official.errors import UserError
 
 MODES = ("train", "infer")
 # Our sides: the model as `train` trains it (BN on the fused kernel, the default of
-# `--config.runtime.fused_batch_norm`, bfloat16 1x1 convolutions with a MatMul kernel
-# gradient, `--config.runtime.matmul_pointwise_gradient`, and bfloat16 ReLUs after additions
-# as an integer select, `--config.runtime.integer_residual_relu`) and, for inference,
-# as built; training with Keras' own BN layers (the first switch off), with oneDNN's
-# convolution gradient for 1x1 kernels (the second switch off), with TensorFlow's ReLU (the
-# third switch off); as export and predict run it (the inference form: BN folded, swish
-# written out); the folded model in a serving process (oneDNN's weight cache,
+# `--config.runtime.fused_batch_norm`, bfloat16 1x1 convolutions with a MatMul kernel gradient,
+# `--config.runtime.matmul_pointwise_gradient`, bfloat16 ReLUs after additions as an integer
+# select, `--config.runtime.integer_residual_relu`, and swish with a four-pass gradient,
+# `--config.runtime.short_swish_gradient`) and, for inference, as built; training with Keras' own
+# BN layers (the first switch off), with oneDNN's convolution gradient for 1x1 kernels (the second
+# switch off), with TensorFlow's ReLU (the third switch off), with tf.nn.silu's gradient (the
+# fourth switch off); as export and predict run it (the inference form: BN folded, swish written
+# out); the folded model in a serving process (oneDNN's weight cache,
 # official.assume_frozen_weights); and without the oneDNN kernels the package turns on
 # (official/__init__.py), TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX.
 TRAIN_SIDES = (
@@ -68,6 +70,7 @@ TRAIN_SIDES = (
     "ours_keras_bn",
     "ours_conv_gradient",
     "ours_eigen_relu",
+    "ours_tf_swish_gradient",
     "ours_one_inter_op_thread",
     "ours_without_onednn",
     "keras_fit",
@@ -96,6 +99,7 @@ OUR_SIDES = (
     "ours_keras_bn",
     "ours_conv_gradient",
     "ours_eigen_relu",
+    "ours_tf_swish_gradient",
     "ours_one_inter_op_thread",
     "ours_folded_bn",
     "ours_serving",
@@ -193,7 +197,14 @@ def _our_model(job: dict):
     import keras
 
     from official import config as config_lib
-    from official.models import batch_norm, inference, pointwise, registry, residual_relu
+    from official.models import (
+        batch_norm,
+        inference,
+        pointwise,
+        registry,
+        residual_relu,
+        swish_gradient,
+    )
     from official.training import precision
 
     resolved = precision.set_policy(job["precision"])
@@ -213,6 +224,8 @@ def _our_model(job: dict):
             pointwise.use_matmul_gradient(model)
         if runtime.integer_residual_relu and job["side"] != "ours_eigen_relu":
             residual_relu.use_integer_select(model)
+        if runtime.short_swish_gradient and job["side"] != "ours_tf_swish_gradient":
+            swish_gradient.use_short_gradient(model)
     elif job["side"] in ("ours_folded_bn", "ours_serving", "saved_model"):  # As `export` writes.
         model = inference.inference_form(model).model
     # "auto" times the model as it will run, as `train` does.

@@ -35,7 +35,7 @@ from absl import logging
 from official import config as config_lib
 from official import runs, weights_lib
 from official.data import augment, balance, catalog, mixing, pipeline, preprocess, sources
-from official.models import batch_norm, heads, pointwise, registry, residual_relu
+from official.models import batch_norm, heads, pointwise, registry, residual_relu, swish_gradient
 from official.serving import saved_model
 from official.training import (
     ema,
@@ -385,7 +385,8 @@ def _hot_path(
     """Puts `model` on the kernels training runs: with `runtime.fused_batch_norm`, BN on
     TensorFlow's fused kernel, with `runtime.matmul_pointwise_gradient` bfloat16 1x1
     convolutions with a MatMul kernel gradient, with `runtime.integer_residual_relu`
-    bfloat16 ReLUs after additions as an integer select (same variables); then the
+    bfloat16 ReLUs after additions as an integer select, with `runtime.short_swish_gradient`
+    swish layers with the four-pass gradient (same variables); then the
     per-layer dtypes of `runtime.precision` ("auto" on a bfloat16 CPU times this model, with
     those kernels, at the per-replica batch). Returns the resolved precision."""
     if config.runtime.fused_batch_norm:
@@ -394,6 +395,8 @@ def _hot_path(
         pointwise.use_matmul_gradient(model)
     if config.runtime.integer_residual_relu:
         residual_relu.use_integer_select(model)
+    if config.runtime.short_swish_gradient:
+        swish_gradient.use_short_gradient(model)
     train = config.train
     micro_batch = train.batch_size // replicas // max(1, train.gradient_accumulation_steps)
     policy = policy.tuned(model, batch_size=micro_batch)

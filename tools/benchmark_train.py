@@ -10,20 +10,20 @@ every --precision; "auto" times per-layer-kind assignments on the model and keep
 ours_keras_bn (the same with Keras' own BN layers: --config.runtime.fused_batch_norm=false),
 ours_conv_gradient (oneDNN's convolution gradient for 1x1 kernels:
 --config.runtime.matmul_pointwise_gradient=false), ours_eigen_relu (TensorFlow's bfloat16 ReLU
-after residual additions: --config.runtime.integer_residual_relu=false),
-ours_one_inter_op_thread (TF_NUM_INTEROP_THREADS=1 instead of one inter-op thread per core),
-ours_without_onednn (TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own default on CPUs without AVX-512
-VNNI/BF16 or AMX), keras.applications trained by `fit` and by `train_on_batch`, and with
---torch_python timm (channels-last, the faster of float32 and bfloat16 autocast) as is and,
-when the machine has tcmalloc, with it preloaded as PyTorch's CPU launcher does
-(timm_tcmalloc). Inference sides: ours (a Keras call under tf.function), ours_folded_bn (the
-inference form export writes: BN folded into the convolutions, swish written out), ours_serving
-(that form, with oneDNN's weight cache as official.predict runs it), ours_without_onednn, our
-exported SavedModel in a serving process (tensors in; and JPEG bytes in, preprocessing
-included), keras.applications, timm and timm_tcmalloc. Each side runs in its own process per
-round, the sides alternating. Prints one JSON line per model and a Markdown table: images/s,
-step time, peak RSS, GFLOP/s against the matmul peak measured at start, and our best ÷ each
-peer.
+after residual additions: --config.runtime.integer_residual_relu=false), ours_tf_swish_gradient
+(tf.nn.silu's gradient: --config.runtime.short_swish_gradient=false), ours_one_inter_op_thread
+(TF_NUM_INTEROP_THREADS=1 instead of one inter-op thread per core), ours_without_onednn
+(TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX),
+keras.applications trained by `fit` and by `train_on_batch`, and with --torch_python timm
+(channels-last, the faster of float32 and bfloat16 autocast) as is and, when the machine has
+tcmalloc, with it preloaded as PyTorch's CPU launcher does (timm_tcmalloc). Inference sides:
+ours (a Keras call under tf.function), ours_folded_bn (the inference form export writes: BN
+folded into the convolutions, swish written out), ours_serving (that form, with oneDNN's weight
+cache as official.predict runs it), ours_without_onednn, our exported SavedModel in a serving
+process (tensors in; and JPEG bytes in, preprocessing included), keras.applications, timm and
+timm_tcmalloc. Each side runs in its own process per round, the sides alternating. Prints one
+JSON line per model and a Markdown table: images/s, step time, peak RSS, GFLOP/s against the
+matmul peak measured at start, and our best ÷ each peer.
 Logic: official/benchmark.py.
 """
 

@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+from official import benchmark
+from official.errors import UserError
+
 TINY = [
     "--model=mobilenet_v2",
     "--image_size=32",
@@ -58,6 +61,11 @@ def _check(report, table, sides):
             )
     assert table[0].startswith("| model | side | precision | img/s")
     assert len(table) == 2 + len(sides)
+
+
+def _timm_sides():
+    """timm as is, and with tcmalloc preloaded where the machine has it."""
+    return {"timm:float32"} | ({"timm_tcmalloc:float32"} if benchmark.tcmalloc_library() else set())
 
 
 def test_a_side_reports_its_own_peak_memory_not_its_parents(repo):
@@ -123,7 +131,7 @@ def test_inference_benchmark_with_every_side(repo):
     report, table = _run(repo, *flags, timeout=3500)
     sides = {"ours:float32", "ours_folded_bn:float32", "ours_serving:float32"}
     sides |= {"ours_without_onednn:float32", "saved_model:float32", "keras:float32"}
-    _check(report, table, sides | ({"timm:float32"} if torch_python else set()))
+    _check(report, table, sides | (_timm_sides() if torch_python else set()))
     for key, side in report["sides"].items():
         assert 0 < side["latency_ms"] <= side["latency_p90_ms"]
         if key.startswith(("ours", "saved_model")):  # The precision each of ours ran in.
@@ -144,5 +152,15 @@ def test_train_benchmark_against_timm(repo):
     sides |= {"ours_conv_gradient:float32", "ours_eigen_relu:float32"}
     sides |= {"ours_one_inter_op_thread:float32"}
     sides |= {"keras_fit:float32", "keras_train_on_batch:float32"}
-    _check(report, table, sides | {"timm:float32"})
-    assert report["sides"]["timm:float32"]["timm_variant"] == "float32 channels-last"
+    _check(report, table, sides | _timm_sides())
+    for key in _timm_sides():  # Each timm side ran with the allocator it names.
+        assert report["sides"][key]["timm_variant"] == "float32 channels-last"
+        expected = "tcmalloc" if key.startswith("timm_tcmalloc") else "default"
+        assert report["sides"][key]["allocator"] == expected
+
+
+def test_the_tcmalloc_side_asked_for_without_the_library_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(benchmark, "tcmalloc_library", lambda: None)
+    settings = benchmark.Settings(precisions=("float32",), sides=("ours", "timm_tcmalloc"))
+    with pytest.raises(UserError, match=r"^--sides=timm_tcmalloc: no tcmalloc library"):
+        benchmark.benchmark(settings, emit=lambda line: None)
