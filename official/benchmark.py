@@ -89,10 +89,10 @@ INFER_SIDES = (
     "timm_tcmalloc",
 )
 # timm's script as is, and in a process with tcmalloc preloaded: the allocator PyTorch's own
-# CPU launcher (torch.backends.xeon.run_cpu) preloads by default. With glibc's malloc every
-# large activation is a fresh mmap, paged in again each step; with tcmalloc timm trained
-# EfficientNet-B0 1.33x and ResNet-50 1.17x faster on the AMX VM (README "Speed"), while our
-# TensorFlow sides keep their memory in TensorFlow's own allocator and did not change.
+# CPU launcher (torch.backends.xeon.run_cpu) preloads by default. With it timm trained
+# 1.03-2.3x faster than with glibc's malloc on the AMX VM (EfficientNet-B0 1.31x, VGG-16 2.3x;
+# README "Speed"), while our TensorFlow sides, whose memory TensorFlow's own allocator keeps,
+# did not change.
 TIMM_SIDES = ("timm", "timm_tcmalloc")
 OUR_SIDES = (
     "ours",

@@ -42,8 +42,8 @@ def _peak_rss_mb():
 
 
 def _allocator():
-    """ "tcmalloc" when the side's process runs with it preloaded (benchmark.py's
-    timm_tcmalloc side), else "default" (glibc's malloc)."""
+    """This process's memory allocator: tcmalloc when preloaded (benchmark.py's timm_tcmalloc
+    side), else the default (glibc's malloc)."""
     try:
         with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
             return "tcmalloc" if "libtcmalloc" in maps.read() else "default"
