@@ -14,7 +14,8 @@ default (BN on TensorFlow's fused kernel, bfloat16 1×1 convolutions with a MatM
 gradient) against Keras' own BN layers (`ours_keras_bn`), against oneDNN's backward-weights
 convolution for the 1×1 kernels (`ours_conv_gradient`), against TensorFlow's bfloat16 ReLU
 after residual additions (`ours_eigen_relu`), against tf.nn.silu's six-pass swish gradient
-(`ours_tf_swish_gradient`), with one inter-op thread instead of TensorFlow's
+(`ours_tf_swish_gradient`), against oneDNN's whole-kernel gradient for depthwise kernels wider
+than three columns (`ours_tf_depthwise_gradient`), with one inter-op thread instead of TensorFlow's
 one per core (`ours_one_inter_op_thread`: `TF_NUM_INTEROP_THREADS=1`, a setting of the process,
 not a switch of ours), the inference form `export` writes
 (BN folded into the convolutions, swish written out so that it fuses into them:
@@ -58,11 +59,13 @@ MODES = ("train", "infer")
 # `--config.runtime.fused_batch_norm`, bfloat16 1x1 convolutions with a MatMul kernel gradient,
 # `--config.runtime.matmul_pointwise_gradient`, bfloat16 ReLUs after additions as an integer
 # select, `--config.runtime.integer_residual_relu`, and swish with a four-pass gradient,
-# `--config.runtime.short_swish_gradient`) and, for inference, as built; training with Keras' own
-# BN layers (the first switch off), with oneDNN's convolution gradient for 1x1 kernels (the second
-# switch off), with TensorFlow's ReLU (the third switch off), with tf.nn.silu's gradient (the
-# fourth switch off); as export and predict run it (the inference form: BN folded, swish written
-# out); the folded model in a serving process (oneDNN's weight cache,
+# `--config.runtime.short_swish_gradient`, and float32 depthwise kernels wider than three columns
+# with their gradient in strips, `--config.runtime.strip_depthwise_gradient`) and, for
+# inference, as built; training with Keras' own BN layers (the first switch off), with oneDNN's
+# convolution gradient for 1x1 kernels (the second switch off), with TensorFlow's ReLU (the third
+# switch off), with tf.nn.silu's gradient (the fourth switch off), with oneDNN's whole-kernel
+# depthwise gradient (the fifth switch off); as export and predict run it (the inference form:
+# BN folded, swish written out); the folded model in a serving process (oneDNN's weight cache,
 # official.assume_frozen_weights); and without the oneDNN kernels the package turns on
 # (official/__init__.py), TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX.
 TRAIN_SIDES = (
@@ -71,6 +74,7 @@ TRAIN_SIDES = (
     "ours_conv_gradient",
     "ours_eigen_relu",
     "ours_tf_swish_gradient",
+    "ours_tf_depthwise_gradient",
     "ours_one_inter_op_thread",
     "ours_without_onednn",
     "keras_fit",
@@ -100,6 +104,7 @@ OUR_SIDES = (
     "ours_conv_gradient",
     "ours_eigen_relu",
     "ours_tf_swish_gradient",
+    "ours_tf_depthwise_gradient",
     "ours_one_inter_op_thread",
     "ours_folded_bn",
     "ours_serving",
@@ -199,6 +204,7 @@ def _our_model(job: dict):
     from official import config as config_lib
     from official.models import (
         batch_norm,
+        depthwise_gradient,
         inference,
         pointwise,
         registry,
@@ -226,6 +232,8 @@ def _our_model(job: dict):
             residual_relu.use_integer_select(model)
         if runtime.short_swish_gradient and job["side"] != "ours_tf_swish_gradient":
             swish_gradient.use_short_gradient(model)
+        if runtime.strip_depthwise_gradient and job["side"] != "ours_tf_depthwise_gradient":
+            depthwise_gradient.use_strip_gradient(model)
     elif job["side"] in ("ours_folded_bn", "ours_serving", "saved_model"):  # As `export` writes.
         model = inference.inference_form(model).model
     # "auto" times the model as it will run, as `train` does.

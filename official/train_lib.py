@@ -35,7 +35,15 @@ from absl import logging
 from official import config as config_lib
 from official import runs, weights_lib
 from official.data import augment, balance, catalog, mixing, pipeline, preprocess, sources
-from official.models import batch_norm, heads, pointwise, registry, residual_relu, swish_gradient
+from official.models import (
+    batch_norm,
+    depthwise_gradient,
+    heads,
+    pointwise,
+    registry,
+    residual_relu,
+    swish_gradient,
+)
 from official.serving import saved_model
 from official.training import (
     ema,
@@ -386,7 +394,9 @@ def _hot_path(
     TensorFlow's fused kernel, with `runtime.matmul_pointwise_gradient` bfloat16 1x1
     convolutions with a MatMul kernel gradient, with `runtime.integer_residual_relu`
     bfloat16 ReLUs after additions as an integer select, with `runtime.short_swish_gradient`
-    swish layers with the four-pass gradient (same variables); then the
+    swish layers with the four-pass gradient, with `runtime.strip_depthwise_gradient` float32
+    depthwise convolutions wider than 3 columns with a kernel gradient in strips (same
+    variables); then the
     per-layer dtypes of `runtime.precision` ("auto" on a bfloat16 CPU times this model, with
     those kernels, at the per-replica batch). Returns the resolved precision."""
     if config.runtime.fused_batch_norm:
@@ -397,6 +407,8 @@ def _hot_path(
         residual_relu.use_integer_select(model)
     if config.runtime.short_swish_gradient:
         swish_gradient.use_short_gradient(model)
+    if config.runtime.strip_depthwise_gradient:
+        depthwise_gradient.use_strip_gradient(model)
     train = config.train
     micro_batch = train.batch_size // replicas // max(1, train.gradient_accumulation_steps)
     policy = policy.tuned(model, batch_size=micro_batch)

@@ -150,7 +150,11 @@ def test_train_benchmark_against_timm(repo):
     report, table = _run(repo, f"--torch_python={torch_python}", timeout=3500)
     sides = {"ours:float32", "ours_keras_bn:float32", "ours_without_onednn:float32"}
     sides |= {"ours_conv_gradient:float32", "ours_eigen_relu:float32"}
-    sides |= {"ours_one_inter_op_thread:float32", "ours_tf_swish_gradient:float32"}
+    sides |= {
+        "ours_one_inter_op_thread:float32",
+        "ours_tf_swish_gradient:float32",
+        "ours_tf_depthwise_gradient:float32",
+    }
     sides |= {"keras_fit:float32", "keras_train_on_batch:float32"}
     _check(report, table, sides | _timm_sides())
     for key in _timm_sides():  # Each timm side ran with the allocator it names.

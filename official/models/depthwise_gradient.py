@@ -1,0 +1,115 @@
+"""Depthwise convolutions wider than three columns with their kernel gradient in strips of at
+most three columns (training hot path).
+
+TensorFlow 2.21 computes a depthwise kernel gradient with oneDNN 3.7's backward-weights
+depthwise convolution, which on a 2-core AMX CPU in float32 is fast only for kernels at most
+three columns wide. At batch 32, 28×28×240 (EfficientNet-B0's stage 3), on the zero-padded
+input: a 5×3 kernel took 2.7 ms, 5×1 2.2 ms, but 3×5 17.2 ms, 4×4 19.8 ms and 5×5 26.5 ms;
+a 5×5 gradient took 8-10× its forward pass (README "Speed").
+
+Column j of a k_h×k_w kernel's gradient only involves the input columns j, j+1, ... that the
+kernel's column j sees, so the k_w columns split into strips of ≤ 3: each strip's gradient is
+the gradient of a k_h×(≤ 3) depthwise convolution over the matching columns of the padded
+input (VALID). The strips together are the same sums, added up in another order. For
+EfficientNet-B0's stride-1 5×5 layers this took the gradient from 11-23 ms to 4-11 ms (1.9-3×
+faster, each strip's input slice included). At stride 2 the slices of the larger inputs cost
+what the strips save (56×56×144: 21.2 against 19.1 ms), so stride-2 layers keep TensorFlow's
+gradient. The forward pass and the input gradient are TensorFlow's own kernels; bfloat16
+layers (not measured) keep TensorFlow's gradient too.
+
+`use_strip_gradient(model)` switches every Keras DepthwiseConv2D with a kernel wider than three
+columns to `StripGradientDepthwiseConv2D`, which only overrides `call`: variables, names,
+configs and checkpoints stay Keras' own (graph.switch_class), as with
+pointwise.use_matmul_gradient.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from official.models import graph
+
+# The widest kernel oneDNN's backward-weights depthwise convolution handles fast (measured
+# above).
+STRIP_COLUMNS = 3
+
+
+def _depthwise_with_strip_gradient(inputs: tf.Tensor, kernel: tf.Tensor, padding: str):
+    """depthwise_conv2d(inputs, kernel) at stride 1 for a [k_h, k_w, C, 1] kernel, its kernel
+    gradient computed in strips of at most STRIP_COLUMNS columns."""
+
+    @tf.custom_gradient
+    def convolve(x, k):
+        y = tf.nn.depthwise_conv2d(x, k, [1, 1, 1, 1], padding)
+
+        def gradient(dy):
+            dx = tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
+                input_sizes=tf.shape(x),
+                filter=k,
+                out_backprop=dy,
+                strides=[1, 1, 1, 1],
+                padding=padding,
+            )
+            rows, columns, channels = k.shape[0], k.shape[1], k.shape[2]
+            padded = x
+            if padding == "SAME":  # At stride 1: (k - 1) // 2 before, the rest after.
+                before, after = [(rows - 1) // 2, (columns - 1) // 2], [rows // 2, columns // 2]
+                padded = tf.pad(x, [[0, 0], [before[0], after[0]], [before[1], after[1]], [0, 0]])
+            width = tf.shape(dy)[2]
+            strips = []
+            for first in range(0, columns, STRIP_COLUMNS):
+                strip = min(STRIP_COLUMNS, columns - first)
+                strips.append(
+                    tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+                        input=padded[:, :, first : first + width + strip - 1, :],
+                        filter_sizes=[rows, strip, channels, 1],
+                        out_backprop=dy,
+                        strides=[1, 1, 1, 1],
+                        padding="VALID",
+                    )
+                )
+            return dx, tf.concat(strips, axis=1)
+
+        return y, gradient
+
+    return convolve(inputs, kernel)
+
+
+class StripGradientDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """Keras' DepthwiseConv2D whose float32 stride-1 calls take their kernel gradient in strips."""
+
+    def _takes_strips(self, inputs) -> bool:
+        return (
+            inputs.dtype == tf.float32
+            and self.kernel_size[1] > STRIP_COLUMNS
+            and self.depth_multiplier == 1
+            and tuple(self.strides) == (1, 1)
+            and tuple(self.dilation_rate) == (1, 1)
+            and self.data_format == "channels_last"
+            and len(inputs.shape) == 4
+        )
+
+    def call(self, inputs):
+        if not self._takes_strips(inputs):
+            return super().call(inputs)
+        kernel = tf.cast(keras.ops.convert_to_tensor(self.kernel), inputs.dtype)
+        outputs = _depthwise_with_strip_gradient(inputs, kernel, self.padding.upper())
+        if self.use_bias:
+            outputs = outputs + tf.cast(self.bias, outputs.dtype)
+        return self.activation(outputs)
+
+
+def use_strip_gradient(model: keras.Model, enabled: bool = True) -> int:
+    """Switches every Keras DepthwiseConv2D of `model` with a kernel wider than STRIP_COLUMNS
+    to `StripGradientDepthwiseConv2D` (or back) with graph.switch_class. Call before the step
+    functions are traced.
+
+    Returns:
+      The number of layers switched.
+    """
+    classes = (keras.layers.DepthwiseConv2D, StripGradientDepthwiseConv2D)
+    source, target = classes if enabled else classes[::-1]
+    return graph.switch_class(
+        model, source, target, where=lambda layer: layer.kernel_size[1] > STRIP_COLUMNS
+    )

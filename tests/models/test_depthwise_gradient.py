@@ -1,0 +1,144 @@
+"""Depthwise convolutions with their kernel gradient in strips of ≤ 3 columns: the same outputs,
+the gradients of float64 NumPy, one backward-weights op per strip, only float32 stride-1 layers
+wider than three columns affected, and the switch leaves variables and checkpoints alone."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import build_under_policy, training_pass
+
+from official.models import depthwise_gradient
+
+
+def _expected(x, kernel, bias, dy, padding):
+    """Float64 NumPy: outputs (before the activation) and the input, kernel and bias gradients
+    of a stride-1 depthwise convolution."""
+    rows, columns = kernel.shape[:2]
+    if padding == "same":
+        pads = [(0, 0), ((rows - 1) // 2, rows // 2), ((columns - 1) // 2, columns // 2), (0, 0)]
+    else:
+        pads = [(0, 0)] * 4
+    padded = np.pad(x, pads)
+    height, width = dy.shape[1:3]
+    y = np.zeros(dy.shape)
+    dpadded = np.zeros(padded.shape)
+    dkernel = np.zeros(kernel.shape[:3])
+    for i in range(rows):
+        for j in range(columns):
+            window = padded[:, i : i + height, j : j + width, :]
+            y += window * kernel[i, j, :, 0]
+            dkernel[i, j] = np.einsum("nhwc,nhwc->c", window, dy)
+            dpadded[:, i : i + height, j : j + width, :] += dy * kernel[i, j, :, 0]
+    unpadded = tuple(slice(start, size - end) for (start, end), size in zip(pads, padded.shape))
+    return y + bias, dpadded[unpadded], dkernel[..., None], dy.sum(axis=(0, 1, 2))
+
+
+def _backward_filter_ops(layer, inputs) -> int:
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            y = layer(x)
+        return tape.gradient(y, layer.trainable_variables)
+
+    graph = step.get_concrete_function(inputs).graph
+    ops = [op.type for op in graph.get_operations()]
+    for function in graph.as_graph_def().library.function:
+        ops += [node.op for node in function.node_def]
+    return ops.count("DepthwiseConv2dNativeBackpropFilter")
+
+
+@pytest.mark.parametrize(
+    "kernel_size, padding, strips",
+    [((5, 5), "same", 2), ((7, 7), "same", 3), ((3, 4), "same", 2), ((1, 7), "valid", 3)],
+)
+def test_one_layer_matches_numpy_with_one_backward_op_per_strip(kernel_size, padding, strips):
+    rng = np.random.default_rng(sum(kernel_size))
+    x = rng.normal(size=(2, 9, 11, 6))
+    layer = depthwise_gradient.StripGradientDepthwiseConv2D(
+        kernel_size, padding=padding, use_bias=True, activation="relu"
+    )
+    layer.build(x.shape)
+    kernel = rng.normal(size=layer.kernel.shape)
+    bias = rng.normal(size=6)
+    layer.kernel.assign(kernel.astype("float32"))
+    layer.bias.assign(bias.astype("float32"))
+    inputs = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        y = layer(inputs)
+    dy = rng.normal(size=y.shape)
+    dx, dkernel, dbias = tape.gradient(
+        y, [inputs, layer.kernel, layer.bias], output_gradients=tf.constant(dy, tf.float32)
+    )
+    pre_activation, *expected = _expected(x, kernel, bias, dy * (y.numpy() > 0), padding)
+    np.testing.assert_allclose(y, np.maximum(pre_activation, 0), rtol=1e-5, atol=1e-5)
+    for got, want in zip((dx, dkernel, dbias), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    assert _backward_filter_ops(layer, inputs) == strips
+
+
+@pytest.mark.parametrize(
+    "options, policy",
+    [({"strides": 2}, "float32"), ({"dilation_rate": 2}, "float32"), ({}, "mixed_bfloat16")],
+)
+def test_strided_dilated_and_bfloat16_calls_keep_tensorflows_gradient(options, policy):
+    layer = depthwise_gradient.StripGradientDepthwiseConv2D(
+        5, padding="same", dtype=policy, **options
+    )
+    inputs = tf.random.normal([2, 12, 12, 4], dtype=keras.DTypePolicy(policy).compute_dtype)
+    assert _backward_filter_ops(layer, inputs) == 1
+
+
+def _wide_depthwise(model) -> list:
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.DepthwiseConv2D) and layer.kernel_size[1] > 3
+    ]
+
+
+def test_efficientnet_switch_same_pass_same_gradients_checkpoint_unchanged(tmp_path):
+    model = build_under_policy(
+        "float32",
+        "efficientnet_b0",
+        num_classes=5,
+        image_size=64,
+        dropout=0.0,
+        stochastic_depth_rate=0.0,
+    )
+    rng = np.random.default_rng(2)
+    images = rng.uniform(0, 255, (4, 64, 64, 3)).astype("float32")
+    labels = rng.integers(0, 5, 4)
+    path = tf.train.Checkpoint(model=model).write(str(tmp_path / "before"))
+    names = [v.path for v in model.variables]
+    plain_logits, plain, plain_ops = training_pass(model, images, labels, restore=True)
+    wide = _wide_depthwise(model)
+    stride_one = [layer for layer in wide if tuple(layer.strides) == (1, 1)]
+    # The 5×5 MBConv blocks of stages 3, 5 and 6 (Tan & Le arXiv 1905.11946, Table 1); the
+    # first of stages 3 and 6 strides.
+    assert (len(wide), len(stride_one)) == (9, 7)
+
+    assert depthwise_gradient.use_strip_gradient(model) == 9
+    assert [v.path for v in model.variables] == names
+    tf.train.Checkpoint(model=model).read(path).assert_existing_objects_matched()
+    logits, gradients, ops = training_pass(model, images, labels)
+    np.testing.assert_array_equal(logits, plain_logits)  # the same forward pass
+    # Two strips (3 + 2 columns) for each stride-1 5×5 layer.
+    count = "DepthwiseConv2dNativeBackpropFilter"
+    assert ops.count(count) == plain_ops.count(count) + 7
+    paths = [v.path for v in model.trainable_variables]
+    for path, got, want in zip(paths, gradients, plain, strict=True):
+        # Only the depthwise kernels' gradients change, by float32 rounding (2.8e-7 of the
+        # largest at most here).
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max(), err_msg=path)
+
+    assert depthwise_gradient.use_strip_gradient(model, enabled=False) == 9
+    assert {type(layer) for layer in _wide_depthwise(model)} == {keras.layers.DepthwiseConv2D}
+
+
+def test_models_with_narrow_depthwise_kernels_are_untouched():
+    model = build_under_policy(
+        "float32", "mobilenet_v2", num_classes=5, image_size=32, width_multiplier=0.35
+    )
+    assert depthwise_gradient.use_strip_gradient(model) == 0
