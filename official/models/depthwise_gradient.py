@@ -52,23 +52,31 @@ def _depthwise_with_strip_gradient(inputs: tf.Tensor, kernel: tf.Tensor, padding
                 padding=padding,
             )
             rows, columns, channels = k.shape[0], k.shape[1], k.shape[2]
-            padded = x
-            if padding == "SAME":  # At stride 1: (k - 1) // 2 before, the rest after.
-                before, after = [(rows - 1) // 2, (columns - 1) // 2], [rows // 2, columns // 2]
-                padded = tf.pad(x, [[0, 0], [before[0], after[0]], [before[1], after[1]], [0, 0]])
-            width = tf.shape(dy)[2]
-            strips = []
-            for first in range(0, columns, STRIP_COLUMNS):
-                strip = min(STRIP_COLUMNS, columns - first)
-                strips.append(
-                    tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
-                        input=padded[:, :, first : first + width + strip - 1, :],
-                        filter_sizes=[rows, strip, channels, 1],
-                        out_backprop=dy,
-                        strides=[1, 1, 1, 1],
-                        padding="VALID",
-                    )
+            firsts = range(0, columns, STRIP_COLUMNS)
+            widths = [min(STRIP_COLUMNS, columns - first) for first in firsts]
+            output_width = tf.shape(dy)[2]
+            # The padded copy and its slices once dy exists: they need only x, and made as soon
+            # as x is (in the forward pass) they would all be held through the step.
+            with tf.control_dependencies([dy]):
+                padded = x
+                if padding == "SAME":  # At stride 1: (k - 1) // 2 before, the rest after.
+                    rows_pad = [(rows - 1) // 2, rows // 2]
+                    columns_pad = [(columns - 1) // 2, columns // 2]
+                    padded = tf.pad(x, [[0, 0], rows_pad, columns_pad, [0, 0]])
+                inputs = [
+                    padded[:, :, first : first + output_width + width - 1, :]
+                    for first, width in zip(firsts, widths, strict=True)
+                ]
+            strips = [
+                tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+                    input=strip_input,
+                    filter_sizes=[rows, width, channels, 1],
+                    out_backprop=dy,
+                    strides=[1, 1, 1, 1],
+                    padding="VALID",
                 )
+                for strip_input, width in zip(inputs, widths, strict=True)
+            ]
             return dx, tf.concat(strips, axis=1)
 
         return y, gradient
