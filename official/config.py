@@ -337,7 +337,7 @@ class RuntimeConfig:
     # Float32 stride-1 depthwise convolutions wider than three columns take their kernel
     # gradient in strips of at most three columns, where oneDNN's backward-weights kernel is
     # fast (official/models/depthwise_gradient.py); the same layers and checkpoints. On by
-    # default: EfficientNet-B0 (5x5 kernels) trained ~3 % faster in float32 on an AMX CPU
+    # default: EfficientNet-B0 (5x5 kernels) trained 2-4 % faster in float32 on an AMX CPU
     # (README "Speed").
     strip_depthwise_gradient: bool = True
 

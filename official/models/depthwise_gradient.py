@@ -7,15 +7,16 @@ three columns wide. At batch 32, 28×28×240 (EfficientNet-B0's stage 3), on the
 input: a 5×3 kernel took 2.7 ms, 5×1 2.2 ms, but 3×5 17.2 ms, 4×4 19.8 ms and 5×5 26.5 ms;
 a 5×5 gradient took 8-10× its forward pass (README "Speed").
 
-Column j of a k_h×k_w kernel's gradient only involves the input columns j, j+1, ... that the
-kernel's column j sees, so the k_w columns split into strips of ≤ 3: each strip's gradient is
-the gradient of a k_h×(≤ 3) depthwise convolution over the matching columns of the padded
-input (VALID). The strips together are the same sums, added up in another order. For
-EfficientNet-B0's stride-1 5×5 layers this took the gradient from 11-23 ms to 4-11 ms (1.9-3×
-faster, each strip's input slice included). At stride 2 the slices of the larger inputs cost
-what the strips save (56×56×144: 21.2 against 19.1 ms), so stride-2 layers keep TensorFlow's
-gradient. The forward pass and the input gradient are TensorFlow's own kernels; bfloat16
-layers (not measured) keep TensorFlow's gradient too.
+Column j of a k_h×k_w kernel's gradient sums the padded input shifted by j columns times the
+output gradient, so the k_w columns split into strips of ≤ 3: each strip's gradient is the
+gradient of a k_h×(≤ 3) depthwise convolution (VALID) over the padded input's columns from the
+strip's first on. The strips together are the same sums, added up in another order. For
+EfficientNet-B0's stride-1 5×5 layers this took the gradient from 12-23 ms to 4-11 ms (2.1-3×
+faster, each strip's input slice included), and the model trained 1.02-1.04× faster. At
+stride 2 the slices of the larger inputs cost what the strips save (56×56×144: 21.2 against
+19.1 ms), so stride-2 layers keep TensorFlow's gradient. The forward pass and the input
+gradient are TensorFlow's own kernels; bfloat16 layers (not measured) keep TensorFlow's
+gradient too.
 
 `use_strip_gradient(model)` switches every Keras DepthwiseConv2D with a kernel wider than three
 columns to `StripGradientDepthwiseConv2D`, which only overrides `call`: variables, names,
