@@ -2,21 +2,23 @@
 most three columns (training hot path).
 
 TensorFlow 2.21 computes a depthwise kernel gradient with oneDNN 3.7's backward-weights
-depthwise convolution, which on a 2-core AMX CPU in float32 is fast only for kernels at most
-three columns wide. At batch 32, 28×28×240 (EfficientNet-B0's stage 3), on the zero-padded
-input: a 5×3 kernel took 2.7 ms, 5×1 2.2 ms, but 3×5 17.2 ms, 4×4 19.8 ms and 5×5 26.5 ms;
-a 5×5 gradient took 8-10× its forward pass (README "Speed").
+depthwise convolution, which on a 2-core AMX CPU is fast only for kernels at most three
+columns wide. At batch 32, 28×28×240 (EfficientNet-B0's stage 3), on the zero-padded input, in
+float32: a 5×3 kernel took 2.7 ms, 5×1 2.2 ms, but 3×5 17.2 ms, 4×4 19.8 ms and 5×5 26.5 ms;
+a 5×5 gradient took 8-10× its forward pass (README "Speed"). In bfloat16 the 5×5 gradient
+took 115.6 ms.
 
 Column j of a k_h×k_w kernel's gradient sums the padded input shifted by j columns times the
 output gradient, so the k_w columns split into strips of ≤ 3: each strip's gradient is the
 gradient of a k_h×(≤ 3) depthwise convolution (VALID) over the padded input's columns from the
 strip's first on. The strips together are the same sums, added up in another order. For
 EfficientNet-B0's stride-1 5×5 layers this took the gradient from 12-23 ms to 4-11 ms (2.1-3×
-faster, each strip's input slice included), and the model trained 1.02-1.04× faster. At
-stride 2 the slices of the larger inputs cost what the strips save (56×56×144: 21.2 against
-19.1 ms), so stride-2 layers keep TensorFlow's gradient. The forward pass and the input
-gradient are TensorFlow's own kernels; bfloat16 layers (not measured) keep TensorFlow's
-gradient too.
+faster, each strip's input slice included), and the model trained 1.02-1.04× faster; in
+bfloat16 115.6 → 9.9 ms (28×28×240), 88.0 → 6.8 (14×14×672), 52.5 → 3.9 (7×7×1152). At
+stride 2 the slices of the larger inputs cost what the strips save (56×56×144, float32: 21.2
+against 19.1 ms), so stride-2 layers keep TensorFlow's gradient. The forward pass and the
+input gradient are TensorFlow's own kernels; float16 layers (not measured) keep TensorFlow's
+gradient.
 
 `use_strip_gradient(model)` switches every Keras DepthwiseConv2D with a kernel wider than three
 columns to `StripGradientDepthwiseConv2D`, which only overrides `call`: variables, names,
@@ -86,11 +88,12 @@ def _depthwise_with_strip_gradient(inputs: tf.Tensor, kernel: tf.Tensor, padding
 
 
 class StripGradientDepthwiseConv2D(keras.layers.DepthwiseConv2D):
-    """Keras' DepthwiseConv2D whose float32 stride-1 calls take their kernel gradient in strips."""
+    """Keras' DepthwiseConv2D whose float32 and bfloat16 stride-1 calls take their kernel
+    gradient in strips."""
 
     def _takes_strips(self, inputs) -> bool:
         return (
-            inputs.dtype == tf.float32
+            inputs.dtype in (tf.float32, tf.bfloat16)
             and self.kernel_size[1] > STRIP_COLUMNS
             and self.depth_multiplier == 1
             and tuple(self.strides) == (1, 1)
