@@ -236,6 +236,14 @@ def build_under_policy(policy: str, name: str, **kwargs):
         keras.mixed_precision.set_global_policy("float32")
 
 
+def op_types(graph) -> list[str]:
+    """The op types of a traced function's graph, including those of the functions it calls."""
+    ops = [op.type for op in graph.get_operations()]
+    for function in graph.as_graph_def().library.function:
+        ops += [node.op for node in function.node_def]
+    return ops
+
+
 def training_pass(model, images, labels, restore: bool = False):
     """(logits, the gradients of every trainable variable, the op types of the traced pass
     including its functions') of one cross-entropy training pass, as NumPy; with `restore`,
@@ -254,10 +262,7 @@ def training_pass(model, images, labels, restore: bool = False):
             )
         return logits, tape.gradient(loss, model.trainable_variables)
 
-    graph = step.get_concrete_function().graph
-    ops = [op.type for op in graph.get_operations()]
-    for function in graph.as_graph_def().library.function:
-        ops += [node.op for node in function.node_def]
+    ops = op_types(step.get_concrete_function().graph)
     logits, gradients = step()
     for variable, value in zip(model.variables if restore else [], initial, strict=True):
         variable.assign(value)

@@ -1,12 +1,13 @@
 """Depthwise convolutions with their kernel gradient in strips of ≤ 3 columns: the same outputs,
-the gradients of float64 NumPy, one backward-weights op per strip, only float32 stride-1 layers
-wider than three columns affected, and the switch leaves variables and checkpoints alone."""
+the gradients of float64 NumPy, one backward-weights op per strip, only float32 and bfloat16
+stride-1 layers wider than three columns affected, and the switch leaves variables and
+checkpoints alone."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import build_under_policy, training_pass
+from helpers import build_under_policy, op_types, training_pass
 
 from official.models import depthwise_gradient
 
@@ -41,10 +42,7 @@ def _backward_filter_ops(layer, inputs) -> int:
             y = layer(x)
         return tape.gradient(y, layer.trainable_variables)
 
-    graph = step.get_concrete_function(inputs).graph
-    ops = [op.type for op in graph.get_operations()]
-    for function in graph.as_graph_def().library.function:
-        ops += [node.op for node in function.node_def]
+    ops = op_types(step.get_concrete_function(inputs).graph)
     return ops.count("DepthwiseConv2dNativeBackpropFilter")
 
 
