@@ -116,7 +116,9 @@ def export(
     outputs within float rounding, fewer ops per image). Either way a SavedModel or TFLite
     export writes every swish layer out as x·σ(x), which TensorFlow fuses into the convolution
     before it (models/inference.py; export.json's `plain_swish_layers` counts the layers
-    rewritten). The packed format keeps the layers as the builder makes them.
+    rewritten). A SavedModel also computes each float32 depthwise convolution as a grouped one,
+    which oneDNN runs faster and fuses the swish into (`grouped_depthwise_layers`); TFLite keeps
+    the depthwise op. The packed format keeps the layers as the builder makes them.
 
     `precision_name` (saved_model only): the compute precision of the SavedModel's layers
     (`training/precision.py`; inputs, logits and probabilities stay float32, variables
@@ -150,7 +152,9 @@ def export(
     if sparsities:
         metadata["pruned_kernel_sparsity"] = sparsities
     if export_format != "packed":
-        form = inference.inference_form(model, fold_batch_norm)
+        # TFLite keeps its own depthwise kernel (and delegates that have no grouped one).
+        grouped = export_format == "saved_model"
+        form = inference.inference_form(model, fold_batch_norm, grouped=grouped)
         model = form.model
         if fold_batch_norm:
             metadata["batch_norm_folded"] = len(form.folded)
@@ -158,6 +162,8 @@ def export(
         metadata["plain_swish_layers"] = form.plain_swish
     if export_format == "saved_model":
         metadata["precision"] = _serving_precision(model, resolved)
+    if export_format != "packed":
+        metadata["grouped_depthwise_layers"] = inference.grouped_count(model)
     common = dict(
         export_dir=export_dir,
         labels_path=runs.labels_path(model_dir),

@@ -7,8 +7,9 @@ import collections
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
-from helpers import randomize
+from helpers import op_types, randomize
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.grappler import tf_optimizer
 
@@ -62,7 +63,7 @@ def test_inference_form_outputs_names_and_sharing():
     silu = _silu_layers(model)
     assert len(silu) == 49  # stem, 16 blocks × (expand or depthwise, SE reduction), head
     form = inference.inference_form(model)
-    assert form.plain_swish == 49
+    assert (form.plain_swish, form.grouped_depthwise) == (49, 16)
     assert (len(form.folded), len(form.unfolded)) == (49, 0)
     assert _silu_layers(form.model) == []
     layers = {layer.name: layer for layer in form.model.layers}
@@ -78,22 +79,91 @@ def test_inference_form_outputs_names_and_sharing():
     traced = tf.function(lambda images: form.model(images, training=False))
     np.testing.assert_allclose(traced(x).numpy(), expected, **tolerance)
     unfolded = inference.inference_form(model, fold_batch_norm=False)
-    assert (unfolded.folded, unfolded.plain_swish) == ((), 49)
+    assert (unfolded.folded, unfolded.plain_swish, unfolded.grouped_depthwise) == ((), 49, 16)
     np.testing.assert_allclose(unfolded.model(x, training=False).numpy(), expected, rtol=1e-5)
+    # The unfolded form's depthwise layers are new objects: the model's own stay as they were.
+    assert type(model.get_layer("block2a_dw_conv")) is keras.layers.DepthwiseConv2D
 
 
 def test_swish_fuses_into_the_convolution_before_it():
     model = _tiny_efficientnet()
     before = optimized_op_counts(batch_norm.fold(model).model, 64)
+    depthwise = optimized_op_counts(inference.inference_form(model, grouped=False).model, 64)
     after = optimized_op_counts(inference.inference_form(model).model, 64)
     # keras' silu (tf.nn.silu, custom gradient) stays a standalone op after every convolution.
     assert before["_MklSwish"] == 49
     assert before["_FusedConv2D[BiasAdd,_MklSwish]"] == 0
     # Written out: a post-op of the 33 convolutions it follows (stem, 15 expansions, 16 SE
-    # reductions, head); standalone only after the 16 depthwise convolutions.
-    assert after["_FusedConv2D[BiasAdd,_MklSwish]"] == 33
-    assert after["_MklSwish"] == 16
-    assert after["_FusedDepthwiseConv2dNative[BiasAdd]"] == 16
+    # reductions, head); standalone after the 16 depthwise convolutions, whose fused kernel
+    # takes the bias only...
+    assert depthwise["_FusedConv2D[BiasAdd,_MklSwish]"] == 33
+    assert depthwise["_MklSwish"] == 16
+    assert depthwise["_FusedDepthwiseConv2dNative[BiasAdd]"] == 16
+    # ...and a post-op of all 49 once those are grouped convolutions.
+    assert after["_FusedConv2D[BiasAdd,_MklSwish]"] == 49
+    assert after["_MklSwish"] == 0
+    assert not [op for op in after if "Depthwise" in op]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"kernel_size": 3},
+        {"kernel_size": 5, "strides": 2, "padding": "same", "use_bias": False},
+        {"kernel_size": (3, 5), "padding": "valid", "activation": "relu6"},
+        {"kernel_size": 3, "strides": 2, "depth_multiplier": 2},
+    ],
+)
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_grouped_depthwise_computes_the_depthwise_layer(options, policy):
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((9, 10, 6))
+    depthwise = keras.layers.DepthwiseConv2D(
+        **options, bias_initializer="random_normal", dtype=policy
+    )
+    dilated = keras.layers.DepthwiseConv2D(3, dilation_rate=2, padding="same", dtype=policy)
+    model = keras.Model(inputs, dilated(depthwise(inputs)))
+    grouped, count = inference.grouped_depthwise(model)
+    assert count == 1  # Dilated layers keep TensorFlow's depthwise op.
+    layer = grouped.get_layer(depthwise.name)
+    assert type(layer) is inference.GroupedDepthwiseConv2D
+    assert grouped.get_layer(dilated.name) is dilated
+    assert layer.dtype_policy.name == policy
+    assert layer.get_config() == depthwise.get_config()
+    for copied, source in zip(layer.weights, depthwise.weights, strict=True):
+        assert copied is not source
+        np.testing.assert_array_equal(copied.numpy(), source.numpy())
+    x = np.random.default_rng(2).normal(size=(2, 9, 10, 6)).astype("float32")
+    traced = tf.function(lambda images: grouped(images, training=False))
+    expected = model(x, training=False).numpy()
+    tolerance = 1e-5 if policy == "float32" else 1e-2
+    np.testing.assert_allclose(
+        traced(x).numpy(), expected, rtol=tolerance, atol=tolerance * np.abs(expected).max()
+    )
+    ops = op_types(traced.get_concrete_function(tf.TensorSpec(x.shape)).graph)
+    # bfloat16 layers keep TensorFlow's depthwise op (measured as fast or faster).
+    grouped_ops = 1 if policy == "float32" else 0
+    assert (ops.count("Conv2D"), ops.count("DepthwiseConv2dNative")) == (
+        grouped_ops,
+        2 - grouped_ops,
+    )
+    assert inference.grouped_count(grouped) == grouped_ops
+
+
+def test_mobilenet_v2_depthwise_layers_become_grouped():
+    keras.utils.set_random_seed(0)
+    model = registry.get("mobilenet_v2").build(num_classes=10, image_size=32, width_multiplier=0.35)
+    randomize(model)
+    form = inference.inference_form(model)
+    assert (form.plain_swish, form.grouped_depthwise) == (0, 17)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    expected = model(x, training=False).numpy()
+    np.testing.assert_allclose(
+        form.model(x, training=False).numpy(), expected, atol=1e-4 * np.abs(expected).max()
+    )
+    counts = optimized_op_counts(form.model, 32)
+    assert not [op for op in counts if "Depthwise" in op]
+    assert counts["_FusedConv2D[BiasAdd,Relu6]"] == 35  # stem, 17 depthwise, 17 expansions
 
 
 def test_models_without_swish_and_bfloat16_policy():

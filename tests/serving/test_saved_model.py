@@ -367,3 +367,60 @@ def test_a_damaged_export_is_one_line(version_dir, tmp_path, damage):
         serving.ExportError, match=f"--export_dir={copy}: not a loadable SavedModel"
     ):
         serving.load_classifier(str(tmp_path / "export"))
+
+
+@pytest.fixture(scope="module")
+def depthwise_run(tmp_path_factory):
+    """A MobileNetV2 × 0.35 run of two steps on synthetic 32-px images: depthwise layers."""
+    from official import config as config_lib
+    from official import train_lib
+
+    model_dir = tmp_path_factory.mktemp("depthwise_run")
+    config = config_lib.Config()
+    config.model.name = "mobilenet_v2"
+    config.model.num_classes = 4
+    config.model.width_multiplier = 0.35
+    config.data.source = "synthetic"
+    config.data.synthetic_examples = 32
+    config.data.image_size = 32
+    config.train.batch_size = 16
+    config.train.epochs = 1
+    config.runtime.distribution_strategy = "one_device"
+    config.runtime.eval_every_epochs = 0
+    config.runtime.summary_images = 0
+    train_lib.run(config, str(model_dir))
+    return model_dir
+
+
+def test_saved_model_runs_depthwise_layers_as_grouped_convolutions_and_tflite_does_not(
+    depthwise_run, tmp_path
+):
+    from official.serving import tflite
+
+    model = runs.load_trained_model(str(depthwise_run)).model
+    images = np.random.default_rng(4).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    expected = model(images, training=False).numpy()
+    tolerance = {"atol": 1e-4 * np.abs(expected).max()}
+    saved = export_lib.export(str(depthwise_run), str(tmp_path / "saved"))
+    metadata = json.loads(pathlib.Path(saved, "assets.extra", "export.json").read_text())
+    assert metadata["grouped_depthwise_layers"] == 17
+    library = tf.saved_model.load(saved).signatures["predict_images"].graph.as_graph_def().library
+    ops = [[node.op for node in function.node_def] for function in library.function]
+    assert not [f for f in ops if "DepthwiseConv2dNative" in f]
+    # Each traced copy of the model (the batch-1 branch and the other): stem, 17
+    # depthwise, 16 expansion and 17 projection convolutions, head.
+    assert {f.count("Conv2D") for f in ops} - {0} == {1 + 17 + 16 + 17 + 1}
+    logits = tf.saved_model.load(saved).signatures["predict_images"](images=tf.constant(images))
+    np.testing.assert_allclose(logits["logits"].numpy(), expected, **tolerance)
+
+    path = export_lib.export(str(depthwise_run), str(tmp_path / "lite"), export_format="tflite")
+    metadata = json.loads(pathlib.Path(path).with_name("export.json").read_text())
+    assert metadata["grouped_depthwise_layers"] == 0
+    classifier = tflite.TFLiteClassifier(path)
+    kinds = {op["op_name"] for op in classifier.interpreter._get_ops_details()}
+    assert "DEPTHWISE_CONV_2D" in kinds
+    np.testing.assert_allclose(
+        np.concatenate([classifier.logits(images[i : i + 1]) for i in range(3)]),
+        expected,
+        **tolerance,
+    )
