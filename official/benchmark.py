@@ -22,7 +22,8 @@ not a switch of ours), the inference form `export` writes
 `models/inference.py`) against the plain model (`ours_folded_bn`), that form with oneDNN's weight
 cache as a serving process has it (`ours_serving`, `official.assume_frozen_weights`), the same
 with TensorFlow's depthwise op instead of the grouped convolution the form uses for it
-(`ours_serving_depthwise`), and TensorFlow's default kernels without oneDNN
+(`ours_serving_depthwise`) or with convolutions instead of matrix products on pooled vectors
+(`ours_serving_vector_conv`), and TensorFlow's default kernels without oneDNN
 (`ours_without_onednn`).
 
 Every side runs in its own process per round, the sides alternating (ours, keras, timm, ours,
@@ -89,6 +90,7 @@ INFER_SIDES = (
     "ours_folded_bn",
     "ours_serving",
     "ours_serving_depthwise",
+    "ours_serving_vector_conv",
     "ours_without_onednn",
     "saved_model",
     "keras",
@@ -112,10 +114,17 @@ OUR_SIDES = (
     "ours_folded_bn",
     "ours_serving",
     "ours_serving_depthwise",
+    "ours_serving_vector_conv",
     "ours_without_onednn",
 )
 # The sides that time the inference form `export` writes (models/inference.py).
-INFERENCE_FORM_SIDES = ("ours_folded_bn", "ours_serving", "ours_serving_depthwise", "saved_model")
+INFERENCE_FORM_SIDES = (
+    "ours_folded_bn",
+    "ours_serving",
+    "ours_serving_depthwise",
+    "ours_serving_vector_conv",
+    "saved_model",
+)
 # What a side's process adds to the environment before TensorFlow starts.
 SIDE_ENVIRONMENT = {
     "ours_without_onednn": {"TF_ENABLE_ONEDNN_OPTS": "0"},
@@ -124,6 +133,7 @@ SIDE_ENVIRONMENT = {
     "ours_one_inter_op_thread": {"TF_NUM_INTEROP_THREADS": "1"},
     "ours_serving": {FROZEN_WEIGHTS_ENV: "1"},
     "ours_serving_depthwise": {FROZEN_WEIGHTS_ENV: "1"},
+    "ours_serving_vector_conv": {FROZEN_WEIGHTS_ENV: "1"},
     "saved_model": {FROZEN_WEIGHTS_ENV: "1"},
 }
 # The tcmalloc libraries a side may preload, as torch's launcher looks for them (Debian:
@@ -242,8 +252,11 @@ def _our_model(job: dict):
         if runtime.strip_depthwise_gradient and job["side"] != "ours_tf_depthwise_gradient":
             depthwise_gradient.use_strip_gradient(model)
     elif job["side"] in INFERENCE_FORM_SIDES:  # As `export` writes.
-        grouped = job["side"] != "ours_serving_depthwise"
-        model = inference.inference_form(model, grouped=grouped).model
+        model = inference.inference_form(
+            model,
+            grouped=job["side"] != "ours_serving_depthwise",
+            vectors=job["side"] != "ours_serving_vector_conv",
+        ).model
     # "auto" times the model as it will run, as `train` does.
     resolved = resolved.tuned(model, batch_size=job["batch_size"], training=training)
     counts = resolved.apply(model)

@@ -117,8 +117,10 @@ def export(
     export writes every swish layer out as x·σ(x), which TensorFlow fuses into the convolution
     before it (models/inference.py; export.json's `plain_swish_layers` counts the layers
     rewritten). A SavedModel also computes each float32 depthwise convolution as a grouped one,
-    which oneDNN runs faster and fuses the swish into (`grouped_depthwise_layers`); TFLite keeps
-    the depthwise op. The packed format keeps the layers as the builder makes them.
+    which oneDNN runs faster and fuses the swish into (`grouped_depthwise_layers`), and each
+    1×1 convolution on a pooled vector (squeeze-excite) as a matrix product
+    (`vector_product_layers`); TFLite keeps the convolution ops. The packed format keeps the
+    layers as the builder makes them.
 
     `precision_name` (saved_model only): the compute precision of the SavedModel's layers
     (`training/precision.py`; inputs, logits and probabilities stay float32, variables
@@ -152,14 +154,15 @@ def export(
     if sparsities:
         metadata["pruned_kernel_sparsity"] = sparsities
     if export_format != "packed":
-        # TFLite keeps its own depthwise kernel (and delegates that have no grouped one).
-        grouped = export_format == "saved_model"
-        form = inference.inference_form(model, fold_batch_norm, grouped=grouped)
+        # TFLite keeps the depthwise and 1×1 convolution ops every delegate has.
+        tensorflow = export_format == "saved_model"
+        form = inference.inference_form(model, fold_batch_norm, tensorflow, tensorflow)
         model = form.model
         if fold_batch_norm:
             metadata["batch_norm_folded"] = len(form.folded)
             metadata["batch_norm_unfolded"] = len(form.unfolded)
         metadata["plain_swish_layers"] = form.plain_swish
+        metadata["vector_product_layers"] = form.vector_products
     if export_format == "saved_model":
         metadata["precision"] = _serving_precision(model, resolved)
     if export_format != "packed":

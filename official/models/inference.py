@@ -1,6 +1,6 @@
 """The inference form of a trained model: what `export` writes and the benchmark times.
 
-Three rewrites, each computing the function the trained model computes, on fewer and faster ops:
+Four rewrites, each computing the function the trained model computes, on fewer and faster ops:
 
 * BN folded into the convolution or dense layer before it (`batch_norm.fold`).
 * Swish written out as x·σ(x) (`plain_swish`). Keras' silu is TensorFlow's `tf.nn.silu`, whose
@@ -8,17 +8,29 @@ Three rewrites, each computing the function the trained model computes, on fewer
   in IdentityN nodes. Those hide the pattern from Grappler's remapper, so each swish ran as an
   oneDNN element-wise op of its own (`_MklSwish`, 0.1-0.2 ms per call at batch 1 on a 2-core
   CPU). Written out, a swish after a convolution with its bias becomes that convolution's
-  post-op (`_FusedConv2D` with fused ops BiasAdd, _MklSwish): EfficientNet-B0 keeps 16 of 49
-  (the ones after depthwise convolutions, which oneDNN's fused depthwise kernel does not take).
+  post-op (`_FusedConv2D` with fused ops BiasAdd, _MklSwish): 33 of EfficientNet-B0's 49. The
+  16 after depthwise convolutions stay standalone (oneDNN's fused depthwise kernel takes no
+  swish) until the third rewrite.
   Inference only: the written-out form's gradient keeps σ(x) alive through the backward pass.
 * Float32 depthwise convolutions as grouped convolutions (`grouped_depthwise`): the same kernel
-  run by TensorFlow's Conv2D with one group per channel, which oneDNN runs faster than
-  TensorFlow's DepthwiseConv2dNative and which Grappler's remapper fuses bias and swish into,
-  so the 16 standalone swishes above go too. EfficientNet-B0's serving form took 14.6 against
-  16.1 ms at batch 1 and 155 against 149 images/s at batch 32 (README "Speed"). In bfloat16
-  the depthwise op was as fast or faster in the model (MobileNetV2 at batch 32: 509 against
-  472 images/s), so bfloat16 layers keep it. SavedModel only: the TFLite export keeps the
-  depthwise op, which every TFLite delegate has (`inference_form(grouped=False)`).
+  run by TensorFlow's Conv2D with one group per channel. Alone the two kernels take the same
+  time (batch 32, EfficientNet-B0's 12 depthwise shapes: 26.9 against 27.3 ms), but Grappler's
+  remapper fuses bias and swish into the grouped one, so the 16 standalone swishes above go,
+  and its bias post-op is cheaper than the depthwise op's (with bias and swish: 39.0 against
+  49.6 ms). EfficientNet-B0's serving form took 14.6-14.7 against 16.4-16.7 ms at batch 1
+  (README "Speed"). In bfloat16 the depthwise op was as fast or faster in the model
+  (MobileNetV2 at batch 32: 509 against 472 images/s), so bfloat16 layers keep it.
+* 1×1 convolutions on 1×1 maps (squeeze-excite's two products on the pooled vector) as matrix
+  products, and the swish after one as x / (1 + e^−x) (`vector_products`). On a vector
+  oneDNN's convolution and swish ops cost their per-call set-up (EfficientNet-B0's 32 SE
+  convolutions took 59 µs each at batch 1, 1.9 ms in all), where MatMul and Eigen's
+  element-wise ops take a few µs. At batch 1 the serving form of EfficientNet-B0 took 13.1-13.3
+  against 13.6-14.1 ms, MobileNetV3-Large's 8.2-8.3 against 9.0-9.2 ms (3 alternating
+  processes each).
+
+The last two rewrites are for TensorFlow's CPU kernels: the SavedModel has them, the TFLite
+export keeps the depthwise and 1×1 convolution ops that every TFLite delegate has
+(`inference_form(grouped=False, vectors=False)`).
 """
 
 from __future__ import annotations
@@ -62,16 +74,39 @@ class GroupedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
         return outputs if self.activation is None else self.activation(outputs)
 
 
+@keras.saving.register_keras_serializable(package="cnn_repro")
+def vector_swish(x):
+    """Swish as x / (1 + e^−x): the same function as `swish` in four element-wise ops, which
+    Grappler leaves as they are (x·σ(x) becomes one oneDNN swish op, slow on a vector)."""
+    return x / (1.0 + keras.ops.exp(-x))
+
+
+class VectorConv2D(keras.layers.Conv2D):
+    """A 1×1 Conv2D (stride 1, one group, channels last) on (N, 1, 1, C) inputs computed as the
+    matrix product (N, C) × (C, filters). Only `call` differs from Keras' layer."""
+
+    def call(self, inputs):
+        channels = inputs.shape[-1]
+        kernel = tf.reshape(self.kernel, (channels, self.filters))
+        outputs = tf.matmul(tf.reshape(inputs, (-1, channels)), kernel)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return tf.reshape(outputs, (-1, 1, 1, self.filters))
+
+
 @dataclasses.dataclass(frozen=True)
 class InferenceForm:
     """The rewritten model and what changed: BN folded and kept (names), swish layers written
-    out and depthwise layers made grouped convolutions (counts)."""
+    out, depthwise layers made grouped convolutions, and layers made vector products (counts)."""
 
     model: keras.Model
     folded: tuple[str, ...]
     unfolded: tuple[str, ...]
     plain_swish: int
     grouped_depthwise: int = 0
+    vector_products: int = 0
 
 
 def plain_swish(model: keras.Model) -> tuple[keras.Model, int]:
@@ -115,6 +150,56 @@ def grouped_depthwise(model: keras.Model) -> tuple[keras.Model, int]:
     return graph.rebuild(model, replace), len(replace)
 
 
+def _is_vector_conv(layer: keras.layers.Layer, input_shape) -> bool:
+    return (
+        type(layer) is keras.layers.Conv2D
+        and layer.data_format == "channels_last"
+        and tuple(layer.kernel_size) == (1, 1)
+        and tuple(layer.strides) == (1, 1)
+        and tuple(layer.dilation_rate) == (1, 1)
+        and layer.groups == 1
+        and tuple(input_shape[1:3]) == (1, 1)
+    )
+
+
+def vector_products(model: keras.Model) -> tuple[keras.Model, int]:
+    """(`model` rebuilt with every 1×1 Conv2D on 1×1 maps (exact type; every call of it) replaced
+    by a `VectorConv2D` with its config and a copy of its weights, and every `swish` Activation
+    fed only by one of those by a `vector_swish` one; how many layers). Every other layer is
+    shared with `model`."""
+    calls = list(graph.calls(model))
+    vector_calls: dict[int, bool] = {}
+    for call in calls:
+        shape = call.inputs[0].shape if call.inputs else ()
+        key = id(call.layer)
+        vector_calls[key] = vector_calls.get(key, True) and _is_vector_conv(call.layer, shape)
+    replace: dict[int, keras.layers.Layer | None] = {}
+    vector_outputs: set[int] = set()
+    for call in calls:
+        layer = call.layer
+        if vector_calls[id(layer)]:
+            vector_outputs.update(id(t) for t in call.outputs)
+            if id(layer) not in replace:
+                product = VectorConv2D.from_config(layer.get_config())
+                product.build(call.inputs[0].shape)
+                for target, source in zip(product.weights, layer.weights, strict=True):
+                    target.assign(source)
+                replace[id(layer)] = product
+    for call in calls:
+        layer = call.layer
+        if (
+            isinstance(layer, keras.layers.Activation)
+            and layer.activation is swish
+            and all(id(t) in vector_outputs for t in call.inputs)
+        ):
+            replace[id(layer)] = keras.layers.Activation(
+                vector_swish, name=layer.name, dtype=layer.dtype_policy
+            )
+    if not replace:
+        return model, 0
+    return graph.rebuild(model, replace), len(replace)
+
+
 def grouped_count(model: keras.Model) -> int:
     """How many of `model`'s layers run as grouped convolutions, with their dtypes as they are."""
     return sum(
@@ -124,18 +209,24 @@ def grouped_count(model: keras.Model) -> int:
 
 
 def inference_form(
-    model: keras.Model, fold_batch_norm: bool = True, grouped: bool = True
+    model: keras.Model,
+    fold_batch_norm: bool = True,
+    grouped: bool = True,
+    vectors: bool = True,
 ) -> InferenceForm:
     """`model` as inference runs it fastest: BN folded (unless `fold_batch_norm` is False),
-    swish written out, depthwise convolutions grouped (unless `grouped` is False: TFLite).
-    Outputs equal the model's in inference within float rounding."""
+    swish written out, depthwise convolutions grouped (unless `grouped` is False) and 1×1
+    convolutions on 1×1 maps made matrix products (unless `vectors` is False). TFLite turns
+    the last two off. Outputs equal the model's in inference within float rounding."""
     folded = batch_norm.fold(model) if fold_batch_norm else None
     rewritten, swish_count = plain_swish(folded.model if folded else model)
     rewritten, grouped_count = grouped_depthwise(rewritten) if grouped else (rewritten, 0)
+    rewritten, vector_count = vector_products(rewritten) if vectors else (rewritten, 0)
     return InferenceForm(
         model=rewritten,
         folded=folded.folded if folded else (),
         unfolded=folded.unfolded if folded else (),
         plain_swish=swish_count,
         grouped_depthwise=grouped_count,
+        vector_products=vector_count,
     )

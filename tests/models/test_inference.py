@@ -63,14 +63,18 @@ def test_inference_form_outputs_names_and_sharing():
     silu = _silu_layers(model)
     assert len(silu) == 49  # stem, 16 blocks × (expand or depthwise, SE reduction), head
     form = inference.inference_form(model)
-    assert (form.plain_swish, form.grouped_depthwise) == (49, 16)
+    # 16 squeeze-excite blocks: two products each and the swish between them.
+    assert (form.plain_swish, form.grouped_depthwise, form.vector_products) == (49, 16, 48)
     assert (len(form.folded), len(form.unfolded)) == (49, 0)
     assert _silu_layers(form.model) == []
     layers = {layer.name: layer for layer in form.model.layers}
     for name in silu:
-        assert layers[name].activation is inference.swish
-    # Layers neither folded nor written out are the model's own (same variables).
-    assert layers["block2a_se_reduce"] is model.get_layer("block2a_se_reduce")
+        vector = name.endswith("_se_relu")
+        assert layers[name].activation is (inference.vector_swish if vector else inference.swish)
+    for name in ("block2a_se_reduce", "block2a_se_expand"):
+        assert type(layers[name]) is inference.VectorConv2D
+    # Layers neither folded nor rewritten are the model's own (same variables).
+    assert layers["block2a_se_excite"] is model.get_layer("block2a_se_excite")
     x = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype("float32")
     expected = model(x, training=False).numpy()
     tolerance = {"rtol": 1e-4, "atol": 1e-4 * np.abs(expected).max()}
@@ -80,6 +84,7 @@ def test_inference_form_outputs_names_and_sharing():
     np.testing.assert_allclose(traced(x).numpy(), expected, **tolerance)
     unfolded = inference.inference_form(model, fold_batch_norm=False)
     assert (unfolded.folded, unfolded.plain_swish, unfolded.grouped_depthwise) == ((), 49, 16)
+    assert unfolded.vector_products == 48
     np.testing.assert_allclose(unfolded.model(x, training=False).numpy(), expected, rtol=1e-5)
     # The unfolded form's depthwise layers are new objects: the model's own stay as they were.
     assert type(model.get_layer("block2a_dw_conv")) is keras.layers.DepthwiseConv2D
@@ -88,7 +93,10 @@ def test_inference_form_outputs_names_and_sharing():
 def test_swish_fuses_into_the_convolution_before_it():
     model = _tiny_efficientnet()
     before = optimized_op_counts(batch_norm.fold(model).model, 64)
-    depthwise = optimized_op_counts(inference.inference_form(model, grouped=False).model, 64)
+    depthwise = optimized_op_counts(
+        inference.inference_form(model, grouped=False, vectors=False).model, 64
+    )
+    grouped = optimized_op_counts(inference.inference_form(model, vectors=False).model, 64)
     after = optimized_op_counts(inference.inference_form(model).model, 64)
     # keras' silu (tf.nn.silu, custom gradient) stays a standalone op after every convolution.
     assert before["_MklSwish"] == 49
@@ -99,10 +107,16 @@ def test_swish_fuses_into_the_convolution_before_it():
     assert depthwise["_FusedConv2D[BiasAdd,_MklSwish]"] == 33
     assert depthwise["_MklSwish"] == 16
     assert depthwise["_FusedDepthwiseConv2dNative[BiasAdd]"] == 16
-    # ...and a post-op of all 49 once those are grouped convolutions.
-    assert after["_FusedConv2D[BiasAdd,_MklSwish]"] == 49
-    assert after["_MklSwish"] == 0
-    assert not [op for op in after if "Depthwise" in op]
+    # ...and a post-op of all 49 once those are grouped convolutions...
+    assert grouped["_FusedConv2D[BiasAdd,_MklSwish]"] == 49
+    assert grouped["_MklSwish"] == 0
+    assert not [op for op in grouped if "Depthwise" in op]
+    # ...until the squeeze-excite products on pooled vectors become matrix products (32, and
+    # the classifier), with their swish as four element-wise ops (exp(−x) one composed op).
+    assert after["_FusedConv2D[BiasAdd,_MklSwish]"] == 33
+    assert after["_FusedMatMul[BiasAdd]"] == 32 + 1
+    assert (after["_UnaryOpsComposition"], after["AddV2"], after["RealDiv"]) == (16, 16, 16)
+    assert after["_MklSwish"] == 0 and not [op for op in after if "Depthwise" in op]
 
 
 @pytest.mark.parametrize(
@@ -150,20 +164,64 @@ def test_grouped_depthwise_computes_the_depthwise_layer(options, policy):
     assert inference.grouped_count(grouped) == grouped_ops
 
 
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_vector_products_compute_the_convolutions_and_swish(policy):
+    keras.utils.set_random_seed(6)
+    pooled, plane = keras.Input((1, 1, 6)), keras.Input((3, 3, 6))
+    options = {"bias_initializer": "random_normal", "dtype": policy}
+    reduce = keras.layers.Conv2D(4, 1, **options)
+    swish = keras.layers.Activation(inference.swish, dtype=policy)
+    expand = keras.layers.Conv2D(6, 1, activation="sigmoid", **options)
+    shared = keras.layers.Conv2D(6, 1, **options)  # Called on a plane too: stays.
+    on_plane = keras.layers.Conv2D(5, 1, **options)
+    plane_swish = keras.layers.Activation(inference.swish, dtype=policy)
+    vector = expand(swish(reduce(pooled)))
+    outputs = [vector, shared(vector), shared(plane), plane_swish(on_plane(plane))]
+    model = keras.Model([pooled, plane], outputs)
+    rewritten, count = inference.vector_products(model)
+    assert count == 3
+    assert [type(rewritten.get_layer(layer.name)) for layer in (reduce, expand)] == [
+        inference.VectorConv2D
+    ] * 2
+    assert rewritten.get_layer(swish.name).activation is inference.vector_swish
+    for layer in (shared, on_plane, plane_swish):
+        assert rewritten.get_layer(layer.name) is layer
+    rng = np.random.default_rng(3)
+    x = [rng.normal(size=(2, 1, 1, 6)) * 8, rng.normal(size=(2, 3, 3, 6))]
+    x = [v.astype("float32") for v in x]
+    traced = tf.function(lambda a, b: rewritten([a, b], training=False))
+    tolerance = 1e-6 if policy == "float32" else 1e-2
+    for got, expected in zip(traced(*x), model(x, training=False), strict=True):
+        expected = expected.numpy()
+        np.testing.assert_allclose(got.numpy(), expected, rtol=tolerance, atol=tolerance)
+    ops = op_types(traced.get_concrete_function(*[tf.TensorSpec(v.shape) for v in x]).graph)
+    assert (ops.count("MatMul"), ops.count("Conv2D")) == (2, 3)  # `shared` twice, `on_plane`
+
+
+def test_vector_swish_is_swish_at_the_extremes():
+    x = np.array([-1e4, -100.0, -20.0, -1.0, 0.0, 1e-3, 3.0, 100.0, 1e4], np.float32)
+    with np.errstate(over="ignore"):  # e^10000 is inf in float64 too: x / inf = −0.
+        expected = x / (1 + np.exp(-x.astype(np.float64)))
+    for dtype in ("float32", "bfloat16"):
+        got = inference.vector_swish(tf.constant(x, dtype)).numpy().astype(np.float64)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, expected, rtol=2**-7, atol=1e-30)
+
+
 def test_mobilenet_v2_depthwise_layers_become_grouped():
     keras.utils.set_random_seed(0)
-    model = registry.get("mobilenet_v2").build(num_classes=10, image_size=32, width_multiplier=0.35)
+    model = registry.get("mobilenet_v2").build(num_classes=10, image_size=64, width_multiplier=0.35)
     randomize(model)
     form = inference.inference_form(model)
-    assert (form.plain_swish, form.grouped_depthwise) == (0, 17)
-    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert (form.plain_swish, form.grouped_depthwise, form.vector_products) == (0, 17, 0)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     expected = model(x, training=False).numpy()
     np.testing.assert_allclose(
         form.model(x, training=False).numpy(), expected, atol=1e-4 * np.abs(expected).max()
     )
-    counts = optimized_op_counts(form.model, 32)
+    counts = optimized_op_counts(form.model, 64)
     assert not [op for op in counts if "Depthwise" in op]
-    assert counts["_FusedConv2D[BiasAdd,Relu6]"] == 35  # stem, 17 depthwise, 17 expansions
+    assert counts["_FusedConv2D[BiasAdd,Relu6]"] == 35  # stem, 17 depthwise, 16 expansions, head
 
 
 def test_models_without_swish_and_bfloat16_policy():

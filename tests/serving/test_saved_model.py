@@ -392,9 +392,7 @@ def depthwise_run(tmp_path_factory):
     return model_dir
 
 
-def test_saved_model_runs_depthwise_layers_as_grouped_convolutions_and_tflite_does_not(
-    depthwise_run, tmp_path
-):
+def test_saved_model_runs_tensorflow_kernel_rewrites_and_tflite_does_not(depthwise_run, tmp_path):
     from official.serving import tflite
 
     model = runs.load_trained_model(str(depthwise_run)).model
@@ -403,19 +401,23 @@ def test_saved_model_runs_depthwise_layers_as_grouped_convolutions_and_tflite_do
     tolerance = {"atol": 1e-4 * np.abs(expected).max()}
     saved = export_lib.export(str(depthwise_run), str(tmp_path / "saved"))
     metadata = json.loads(pathlib.Path(saved, "assets.extra", "export.json").read_text())
-    assert metadata["grouped_depthwise_layers"] == 17
+    # At 32 px the last stage's maps are 1×1: its 1×1 convolutions are matrix products (block
+    # 13's projection, the expansions and projections of blocks 14-16, the head).
+    assert (metadata["grouped_depthwise_layers"], metadata["vector_product_layers"]) == (17, 8)
     library = tf.saved_model.load(saved).signatures["predict_images"].graph.as_graph_def().library
     ops = [[node.op for node in function.node_def] for function in library.function]
     assert not [f for f in ops if "DepthwiseConv2dNative" in f]
-    # Each traced copy of the model (the batch-1 branch and the other): stem, 17
-    # depthwise, 16 expansion and 17 projection convolutions, head.
-    assert {f.count("Conv2D") for f in ops} - {0} == {1 + 17 + 16 + 17 + 1}
+    # Each traced copy of the model (the batch-1 branch and the other): stem, 17 depthwise,
+    # 16 expansion and 17 projection convolutions and the head, 8 of them matrix products;
+    # and the classifier.
+    counts = {(f.count("Conv2D"), f.count("MatMul")) for f in ops} - {(0, 0)}
+    assert counts == {(1 + 17 + 16 + 17 + 1 - 8, 8 + 1)}
     logits = tf.saved_model.load(saved).signatures["predict_images"](images=tf.constant(images))
     np.testing.assert_allclose(logits["logits"].numpy(), expected, **tolerance)
 
     path = export_lib.export(str(depthwise_run), str(tmp_path / "lite"), export_format="tflite")
     metadata = json.loads(pathlib.Path(path).with_name("export.json").read_text())
-    assert metadata["grouped_depthwise_layers"] == 0
+    assert (metadata["grouped_depthwise_layers"], metadata["vector_product_layers"]) == (0, 0)
     classifier = tflite.TFLiteClassifier(path)
     kinds = {op["op_name"] for op in classifier.interpreter._get_ops_details()}
     assert "DEPTHWISE_CONV_2D" in kinds
