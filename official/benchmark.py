@@ -22,8 +22,9 @@ not a switch of ours), the inference form `export` writes
 `models/inference.py`) against the plain model (`ours_folded_bn`), that form with oneDNN's weight
 cache as a serving process has it (`ours_serving`, `official.assume_frozen_weights`), the same
 with TensorFlow's depthwise op instead of the grouped convolution the form uses for it
-(`ours_serving_depthwise`) or with convolutions instead of matrix products on pooled vectors
-(`ours_serving_vector_conv`), and TensorFlow's default kernels without oneDNN
+(`ours_serving_depthwise`), with convolutions instead of matrix products on pooled vectors
+(`ours_serving_vector_conv`) or with Keras' input normalization
+(`ours_serving_keras_normalization`), and TensorFlow's default kernels without oneDNN
 (`ours_without_onednn`).
 
 Every side runs in its own process per round, the sides alternating (ours, keras, timm, ours,
@@ -91,6 +92,7 @@ INFER_SIDES = (
     "ours_serving",
     "ours_serving_depthwise",
     "ours_serving_vector_conv",
+    "ours_serving_keras_normalization",
     "ours_without_onednn",
     "saved_model",
     "keras",
@@ -115,6 +117,7 @@ OUR_SIDES = (
     "ours_serving",
     "ours_serving_depthwise",
     "ours_serving_vector_conv",
+    "ours_serving_keras_normalization",
     "ours_without_onednn",
 )
 # The sides that time the inference form `export` writes (models/inference.py).
@@ -123,8 +126,16 @@ INFERENCE_FORM_SIDES = (
     "ours_serving",
     "ours_serving_depthwise",
     "ours_serving_vector_conv",
+    "ours_serving_keras_normalization",
     "saved_model",
 )
+# The serving sides that time the inference form without one of its rewrites for TensorFlow's
+# kernels (models/inference.py TENSORFLOW_REWRITES).
+SERVING_SKIPS = {
+    "ours_serving_depthwise": ("grouped_depthwise",),
+    "ours_serving_vector_conv": ("vector_products",),
+    "ours_serving_keras_normalization": ("scaled_input",),
+}
 # What a side's process adds to the environment before TensorFlow starts.
 SIDE_ENVIRONMENT = {
     "ours_without_onednn": {"TF_ENABLE_ONEDNN_OPTS": "0"},
@@ -134,6 +145,7 @@ SIDE_ENVIRONMENT = {
     "ours_serving": {FROZEN_WEIGHTS_ENV: "1"},
     "ours_serving_depthwise": {FROZEN_WEIGHTS_ENV: "1"},
     "ours_serving_vector_conv": {FROZEN_WEIGHTS_ENV: "1"},
+    "ours_serving_keras_normalization": {FROZEN_WEIGHTS_ENV: "1"},
     "saved_model": {FROZEN_WEIGHTS_ENV: "1"},
 }
 # The tcmalloc libraries a side may preload, as torch's launcher looks for them (Debian:
@@ -252,11 +264,8 @@ def _our_model(job: dict):
         if runtime.strip_depthwise_gradient and job["side"] != "ours_tf_depthwise_gradient":
             depthwise_gradient.use_strip_gradient(model)
     elif job["side"] in INFERENCE_FORM_SIDES:  # As `export` writes.
-        model = inference.inference_form(
-            model,
-            grouped=job["side"] != "ours_serving_depthwise",
-            vectors=job["side"] != "ours_serving_vector_conv",
-        ).model
+        skip = SERVING_SKIPS.get(job["side"], ())
+        model = inference.inference_form(model, skip=skip).model
     # "auto" times the model as it will run, as `train` does.
     resolved = resolved.tuned(model, batch_size=job["batch_size"], training=training)
     counts = resolved.apply(model)

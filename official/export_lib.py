@@ -119,7 +119,8 @@ def export(
     rewritten). A SavedModel also computes each float32 depthwise convolution as a grouped one,
     which oneDNN runs faster and fuses the swish into (`grouped_depthwise_layers`), and each
     1×1 convolution on a pooled vector (squeeze-excite) as a matrix product
-    (`vector_product_layers`); TFLite keeps the convolution ops. The packed format keeps the
+    (`vector_product_layers`), and the input normalization as one scale-and-offset kernel
+    (`scaled_input_layers`); TFLite keeps the original ops. The packed format keeps the
     layers as the builder makes them.
 
     `precision_name` (saved_model only): the compute precision of the SavedModel's layers
@@ -154,15 +155,16 @@ def export(
     if sparsities:
         metadata["pruned_kernel_sparsity"] = sparsities
     if export_format != "packed":
-        # TFLite keeps the depthwise and 1×1 convolution ops every delegate has.
-        tensorflow = export_format == "saved_model"
-        form = inference.inference_form(model, fold_batch_norm, tensorflow, tensorflow)
+        # TFLite keeps the ops every delegate has.
+        skip = () if export_format == "saved_model" else tuple(inference.TENSORFLOW_REWRITES)
+        form = inference.inference_form(model, fold_batch_norm, skip)
         model = form.model
         if fold_batch_norm:
             metadata["batch_norm_folded"] = len(form.folded)
             metadata["batch_norm_unfolded"] = len(form.unfolded)
         metadata["plain_swish_layers"] = form.plain_swish
         metadata["vector_product_layers"] = form.vector_products
+        metadata["scaled_input_layers"] = form.scaled_input
     if export_format == "saved_model":
         metadata["precision"] = _serving_precision(model, resolved)
     if export_format != "packed":

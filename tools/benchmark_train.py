@@ -23,10 +23,10 @@ keras.applications trained by `fit` and by `train_on_batch`, and with --torch_py
 tcmalloc, with it preloaded as PyTorch's CPU launcher does (timm_tcmalloc). Inference sides:
 ours (a Keras call under tf.function), ours_folded_bn (the inference form export writes: BN
 folded into the convolutions, swish written out, depthwise convolutions grouped, products on
-pooled vectors as MatMul), ours_serving
-(that form, with oneDNN's weight cache as official.predict runs it), ours_serving_depthwise (the
-same with TensorFlow's depthwise op), ours_serving_vector_conv (with 1×1 convolutions on pooled
-vectors), ours_without_onednn, our exported SavedModel in a serving
+pooled vectors as MatMul, the input normalization as one kernel), ours_serving (that form, with
+oneDNN's weight cache as official.predict runs it), ours_serving_depthwise,
+ours_serving_vector_conv and ours_serving_keras_normalization (the same without one of the last
+three rewrites), ours_without_onednn, our exported SavedModel in a serving
 process (tensors in; and JPEG bytes in, preprocessing included), keras.applications, timm and
 timm_tcmalloc. Each side runs in its own process per round, the sides alternating. Prints one
 JSON line per model and a Markdown table: images/s, step time, peak RSS, GFLOP/s against the

@@ -65,6 +65,7 @@ def test_inference_form_outputs_names_and_sharing():
     form = inference.inference_form(model)
     # 16 squeeze-excite blocks: two products each and the swish between them.
     assert (form.plain_swish, form.grouped_depthwise, form.vector_products) == (49, 16, 48)
+    assert form.scaled_input == 1
     assert (len(form.folded), len(form.unfolded)) == (49, 0)
     assert _silu_layers(form.model) == []
     layers = {layer.name: layer for layer in form.model.layers}
@@ -94,9 +95,11 @@ def test_swish_fuses_into_the_convolution_before_it():
     model = _tiny_efficientnet()
     before = optimized_op_counts(batch_norm.fold(model).model, 64)
     depthwise = optimized_op_counts(
-        inference.inference_form(model, grouped=False, vectors=False).model, 64
+        inference.inference_form(model, skip=("grouped_depthwise", "vector_products")).model, 64
     )
-    grouped = optimized_op_counts(inference.inference_form(model, vectors=False).model, 64)
+    grouped = optimized_op_counts(
+        inference.inference_form(model, skip=("vector_products",)).model, 64
+    )
     after = optimized_op_counts(inference.inference_form(model).model, 64)
     # keras' silu (tf.nn.silu, custom gradient) stays a standalone op after every convolution.
     assert before["_MklSwish"] == 49
@@ -106,17 +109,23 @@ def test_swish_fuses_into_the_convolution_before_it():
     # takes the bias only...
     assert depthwise["_FusedConv2D[BiasAdd,_MklSwish]"] == 33
     assert depthwise["_MklSwish"] == 16
-    assert depthwise["_FusedDepthwiseConv2dNative[BiasAdd]"] == 16
+    assert depthwise["_FusedDepthwiseConv2dNative[BiasAdd]"] == 16 + 1  # and the input scale
     # ...and a post-op of all 49 once those are grouped convolutions...
     assert grouped["_FusedConv2D[BiasAdd,_MklSwish]"] == 49
     assert grouped["_MklSwish"] == 0
-    assert not [op for op in grouped if "Depthwise" in op]
+    assert _depthwise_ops(grouped) == {"_FusedDepthwiseConv2dNative[BiasAdd]": 1}  # input
     # ...until the squeeze-excite products on pooled vectors become matrix products (32, and
     # the classifier), with their swish as four element-wise ops (exp(−x) one composed op).
     assert after["_FusedConv2D[BiasAdd,_MklSwish]"] == 33
     assert after["_FusedMatMul[BiasAdd]"] == 32 + 1
     assert (after["_UnaryOpsComposition"], after["AddV2"], after["RealDiv"]) == (16, 16, 16)
-    assert after["_MklSwish"] == 0 and not [op for op in after if "Depthwise" in op]
+    assert after["_MklSwish"] == 0
+    assert _depthwise_ops(after) == {"_FusedDepthwiseConv2dNative[BiasAdd]": 1}
+    assert (after["Sub"], before["Sub"]) == (0, 1)  # the input normalization's
+
+
+def _depthwise_ops(counts: collections.Counter) -> dict[str, int]:
+    return {op: count for op, count in counts.items() if "Depthwise" in op}
 
 
 @pytest.mark.parametrize(
@@ -198,6 +207,39 @@ def test_vector_products_compute_the_convolutions_and_swish(policy):
     assert (ops.count("MatMul"), ops.count("Conv2D")) == (2, 3)  # `shared` twice, `on_plane`
 
 
+def test_scaled_input_computes_the_normalization():
+    mean, variance = [123.7, 116.3, 103.5], [58.4**2, 57.1**2, 0.0]  # ε guards the zero.
+    inputs = keras.Input((5, 6, 3))
+    normalization = keras.layers.Normalization(mean=mean, variance=variance, dtype="float32")
+    inverted = keras.layers.Normalization(mean=mean, variance=variance, invert=True)
+    flat = keras.layers.Normalization(mean=[1.0, 2.0], variance=[4.0, 9.0])
+    x = normalization(inputs)
+    outputs = [keras.layers.Conv2D(2, 3, dtype="mixed_bfloat16")(x), inverted(x)]
+    vector = keras.Input((2,))
+    model = keras.Model([inputs, vector], [*outputs, flat(vector)])
+    rewritten, count = inference.scaled_input(model)
+    assert count == 1
+    layer = rewritten.get_layer(normalization.name)
+    assert type(layer) is inference.ChannelScale and layer.compute_dtype == "float32"
+    assert rewritten.get_layer(inverted.name) is inverted
+    assert rewritten.get_layer(flat.name) is flat
+    rng = np.random.default_rng(7)
+    images = rng.uniform(0, 255, (2, 5, 6, 3)).astype("float32")
+    vectors = rng.normal(size=(2, 2)).astype("float32")
+    np.testing.assert_allclose(
+        layer(images).numpy(), normalization(images).numpy(), rtol=1e-6, atol=1e-6
+    )
+    traced = tf.function(lambda a, b: rewritten([a, b], training=False))
+    for got, expected in zip(traced(images, vectors), model([images, vectors]), strict=True):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-2, atol=1e-2)
+    specs = (tf.TensorSpec(images.shape), tf.TensorSpec(vectors.shape))
+    ops = op_types(traced.get_concrete_function(*specs).graph)
+    assert ops.count("DepthwiseConv2dNative") == 1
+    assert (ops.count("RealDiv"), ops.count("Sub")) == (1, 1)  # `flat`'s only
+    with pytest.raises(ValueError, match="unknown rewrites"):
+        inference.inference_form(model, skip=("scaled_inputs",))
+
+
 def test_vector_swish_is_swish_at_the_extremes():
     x = np.array([-1e4, -100.0, -20.0, -1.0, 0.0, 1e-3, 3.0, 100.0, 1e4], np.float32)
     with np.errstate(over="ignore"):  # e^10000 is inf in float64 too: x / inf = −0.
@@ -220,7 +262,8 @@ def test_mobilenet_v2_depthwise_layers_become_grouped():
         form.model(x, training=False).numpy(), expected, atol=1e-4 * np.abs(expected).max()
     )
     counts = optimized_op_counts(form.model, 64)
-    assert not [op for op in counts if "Depthwise" in op]
+    # The only depthwise op left is the input normalization's (1×1, scaled_input).
+    assert _depthwise_ops(counts) == {"_FusedDepthwiseConv2dNative[BiasAdd]": 1}
     assert counts["_FusedConv2D[BiasAdd,Relu6]"] == 35  # stem, 17 depthwise, 16 expansions, head
 
 

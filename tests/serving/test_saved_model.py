@@ -251,10 +251,10 @@ def test_single_images_run_on_kernels_of_their_own(version_dir, trained_run):
         type(layer).__name__ in ("Conv2D", "DepthwiseConv2D") for layer in model.layers
     )
     assert convolutions > 0
-    assert (
-        _ops(str(version_dir), "Conv2D") + _ops(str(version_dir), "DepthwiseConv2dNative")
-        == 2 * convolutions
-    )
+    # And the input normalization, a 1×1 depthwise convolution in the export (scaled_input).
+    assert _ops(str(version_dir), "Conv2D") + _ops(
+        str(version_dir), "DepthwiseConv2dNative"
+    ) == 2 * (convolutions + 1)
     images = np.stack([digit_pixels(d, size=(32, 32)) for d in range(3)]).astype(np.float32)
     exported = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
     batch = exported(images=tf.constant(images))["logits"].numpy()
@@ -404,9 +404,11 @@ def test_saved_model_runs_tensorflow_kernel_rewrites_and_tflite_does_not(depthwi
     # At 32 px the last stage's maps are 1×1: its 1×1 convolutions are matrix products (block
     # 13's projection, the expansions and projections of blocks 14-16, the head).
     assert (metadata["grouped_depthwise_layers"], metadata["vector_product_layers"]) == (17, 8)
+    assert metadata["scaled_input_layers"] == 1
     library = tf.saved_model.load(saved).signatures["predict_images"].graph.as_graph_def().library
     ops = [[node.op for node in function.node_def] for function in library.function]
-    assert not [f for f in ops if "DepthwiseConv2dNative" in f]
+    # No depthwise op left but the input normalization's 1×1 one.
+    assert {f.count("DepthwiseConv2dNative") for f in ops if "Conv2D" in f} == {1}
     # Each traced copy of the model (the batch-1 branch and the other): stem, 17 depthwise,
     # 16 expansion and 17 projection convolutions and the head, 8 of them matrix products;
     # and the classifier.
@@ -418,6 +420,7 @@ def test_saved_model_runs_tensorflow_kernel_rewrites_and_tflite_does_not(depthwi
     path = export_lib.export(str(depthwise_run), str(tmp_path / "lite"), export_format="tflite")
     metadata = json.loads(pathlib.Path(path).with_name("export.json").read_text())
     assert (metadata["grouped_depthwise_layers"], metadata["vector_product_layers"]) == (0, 0)
+    assert metadata["scaled_input_layers"] == 0
     classifier = tflite.TFLiteClassifier(path)
     kinds = {op["op_name"] for op in classifier.interpreter._get_ops_details()}
     assert "DEPTHWISE_CONV_2D" in kinds
