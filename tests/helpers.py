@@ -267,3 +267,21 @@ def training_pass(model, images, labels, restore: bool = False):
     for variable, value in zip(model.variables if restore else [], initial, strict=True):
         variable.assign(value)
     return logits.numpy(), [g.numpy() for g in gradients], ops
+
+
+def synthetic_config(model: str, *, num_classes: int, examples: int, image_size: int, epochs: int):
+    """A training Config for a short run of `model` on the synthetic source: `examples` images
+    of `image_size` px per epoch in batches of 16, on one device, no summary images."""
+    from official import config as config_lib
+
+    config = config_lib.Config()
+    config.model.name = model
+    config.model.num_classes = num_classes
+    config.data.source = "synthetic"
+    config.data.synthetic_examples = examples
+    config.data.image_size = image_size
+    config.train.batch_size = 16
+    config.train.epochs = epochs
+    config.runtime.distribution_strategy = "one_device"
+    config.runtime.summary_images = 0
+    return config

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
-from helpers import randomize
+from helpers import randomize, synthetic_config
 
-from official import config as config_lib
 from official import export_lib, runs, train_lib
 from official.models import binary, registry
 from official.serving import packed, saved_model
@@ -22,20 +21,11 @@ def binary_run(tmp_path_factory):
     """2 epochs (8 steps) of tiny_xnor_cnn on synthetic 16 px images, Adam (the XNOR-Net and
     Bi-Real recipes' optimizer), bfloat16 compute; checkpoints after each epoch."""
     model_dir = tmp_path_factory.mktemp("binary") / "run"
-    config = config_lib.Config()
-    config.model.name = tiny.BINARY_NAME
-    config.model.num_classes = 4
-    config.data.source = "synthetic"
-    config.data.synthetic_examples = 64
-    config.data.image_size = 16
-    config.train.batch_size = 16
-    config.train.epochs = 2
+    config = synthetic_config(tiny.BINARY_NAME, num_classes=4, examples=64, image_size=16, epochs=2)
     config.train.optimizer = "adam"
     config.train.base_learning_rate = 0.01
     config.train.weight_decay = 0.0
-    config.runtime.distribution_strategy = "one_device"
     config.runtime.precision = "mixed_bfloat16"
-    config.runtime.summary_images = 0
     previous = keras.config.dtype_policy()
     try:
         metrics = train_lib.run(config, str(model_dir))

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import bomb_png, digit_pixels, encode
+from helpers import bomb_png, digit_pixels, encode, synthetic_config
 
 from official import evaluate_lib, export_lib, runs
 from official.models import batch_norm, inference
@@ -372,22 +372,12 @@ def test_a_damaged_export_is_one_line(version_dir, tmp_path, damage):
 @pytest.fixture(scope="module")
 def depthwise_run(tmp_path_factory):
     """A MobileNetV2 × 0.35 run of two steps on synthetic 32-px images: depthwise layers."""
-    from official import config as config_lib
     from official import train_lib
 
     model_dir = tmp_path_factory.mktemp("depthwise_run")
-    config = config_lib.Config()
-    config.model.name = "mobilenet_v2"
-    config.model.num_classes = 4
+    config = synthetic_config("mobilenet_v2", num_classes=4, examples=32, image_size=32, epochs=1)
     config.model.width_multiplier = 0.35
-    config.data.source = "synthetic"
-    config.data.synthetic_examples = 32
-    config.data.image_size = 32
-    config.train.batch_size = 16
-    config.train.epochs = 1
-    config.runtime.distribution_strategy = "one_device"
     config.runtime.eval_every_epochs = 0
-    config.runtime.summary_images = 0
     train_lib.run(config, str(model_dir))
     return model_dir
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
+from helpers import synthetic_config
 
 from official import config as config_lib
 from official import export_lib, runs, train_lib
@@ -274,20 +275,12 @@ def test_config_validates_and_derives_the_pruning_steps():
 @pytest.fixture(scope="module")
 def pruned_run(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("pruned_run")
-    config = config_lib.Config()
-    config.model.name = tiny.NAME
-    config.model.num_classes = 4
-    config.data.source = "synthetic"
-    config.data.synthetic_examples = 64
-    config.data.image_size = 16
-    config.train.batch_size = 16  # 4 steps per epoch
-    config.train.epochs = 2
+    # 4 steps per epoch.
+    config = synthetic_config(tiny.NAME, num_classes=4, examples=64, image_size=16, epochs=2)
     config.train.base_learning_rate = 0.4
     config.train.ema_decay = 0.9
-    config.runtime.distribution_strategy = "one_device"
     config.runtime.log_every_steps = 4
     config.runtime.eval_every_epochs = 0
-    config.runtime.summary_images = 0
     config.prune.target_sparsity = 0.75
     config.prune.end_epochs = 1.5
     config.prune.frequency_steps = 2
