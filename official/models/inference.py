@@ -136,6 +136,24 @@ def plain_swish(model: keras.Model) -> tuple[keras.Model, int]:
     return graph.rebuild(model, replace), len(replace)
 
 
+def _every_call(calls: list[graph.Call], accepts) -> set[int]:
+    """ids of the layers whose every call in `calls` `accepts(call)`."""
+    verdicts: dict[int, bool] = {}
+    for call in calls:
+        verdicts[id(call.layer)] = verdicts.get(id(call.layer), True) and accepts(call)
+    return {key for key, accepted in verdicts.items() if accepted}
+
+
+def _retyped(call: graph.Call, layer_class: type) -> keras.layers.Layer:
+    """A new `layer_class` layer with the config of the call's layer, built for its input and
+    holding a copy of its weights."""
+    layer = layer_class.from_config(call.layer.get_config())
+    layer.build(call.inputs[0].shape)
+    for target, source in zip(layer.weights, call.layer.weights, strict=True):
+        target.assign(source)
+    return layer
+
+
 def grouped_depthwise(model: keras.Model) -> tuple[keras.Model, int]:
     """(`model` rebuilt with every channels-last, undilated DepthwiseConv2D (exact type)
     replaced by a `GroupedDepthwiseConv2D` with its config and a copy of its weights, how
@@ -149,17 +167,14 @@ def grouped_depthwise(model: keras.Model) -> tuple[keras.Model, int]:
             and tuple(layer.dilation_rate) == (1, 1)
             and id(layer) not in replace
         ):
-            grouped = GroupedDepthwiseConv2D.from_config(layer.get_config())
-            grouped.build(call.inputs[0].shape)
-            for target, source in zip(grouped.weights, layer.weights, strict=True):
-                target.assign(source)
-            replace[id(layer)] = grouped
+            replace[id(layer)] = _retyped(call, GroupedDepthwiseConv2D)
     if not replace:
         return model, 0
     return graph.rebuild(model, replace), len(replace)
 
 
-def _is_vector_conv(layer: keras.layers.Layer, input_shape) -> bool:
+def _is_vector_conv(call: graph.Call) -> bool:
+    layer = call.layer
     return (
         type(layer) is keras.layers.Conv2D
         and layer.data_format == "channels_last"
@@ -167,7 +182,7 @@ def _is_vector_conv(layer: keras.layers.Layer, input_shape) -> bool:
         and tuple(layer.strides) == (1, 1)
         and tuple(layer.dilation_rate) == (1, 1)
         and layer.groups == 1
-        and tuple(input_shape[1:3]) == (1, 1)
+        and tuple(call.inputs[0].shape[1:3]) == (1, 1)
     )
 
 
@@ -177,23 +192,14 @@ def vector_products(model: keras.Model) -> tuple[keras.Model, int]:
     fed only by one of those by a `vector_swish` one; how many layers). Every other layer is
     shared with `model`."""
     calls = list(graph.calls(model))
-    vector_calls: dict[int, bool] = {}
-    for call in calls:
-        shape = call.inputs[0].shape if call.inputs else ()
-        key = id(call.layer)
-        vector_calls[key] = vector_calls.get(key, True) and _is_vector_conv(call.layer, shape)
+    vector_convs = _every_call(calls, _is_vector_conv)
     replace: dict[int, keras.layers.Layer | None] = {}
     vector_outputs: set[int] = set()
     for call in calls:
-        layer = call.layer
-        if vector_calls[id(layer)]:
+        if id(call.layer) in vector_convs:
             vector_outputs.update(id(t) for t in call.outputs)
-            if id(layer) not in replace:
-                product = VectorConv2D.from_config(layer.get_config())
-                product.build(call.inputs[0].shape)
-                for target, source in zip(product.weights, layer.weights, strict=True):
-                    target.assign(source)
-                replace[id(layer)] = product
+            if id(call.layer) not in replace:
+                replace[id(call.layer)] = _retyped(call, VectorConv2D)
     for call in calls:
         layer = call.layer
         if (
@@ -230,17 +236,22 @@ class ChannelScale(keras.layers.Layer):
 
 def scaled_input(model: keras.Model) -> tuple[keras.Model, int]:
     """(`model` rebuilt with every Keras Normalization on 4-D channels-last inputs (exact type,
-    not inverted) replaced by a `ChannelScale` computing (x − mean) / max(√variance, ε) as
-    x·scale + offset, how many). Every other layer is shared with `model`."""
-    replace: dict[int, keras.layers.Layer | None] = {}
-    for call in graph.calls(model):
-        layer = call.layer
-        if (
-            type(layer) is keras.layers.Normalization
-            and not layer.invert
+    not inverted, every call) replaced by a `ChannelScale` computing (x − mean) /
+    max(√variance, ε) as x·scale + offset, how many). Every other layer is shared with `model`."""
+    calls = list(graph.calls(model))
+    image_normalizations = _every_call(
+        calls,
+        lambda call: (
+            type(call.layer) is keras.layers.Normalization
+            and not call.layer.invert
             and len(call.inputs[0].shape) == 4
-            and tuple(layer.axis) in ((-1,), (3,))
-        ):
+            and tuple(call.layer.axis) in ((-1,), (3,))
+        ),
+    )
+    replace: dict[int, keras.layers.Layer | None] = {}
+    for call in calls:
+        layer = call.layer
+        if id(layer) in image_normalizations and id(layer) not in replace:
             mean = np.asarray(keras.ops.convert_to_numpy(layer.mean), np.float64).reshape(-1)
             variance = np.asarray(keras.ops.convert_to_numpy(layer.variance), np.float64)
             scale = 1.0 / np.maximum(np.sqrt(variance.reshape(-1)), keras.backend.epsilon())

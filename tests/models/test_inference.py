@@ -212,20 +212,22 @@ def test_scaled_input_computes_the_normalization():
     inputs = keras.Input((5, 6, 3))
     normalization = keras.layers.Normalization(mean=mean, variance=variance, dtype="float32")
     inverted = keras.layers.Normalization(mean=mean, variance=variance, invert=True)
-    flat = keras.layers.Normalization(mean=[1.0, 2.0], variance=[4.0, 9.0])
+    flat = keras.layers.Normalization(mean=[1.0, 2.0, 3.0], variance=[4.0, 9.0, 1.0])
+    both = keras.layers.Normalization(mean=[1.0, 2.0, 3.0], variance=[4.0, 9.0, 1.0])
     x = normalization(inputs)
-    outputs = [keras.layers.Conv2D(2, 3, dtype="mixed_bfloat16")(x), inverted(x)]
-    vector = keras.Input((2,))
-    model = keras.Model([inputs, vector], [*outputs, flat(vector)])
+    outputs = [keras.layers.Conv2D(2, 3, dtype="mixed_bfloat16")(x), inverted(x), both(x)]
+    vector = keras.Input((3,))
+    model = keras.Model([inputs, vector], [*outputs, flat(vector), both(vector)])
     rewritten, count = inference.scaled_input(model)
     assert count == 1
     layer = rewritten.get_layer(normalization.name)
     assert type(layer) is inference.ChannelScale and layer.compute_dtype == "float32"
     assert rewritten.get_layer(inverted.name) is inverted
     assert rewritten.get_layer(flat.name) is flat
+    assert rewritten.get_layer(both.name) is both  # Also called on vectors.
     rng = np.random.default_rng(7)
     images = rng.uniform(0, 255, (2, 5, 6, 3)).astype("float32")
-    vectors = rng.normal(size=(2, 2)).astype("float32")
+    vectors = rng.normal(size=(2, 3)).astype("float32")
     np.testing.assert_allclose(
         layer(images).numpy(), normalization(images).numpy(), rtol=1e-6, atol=1e-6
     )
@@ -235,7 +237,7 @@ def test_scaled_input_computes_the_normalization():
     specs = (tf.TensorSpec(images.shape), tf.TensorSpec(vectors.shape))
     ops = op_types(traced.get_concrete_function(*specs).graph)
     assert ops.count("DepthwiseConv2dNative") == 1
-    assert (ops.count("RealDiv"), ops.count("Sub")) == (1, 1)  # `flat`'s only
+    assert (ops.count("RealDiv"), ops.count("Sub")) == (3, 3)  # `flat`'s and `both`'s
     with pytest.raises(ValueError, match="unknown rewrites"):
         inference.inference_form(model, skip=("scaled_inputs",))
 
