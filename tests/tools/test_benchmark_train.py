@@ -131,6 +131,7 @@ def test_inference_benchmark_with_every_side(repo):
     report, table = _run(repo, *flags, timeout=3500)
     sides = {"ours:float32", "ours_folded_bn:float32", "ours_serving:float32"}
     sides |= {"ours_without_onednn:float32", "saved_model:float32", "keras:float32"}
+    sides |= {f"{side}:float32" for side in benchmark.SERVING_SKIPS}
     _check(report, table, sides | (_timm_sides() if torch_python else set()))
     for key, side in report["sides"].items():
         assert 0 < side["latency_ms"] <= side["latency_p90_ms"]
