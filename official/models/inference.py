@@ -225,7 +225,7 @@ class ChannelScale(keras.layers.Layer):
         self.offset = tuple(float(v) for v in offset)
 
     def call(self, inputs):
-        inputs = tf.convert_to_tensor(inputs, self.compute_dtype)
+        inputs = tf.cast(inputs, self.compute_dtype)  # Integer pixels too, as Keras' layer.
         kernel = tf.reshape(tf.constant(self.scale, inputs.dtype), (1, 1, len(self.scale), 1))
         outputs = tf.nn.depthwise_conv2d(inputs, kernel, (1, 1, 1, 1), "VALID")
         return tf.nn.bias_add(outputs, tf.constant(self.offset, inputs.dtype))

@@ -231,6 +231,10 @@ def test_scaled_input_computes_the_normalization():
     np.testing.assert_allclose(
         layer(images).numpy(), normalization(images).numpy(), rtol=1e-6, atol=1e-6
     )
+    pixels = images.astype(np.uint8)  # Integer pixels, which Keras' layer takes too.
+    np.testing.assert_allclose(
+        layer(pixels).numpy(), normalization(pixels).numpy(), rtol=1e-6, atol=1e-6
+    )
     traced = tf.function(lambda a, b: rewritten([a, b], training=False))
     for got, expected in zip(traced(images, vectors), model([images, vectors]), strict=True):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-2, atol=1e-2)
