@@ -86,13 +86,18 @@ TRAIN_SIDES = (
     "timm",
     "timm_tcmalloc",
 )
+# The serving sides that time the inference form without one of its rewrites for TensorFlow's
+# kernels (models/inference.py TENSORFLOW_REWRITES).
+SERVING_SKIPS = {
+    "ours_serving_depthwise": ("grouped_depthwise",),
+    "ours_serving_vector_conv": ("vector_products",),
+    "ours_serving_keras_normalization": ("scaled_input",),
+}
 INFER_SIDES = (
     "ours",
     "ours_folded_bn",
     "ours_serving",
-    "ours_serving_depthwise",
-    "ours_serving_vector_conv",
-    "ours_serving_keras_normalization",
+    *SERVING_SKIPS,
     "ours_without_onednn",
     "saved_model",
     "keras",
@@ -115,38 +120,19 @@ OUR_SIDES = (
     "ours_one_inter_op_thread",
     "ours_folded_bn",
     "ours_serving",
-    "ours_serving_depthwise",
-    "ours_serving_vector_conv",
-    "ours_serving_keras_normalization",
+    *SERVING_SKIPS,
     "ours_without_onednn",
 )
 # The sides that time the inference form `export` writes (models/inference.py).
-INFERENCE_FORM_SIDES = (
-    "ours_folded_bn",
-    "ours_serving",
-    "ours_serving_depthwise",
-    "ours_serving_vector_conv",
-    "ours_serving_keras_normalization",
-    "saved_model",
-)
-# The serving sides that time the inference form without one of its rewrites for TensorFlow's
-# kernels (models/inference.py TENSORFLOW_REWRITES).
-SERVING_SKIPS = {
-    "ours_serving_depthwise": ("grouped_depthwise",),
-    "ours_serving_vector_conv": ("vector_products",),
-    "ours_serving_keras_normalization": ("scaled_input",),
-}
+INFERENCE_FORM_SIDES = ("ours_folded_bn", "ours_serving", *SERVING_SKIPS, "saved_model")
 # What a side's process adds to the environment before TensorFlow starts.
 SIDE_ENVIRONMENT = {
     "ours_without_onednn": {"TF_ENABLE_ONEDNN_OPTS": "0"},
     # TensorFlow's inter-op pool runs independent ops of a step side by side, each op on the
     # intra-op pool; one thread runs them one after the other.
     "ours_one_inter_op_thread": {"TF_NUM_INTEROP_THREADS": "1"},
-    "ours_serving": {FROZEN_WEIGHTS_ENV: "1"},
-    "ours_serving_depthwise": {FROZEN_WEIGHTS_ENV: "1"},
-    "ours_serving_vector_conv": {FROZEN_WEIGHTS_ENV: "1"},
-    "ours_serving_keras_normalization": {FROZEN_WEIGHTS_ENV: "1"},
-    "saved_model": {FROZEN_WEIGHTS_ENV: "1"},
+    # Every side that serves as a serving process does (official.assume_frozen_weights).
+    **{side: {FROZEN_WEIGHTS_ENV: "1"} for side in ("ours_serving", *SERVING_SKIPS, "saved_model")},
 }
 # The tcmalloc libraries a side may preload, as torch's launcher looks for them (Debian:
 # libtcmalloc-minimal4 or libgoogle-perftools4).
