@@ -107,8 +107,7 @@ INFER_SIDES = (
 # timm's script as is, and in a process with tcmalloc preloaded: the allocator PyTorch's own
 # CPU launcher (torch.backends.xeon.run_cpu) preloads by default. With it timm trained
 # 1.03-2.3x faster than with glibc's malloc on the AMX VM (EfficientNet-B0 1.31x, VGG-16 2.3x;
-# README "Speed"), while our TensorFlow sides, whose memory TensorFlow's own allocator keeps,
-# did not change.
+# README "Speed"), while our TensorFlow sides did not change in the steady state.
 TIMM_SIDES = ("timm", "timm_tcmalloc")
 OUR_SIDES = (
     "ours",
