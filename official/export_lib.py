@@ -117,7 +117,7 @@ def export(
     export writes every swish layer out as x·σ(x), which TensorFlow fuses into the convolution
     before it (models/inference.py; export.json's `plain_swish_layers` counts the layers
     rewritten). A SavedModel also computes each float32 depthwise convolution as a grouped one,
-    which oneDNN runs faster and fuses the swish into (`grouped_depthwise_layers`), and each
+    into which TensorFlow fuses the bias and swish (`grouped_depthwise_layers`), and each
     1×1 convolution on a pooled vector (squeeze-excite) as a matrix product
     (`vector_product_layers`), and the input normalization as one scale-and-offset kernel
     (`scaled_input_layers`); TFLite keeps the original ops. The packed format keeps the
