@@ -23,7 +23,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from official import cli, export_lib
-from official.serving import tflite
+from official.serving import saved_model, tflite
 from official.training import precision
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Training run directory.", required=True)
@@ -53,6 +53,13 @@ _PRECISION = flags.DEFINE_enum(
     "saved_model: the layers' compute precision (inputs, outputs and variables stay float32); "
     "auto: what runs fastest on this machine, per layer kind.",
 )
+_WARMUP_BATCH_SIZES = flags.DEFINE_list(
+    "warmup_batch_sizes",
+    [],
+    "saved_model: batch sizes TF Serving's warm-up also runs, each "
+    f"{saved_model.WARMUP_REPEATS} times, besides single images (e.g. a batcher's "
+    "allowed_batch_sizes), so the first real batches of those sizes run warm.",
+)
 _MODEL_NAME = flags.DEFINE_string(
     "model_name", "", "Name in the warm-up requests (TF Serving's MODEL_NAME; default: model)."
 )
@@ -64,6 +71,10 @@ def main(argv: list[str]) -> None:
         cli.fail(f"--top_k={_TOP_K.value}: expected >= 1")
     if _CALIBRATION.value < 1:
         cli.fail(f"--calibration_examples={_CALIBRATION.value}: expected >= 1")
+    try:
+        warmup_batch_sizes = tuple(int(size) for size in _WARMUP_BATCH_SIZES.value)
+    except ValueError:
+        cli.fail(f"--warmup_batch_sizes={','.join(_WARMUP_BATCH_SIZES.value)}: expected integers")
     with cli.user_errors():
         path = export_lib.export(
             _MODEL_DIR.value,
@@ -77,6 +88,7 @@ def main(argv: list[str]) -> None:
             model_name=_MODEL_NAME.value,
             fold_batch_norm=_FOLD_BATCH_NORM.value,
             precision_name=_PRECISION.value,
+            warmup_batch_sizes=warmup_batch_sizes,
         )
     size, compressed = export_lib.export_size(path)
     print(f"exported:     {path}")

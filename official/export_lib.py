@@ -107,6 +107,7 @@ def export(
     model_name: str = "",
     fold_batch_norm: bool = True,
     precision_name: str = "float32",
+    warmup_batch_sizes: tuple[int, ...] = (),
 ) -> str:
     """Exports a run; returns the version directory (SavedModel), the .tflite path or the
     packed weights' path (binary networks: 1 bit per binary weight, official/serving/packed.py).
@@ -127,12 +128,21 @@ def export(
     (`training/precision.py`; inputs, logits and probabilities stay float32, variables
     float32). mixed_bfloat16 is 1.5-2x faster on CPUs with bfloat16 instructions; "auto" picks
     per layer kind what runs fastest on this machine.
+
+    `warmup_batch_sizes` (saved_model only): batch sizes, besides single images, that TF
+    Serving's warm-up runs before the model serves (saved_model.warmup_requests).
     """
     if export_format not in FORMATS:
         raise saved_model.ExportError(
             f"--format={export_format!r}: choose one of {', '.join(FORMATS)}"
         )
     _check_precision(precision_name, export_format)
+    warmup_batch_sizes = saved_model.check_warmup_batch_sizes(warmup_batch_sizes)
+    if warmup_batch_sizes and export_format != "saved_model":
+        raise saved_model.ExportError(
+            f"--warmup_batch_sizes: only --format=saved_model has warm-up requests "
+            f"(not --format={export_format})"
+        )
     (model, config, _, path), resolved = _load(model_dir, checkpoint, precision_name)
     runs.read_labels(model_dir)  # A clear error when labels.txt is missing.
     # A pruned run: its masks folded into the kernels; the export has plain layers and zeros.
@@ -195,11 +205,13 @@ def export(
             version=version,
         )
     if export_format == "saved_model":
+        metadata["warmup_batch_sizes"] = sorted({1, *warmup_batch_sizes})
         return saved_model.export_saved_model(
             model,
             model_name=model_name or config.model.name,
             top_k=top_k,
             max_image_pixels=data.max_image_pixels,
+            warmup_batch_sizes=warmup_batch_sizes,
             **common,
         )
     representative = (

@@ -50,10 +50,14 @@ def trained_metrics(trained_run):
 
 @pytest.fixture(scope="session")
 def saved_model(trained_run, tmp_path_factory):
-    """`python -m official.export` of the trained run: (export base dir, CompletedProcess)."""
+    """`python -m official.export` of the trained run, with warm-up requests of 3 images
+    besides single ones: (export base dir, CompletedProcess)."""
     export_dir = tmp_path_factory.mktemp("export") / "serving"
     result = run_module(
-        "official.export", f"--model_dir={trained_run}", f"--export_dir={export_dir}"
+        "official.export",
+        f"--model_dir={trained_run}",
+        f"--export_dir={export_dir}",
+        "--warmup_batch_sizes=3",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return export_dir, result

@@ -114,6 +114,12 @@ def test_folder_without_splits(run, tmp_path):
             "unexpected arguments: z",
             marks=pytest.mark.slow,
         ),
+        pytest.param(
+            "official.export",
+            ["--model_dir=x", "--export_dir=y", "--warmup_batch_sizes=8,many"],
+            "--warmup_batch_sizes=8,many: expected integers",
+            marks=pytest.mark.slow,
+        ),
         ("official.predict", ["--export_dir=x"], "give one or more image files: python -m"),
         pytest.param(
             "official.cam",

@@ -53,6 +53,7 @@ def test_layout_size_and_metadata(saved_model, trained_run, trained_metrics):
     assert metadata["checkpoint"].endswith(f"ckpt-{trained_metrics['steps']}")
     assert (metadata["image_size"], metadata["crop_fraction"]) == (32, 1.0)
     assert metadata["precision"] == "float32"
+    assert metadata["warmup_batch_sizes"] == [1, 3]
 
     # Each weight stored once: the variables take the parameters' bytes plus a small index
     # (Keras' own export stores every weight twice, ../shared/reference/capabilities.md §5a).
@@ -163,23 +164,62 @@ def test_bad_bytes_fail_with_a_reason_and_the_next_request_succeeds(version_dir)
 
 
 def test_warmup_requests_replay(version_dir):
+    """A single JPEG and a single PNG, then the fixture's --warmup_batch_sizes=3 as
+    WARMUP_REPEATS requests of 3 JPEGs; every request runs on the loaded model."""
     from tensorflow_serving.apis import prediction_log_pb2
 
     serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     records = list(tf.data.TFRecordDataset(str(version_dir / serving.WARMUP_FILE)))
-    assert len(records) == 2
-    formats = []
+    assert serving.WARMUP_REPEATS == 3
+    assert len(records) == 2 + 3
+    formats, sizes = [], []
     for record in records:
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         request = log.predict_log.request
         assert request.model_spec.name == "resnet18"
         assert request.model_spec.signature_name == "serving_default"
         images = tf.make_ndarray(request.inputs["image_bytes"])
-        assert images.shape == (1,)
-        formats.append(images[0][:4])
+        sizes.append(len(images))
+        formats.append({image[:4] for image in images})
         outputs = serve(image_bytes=tf.constant(images))
-        assert outputs["classes"].shape == (1, 5)
-    assert formats == [b"\xff\xd8\xff\xe0", b"\x89PNG"]
+        assert outputs["classes"].shape == (len(images), 5)
+    assert sizes == [1, 1, 3, 3, 3]
+    jpeg, png = {b"\xff\xd8\xff\xe0"}, {b"\x89PNG"}
+    assert formats == [jpeg, png, jpeg, jpeg, jpeg]
+
+
+@pytest.mark.parametrize(
+    "sizes, expected",
+    [
+        ((0,), "--warmup_batch_sizes=0: expected whole numbers from 1 to 1024"),
+        ((32, 1025), "--warmup_batch_sizes=32,1025: expected whole numbers from 1 to 1024"),
+        ((2.5,), "--warmup_batch_sizes=2.5: expected whole numbers"),
+        (tuple(range(2, 11)), "--warmup_batch_sizes=2,3,4,5,6,7,8,9,10: at most 8 sizes"),
+    ],
+)
+def test_bad_warmup_batch_sizes_are_refused_before_anything_is_read(tmp_path, sizes, expected):
+    export_dir = tmp_path / "out"
+    with pytest.raises(serving.ExportError, match=re.escape(expected)):
+        export_lib.export(str(tmp_path / "no-run"), str(export_dir), warmup_batch_sizes=sizes)
+    assert not export_dir.exists()
+
+
+def test_warmup_batch_sizes_are_saved_model_only(tmp_path):
+    with pytest.raises(serving.ExportError, match="only --format=saved_model has warm-up"):
+        export_lib.export(
+            str(tmp_path / "no-run"),
+            str(tmp_path / "out"),
+            export_format="tflite",
+            warmup_batch_sizes=(8,),
+        )
+
+
+def test_warmup_requests_repeat_each_extra_size_once_sorted():
+    images = [b"jpeg", b"png"]
+    requests = serving.warmup_requests(images, (4, 1, 2, 4))
+    assert [len(r) for r in requests] == [1, 1] + [2] * 3 + [4] * 3
+    assert requests[:2] == [[b"jpeg"], [b"png"]]
+    assert all(set(r) == {b"jpeg"} for r in requests[2:])
 
 
 def test_versions_are_numbered_and_failed_exports_leave_nothing(trained_run, tmp_path, monkeypatch):
