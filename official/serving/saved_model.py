@@ -43,9 +43,9 @@ METADATA_FILE = "export.json"
 # (tensorflow/serving saved_model_warmup.md): the first real request then does not pay for
 # graph initialisation.
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-# Each extra warm-up batch size is replayed this many times: a freshly loaded SavedModel's
-# first batch-32 calls took 914, 445, 245, then ≈ 140 ms (Inception-v3, bfloat16; README
-# "Speed"), as each new input shape builds and caches its oneDNN kernels and pages in memory.
+# Each extra warm-up batch size is replayed this many times: on the AMX VM a freshly loaded
+# SavedModel's first batch-32 calls took 914, 445, 245, then ≈ 140 ms (Inception-v3 bfloat16;
+# on the AMD VM the first was ≈ 1.1x the steady state; README "Export for TF Serving").
 WARMUP_REPEATS = 3
 # TF Serving reads at most 1,000 warm-up records; a few sizes and a bounded request size keep
 # the file small (the warm-up JPEG is a few KB).
