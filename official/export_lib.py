@@ -205,7 +205,6 @@ def export(
             version=version,
         )
     if export_format == "saved_model":
-        metadata["warmup_batch_sizes"] = sorted({1, *warmup_batch_sizes})
         return saved_model.export_saved_model(
             model,
             model_name=model_name or config.model.name,

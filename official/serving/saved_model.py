@@ -364,7 +364,16 @@ def export_saved_model(
         with tf.io.TFRecordWriter(os.path.join(temporary, WARMUP_FILE)) as writer:
             for record in warmup_records(requests, model_name):
                 writer.write(record)
-        write_metadata(extra, {**metadata, "format": "saved_model", "top_k": top_k})
+        write_metadata(
+            extra,
+            {
+                **metadata,
+                "format": "saved_model",
+                "top_k": top_k,
+                # Read off the requests written, so it cannot disagree with the file.
+                "warmup_batch_sizes": sorted({len(images) for images in requests}),
+            },
+        )
     return final
 
 

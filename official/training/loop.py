@@ -19,6 +19,7 @@ would all-reduce again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -31,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorflow.python.framework import ops as _framework_ops  # the gradient registry
 
 from official.errors import UserError
 from official.models import heads
@@ -384,9 +386,10 @@ class Trainer:
             self._train_functions[key] = tf.function(
                 functools.partial(self._train_chunk, stage_index=key[0], frozen=key[1])
             )
-        totals, wait = self._train_functions[key](
-            tf.constant(num_steps, tf.int32), tf.constant(float(stop), tf.float32)
-        )
+        with _custom_gradients_dropped():
+            totals, wait = self._train_functions[key](
+                tf.constant(num_steps, tf.int32), tf.constant(float(stop), tf.float32)
+            )
         return totals.numpy(), float(wait.numpy())
 
     def _train_chunk(self, num_steps, stop, *, stage_index: int, frozen: bool):
@@ -556,6 +559,28 @@ class Trainer:
             progress.update(index + 1, **summarize(totals))
         progress.close()
         return {**summarize(totals), "examples": int(totals[_COUNT])}
+
+
+@contextlib.contextmanager
+def _custom_gradients_dropped():
+    """Drops the gradient functions that tf.custom_gradient registered while tracing.
+
+    TensorFlow keeps each one in its global gradient registry for the life of the process,
+    and each holds the traced graph, whose captures include the input iterator
+    (tensorflow/tensorflow#97697): every traced training step would keep its input pipeline
+    (shuffle buffer, prefetched batches, threads) and its graph alive until exit, and tearing
+    those pipelines down at exit took minutes. A trace has built its gradients by the time it
+    returns, so nothing looks these entries up again; a retrace registers fresh ones.
+    """
+    registry = getattr(getattr(_framework_ops, "_gradient_registry", None), "_registry", None)
+    before = set(registry) if isinstance(registry, dict) else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            for name in set(registry) - before:
+                if name.startswith("CustomGradient-"):
+                    del registry[name]
 
 
 @dataclasses.dataclass

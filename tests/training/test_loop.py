@@ -1,8 +1,10 @@
 """The training loop in-process: precision, loss scaling, NaN stop, SIGTERM, EMA, freezing,
 distillation and auxiliary losses, transfer, soft labels and class weights."""
 
+import gc
 import os
 import signal
+import weakref
 
 import keras
 import numpy as np
@@ -286,6 +288,27 @@ def test_weight_constraints_hold_after_every_step():
     trainer.train_steps(2)
     values = np.abs(kernel.numpy())
     assert values.max() == 1.0 and (values == 1.0).mean() > 0.1
+
+
+def test_a_trainer_once_gone_releases_its_input_pipeline():
+    # tf.custom_gradient's registry entries hold the traced step, which captures the input
+    # iterator (tensorflow/tensorflow#97697); the loop drops them after each call, else every
+    # pipeline stayed alive until the process exited.
+    images, labels = tiny.batches(image_size=8)
+    trainer = tiny.make_trainer(
+        _one_device(),
+        lambda: tiny.tiny_cnn(num_classes=3, image_size=8),
+        images,
+        labels,
+        batch_size=8,
+    )
+    trainer.train_steps(2)
+    totals, _ = trainer.train_steps(1)  # a second call of the traced step still trains
+    assert np.isfinite(totals).all() and trainer.current_step == 3
+    iterator = weakref.ref(trainer.inputs.iterator._iterator_resource)
+    del trainer
+    gc.collect()
+    assert iterator() is None
 
 
 def test_loss_adds_auxiliary_and_distillation_terms():
