@@ -554,9 +554,10 @@ class Trainer:
         """Evaluates `eval_model` on a distributed dataset that yields every example once."""
         totals = np.zeros(4)
         progress = Progress(num_batches or 1, description, unit="batch")
-        for index, batch in enumerate(dataset):
-            totals += self._eval_step(batch).numpy()
-            progress.update(index + 1, **summarize(totals))
+        with _custom_gradients_dropped():  # the eval step's trace too, else it stays alive
+            for index, batch in enumerate(dataset):
+                totals += self._eval_step(batch).numpy()
+                progress.update(index + 1, **summarize(totals))
         progress.close()
         return {**summarize(totals), "examples": int(totals[_COUNT])}
 

@@ -311,6 +311,43 @@ def test_a_trainer_once_gone_releases_its_input_pipeline():
     assert iterator() is None
 
 
+@tf.custom_gradient
+def _identity_with_custom_gradient(x):
+    return tf.identity(x), lambda dy: dy
+
+
+class _CustomGradientIdentity(keras.layers.Layer):
+    def call(self, inputs):
+        return _identity_with_custom_gradient(inputs)
+
+
+def _custom_gradient_entries():
+    from tensorflow.python.framework import ops
+
+    registry = ops._gradient_registry._registry
+    return {name for name in registry if name.startswith("CustomGradient-")}
+
+
+def test_evaluation_leaves_no_custom_gradient_holding_its_trace():
+    # A forward pass through a tf.custom_gradient layer registers a gradient function that
+    # holds the traced eval step (tensorflow/tensorflow#97697): evaluate drops it as training does.
+    images, labels = tiny.batches(image_size=8)
+
+    def build():
+        inputs = keras.Input((8, 8, 3))
+        x = _CustomGradientIdentity()(keras.layers.Conv2D(4, 3)(inputs))
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+    trainer = tiny.make_trainer(_one_device(), build, images, labels, batch_size=8)
+    before = _custom_gradient_entries()
+    evaluation = trainer.evaluate([(images, labels)])
+    assert evaluation["examples"] == len(images)
+    logits = trainer.eval_model(images.astype(np.float32), training=False).numpy()
+    assert evaluation["top1"] == pytest.approx(float((logits.argmax(-1) == labels).mean()))
+    assert _custom_gradient_entries() == before
+
+
 def test_loss_adds_auxiliary_and_distillation_terms():
     images, labels = tiny.batches(image_size=8)
     keras.utils.set_random_seed(7)
