@@ -35,6 +35,15 @@ from official.errors import UserError, tensorflow_words
 _VALIDATION_DIR_NAMES = ("validation", "val")
 TFDS_INSTALL_HINT = 'pip install "cnn-repro[tfds]"'
 _BROKEN_LINK = "symbolic link to nothing, or a loop"
+# TFRecordDataset's read buffer for remote files (gs://...): few large reads. Local files
+# are read unbuffered, straight into each record: the buffer's extra copy cost 35 µs of CPU
+# per 79 KB record out of the reading's 125 (the pipeline's whole cost: ~1.5 ms per image).
+_REMOTE_READ_BUFFER = 8 << 20
+
+
+def _record_read_buffer(path: str) -> int:
+    """The `buffer_size` of a tf.data.TFRecordDataset reading `path` (and files beside it)."""
+    return _REMOTE_READ_BUFFER if "://" in path else 0
 
 
 class DataError(UserError, ValueError):
@@ -472,11 +481,13 @@ class TFRecordSource(Source):
                 pipelines,
             )
 
+        buffer = _record_read_buffer(files[0])
+
         def records(path):
             # (record, its shard, its index) to name a damaged one; zipped, not mapped: a map
             # call per record cost ~10 % of the reading.
             return tf.data.Dataset.zip(
-                tf.data.TFRecordDataset(path, buffer_size=8 << 20),
+                tf.data.TFRecordDataset(path, buffer_size=buffer),
                 tf.data.Dataset.from_tensors(path).repeat(),
                 tf.data.Dataset.range(tf.int64.max),
             )
@@ -652,10 +663,11 @@ class TfdsSource(Source):
         )
         if shuffle:
             files = files.shuffle(len(instructions), seed=seed, reshuffle_each_iteration=True)
+        buffer = _record_read_buffer(instructions[0].filename if instructions else "")
 
         def records(path, skip, take):  # (record, its file, its index in the file)
             return tf.data.Dataset.zip(
-                tf.data.TFRecordDataset(path, buffer_size=8 << 20).skip(skip).take(take),
+                tf.data.TFRecordDataset(path, buffer_size=buffer).skip(skip).take(take),
                 tf.data.Dataset.from_tensors(path).repeat(),
                 tf.data.Dataset.range(skip, tf.int64.max),
             )
