@@ -145,3 +145,33 @@ def test_images_that_cannot_be_decoded_are_damaged_records():
         _triples(records[:1] + records[5:]), deterministic=True, portable=False
     )
     assert list(read.as_numpy_iterator()) == [] and len(skipped) == 2
+
+
+def test_each_record_is_walked_once_and_again_only_when_its_file_changed(monkeypatch):
+    """Epochs after the first reuse the host check's verdict on each (file, index): same
+    images, labels and skips, no second walk; a record of another size is checked again."""
+    walked = []
+
+    def counting(record, *keys):
+        walked.append(record)
+        return image_and_label(record, *keys)
+
+    image_and_label = tfrecord.image_and_label
+    monkeypatch.setattr(tfrecord, "image_and_label", counting)
+    records = [
+        _example(image__encoded=[JPEGS[i]], image__class__label=[v])
+        for i, v in enumerate([1, 4, 3])  # 4 is no class
+    ]
+    skipped = []
+    reader = _reader("skip", skipped)
+    epoch = reader.read(_triples(records), deterministic=True, portable=False)
+    expected = [(JPEGS[0], 0), (JPEGS[2], 2)]
+    assert list(epoch.as_numpy_iterator()) == expected
+    assert list(epoch.as_numpy_iterator()) == expected
+    assert walked == records and [where for where, _ in skipped] == ["shard-1 record 1"]
+    # The shard rewritten: record 0 holds another image and label, record 1 is unchanged.
+    replaced = [_example(image__encoded=[JPEGS[4]], image__class__label=[2]), records[1]]
+    assert len(replaced[0]) != len(records[0])
+    epoch = reader.read(_triples(replaced), deterministic=True, portable=False)
+    assert list(epoch.as_numpy_iterator()) == [(JPEGS[4], 1)]
+    assert walked == records + replaced[:1] and len(skipped) == 1
