@@ -22,6 +22,7 @@ an image, truncated, an unsupported format, above the pixel limit), is skipped a
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -39,25 +40,29 @@ _READ_BATCH = 64
 class _Verdicts:
     """The host check's verdict on each record met so far, by (file, index in the file), for
     the epochs after the first: walking a 79 KB record again costs ~45 µs of Python, a look-up
-    ~1 µs. A record is looked up only with the size it had when checked, so a file replaced
-    under the same name is checked again. 16 bytes per row, tables grown by half as needed:
-    27 MB for ImageNet's 1,024 + 128 shards of the converter.
+    ~1 µs. A verdict holds only for a record of the size it had when checked: a record of
+    another size (its file rewritten) is checked again. A rewrite that keeps every size is not
+    noticed; sources check their shards' sizes against the converter's manifest when opened.
+    16 bytes per row, tables grown by half as needed: 23 MB for ImageNet's 1,024 + 128 shards.
     """
 
     _SKIPPED = np.iinfo(np.uint32).max  # in the label column
 
     def __init__(self):
         # file → rows of (record size, image start, image length, label or _SKIPPED); size 0:
-        # not checked yet. Parallel reads may grow a table at once and lose an entry: that
-        # record is just checked again.
+        # not checked yet (an empty record, never a valid Example, is checked every time).
         self._tables: dict[bytes, np.ndarray] = {}
+        # Checks run in parallel; a table's copy when it grows releases the GIL, so a row
+        # written meanwhile could be copied half-written: writers take turns. Readers need
+        # no lock (a row is read whole under the GIL; at worst a verdict is missed).
+        self._writing = threading.Lock()
 
     def get(self, path: bytes, index: int, size: int) -> tuple[bool, int, int, int] | None:
         table = self._tables.get(path)
         if table is None or index >= len(table):
             return None
         known_size, start, length, label = table[index].tolist()
-        if known_size != size:
+        if known_size == 0 or known_size != size:
             return None
         if label == self._SKIPPED:
             return False, 0, 0, 0
@@ -67,13 +72,14 @@ class _Verdicts:
         keep, start, length, label = verdict
         if not 0 < size < self._SKIPPED:
             return  # not representable: checked again each time
-        table = self._tables.get(path)
-        if table is None or index >= len(table):
-            grown = np.zeros((max(1024, index + 1 + index // 2), 4), np.uint32)
-            if table is not None:
-                grown[: len(table)] = table
-            self._tables[path] = table = grown
-        table[index] = (size, start, length, label if keep else self._SKIPPED)
+        with self._writing:
+            table = self._tables.get(path)
+            if table is None or index >= len(table):
+                grown = np.zeros((max(256, index + 1 + index // 2), 4), np.uint32)
+                if table is not None:
+                    grown[: len(table)] = table
+                self._tables[path] = table = grown
+            table[index] = (size, start, length, label if keep else self._SKIPPED)
 
 
 class ExampleReader:

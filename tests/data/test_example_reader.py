@@ -175,3 +175,24 @@ def test_each_record_is_walked_once_and_again_only_when_its_file_changed(monkeyp
     epoch = reader.read(_triples(replaced), deterministic=True, portable=False)
     assert list(epoch.as_numpy_iterator()) == [(JPEGS[4], 1)]
     assert walked == records + replaced[:1] and len(skipped) == 1
+
+
+@pytest.mark.parametrize("bad_records", ["skip", "fail"])
+def test_an_empty_record_is_damaged_in_every_epoch(bad_records):
+    """A zero-length record (valid framing, no Example) after a good one of the same shard:
+    skipped and listed, or named, on every reading, never taken for a verdict already known."""
+    records = [_example(image__encoded=[JPEGS[0]], image__class__label=[1]), b""]
+    skipped = []
+    epoch = _reader(bad_records, skipped).read(
+        _triples(records), deterministic=True, portable=False
+    )
+    for _ in range(2):
+        if bad_records == "skip":
+            assert list(epoch.as_numpy_iterator()) == [(JPEGS[0], 0)]
+            assert [where for where, _ in skipped] == ["shard-1 record 1"]
+            continue
+        with pytest.raises(tf.errors.OpError) as error:
+            list(epoch.as_numpy_iterator())
+        assert example_reader.explain_damaged(error.value).startswith(
+            "tfrecord:somewhere: shard-1 record 1: "
+        )
