@@ -13,6 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# Why bfloat16 gradients are held to no rounding bound on CPUs without AVX512_BF16/AMX.
+NO_BFLOAT16_BOUND = (
+    "on a CPU without AVX512_BF16/AMX TensorFlow's own bfloat16 kernels lose more than "
+    "bfloat16 rounding (official/training/precision.py: cpu_has_bfloat16)"
+)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DIGITS = REPO / "datasets" / "digits"
 

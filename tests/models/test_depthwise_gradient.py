@@ -7,9 +7,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import build_under_policy, op_types, training_pass
+from helpers import NO_BFLOAT16_BOUND, build_under_policy, op_types, training_pass
 
 from official.models import depthwise_gradient
+from official.training import precision
 
 
 def _expected(x, kernel, bias, dy, padding):
@@ -93,6 +94,7 @@ def test_only_stride_one_float32_and_bfloat16_calls_take_strips(options, policy,
     assert _backward_filter_ops(layer, inputs) == ops
 
 
+@pytest.mark.skipif(not precision.cpu_has_bfloat16(), reason=NO_BFLOAT16_BOUND)
 def test_bfloat16_kernel_gradient_within_bfloat16_rounding():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(2, 9, 11, 6))
