@@ -184,7 +184,7 @@ class ExampleReader:
             where = f"{os.path.basename(os.fsdecode(path))} record {index}"
             if self.bad_records == "fail":
                 raise ValueError(f"{_DAMAGED} {self.name}: {where}: {problem}")
-            if (where, problem) not in self.skipped:  # Each epoch meets it again.
+            if (where, problem) not in self.skipped:  # An empty record: every epoch.
                 logging.warning("skipped %s of %s: %s", where, self.name, problem)
                 self.skipped.append((where, problem))
             verdict = (False, 0, 0, 0)
