@@ -246,7 +246,11 @@ def _our_model(job: dict):
             residual_relu.use_integer_select(model)
         if runtime.short_swish_gradient and job["side"] != "ours_tf_swish_gradient":
             swish_gradient.use_short_gradient(model)
-        if runtime.strip_depthwise_gradient and job["side"] != "ours_tf_depthwise_gradient":
+        if (
+            runtime.strip_depthwise_gradient
+            and depthwise_gradient.pays_off(precision.cpu_flags())
+            and job["side"] != "ours_tf_depthwise_gradient"
+        ):
             depthwise_gradient.use_strip_gradient(model)
     elif job["side"] in INFERENCE_FORM_SIDES:  # As `export` writes.
         skip = SERVING_SKIPS.get(job["side"], ())

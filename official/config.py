@@ -337,8 +337,9 @@ class RuntimeConfig:
     # Float32 and bfloat16 stride-1 depthwise convolutions wider than three columns take their
     # kernel gradient in strips of at most three columns, where oneDNN's backward-weights kernel
     # is fast (official/models/depthwise_gradient.py); the same layers and checkpoints. On by
-    # default: EfficientNet-B0 (5x5 kernels) trained 2-4 % faster in float32 on an AMX CPU
-    # (README "Speed"); a bfloat16 5x5 kernel gradient took a tenth of the time.
+    # default, on CPUs with AVX-512: EfficientNet-B0 (5x5 kernels) trained 2-4 % faster in
+    # float32 on an AMX CPU (README "Speed"); a bfloat16 5x5 kernel gradient took a tenth of
+    # the time. Without AVX-512 oneDNN's whole-kernel gradient is the faster and is kept.
     strip_depthwise_gradient: bool = True
 
 

@@ -395,8 +395,8 @@ def _hot_path(
     convolutions with a MatMul kernel gradient, with `runtime.integer_residual_relu`
     bfloat16 ReLUs after additions as an integer select, with `runtime.short_swish_gradient`
     swish layers with the four-pass gradient, with `runtime.strip_depthwise_gradient` float32
-    depthwise convolutions wider than 3 columns with a kernel gradient in strips (same
-    variables); then the
+    depthwise convolutions wider than 3 columns with a kernel gradient in strips on CPUs where
+    that pays (AVX-512; same variables); then the
     per-layer dtypes of `runtime.precision` ("auto" on a bfloat16 CPU times this model, with
     those kernels, at the per-replica batch). Returns the resolved precision."""
     if config.runtime.fused_batch_norm:
@@ -408,7 +408,13 @@ def _hot_path(
     if config.runtime.short_swish_gradient:
         swish_gradient.use_short_gradient(model)
     if config.runtime.strip_depthwise_gradient:
-        depthwise_gradient.use_strip_gradient(model)
+        if depthwise_gradient.pays_off(precision.cpu_flags()):
+            depthwise_gradient.use_strip_gradient(model)
+        else:
+            logging.info(
+                "depthwise kernel gradients: oneDNN's whole kernels, not strips (no AVX-512: "
+                "its wide kernels are the faster here)"
+            )
     train = config.train
     micro_batch = train.batch_size // replicas // max(1, train.gradient_accumulation_steps)
     policy = policy.tuned(model, batch_size=micro_batch)

@@ -334,7 +334,7 @@ def test_auto_precision_times_the_fused_model_once_for_it_and_its_average(
     from official.models import batch_norm
     from official.training import precision
 
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512_bf16"})
     measured, real = [], precision.measure_candidates
 
     def measure(model, *args):
@@ -377,7 +377,7 @@ def test_auto_precision_times_the_fused_model_once_for_it_and_its_average(
 def test_auto_precision_refuses_deterministic_runs_on_a_bfloat16_cpu(tmp_path, monkeypatch):
     from official.training import precision
 
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"amx_bf16"})
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"amx_bf16"})
     config = _config(runtime={"precision": "auto", "deterministic": True})
     with pytest.raises(config_lib.ConfigError, match="deterministic cannot hold"):
         train_lib.run(config, str(tmp_path / "run"))

@@ -20,6 +20,12 @@ against 19.1 ms), so stride-2 layers keep TensorFlow's gradient. The forward pas
 input gradient are TensorFlow's own kernels; float16 layers (not measured) keep TensorFlow's
 gradient.
 
+The slow wide kernels are oneDNN's AVX-512 ones: measured on an Intel CPU with AMX and an AMD
+one with AVX-512 BF16. On an AVX2-only CPU (AMD EPYC Zen 2) the whole 5×5 kernel gradient costs
+what its input gradient does, and the strips are the slower (float32, batch 32, kernel gradient
+alone: 28×28×240 14.9 against 22.6 ms, 14×14×480 7.9 against 13.9, 14×14×672 10.7 against
+19.6, 7×7×1152 7.0 against 10.6), so training takes strips only where `pays_off`.
+
 `use_strip_gradient(model)` switches every Keras DepthwiseConv2D with a kernel wider than three
 columns to `StripGradientDepthwiseConv2D`, which only overrides `call`: variables, names,
 configs and checkpoints stay Keras' own (graph.switch_class), as with
@@ -110,6 +116,12 @@ class StripGradientDepthwiseConv2D(keras.layers.DepthwiseConv2D):
         if self.use_bias:
             outputs = outputs + tf.cast(self.bias, outputs.dtype)
         return self.activation(outputs)
+
+
+def pays_off(cpu_flags: set[str]) -> bool:
+    """Whether strips are faster than oneDNN's whole-kernel gradient on a CPU with these
+    instruction-set flags (precision.cpu_flags()): where oneDNN runs its AVX-512 kernels."""
+    return "avx512f" in cpu_flags
 
 
 def use_strip_gradient(model: keras.Model, enabled: bool = True) -> int:

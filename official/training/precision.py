@@ -51,7 +51,8 @@ Timings = dict[str, float]
 _PINNED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _cpu_flags() -> set[str]:
+def cpu_flags() -> set[str]:
+    """The instruction-set flags of this machine's CPU (Linux /proc/cpuinfo; empty elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -84,7 +85,7 @@ def cpu_has_bfloat16() -> bool:
     bfloat16 rounding. Without them they lose more: TensorFlow's own depthwise kernel gradient
     over 2×9×11 positions came out 1.6 % off float64 on an AVX2-only CPU (AMD EPYC, Zen 2),
     where the same computation stays within 0.14 % on AVX512_BF16."""
-    flags = _cpu_flags()
+    flags = cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

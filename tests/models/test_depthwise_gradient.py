@@ -169,3 +169,35 @@ def test_models_with_narrow_depthwise_kernels_are_untouched():
         "float32", "mobilenet_v2", num_classes=5, image_size=32, width_multiplier=0.35
     )
     assert depthwise_gradient.use_strip_gradient(model) == 0
+
+
+@pytest.mark.parametrize(
+    "flags, strips",
+    [({"avx2", "avx512f", "avx512_bf16"}, True), ({"avx2", "amx_bf16", "avx512f"}, True),
+     ({"avx2", "fma"}, False)],
+)  # fmt: skip
+def test_training_takes_strips_only_on_cpus_with_avx512(flags, strips, monkeypatch, caplog):
+    """Training's hot path (train_lib._hot_path): strips where oneDNN's wide depthwise kernel
+    gradient is its slow AVX-512 one; on an AVX2-only CPU the whole kernel is the faster
+    (official/models/depthwise_gradient.py), kept with a log line; the switch off keeps it
+    everywhere."""
+    from absl import logging
+
+    from official import config as config_lib
+    from official import train_lib
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    for switch in (True, False):
+        inputs = keras.Input((8, 8, 4))
+        model = keras.Model(inputs, keras.layers.DepthwiseConv2D(5, name="dw")(inputs))
+        config = config_lib.Config()
+        config.runtime.strip_depthwise_gradient = switch
+        logging.set_verbosity(logging.INFO)
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            train_lib._hot_path(model, config, precision.Precision("float32"), replicas=1)
+        switched = isinstance(
+            model.get_layer("dw"), depthwise_gradient.StripGradientDepthwiseConv2D
+        )
+        assert switched == (switch and strips)
+        assert ("not strips (no AVX-512" in caplog.text) == (switch and not strips)

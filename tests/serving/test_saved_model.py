@@ -340,7 +340,7 @@ def test_a_bfloat16_export_computes_in_bfloat16_with_float32_inputs_and_outputs(
     assert serve(image_bytes=tf.constant([_good_jpeg()]))["classes"].shape == (1, 5)
 
     # "auto" on a bfloat16 CPU times the folded model's inference pass per candidate.
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512_bf16"})
     timed = []
 
     def measure(model, policy, candidates, batch_size, training):

@@ -32,7 +32,7 @@ def devices(monkeypatch):
             "get_device_details",
             lambda device: {"compute_capability": gpus[int(device.split(":")[1])]},
         )
-        monkeypatch.setattr(precision, "_cpu_flags", lambda: set(cpu_flags))
+        monkeypatch.setattr(precision, "cpu_flags", lambda: set(cpu_flags))
 
     return set_up
 
