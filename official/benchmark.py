@@ -64,8 +64,9 @@ MODES = ("train", "infer")
 # `--config.runtime.matmul_pointwise_gradient`, bfloat16 ReLUs after additions as an integer
 # select, `--config.runtime.integer_residual_relu`, and swish with a four-pass gradient,
 # `--config.runtime.short_swish_gradient`, and float32 depthwise kernels wider than three columns
-# with their gradient in strips, `--config.runtime.strip_depthwise_gradient`) and, for
-# inference, as built; training with Keras' own BN layers (the first switch off), with oneDNN's
+# with their gradient in strips on CPUs with AVX-512,
+# `--config.runtime.strip_depthwise_gradient`) and, for inference, as built; training with
+# Keras' own BN layers (the first switch off), with oneDNN's
 # convolution gradient for 1x1 kernels (the second switch off), with TensorFlow's ReLU (the third
 # switch off), with tf.nn.silu's gradient (the fourth switch off), with oneDNN's whole-kernel
 # depthwise gradient (the fifth switch off); as export and predict run it (the inference form:

@@ -7,8 +7,8 @@
 Training sides: ours (our loop as `train` runs it, BN on the fused kernel, bfloat16 1x1
 convolutions with a MatMul kernel gradient, bfloat16 residual ReLUs as an integer select, the
 four-pass swish gradient, float32 depthwise kernels wider than 3 columns with their gradient in
-strips, in every --precision; "auto" times per-layer-kind assignments on the model and keeps the
-fastest),
+strips on CPUs with AVX-512, in every --precision; "auto" times per-layer-kind assignments on
+the model and keeps the fastest),
 ours_keras_bn (the same with Keras' own BN layers: --config.runtime.fused_batch_norm=false),
 ours_conv_gradient (oneDNN's convolution gradient for 1x1 kernels:
 --config.runtime.matmul_pointwise_gradient=false), ours_eigen_relu (TensorFlow's bfloat16 ReLU
