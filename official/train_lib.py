@@ -410,7 +410,7 @@ def _hot_path(
     if config.runtime.strip_depthwise_gradient:
         if depthwise_gradient.pays_off(precision.cpu_flags()):
             depthwise_gradient.use_strip_gradient(model)
-        else:
+        elif depthwise_gradient.wide_layers(model):
             logging.info(
                 "depthwise kernel gradients: oneDNN's whole kernels, not strips (no AVX-512: "
                 "its wide kernels are the faster here)"

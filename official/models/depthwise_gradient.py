@@ -124,6 +124,19 @@ def pays_off(cpu_flags: set[str]) -> bool:
     return "avx512f" in cpu_flags
 
 
+def _wide(layer: keras.layers.Layer) -> bool:
+    return layer.kernel_size[1] > STRIP_COLUMNS
+
+
+def wide_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The Keras DepthwiseConv2D layers of `model` that `use_strip_gradient` switches."""
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if type(layer) is keras.layers.DepthwiseConv2D and _wide(layer)
+    ]
+
+
 def use_strip_gradient(model: keras.Model, enabled: bool = True) -> int:
     """Switches every Keras DepthwiseConv2D of `model` with a kernel wider than STRIP_COLUMNS
     to `StripGradientDepthwiseConv2D` (or back) with graph.switch_class. Call before the step
@@ -134,6 +147,4 @@ def use_strip_gradient(model: keras.Model, enabled: bool = True) -> int:
     """
     classes = (keras.layers.DepthwiseConv2D, StripGradientDepthwiseConv2D)
     source, target = classes if enabled else classes[::-1]
-    return graph.switch_class(
-        model, source, target, where=lambda layer: layer.kernel_size[1] > STRIP_COLUMNS
-    )
+    return graph.switch_class(model, source, target, where=_wide)

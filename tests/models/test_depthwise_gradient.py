@@ -3,6 +3,8 @@ the gradients of float64 NumPy, one backward-weights op per strip, only float32 
 stride-1 layers wider than three columns affected, and the switch leaves variables and
 checkpoints alone."""
 
+import itertools
+
 import keras
 import numpy as np
 import pytest
@@ -146,6 +148,7 @@ def test_efficientnet_switch_same_pass_same_gradients_checkpoint_unchanged(tmp_p
     # first of stages 3 and 6 strides.
     assert (len(wide), len(stride_one)) == (9, 7)
 
+    assert depthwise_gradient.wide_layers(model) == wide
     assert depthwise_gradient.use_strip_gradient(model) == 9
     assert [v.path for v in model.variables] == names
     tf.train.Checkpoint(model=model).read(path).assert_existing_objects_matched()
@@ -168,6 +171,7 @@ def test_models_with_narrow_depthwise_kernels_are_untouched():
     model = build_under_policy(
         "float32", "mobilenet_v2", num_classes=5, image_size=32, width_multiplier=0.35
     )
+    assert depthwise_gradient.wide_layers(model) == []
     assert depthwise_gradient.use_strip_gradient(model) == 0
 
 
@@ -179,17 +183,19 @@ def test_models_with_narrow_depthwise_kernels_are_untouched():
 def test_training_takes_strips_only_on_cpus_with_avx512(flags, strips, monkeypatch, caplog):
     """Training's hot path (train_lib._hot_path): strips where oneDNN's wide depthwise kernel
     gradient is its slow AVX-512 one; on an AVX2-only CPU the whole kernel is the faster
-    (official/models/depthwise_gradient.py), kept with a log line; the switch off keeps it
-    everywhere."""
+    (official/models/depthwise_gradient.py), kept with a log line for models that have wide
+    kernels (none for a 3×3 one); the switch off keeps it everywhere."""
     from absl import logging
 
     from official import config as config_lib
     from official import train_lib
 
     monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
-    for switch in (True, False):
+    for kernel_size, switch in itertools.product((5, 3), (True, False)):
         inputs = keras.Input((8, 8, 4))
-        model = keras.Model(inputs, keras.layers.DepthwiseConv2D(5, name="dw")(inputs))
+        layer = keras.layers.DepthwiseConv2D(kernel_size, name="dw")
+        model = keras.Model(inputs, layer(inputs))
+        wide = kernel_size > depthwise_gradient.STRIP_COLUMNS
         config = config_lib.Config()
         config.runtime.strip_depthwise_gradient = switch
         logging.set_verbosity(logging.INFO)
@@ -199,5 +205,6 @@ def test_training_takes_strips_only_on_cpus_with_avx512(flags, strips, monkeypat
         switched = isinstance(
             model.get_layer("dw"), depthwise_gradient.StripGradientDepthwiseConv2D
         )
-        assert switched == (switch and strips)
-        assert ("not strips (no AVX-512" in caplog.text) == (switch and not strips)
+        assert switched == (switch and strips and wide)
+        logged = "not strips (no AVX-512" in caplog.text
+        assert logged == (switch and not strips and wide), (kernel_size, switch)
