@@ -62,7 +62,7 @@ MODES = ("train", "infer")
 # Our sides: the model as `train` trains it (BN on the fused kernel, the default of
 # `--config.runtime.fused_batch_norm`, bfloat16 1x1 convolutions with a MatMul kernel gradient,
 # `--config.runtime.matmul_pointwise_gradient`, bfloat16 ReLUs after additions as an integer
-# select, `--config.runtime.integer_residual_relu`, and swish with a four-pass gradient,
+# select, `--config.runtime.integer_residual_relu`, and swish with a one-pass gradient,
 # `--config.runtime.short_swish_gradient`, and float32 depthwise kernels wider than three columns
 # with their gradient in strips on CPUs with AVX-512,
 # `--config.runtime.strip_depthwise_gradient`) and, for inference, as built; training with

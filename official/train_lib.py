@@ -394,9 +394,9 @@ def _hot_path(
     TensorFlow's fused kernel, with `runtime.matmul_pointwise_gradient` bfloat16 1x1
     convolutions with a MatMul kernel gradient, with `runtime.integer_residual_relu`
     bfloat16 ReLUs after additions as an integer select, with `runtime.short_swish_gradient`
-    swish layers with the four-pass gradient, with `runtime.strip_depthwise_gradient` float32
-    depthwise convolutions wider than 3 columns with a kernel gradient in strips on CPUs where
-    that pays (AVX-512; same variables); then the
+    swish layers with the one-pass (XLA-compiled) gradient, with
+    `runtime.strip_depthwise_gradient` float32 depthwise convolutions wider than 3 columns with
+    a kernel gradient in strips on CPUs where that pays (AVX-512; same variables); then the
     per-layer dtypes of `runtime.precision` ("auto" on a bfloat16 CPU times this model, with
     those kernels, at the per-replica batch). Returns the resolved precision."""
     if config.runtime.fused_batch_norm:

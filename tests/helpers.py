@@ -249,11 +249,30 @@ def build_under_policy(policy: str, name: str, **kwargs):
         keras.mixed_precision.set_global_policy("float32")
 
 
+XLA_CALL = "XlaCompiledCall"
+
+
 def op_types(graph) -> list[str]:
-    """The op types of a traced function's graph, including those of the functions it calls."""
-    ops = [op.type for op in graph.get_operations()]
-    for function in graph.as_graph_def().library.function:
-        ops += [node.op for node in function.node_def]
+    """The op types of a traced function's graph, including those of the functions it calls:
+    the kernels TensorFlow runs one by one. A call of a function XLA compiles (jit_compile)
+    runs as one fused kernel: it counts as one XLA_CALL, and its body's ops do not count."""
+    library = graph.as_graph_def().library.function
+    compiled = {
+        function.signature.name
+        for function in library
+        if "_XlaMustCompile" in function.attr and function.attr["_XlaMustCompile"].b
+    }
+
+    def types(nodes) -> list[str]:
+        return [
+            XLA_CALL if "f" in node.attr and node.attr["f"].func.name in compiled else node.op
+            for node in nodes
+        ]
+
+    ops = types(op.node_def for op in graph.get_operations())
+    for function in library:
+        if function.signature.name not in compiled:
+            ops += types(function.node_def)
     return ops
 
 

@@ -30,6 +30,7 @@ def tiny_cnn(
     width_multiplier: float = 1.0,
     zero_gamma: bool = False,
     normalization: str = "batch",
+    activation: str = "relu",
     aux_head: bool = False,
     binary: str | None = None,
     mean=registry.IMAGENET_MEAN,
@@ -39,7 +40,9 @@ def tiny_cnn(
     `binary` makes the second block a binary one (binary.conv_norm_act)."""
     width = max(4, int(8 * width_multiplier))
     inputs, x = layers.input_block(image_size, mean, std)
-    common = dict(normalization=normalization, kernel_initializer="he_normal")
+    common = dict(
+        normalization=normalization, activation=activation, kernel_initializer="he_normal"
+    )
     x = layers.conv_norm_act(x, width, 3, strides=2, name="block1", **common)
     features = x
     conv = functools.partial(binary_lib.conv_norm_act, binary=binary) if binary else None

@@ -26,8 +26,18 @@ MIRRORED_VS_ONE_DEVICE = textwrap.dedent(
 
     images, labels = tiny.batches(num_examples=48, image_size=8, num_classes=3)
     # Synchronized BN: the statistics are those of the global batch on any number of
-    # replicas, so both runs compute the same thing (per-replica BN would not).
-    build = lambda: tiny.tiny_cnn(num_classes=3, image_size=8, normalization="sync_batch")
+    # replicas, so both runs compute the same thing (per-replica BN would not). Swish with its
+    # XLA-compiled gradient (swish_gradient.py), as training runs it: the one XLA kernel of the
+    # step, on each replica's device.
+    from official.models import swish_gradient
+
+    def build():
+        model = tiny.tiny_cnn(
+            num_classes=3, image_size=8, normalization="sync_batch", activation="silu"
+        )
+        assert swish_gradient.use_short_gradient(model) == 2
+        return model
+
     keras.utils.set_random_seed(0)
     initial = build().get_weights()
     results = {}
