@@ -15,7 +15,8 @@ gradient) against Keras' own BN layers (`ours_keras_bn`), against oneDNN's backw
 convolution for the 1×1 kernels (`ours_conv_gradient`), against TensorFlow's bfloat16 ReLU
 after residual additions (`ours_eigen_relu`), against tf.nn.silu's six-pass swish gradient
 (`ours_tf_swish_gradient`), against oneDNN's whole-kernel gradient for depthwise kernels wider
-than three columns (`ours_tf_depthwise_gradient`), with one inter-op thread instead of TensorFlow's
+than three columns (`ours_tf_depthwise_gradient`), against Keras' input normalization
+(`ours_keras_normalization`), with one inter-op thread instead of TensorFlow's
 one per core (`ours_one_inter_op_thread`: `TF_NUM_INTEROP_THREADS=1`, a setting of the process,
 not a switch of ours), the inference form `export` writes
 (BN folded into the convolutions, swish written out so that it fuses into them:
@@ -65,11 +66,13 @@ MODES = ("train", "infer")
 # select, `--config.runtime.integer_residual_relu`, and swish with a one-pass gradient,
 # `--config.runtime.short_swish_gradient`, and float32 depthwise kernels wider than three columns
 # with their gradient in strips on CPUs with AVX-512,
-# `--config.runtime.strip_depthwise_gradient`) and, for inference, as built; training with
+# `--config.runtime.strip_depthwise_gradient`, and the input normalization in one XLA pass,
+# `--config.runtime.fused_input_normalization`) and, for inference, as built; training with
 # Keras' own BN layers (the first switch off), with oneDNN's
 # convolution gradient for 1x1 kernels (the second switch off), with TensorFlow's ReLU (the third
 # switch off), with tf.nn.silu's gradient (the fourth switch off), with oneDNN's whole-kernel
-# depthwise gradient (the fifth switch off); as export and predict run it (the inference form:
+# depthwise gradient (the fifth switch off), with Keras' input normalization (the sixth switch
+# off); as export and predict run it (the inference form:
 # BN folded, swish written out); the folded model in a serving process (oneDNN's weight cache,
 # official.assume_frozen_weights); and without the oneDNN kernels the package turns on
 # (official/__init__.py), TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX.
@@ -80,6 +83,7 @@ TRAIN_SIDES = (
     "ours_eigen_relu",
     "ours_tf_swish_gradient",
     "ours_tf_depthwise_gradient",
+    "ours_keras_normalization",
     "ours_one_inter_op_thread",
     "ours_without_onednn",
     "keras_fit",
@@ -117,6 +121,7 @@ OUR_SIDES = (
     "ours_eigen_relu",
     "ours_tf_swish_gradient",
     "ours_tf_depthwise_gradient",
+    "ours_keras_normalization",
     "ours_one_inter_op_thread",
     "ours_folded_bn",
     "ours_serving",
@@ -221,6 +226,7 @@ def _our_model(job: dict):
         batch_norm,
         depthwise_gradient,
         inference,
+        input_normalization,
         pointwise,
         registry,
         residual_relu,
@@ -241,6 +247,8 @@ def _our_model(job: dict):
         runtime = config_lib.RuntimeConfig()  # As `train` runs it by default.
         if runtime.fused_batch_norm and job["side"] != "ours_keras_bn":
             batch_norm.use_fused_kernel(model)
+        if runtime.fused_input_normalization and job["side"] != "ours_keras_normalization":
+            input_normalization.use_fused_kernel(model)
         if runtime.matmul_pointwise_gradient and job["side"] != "ours_conv_gradient":
             pointwise.use_matmul_gradient(model)
         if runtime.integer_residual_relu and job["side"] != "ours_eigen_relu":

@@ -39,6 +39,7 @@ from official.models import (
     batch_norm,
     depthwise_gradient,
     heads,
+    input_normalization,
     pointwise,
     registry,
     residual_relu,
@@ -396,11 +397,14 @@ def _hot_path(
     bfloat16 ReLUs after additions as an integer select, with `runtime.short_swish_gradient`
     swish layers with the one-pass (XLA-compiled) gradient, with
     `runtime.strip_depthwise_gradient` float32 depthwise convolutions wider than 3 columns with
-    a kernel gradient in strips on CPUs where that pays (AVX-512; same variables); then the
+    a kernel gradient in strips on CPUs where that pays (AVX-512; same variables), with
+    `runtime.fused_input_normalization` the input normalization in one XLA pass; then the
     per-layer dtypes of `runtime.precision` ("auto" on a bfloat16 CPU times this model, with
     those kernels, at the per-replica batch). Returns the resolved precision."""
     if config.runtime.fused_batch_norm:
         batch_norm.use_fused_kernel(model)
+    if config.runtime.fused_input_normalization:
+        input_normalization.use_fused_kernel(model)
     if config.runtime.matmul_pointwise_gradient:
         pointwise.use_matmul_gradient(model)
     if config.runtime.integer_residual_relu:

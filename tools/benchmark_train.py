@@ -6,8 +6,9 @@
 
 Training sides: ours (our loop as `train` runs it, BN on the fused kernel, bfloat16 1x1
 convolutions with a MatMul kernel gradient, bfloat16 residual ReLUs as an integer select, the
-four-pass swish gradient, float32 depthwise kernels wider than 3 columns with their gradient in
-strips on CPUs with AVX-512, in every --precision; "auto" times per-layer-kind assignments on
+one-pass (XLA) swish gradient, float32 depthwise kernels wider than 3 columns with their
+gradient in strips on CPUs with AVX-512, the input normalization in one XLA pass, in every
+--precision; "auto" times per-layer-kind assignments on
 the model and keeps the fastest),
 ours_keras_bn (the same with Keras' own BN layers: --config.runtime.fused_batch_norm=false),
 ours_conv_gradient (oneDNN's convolution gradient for 1x1 kernels:
@@ -15,7 +16,9 @@ ours_conv_gradient (oneDNN's convolution gradient for 1x1 kernels:
 after residual additions: --config.runtime.integer_residual_relu=false), ours_tf_swish_gradient
 (tf.nn.silu's gradient: --config.runtime.short_swish_gradient=false), ours_tf_depthwise_gradient
 (oneDNN's whole-kernel gradient for depthwise kernels wider than 3 columns:
---config.runtime.strip_depthwise_gradient=false), ours_one_inter_op_thread
+--config.runtime.strip_depthwise_gradient=false), ours_keras_normalization (Keras'
+subtraction and division: --config.runtime.fused_input_normalization=false),
+ours_one_inter_op_thread
 (TF_NUM_INTEROP_THREADS=1 instead of one inter-op thread per core), ours_without_onednn
 (TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX),
 keras.applications trained by `fit` and by `train_on_batch`, and with --torch_python timm

@@ -155,6 +155,7 @@ def test_train_benchmark_against_timm(repo):
         "ours_one_inter_op_thread:float32",
         "ours_tf_swish_gradient:float32",
         "ours_tf_depthwise_gradient:float32",
+        "ours_keras_normalization:float32",
     }
     sides |= {"keras_fit:float32", "keras_train_on_batch:float32"}
     _check(report, table, sides | _timm_sides())
