@@ -130,11 +130,7 @@ def _wide(layer: keras.layers.Layer) -> bool:
 
 def wide_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The Keras DepthwiseConv2D layers of `model` that `use_strip_gradient` switches."""
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if type(layer) is keras.layers.DepthwiseConv2D and _wide(layer)
-    ]
+    return graph.layers_of(model, keras.layers.DepthwiseConv2D, where=_wide)
 
 
 def use_strip_gradient(model: keras.Model, enabled: bool = True) -> int:

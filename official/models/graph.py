@@ -113,9 +113,21 @@ def switch_class(
     layer objects stay, so variables, names, tracking and checkpoints are unchanged and the
     switch can be undone by switching back. Call before the model's step functions are
     traced."""
-    count = 0
-    for layer in model._flatten_layers(include_self=False):
-        if type(layer) is source and where(layer):
-            layer.__class__ = target
-            count += 1
-    return count
+    switched = layers_of(model, source, where)
+    for layer in switched:
+        layer.__class__ = target
+    return len(switched)
+
+
+def layers_of(
+    model: keras.Model,
+    source: type,
+    where: Callable[[keras.layers.Layer], bool] = lambda layer: True,
+) -> list[keras.layers.Layer]:
+    """The layers of `model` whose type is exactly `source` and that `where` accepts: those
+    `switch_class` switches."""
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if type(layer) is source and where(layer)
+    ]

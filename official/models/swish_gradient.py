@@ -6,8 +6,8 @@ swish'(x) = σ(x)·(1 + x·(1 − σ(x))) = σ(x) + x·σ(x)·(1 − σ(x)). Ker
 element-wise ops: a subtraction, three multiplications and an addition after the sigmoid, each
 a full pass over the activation in Eigen. Here the gradient is one small function that XLA
 compiles (`jit_compile`; of the step only this and the input normalization are,
-input_normalization.py): it reads x and the incoming gradient
-once and writes the result once. Like TensorFlow's, it keeps only x for the backward pass (σ is
+input_normalization.py): it reads x and the incoming gradient once and writes the result once.
+Like TensorFlow's, it keeps only x for the backward pass (σ is
 recomputed there, not held through the step), and the forward pass is the same x·σ(x), which
 Grappler fuses into oneDNN's swish. XLA's float32 sigmoid is a polynomial a few roundings off
 (7.7 at most against TensorFlow's 5.3, tested); in float64 and bfloat16 it is the more exact.

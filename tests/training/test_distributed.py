@@ -27,15 +27,16 @@ MIRRORED_VS_ONE_DEVICE = textwrap.dedent(
     images, labels = tiny.batches(num_examples=48, image_size=8, num_classes=3)
     # Synchronized BN: the statistics are those of the global batch on any number of
     # replicas, so both runs compute the same thing (per-replica BN would not). Swish with its
-    # XLA-compiled gradient (swish_gradient.py), as training runs it: the one XLA kernel of the
-    # step, on each replica's device.
-    from official.models import swish_gradient
+    # XLA-compiled gradient and the XLA-compiled input normalization, as training runs them
+    # (swish_gradient.py, input_normalization.py): XLA kernels on each replica's device.
+    from official.models import input_normalization, swish_gradient
 
     def build():
         model = tiny.tiny_cnn(
             num_classes=3, image_size=8, normalization="sync_batch", activation="silu"
         )
         assert swish_gradient.use_short_gradient(model) == 2
+        assert input_normalization.use_fused_kernel(model) == 1
         return model
 
     keras.utils.set_random_seed(0)
