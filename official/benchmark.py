@@ -60,30 +60,28 @@ from official import FROZEN_WEIGHTS_ENV
 from official.errors import UserError
 
 MODES = ("train", "infer")
-# Our sides: the model as `train` trains it (BN on the fused kernel, the default of
-# `--config.runtime.fused_batch_norm`, bfloat16 1x1 convolutions with a MatMul kernel gradient,
-# `--config.runtime.matmul_pointwise_gradient`, bfloat16 ReLUs after additions as an integer
-# select, `--config.runtime.integer_residual_relu`, and swish with a one-pass gradient,
-# `--config.runtime.short_swish_gradient`, and float32 depthwise kernels wider than three columns
-# with their gradient in strips on CPUs with AVX-512,
-# `--config.runtime.strip_depthwise_gradient`, and the input normalization in one XLA pass,
-# `--config.runtime.fused_input_normalization`) and, for inference, as built; training with
-# Keras' own BN layers (the first switch off), with oneDNN's
-# convolution gradient for 1x1 kernels (the second switch off), with TensorFlow's ReLU (the third
-# switch off), with tf.nn.silu's gradient (the fourth switch off), with oneDNN's whole-kernel
-# depthwise gradient (the fifth switch off), with Keras' input normalization (the sixth switch
-# off); as export and predict run it (the inference form:
-# BN folded, swish written out); the folded model in a serving process (oneDNN's weight cache,
+# The training sides that time our training with one of its kernel switches off
+# (config.RuntimeConfig, train_lib.use_training_kernels), and the switch each turns off: Keras'
+# own BN layers, oneDNN's convolution gradient for 1x1 kernels, TensorFlow's bfloat16 ReLU,
+# tf.nn.silu's swish gradient, oneDNN's whole-kernel depthwise gradient, Keras' input
+# normalization.
+SWITCHED_OFF = {
+    "ours_keras_bn": "fused_batch_norm",
+    "ours_conv_gradient": "matmul_pointwise_gradient",
+    "ours_eigen_relu": "integer_residual_relu",
+    "ours_tf_swish_gradient": "short_swish_gradient",
+    "ours_tf_depthwise_gradient": "strip_depthwise_gradient",
+    "ours_keras_normalization": "fused_input_normalization",
+}
+# Our sides: the model as `train` trains it (every switch of train_lib.use_training_kernels as
+# RuntimeConfig sets it by default) and, for inference, as built; training with one switch off
+# (SWITCHED_OFF); as export and predict run it (the inference form: BN folded, swish written
+# out); the folded model in a serving process (oneDNN's weight cache,
 # official.assume_frozen_weights); and without the oneDNN kernels the package turns on
 # (official/__init__.py), TensorFlow's own default on CPUs without AVX-512 VNNI/BF16 or AMX.
 TRAIN_SIDES = (
     "ours",
-    "ours_keras_bn",
-    "ours_conv_gradient",
-    "ours_eigen_relu",
-    "ours_tf_swish_gradient",
-    "ours_tf_depthwise_gradient",
-    "ours_keras_normalization",
+    *SWITCHED_OFF,
     "ours_one_inter_op_thread",
     "ours_without_onednn",
     "keras_fit",
@@ -116,12 +114,7 @@ INFER_SIDES = (
 TIMM_SIDES = ("timm", "timm_tcmalloc")
 OUR_SIDES = (
     "ours",
-    "ours_keras_bn",
-    "ours_conv_gradient",
-    "ours_eigen_relu",
-    "ours_tf_swish_gradient",
-    "ours_tf_depthwise_gradient",
-    "ours_keras_normalization",
+    *SWITCHED_OFF,
     "ours_one_inter_op_thread",
     "ours_folded_bn",
     "ours_serving",
@@ -222,16 +215,8 @@ def _our_model(job: dict):
     import keras
 
     from official import config as config_lib
-    from official.models import (
-        batch_norm,
-        depthwise_gradient,
-        inference,
-        input_normalization,
-        pointwise,
-        registry,
-        residual_relu,
-        swish_gradient,
-    )
+    from official import train_lib
+    from official.models import inference, registry
     from official.training import precision
 
     resolved = precision.set_policy(job["precision"])
@@ -243,24 +228,10 @@ def _our_model(job: dict):
     )
     keras.mixed_precision.set_global_policy("float32")
     training = job["mode"] == "train"
-    if training:
-        runtime = config_lib.RuntimeConfig()  # As `train` runs it by default.
-        if runtime.fused_batch_norm and job["side"] != "ours_keras_bn":
-            batch_norm.use_fused_kernel(model)
-        if runtime.fused_input_normalization and job["side"] != "ours_keras_normalization":
-            input_normalization.use_fused_kernel(model)
-        if runtime.matmul_pointwise_gradient and job["side"] != "ours_conv_gradient":
-            pointwise.use_matmul_gradient(model)
-        if runtime.integer_residual_relu and job["side"] != "ours_eigen_relu":
-            residual_relu.use_integer_select(model)
-        if runtime.short_swish_gradient and job["side"] != "ours_tf_swish_gradient":
-            swish_gradient.use_short_gradient(model)
-        if (
-            runtime.strip_depthwise_gradient
-            and depthwise_gradient.pays_off(precision.cpu_flags())
-            and job["side"] != "ours_tf_depthwise_gradient"
-        ):
-            depthwise_gradient.use_strip_gradient(model)
+    if training:  # As `train` runs it by default, or with the side's switch off.
+        switched_off = SWITCHED_OFF.get(job["side"])
+        runtime = config_lib.RuntimeConfig(**({switched_off: False} if switched_off else {}))
+        train_lib.use_training_kernels(model, runtime)
     elif job["side"] in INFERENCE_FORM_SIDES:  # As `export` writes.
         skip = SERVING_SKIPS.get(job["side"], ())
         model = inference.inference_form(model, skip=skip).model

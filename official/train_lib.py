@@ -388,30 +388,27 @@ def _pruner(config, derived, strategy, model, average, backbone) -> pruning.Prun
         raise config_lib.ConfigError(f"--config.prune.layers={','.join(prune.layers)}: {e}") from e
 
 
-def _hot_path(
-    model: keras.Model, config: config_lib.Config, policy: precision.Precision, replicas: int
-) -> precision.Precision:
+def use_training_kernels(model: keras.Model, runtime: config_lib.RuntimeConfig) -> None:
     """Puts `model` on the kernels training runs: with `runtime.fused_batch_norm`, BN on
-    TensorFlow's fused kernel, with `runtime.matmul_pointwise_gradient` bfloat16 1x1
-    convolutions with a MatMul kernel gradient, with `runtime.integer_residual_relu`
-    bfloat16 ReLUs after additions as an integer select, with `runtime.short_swish_gradient`
-    swish layers with the one-pass (XLA-compiled) gradient, with
-    `runtime.strip_depthwise_gradient` float32 depthwise convolutions wider than 3 columns with
-    a kernel gradient in strips on CPUs where that pays (AVX-512; same variables), with
-    `runtime.fused_input_normalization` the input normalization in one XLA pass; then the
-    per-layer dtypes of `runtime.precision` ("auto" on a bfloat16 CPU times this model, with
-    those kernels, at the per-replica batch). Returns the resolved precision."""
-    if config.runtime.fused_batch_norm:
+    TensorFlow's fused kernel, with `runtime.fused_input_normalization` the input normalization
+    in one XLA pass, with `runtime.matmul_pointwise_gradient` bfloat16 1x1 convolutions with a
+    MatMul kernel gradient, with `runtime.integer_residual_relu` bfloat16 ReLUs after additions
+    as an integer select, with `runtime.short_swish_gradient` swish layers with the one-pass
+    (XLA-compiled) gradient, with `runtime.strip_depthwise_gradient` float32 depthwise
+    convolutions wider than 3 columns with a kernel gradient in strips on CPUs where that pays
+    (AVX-512; same variables). The benchmark (official/benchmark.py) puts its sides on them
+    here too, each ablation side with one switch off."""
+    if runtime.fused_batch_norm:
         batch_norm.use_fused_kernel(model)
-    if config.runtime.fused_input_normalization:
+    if runtime.fused_input_normalization:
         input_normalization.use_fused_kernel(model)
-    if config.runtime.matmul_pointwise_gradient:
+    if runtime.matmul_pointwise_gradient:
         pointwise.use_matmul_gradient(model)
-    if config.runtime.integer_residual_relu:
+    if runtime.integer_residual_relu:
         residual_relu.use_integer_select(model)
-    if config.runtime.short_swish_gradient:
+    if runtime.short_swish_gradient:
         swish_gradient.use_short_gradient(model)
-    if config.runtime.strip_depthwise_gradient:
+    if runtime.strip_depthwise_gradient:
         if depthwise_gradient.pays_off(precision.cpu_flags()):
             depthwise_gradient.use_strip_gradient(model)
         elif depthwise_gradient.wide_layers(model):
@@ -419,6 +416,15 @@ def _hot_path(
                 "depthwise kernel gradients: oneDNN's whole kernels, not strips (no AVX-512: "
                 "its wide kernels are the faster here)"
             )
+
+
+def _hot_path(
+    model: keras.Model, config: config_lib.Config, policy: precision.Precision, replicas: int
+) -> precision.Precision:
+    """Puts `model` on the training kernels (use_training_kernels), then on the per-layer
+    dtypes of `runtime.precision` ("auto" on a bfloat16 CPU times this model, with those
+    kernels, at the per-replica batch). Returns the resolved precision."""
+    use_training_kernels(model, config.runtime)
     train = config.train
     micro_batch = train.batch_size // replicas // max(1, train.gradient_accumulation_steps)
     policy = policy.tuned(model, batch_size=micro_batch)

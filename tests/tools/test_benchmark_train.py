@@ -107,6 +107,31 @@ def test_train_benchmark_writes_its_json_line_and_table(repo):
     assert set(threads.values()) == {None}
 
 
+def test_each_ablation_side_trains_with_exactly_its_switch_off(monkeypatch):
+    """Our training sides put the model on the kernels through train_lib.use_training_kernels,
+    `ours` with RuntimeConfig's defaults and each SWITCHED_OFF side with its one switch off."""
+    import dataclasses
+
+    from official import config as config_lib
+    from official import train_lib
+
+    defaults = dataclasses.asdict(config_lib.RuntimeConfig())
+    assert set(benchmark.SWITCHED_OFF) < set(benchmark.TRAIN_SIDES) & set(benchmark.OUR_SIDES)
+    assert all(defaults[switch] is True for switch in benchmark.SWITCHED_OFF.values())
+    seen = []
+    monkeypatch.setattr(train_lib, "use_training_kernels", lambda model, rt: seen.append(rt))
+    job = dict(
+        model="mobilenet_v2", mode="train", precision="float32", image_size=32,
+        batch_size=4, num_classes=10, width_multiplier=0.35,
+    )  # fmt: skip
+    for side in ("ours", *benchmark.SWITCHED_OFF):
+        benchmark._our_model({**job, "side": side})
+        changed = {k: v for k, v in dataclasses.asdict(seen[-1]).items() if v != defaults[k]}
+        switch = benchmark.SWITCHED_OFF.get(side)
+        assert changed == ({switch: False} if switch else {}), side
+    assert len(seen) == 1 + len(benchmark.SWITCHED_OFF)
+
+
 @pytest.mark.slow  # A TensorFlow process for one error line: the default suite's budget.
 def test_a_bad_flag_is_one_line(repo):
     result = subprocess.run(
